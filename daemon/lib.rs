@@ -1,0 +1,7 @@
+//! sundial: a declarative GitOps scheduler.
+//!
+//! Data flows `source → manifest → validate → reconcile → scheduler → runner → store`;
+//! see `DESIGN.md`. The modules below are public only as far as the integration
+//! tests and the binary need them.
+
+pub mod cli;
