@@ -5,3 +5,4 @@
 //! tests and the binary need them.
 
 pub mod cli;
+pub mod schedule;

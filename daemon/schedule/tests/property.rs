@@ -1,0 +1,118 @@
+//! Property: for random cron expressions, zones and instants, fires strictly increase, each
+//! one's local time matches the expression unless DST moved it, and (for schedules that
+//! follow real time) a minute-by-minute scan of a two-day window finds exactly the same fires.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use proptest::prelude::*;
+
+use super::super::{dst, Cron, DstShift, Schedule, Tz};
+
+const ZONES: [Tz; 9] = [
+    Tz::UTC,
+    Tz::America__New_York,
+    Tz::America__Chicago,
+    Tz::Europe__Berlin,
+    Tz::Europe__Dublin,
+    Tz::Australia__Lord_Howe,
+    Tz::America__Santiago,
+    Tz::Asia__Kolkata,
+    Tz::Asia__Kathmandu,
+];
+
+fn item(min: u32, max: u32) -> impl Strategy<Value = String> {
+    let value = min..=max;
+    prop_oneof![
+        3 => Just("*".to_string()),
+        3 => value.clone().prop_map(|v| v.to_string()),
+        2 => (value.clone(), value.clone()).prop_filter_map("a range", |(a, b)| {
+            (a < b).then(|| format!("{a}-{b}"))
+        }),
+        2 => (1..=(max - min).max(1)).prop_map(|s| format!("*/{s}")),
+        1 => (value.clone(), 1..=(max - min).max(1)).prop_map(|(a, s)| format!("{a}/{s}")),
+        1 => (value.clone(), value, 1u32..=10).prop_filter_map("a stepped range", |(a, b, s)| {
+            (a < b).then(|| format!("{a}-{b}/{s}"))
+        }),
+    ]
+}
+
+fn field(min: u32, max: u32) -> impl Strategy<Value = String> {
+    prop::collection::vec(item(min, max), 1..=3).prop_map(|items| {
+        if items.iter().any(|i| i == "*") {
+            items
+                .into_iter()
+                .find(|i| i.starts_with('*'))
+                .unwrap_or_default()
+        } else {
+            items.join(",")
+        }
+    })
+}
+
+fn expression() -> impl Strategy<Value = String> {
+    (
+        field(0, 59),
+        field(0, 23),
+        field(1, 31),
+        field(1, 12),
+        field(0, 6),
+    )
+        .prop_map(|(m, h, dom, mon, dow)| format!("{m} {h} {dom} {mon} {dow}"))
+}
+
+/// Instants 2000–2040, half of them in months where DST changes somewhere.
+fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let month = prop_oneof![1 => 1u32..=12, 1 => prop::sample::select(vec![3u32, 4, 9, 10, 11])];
+    (2000i32..=2040, month, 1u32..=28, 0i64..86_400).prop_map(|(y, m, d, s)| {
+        let day = NaiveDate::from_ymd_opt(y, m, d).expect("valid date");
+        day.and_hms_opt(0, 0, 0).expect("midnight").and_utc() + Duration::seconds(s)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cron_fires_increase_match_and_miss_nothing(
+        expr in expression(),
+        zone in prop::sample::select(ZONES.to_vec()),
+        day_or in any::<bool>(),
+        after in instant(),
+    ) {
+        let Ok(schedule) = Schedule::cron(&expr, zone, day_or) else {
+            // Only "never fires" may be refused, e.g. 31 in a 30-day month.
+            prop_assert!(expr.contains(' '));
+            return Ok(());
+        };
+        let cron = Cron::parse(&expr).expect("parsed once already");
+        let window_end = after + Duration::days(2);
+        let fires: Vec<_> = schedule
+            .iter_after(after)
+            .take_while(|fire| fire.at <= window_end)
+            .take(5_000)
+            .collect();
+        let mut previous = after;
+        for fire in &fires {
+            prop_assert!(fire.at > previous, "{expr}: {} not after {previous}", fire.at);
+            previous = fire.at;
+            let local = dst::local(zone, fire.at);
+            match fire.shift {
+                None | Some(DstShift::SecondOccurrenceSkipped { .. }) => {
+                    prop_assert!(cron.matches(local, day_or), "{expr} fired at {local} in {zone}");
+                }
+                Some(DstShift::GapMoved { wanted }) => {
+                    prop_assert!(cron.is_fixed_time());
+                    prop_assert!(cron.matches(wanted, day_or));
+                }
+            }
+        }
+        if !cron.is_fixed_time() {
+            let first = (after.timestamp().div_euclid(60) + 1) * 60;
+            let scanned: Vec<DateTime<Utc>> = (0..2 * 24 * 60)
+                .map(|i| DateTime::from_timestamp(first + 60 * i, 0).expect("in range"))
+                .filter(|at| *at <= window_end && cron.matches(dst::local(zone, *at), day_or))
+                .collect();
+            let got: Vec<DateTime<Utc>> = fires.iter().map(|fire| fire.at).collect();
+            prop_assert_eq!(got, scanned, "{} in {} from {}", expr, zone, after);
+        }
+    }
+}
