@@ -213,6 +213,12 @@ impl Cron {
         self.fixed_time
     }
 
+    /// True when `#`/`L` weekdays meet a restricted day-of-month: croniter's OR mode then
+    /// needs the two to coincide somewhere, or it refuses the expression.
+    pub(crate) fn has_nth_weekday_and_day(&self) -> bool {
+        !self.day_star && self.nth.iter().any(|&b| b != 0)
+    }
+
     /// The expression as written (trimmed).
     pub fn source(&self) -> &str {
         &self.source

@@ -72,6 +72,11 @@ pub enum ScheduleError {
          fix the day-of-month, month or day-of-week field"
     )]
     NeverFires { expr: String },
+    #[error(
+        "cron expression {expr:?}: its day-of-month never falls on its `#`/`L` weekday, so \
+         croniter (Prefect) refuses it; write `*` in the day-of-month field"
+    )]
+    NthWeekdayNeverOnDay { expr: String },
     #[error("unknown time zone {name:?}; {}", suggest(.suggestions))]
     UnknownTimezone {
         name: String,
@@ -122,12 +127,17 @@ impl Schedule {
         })?;
         let start = NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
         let until = NaiveDate::from_ymd_opt(2000 + CRON_HORIZON_YEARS, 1, 1);
-        let fires = match (start, until) {
+        let fires = |day_or| match (start, until) {
             (Some(start), Some(until)) => cron.next_wall(start, until, day_or).is_some(),
             _ => false,
         };
-        if !fires {
+        if !fires(day_or) {
             return Err(ScheduleError::NeverFires {
+                expr: expr.to_string(),
+            });
+        }
+        if day_or && cron.has_nth_weekday_and_day() && !fires(false) {
+            return Err(ScheduleError::NthWeekdayNeverOnDay {
                 expr: expr.to_string(),
             });
         }

@@ -1,0 +1,147 @@
+//! `sundial next`: preview the fire times of one schedule given on the command line.
+//!
+//! This is the only place in the schedule path that reads the clock (`--after` defaults to
+//! now). [`print_fires`] renders any [`Schedule`], so a manifest-driven variant can reuse it.
+
+use std::io::{self, Write};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{ArgGroup, ValueEnum};
+
+use crate::schedule::{parse_anchor, parse_interval, parse_timezone, DstShift, Fire, Schedule};
+
+/// Preview when a schedule fires.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("kind").required(true).args(["cron", "interval", "rrule"])))]
+pub struct NextArgs {
+    /// A five-field cron expression (croniter dialect) or @macro.
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Seconds, an ISO 8601 duration (PT10M) or HH:MM:SS.
+    #[arg(long, value_name = "INTERVAL")]
+    pub interval: Option<String>,
+    /// An RFC 5545 rule, e.g. "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0".
+    #[arg(long, value_name = "RRULE")]
+    pub rrule: Option<String>,
+    /// IANA time zone the schedule runs in.
+    #[arg(long, value_name = "TZ", default_value = "UTC")]
+    pub timezone: String,
+    /// With cron: join restricted day-of-month and day-of-week with OR (true) or AND (false).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub day_or: bool,
+    /// Interval anchor or rrule start: RFC 3339, or a wall time in --timezone.
+    #[arg(long, value_name = "T")]
+    pub anchor: Option<String>,
+    /// List fires strictly after this RFC 3339 instant (default: now).
+    #[arg(long, value_name = "T")]
+    pub after: Option<String>,
+    /// How many fires to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub count: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One line per fire: local time, UTC time, and a note when DST moved it.
+    Text,
+    /// A JSON array of RFC 3339 strings in the schedule's timezone.
+    Json,
+}
+
+/// Runs `sundial next`; an error is bad input (exit 2, decided by the caller).
+pub fn run(args: NextArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let schedule = build(&args)?;
+    let after = match &args.after {
+        Some(text) => DateTime::parse_from_rfc3339(text.trim())
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| {
+                anyhow!(
+                    "--after {text:?}: write an RFC 3339 instant such as 2026-03-08T00:00:00-05:00"
+                )
+            })?,
+        None => Utc::now(),
+    };
+    print_fires(&schedule, after, args.count, args.format, out).context("writing the fire times")
+}
+
+fn build(args: &NextArgs) -> anyhow::Result<Schedule> {
+    let tz = parse_timezone(&args.timezone).context("--timezone")?;
+    let anchor = match &args.anchor {
+        Some(_) if args.cron.is_some() => {
+            bail!("--anchor applies to --interval and --rrule; a cron schedule has no anchor")
+        }
+        Some(text) => Some(parse_anchor(text, tz).context("--anchor")?),
+        None => None,
+    };
+    if let Some(expr) = &args.cron {
+        return Schedule::cron(expr, tz, args.day_or).context("--cron");
+    }
+    if let Some(text) = &args.interval {
+        let every = parse_interval(text).context("--interval")?;
+        return Schedule::interval(every, anchor, tz).context("--interval");
+    }
+    if let Some(text) = &args.rrule {
+        // Shells make newlines awkward; accept a literal `\n` between lines too.
+        let text = text.replace("\\n", "\n");
+        return Schedule::rrule(&text, tz, anchor).context("--rrule");
+    }
+    bail!("give one of --cron, --interval or --rrule")
+}
+
+/// Writes the next `count` fires of `schedule` after `after` in `format`.
+pub fn print_fires(
+    schedule: &Schedule,
+    after: DateTime<Utc>,
+    count: usize,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let fires: Vec<Fire> = schedule.iter_after(after).take(count).collect();
+    let tz = schedule.timezone();
+    match format {
+        Format::Json => {
+            let times: Vec<String> = fires
+                .iter()
+                .map(|fire| {
+                    fire.at
+                        .with_timezone(&tz)
+                        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &times)?;
+            writeln!(out)
+        }
+        Format::Text => {
+            for fire in &fires {
+                let local = fire.at.with_timezone(&tz);
+                write!(
+                    out,
+                    "{}  {}",
+                    local.format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
+                    fire.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                )?;
+                match fire.shift {
+                    None => writeln!(out)?,
+                    Some(DstShift::GapMoved { wanted }) => writeln!(
+                        out,
+                        "  (DST: {} does not exist; fired at gap end)",
+                        wanted.format("%H:%M")
+                    )?,
+                    Some(DstShift::SecondOccurrenceSkipped { wall }) => writeln!(
+                        out,
+                        "  (DST: {} occurs twice; fires at the first only)",
+                        wall.format("%H:%M")
+                    )?,
+                }
+            }
+            if fires.len() < count {
+                writeln!(out, "(no more fires: the schedule has ended)")?;
+            }
+            Ok(())
+        }
+    }
+}
