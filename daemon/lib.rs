@@ -5,4 +5,6 @@
 //! tests and the binary need them.
 
 pub mod cli;
+pub mod manifest;
 pub mod schedule;
+pub mod validate;

@@ -1,7 +1,11 @@
-//! The one integration-test binary: drives the built `sundial` binary and the library's
-//! public API. Each area is a module; helpers live in `support`.
+//! The one integration-test binary: every test drives the built `sundial` binary (or the
+//! library's public API) with real files, real git repositories and real tools
+//! (pre-commit, check-jsonschema, croniter). Each area is a module; helpers live in
+//! `support`.
 
 mod support;
 
 mod croniter;
 mod next;
+mod precommit;
+mod validate;

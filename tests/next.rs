@@ -122,3 +122,68 @@ fn usage_errors_exit_2() {
     let stderr = failure_of(&["next", "--cron", "* * * * *", "--interval", "60"], 2);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+#[test]
+fn manifest_schedules_are_previewed_per_deployment() {
+    let project = crate::support::Project::new().file(
+        "prefect.yaml",
+        "deployments:\n  - name: etl\n    entrypoint: flows/etl.py:run\n    schedules:\n      - cron: \"30 2 * * *\"\n        timezone: America/New_York\n        slug: nightly\n  - name: other\n    entrypoint: flows/etl.py:run\n    paused: true\n    schedules:\n      - interval: PT1H\n",
+    );
+    let run = project
+        .run(&[
+            "next",
+            "--manifest",
+            "prefect.yaml",
+            "--after",
+            "2026-03-07T12:00:00Z",
+            "--count",
+            "2",
+            "--format",
+            "json",
+        ])
+        .code(0);
+    assert_eq!(
+        run.json(),
+        serde_json::json!([
+            {"deployment": "etl", "schedule": "nightly", "active": true,
+             "fires": ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]},
+            {"deployment": "other", "schedule": run.json()[1]["schedule"], "active": false,
+             "fires": ["2026-03-07T13:00:00+00:00", "2026-03-07T14:00:00+00:00"]}
+        ])
+    );
+    let text = project
+        .run(&[
+            "next",
+            "--manifest",
+            "prefect.yaml",
+            "--deployment",
+            "etl",
+            "--after",
+            "2026-03-07T12:00:00Z",
+            "--count",
+            "1",
+        ])
+        .code(0)
+        .stdout;
+    assert_eq!(
+        text,
+        "etl · cron 30 2 * * * (America/New_York) · id nightly\n\
+         2026-03-08 03:00:00 EDT (-04:00)  2026-03-08T07:00:00Z  (DST: 02:30 does not exist; fired at gap end)\n\n"
+    );
+    project
+        .run(&["next", "--manifest", "prefect.yaml", "--deployment", "nope"])
+        .code(2)
+        .stderr_has("no deployment `nope`");
+}
+
+#[test]
+fn an_invalid_manifest_is_refused_with_the_first_error() {
+    let project = crate::support::Project::new().file(
+        "prefect.yaml",
+        "deployments:\n  - name: etl\n    entrypoint: a.py:f\n    retries: -1\n",
+    );
+    project
+        .run(&["next", "--manifest", "prefect.yaml"])
+        .code(2)
+        .stderr_has("prefect.yaml:4:14: must be at least 0");
+}

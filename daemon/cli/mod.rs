@@ -1,6 +1,10 @@
 //! The command line: one file per subcommand; exit codes are decided here and nowhere else.
+//! A subcommand returns its exit code or an error; an error is printed once, here, and
+//! means exit 2 (usage, input or I/O problem), as DESIGN.md's command table says.
 
-pub mod next;
+mod next;
+mod schema;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -16,26 +20,29 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Preview the next fire times of a cron, interval or rrule schedule.
+    /// Check manifests against the schema and sundial's rules; reports every problem.
+    Validate(validate::ValidateArgs),
+    /// Preview the next fire times of a cron, interval or rrule schedule, or of a manifest's.
     Next(next::NextArgs),
+    /// Print the manifest JSON Schema.
+    Schema,
 }
 
-/// Bad input: a flag's value could not be used (clap's own usage errors are also 2).
+/// Bad input: a flag's value or a file could not be used (clap's usage errors are also 2).
 const EXIT_BAD_INPUT: u8 = 2;
 
-/// Runs a parsed command line and returns the process exit code. Errors are printed here,
-/// once.
+/// Runs a parsed command line and returns the process exit code.
 pub fn run(args: Args) -> ExitCode {
-    match args.command {
-        Command::Next(next_args) => {
-            let stdout = std::io::stdout();
-            match next::run(next_args, &mut stdout.lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::from(EXIT_BAD_INPUT)
-                }
-            }
+    let outcome = match args.command {
+        Command::Validate(a) => validate::run(&a),
+        Command::Next(a) => next::run(a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS),
+        Command::Schema => schema::run(),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `sundial next`: preview the fire times of one schedule given on the command line.
+//! `sundial next`: preview the fire times of one schedule given on the command line, or
+//! of every schedule in a manifest (`--manifest FILE [--deployment NAME]`).
 //!
 //! This is the only place in the schedule path that reads the clock (`--after` defaults to
 //! now). [`print_fires`] renders any [`Schedule`], so a manifest-driven variant can reuse it.
@@ -10,10 +11,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{ArgGroup, ValueEnum};
 
 use crate::schedule::{parse_anchor, parse_interval, parse_timezone, DstShift, Fire, Schedule};
+use crate::validate::{self, SourceFile};
 
 /// Preview when a schedule fires.
 #[derive(Debug, clap::Args)]
-#[command(group(ArgGroup::new("kind").required(true).args(["cron", "interval", "rrule"])))]
+#[command(group(ArgGroup::new("kind").required(true).args(["cron", "interval", "rrule", "manifest"])))]
 pub struct NextArgs {
     /// A five-field cron expression (croniter dialect) or @macro.
     #[arg(long, value_name = "EXPR")]
@@ -24,6 +26,12 @@ pub struct NextArgs {
     /// An RFC 5545 rule, e.g. "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0".
     #[arg(long, value_name = "RRULE")]
     pub rrule: Option<String>,
+    /// Preview the schedules of this manifest file instead (it must validate).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<std::path::PathBuf>,
+    /// With --manifest: only this deployment.
+    #[arg(long, value_name = "NAME", requires = "manifest")]
+    pub deployment: Option<String>,
     /// IANA time zone the schedule runs in.
     #[arg(long, value_name = "TZ", default_value = "UTC")]
     pub timezone: String,
@@ -54,7 +62,6 @@ pub enum Format {
 
 /// Runs `sundial next`; an error is bad input (exit 2, decided by the caller).
 pub fn run(args: NextArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let schedule = build(&args)?;
     let after = match &args.after {
         Some(text) => DateTime::parse_from_rfc3339(text.trim())
             .map(|at| at.with_timezone(&Utc))
@@ -65,7 +72,100 @@ pub fn run(args: NextArgs, out: &mut impl Write) -> anyhow::Result<()> {
             })?,
         None => Utc::now(),
     };
+    if let Some(path) = &args.manifest {
+        return manifest(path, args.deployment.as_deref(), after, &args, out);
+    }
+    let schedule = build(&args)?;
     print_fires(&schedule, after, args.count, args.format, out).context("writing the fire times")
+}
+
+/// Previews every schedule of a manifest's deployments (or of one of them).
+fn manifest(
+    path: &std::path::Path,
+    only: Option<&str>,
+    after: DateTime<Utc>,
+    args: &NextArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("--manifest: cannot read `{}`", path.display()))?;
+    let display = path.to_string_lossy().into_owned();
+    let file = SourceFile {
+        display: display.clone(),
+        repo_path: display.clone(),
+        bytes,
+    };
+    let validation = validate::validate(std::slice::from_ref(&file));
+    let outcome = &validation.files[0];
+    let Some(deployments) = &outcome.deployments else {
+        let first = outcome
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message));
+        bail!(
+            "--manifest: `{display}` is not valid ({}); run `sundial validate {display}` for every error",
+            first.unwrap_or_default()
+        );
+    };
+    let chosen: Vec<_> = deployments
+        .iter()
+        .filter(|d| only.is_none_or(|name| d.name == name))
+        .collect();
+    if let (Some(name), true) = (only, chosen.is_empty()) {
+        let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+        bail!(
+            "--deployment: no deployment `{name}` in `{display}` (it has: {})",
+            names.join(", ")
+        );
+    }
+    match args.format {
+        Format::Json => {
+            let mut entries = Vec::new();
+            for d in &chosen {
+                for s in &d.schedules {
+                    let tz = s.schedule.timezone();
+                    let fires: Vec<String> = s
+                        .schedule
+                        .iter_after(after)
+                        .take(args.count)
+                        .map(|f| {
+                            f.at.with_timezone(&tz)
+                                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+                        })
+                        .collect();
+                    entries.push(serde_json::json!({
+                        "deployment": d.name,
+                        "schedule": s.id,
+                        "active": s.active && !d.paused,
+                        "fires": fires,
+                    }));
+                }
+            }
+            serde_json::to_writer_pretty(&mut *out, &entries)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            for d in &chosen {
+                if d.schedules.is_empty() {
+                    writeln!(out, "{}: no schedules (runs only when triggered)\n", d.name)?;
+                }
+                for s in &d.schedules {
+                    let state = if d.paused {
+                        "  [paused: slots are recorded Skipped]"
+                    } else if !s.active {
+                        "  [inactive: slots are recorded Skipped]"
+                    } else {
+                        ""
+                    };
+                    writeln!(out, "{} · {} · id {}{state}", d.name, s.description, s.id)?;
+                    print_fires(&s.schedule, after, args.count, Format::Text, out)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build(args: &NextArgs) -> anyhow::Result<Schedule> {

@@ -1,10 +1,150 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: a builder for a temporary project, the built
+//! binary, and external tools that the test command installs.
 
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A `Command` for the `sundial` binary under test.
+/// The `sundial` binary cargo built for this test run.
 pub fn sundial() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sundial"))
+}
+
+/// A temporary directory holding files a test writes.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    #[track_caller]
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `text` at `rel` (creating directories); returns self for chaining.
+    #[track_caller]
+    pub fn file(self, rel: &str, text: &str) -> Project {
+        self.write(rel, text.as_bytes());
+        self
+    }
+
+    #[track_caller]
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create directories");
+        std::fs::write(&path, bytes).expect("write a file");
+        path
+    }
+
+    /// Runs `sundial ARGS` in the project directory.
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = sundial()
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("run sundial");
+        Run::from(output)
+    }
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(self, expected: i32) -> Run {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Finds an external tool the test command installs; fails the test with the fix when it
+/// is missing, so a machine without it cannot pass by skipping.
+#[track_caller]
+pub fn require_tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| panic!("`{name}` is not installed; run `./scripts/test.sh`, which installs what the tests need"))
+}
+
+/// A `git` command with a fixed identity, for test repositories.
+pub fn git(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "sundial test")
+        .env("GIT_AUTHOR_EMAIL", "test@sundial.invalid")
+        .env("GIT_COMMITTER_NAME", "sundial test")
+        .env("GIT_COMMITTER_EMAIL", "test@sundial.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir);
+    cmd
+}
+
+/// Runs a git command and insists that it succeeds.
+#[track_caller]
+pub fn git_ok(dir: &Path, args: &[&str]) {
+    let out = git(dir).args(args).output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `sundial` with `args`, returning its output whatever the exit code.

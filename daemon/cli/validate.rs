@@ -1,0 +1,138 @@
+//! `sundial validate [PATH]...`: checks manifests the way the daemon will, for people
+//! (human), programs (json) and pull requests (github). Exit 0 valid (warnings allowed),
+//! 1 invalid, 2 when the files cannot be found or read.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+
+use crate::manifest::discover;
+use crate::validate::{self, render, SourceFile};
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Files or directories to check (directories are searched for *.yaml and *.yml,
+    /// skipping hidden ones). Default: `prefect.yaml` files and `deployments/**` under `.`.
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        let found = walk(Path::new("."), &|rel| discover::is_default_manifest(rel))?;
+        if found.is_empty() {
+            bail!("no manifests found under `.` (looked for prefect.yaml and deployments/**/*.yaml); pass the files to check");
+        }
+        found
+    } else {
+        let mut found = Vec::new();
+        for path in &args.paths {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            if meta.is_dir() {
+                found.extend(walk(path, &|rel| discover::is_yaml(rel))?);
+            } else {
+                found.push(path.clone());
+            }
+        }
+        found
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        files.push(SourceFile {
+            display: display(&path),
+            repo_path: repo_path(&path),
+            bytes,
+        });
+    }
+    let validation = validate::validate(&files);
+    let text = match args.format {
+        Format::Human => {
+            let sources: HashMap<String, String> = files
+                .iter()
+                .map(|f| {
+                    (
+                        f.display.clone(),
+                        String::from_utf8_lossy(&f.bytes).into_owned(),
+                    )
+                })
+                .collect();
+            render::human(&validation, &sources)
+        }
+        Format::Json => render::json(&validation),
+        Format::Github => render::github(&validation),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(if validation.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Files under `root` (hidden entries skipped) whose root-relative path passes `keep`,
+/// sorted so output and duplicate-name errors are deterministic.
+fn walk(root: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list `{}`", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name == "target" || name == "node_modules" {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                if keep(&rel) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn display(path: &Path) -> String {
+    let text = path.to_string_lossy().replace('\\', "/");
+    text.strip_prefix("./").map(str::to_string).unwrap_or(text)
+}
+
+/// The path relative to the enclosing git repository (the nearest parent with `.git`),
+/// or relative to the current directory when there is none.
+fn repo_path(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut dir = absolute.parent();
+    while let Some(d) = dir {
+        if d.join(".git").exists() {
+            if let Ok(rel) = absolute.strip_prefix(d) {
+                return rel.to_string_lossy().replace('\\', "/");
+            }
+        }
+        dir = d.parent();
+    }
+    display(path)
+}

@@ -1,0 +1,170 @@
+//! What a manifest file says, before anyone has judged it.
+//!
+//! [`yaml`] turns bytes into a tree of spanned nodes; this module adds the lookups the
+//! checks need (by JSON Pointer, as JSON for the schema) and [`model`] is the raw serde
+//! view of a deployment. Nothing here decides what is valid: that is `validate`'s job, and
+//! only `validate` builds the trusted `DesiredState`.
+
+pub mod discover;
+pub mod model;
+pub mod yaml;
+
+use serde_json::{Map, Number, Value as Json};
+
+pub use yaml::{Entry, Node, Pos, Span, Value};
+
+impl Node {
+    /// The value of `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    /// The entry of `key` (with the key's own span) when this node is a mapping.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key),
+            _ => None,
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        match &self.value {
+            Value::Map(entries) => entries,
+            _ => &[],
+        }
+    }
+
+    pub fn items(&self) -> &[Node] {
+        match &self.value {
+            Value::Seq(items) => items,
+            _ => &[],
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+
+    /// Whether the node says nothing: null, an empty list or mapping, or a mapping whose
+    /// values all say nothing (what `prefect init` leaves behind).
+    pub fn is_placeholder(&self) -> bool {
+        match &self.value {
+            Value::Null => true,
+            Value::Seq(items) => items.is_empty(),
+            Value::Map(entries) => entries.iter().all(|e| e.value.is_placeholder()),
+            _ => false,
+        }
+    }
+
+    /// The node a JSON Pointer (RFC 6901) names, if it exists.
+    pub fn at(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for token in pointer_tokens(pointer) {
+            node = match &node.value {
+                Value::Map(entries) => &entries.iter().find(|e| e.key == token)?.value,
+                Value::Seq(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// The span to point at for a pointer: the key for a mapping entry when `at_key` (an
+    /// unknown or misplaced key), else the value; falls back to the nearest existing parent.
+    pub fn span_of(&self, pointer: &str, at_key: bool) -> Span {
+        if at_key {
+            if let Some((parent, last)) = split_pointer(pointer) {
+                if let Some(entry) = self.at(&parent).and_then(|p| p.entry(&last)) {
+                    return entry.key_span;
+                }
+            }
+        }
+        let mut pointer = pointer.to_string();
+        loop {
+            if let Some(node) = self.at(&pointer) {
+                return node.span;
+            }
+            match split_pointer(&pointer) {
+                Some((parent, _)) => pointer = parent,
+                None => return self.span,
+            }
+        }
+    }
+
+    /// The node as JSON, for the schema and for serde. Non-finite floats, which JSON cannot
+    /// hold, become strings so the schema reports them as the wrong type.
+    pub fn to_json(&self) -> Json {
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(b.value),
+            Value::Int(i) => Json::Number((*i).into()),
+            Value::Float(f) => {
+                Number::from_f64(*f).map_or_else(|| Json::String(f.to_string()), Json::Number)
+            }
+            Value::Str { text, .. } => Json::String(text.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => {
+                let mut map = Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), e.value.to_json());
+                }
+                Json::Object(map)
+            }
+        }
+    }
+}
+
+/// Escapes one reference token of a JSON Pointer.
+pub fn escape_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// `base` + `/token`, escaped.
+pub fn pointer(base: &str, token: impl std::fmt::Display) -> String {
+    format!("{base}/{}", escape_token(&token.to_string()))
+}
+
+fn pointer_tokens(pointer: &str) -> impl Iterator<Item = String> + '_ {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+}
+
+/// Splits a pointer into its parent and its last (unescaped) token.
+pub fn split_pointer(pointer: &str) -> Option<(String, String)> {
+    let cut = pointer.rfind('/')?;
+    let last = pointer[cut + 1..].replace("~1", "/").replace("~0", "~");
+    Some((pointer[..cut].to_string(), last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_find_nodes_and_keys() {
+        let root = yaml::load(b"deployments:\n  - name: a\n    a/b: 1\n")
+            .root
+            .unwrap();
+        assert_eq!(
+            root.at("/deployments/0/name").unwrap().span.start,
+            Pos {
+                line: 2,
+                column: 11
+            }
+        );
+        assert_eq!(
+            root.span_of("/deployments/0/a~1b", true).start,
+            Pos { line: 3, column: 5 }
+        );
+        assert_eq!(
+            root.span_of("/deployments/0/missing", false).start,
+            Pos { line: 2, column: 5 }
+        );
+        assert_eq!(
+            root.to_json(),
+            serde_json::json!({"deployments": [{"name": "a", "a/b": 1}]})
+        );
+    }
+}

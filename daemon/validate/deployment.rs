@@ -1,0 +1,478 @@
+//! Semantic checks of one deployment, beyond what the schema can say, and the building
+//! of its trusted [`Deployment`]. Every problem is reported (none stops the others); the
+//! deployment is built only if this deployment had no error.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::model::{RawConcurrency, RawDeployment, RawRetryDelay, RawSchedule};
+use crate::manifest::{pointer, Node};
+use crate::schedule::{self, Schedule, Tz};
+
+use super::desired::{Concurrency, Deployment, Launch, PlannedSchedule};
+use super::diagnostic::Code;
+use super::paths::resolve_inside;
+use super::pull;
+use super::report::FileReport;
+
+/// Default for `late_grace_seconds` (like Quartz's misfire threshold).
+const DEFAULT_LATE_GRACE: f64 = 60.0;
+
+/// What a deployment check needs to know about its file.
+pub struct Context<'a> {
+    pub project_root: &'a str,
+    pub repo_path: &'a str,
+    /// The top-level `pull` steps (checked once), used unless the deployment has its own.
+    pub top_pulled: Option<&'a pull::Pulled>,
+}
+
+/// Checks the deployment at `at` (its raw form read with wrong values nulled) and builds it.
+pub fn check(
+    report: &mut FileReport<'_>,
+    ctx: &Context<'_>,
+    node: &Node,
+    at: &str,
+    raw: RawDeployment,
+) -> Option<Deployment> {
+    let errors_before = report.diagnostics.iter().filter(|d| d.is_error()).count();
+    let name = match raw.name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => {
+            if !report.has_error_under(&pointer(at, "name")) {
+                report.error(
+                    &pointer(at, "name"),
+                    false,
+                    Code::MissingName,
+                    "a deployment needs a `name`",
+                    Some("add `name: my-deployment` (unique across all manifest files)".into()),
+                );
+            }
+            String::new()
+        }
+    };
+
+    let jobs = raw
+        .work_pool
+        .as_ref()
+        .and_then(|w| w.job_variables.clone())
+        .unwrap_or_default();
+    let jv = format!("{at}/work_pool/job_variables");
+    let launch = launch(
+        report,
+        at,
+        &jv,
+        raw.entrypoint.as_deref(),
+        jobs.command.as_deref(),
+    );
+
+    let pulled = match node.get("pull").filter(|p| !p.is_null()) {
+        Some(steps) => pull::check(report, steps, &pointer(at, "pull"), ctx.project_root),
+        None => ctx.top_pulled.cloned().unwrap_or_else(|| pull::Pulled {
+            steps: Vec::new(),
+            directory: ctx.project_root.to_string(),
+        }),
+    };
+
+    let working_dir = match jobs.working_dir.as_deref() {
+        Some(dir) => {
+            match resolve_inside(&pulled.directory, dir) {
+                Some(resolved) => resolved,
+                None => {
+                    report.error(
+                    &format!("{jv}/working_dir"),
+                    false,
+                    Code::WorkingDir,
+                    format!("working_dir `{dir}` leaves the checkout"),
+                    Some("give a path relative to the project root that stays inside the repository".into()),
+                );
+                    String::new()
+                }
+            }
+        }
+        None => pulled.directory.clone(),
+    };
+
+    let env = env(report, &format!("{jv}/env"), jobs.env.as_ref());
+    let parameters = raw.parameters.clone().unwrap_or_default();
+    let mut schedules = Vec::new();
+    let raw_schedules = schedules_of(report, at, &raw);
+    for (sched_at, raw_schedule) in &raw_schedules {
+        if let Some(planned) = planned_schedule(report, sched_at, raw_schedule) {
+            schedules.push(planned);
+        }
+    }
+    let parameter_schema = parameter_schema(report, at, &raw, &parameters, &raw_schedules);
+
+    if raw.is_schedule_active == Some(false) {
+        report.error(
+            &pointer(at, "is_schedule_active"),
+            true,
+            Code::MisplacedKey,
+            "`is_schedule_active: false` is Prefect 2's way to pause",
+            Some("write `paused: true` instead".into()),
+        );
+    } else if raw.is_schedule_active == Some(true) {
+        report.warning(
+            &pointer(at, "is_schedule_active"),
+            true,
+            Code::IgnoredKey,
+            "`is_schedule_active: true` is the default and is ignored",
+            None,
+        );
+    }
+
+    let concurrency = raw.concurrency_limit.as_ref().map(|c| match c {
+        RawConcurrency::Limit(limit) => Concurrency {
+            limit: *limit,
+            strategy: Default::default(),
+        },
+        RawConcurrency::Full {
+            limit,
+            collision_strategy,
+        } => Concurrency {
+            limit: *limit,
+            strategy: collision_strategy.unwrap_or_default(),
+        },
+    });
+    let retry_delays = match &raw.retry_delay_seconds {
+        None => vec![Duration::ZERO],
+        Some(RawRetryDelay::One(s)) => vec![Duration::from_secs_f64(*s)],
+        Some(RawRetryDelay::PerAttempt(list)) if list.iter().all(Option::is_none) => {
+            vec![Duration::ZERO]
+        }
+        Some(RawRetryDelay::PerAttempt(list)) => list
+            .iter()
+            .flatten()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect(),
+    };
+
+    let errors_after = report.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors_after > errors_before || report.has_error_under(at) {
+        return None;
+    }
+    Some(Deployment {
+        name,
+        file: ctx.repo_path.to_string(),
+        project_root: ctx.project_root.to_string(),
+        description: raw.description,
+        tags: raw
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| scalar_text(&t))
+            .collect(),
+        version: raw.version.as_ref().map(scalar_text),
+        launch: launch?,
+        parameters,
+        parameter_schema,
+        pull: pulled.steps,
+        working_dir,
+        env,
+        stream_output: jobs.stream_output.unwrap_or(false),
+        python: jobs.python,
+        schedules,
+        paused: raw.paused.unwrap_or(false),
+        concurrency,
+        timeout: raw.timeout_seconds.map(Duration::from_secs_f64),
+        retries: raw.retries.unwrap_or(0),
+        retry_delays,
+        catchup: raw.catchup.unwrap_or_default(),
+        late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
+    })
+}
+
+fn launch(
+    report: &mut FileReport<'_>,
+    at: &str,
+    jv: &str,
+    entrypoint: Option<&str>,
+    command: Option<&str>,
+) -> Option<Launch> {
+    if let Some(command) = command {
+        return match shell_words::split(command) {
+            Ok(argv) if !argv.is_empty() => Some(Launch::Command(argv)),
+            Ok(_) => {
+                report.error(
+                    &format!("{jv}/command"),
+                    false,
+                    Code::InvalidCommand,
+                    "`command` is empty",
+                    Some("give the program and its arguments, e.g. `python -m etl.main`".into()),
+                );
+                None
+            }
+            Err(e) => {
+                report.error(
+                    &format!("{jv}/command"),
+                    false,
+                    Code::InvalidCommand,
+                    format!("`command` cannot be split into words: {e}"),
+                    Some("close the quote; sundial splits the command like a POSIX shell but runs no shell".into()),
+                );
+                None
+            }
+        };
+    }
+    match entrypoint.map(str::trim) {
+        Some(entry) if !entry.is_empty() => {
+            if let Some((_, func)) = entry.rsplit_once(':') {
+                if !is_identifier(func) {
+                    report.error(
+                        &pointer(at, "entrypoint"),
+                        false,
+                        Code::NoEntrypoint,
+                        format!("entrypoint `{entry}` does not end in a function name"),
+                        Some(
+                            "write `path/to/file.py:function` or `package.module:function`".into(),
+                        ),
+                    );
+                    return None;
+                }
+            }
+            Some(Launch::Entrypoint(entry.to_string()))
+        }
+        _ => {
+            report.error(
+                at,
+                false,
+                Code::NoEntrypoint,
+                "this deployment has neither `entrypoint` nor `work_pool.job_variables.command`, so there is nothing to run",
+                Some("add `entrypoint: path/to/file.py:function`".into()),
+            );
+            None
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+fn env(
+    report: &mut FileReport<'_>,
+    at: &str,
+    env: Option<&Map<String, Json>>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in env.into_iter().flatten() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            report.error(
+                &pointer(at, key),
+                true,
+                Code::InvalidEnv,
+                format!("`{key}` is not a valid environment variable name"),
+                Some("use letters, digits and `_`".into()),
+            );
+            continue;
+        }
+        out.push((key.clone(), scalar_text(value)));
+    }
+    out
+}
+
+/// A scalar as the text a process would see (`true`, `42`, `1.5`, the string itself).
+fn scalar_text(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The deployment's schedules with their pointers: `schedules`, or the legacy `schedule`.
+fn schedules_of(
+    report: &mut FileReport<'_>,
+    at: &str,
+    raw: &RawDeployment,
+) -> Vec<(String, RawSchedule)> {
+    let list: Vec<(String, RawSchedule)> = raw
+        .schedules
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, s)| s.clone().map(|s| (format!("{at}/schedules/{i}"), s)))
+        .collect();
+    let legacy = raw.schedule.clone().filter(|s| !s.is_empty());
+    match legacy {
+        Some(_) if raw.schedules.as_ref().is_some_and(|s| !s.is_empty()) => {
+            report.error(
+                &pointer(at, "schedule"),
+                true,
+                Code::ScheduleConflict,
+                "both `schedule` and `schedules` are given",
+                Some("move the single `schedule` into the `schedules` list".into()),
+            );
+            list
+        }
+        Some(single) => vec![(pointer(at, "schedule"), single)],
+        None => list,
+    }
+}
+
+fn planned_schedule(
+    report: &mut FileReport<'_>,
+    at: &str,
+    raw: &RawSchedule,
+) -> Option<PlannedSchedule> {
+    let tz = match raw.timezone.as_deref() {
+        None => Tz::UTC,
+        Some(name) => match schedule::parse_timezone(name) {
+            Ok(tz) => tz,
+            Err(e) => {
+                report.error(
+                    &pointer(at, "timezone"),
+                    false,
+                    Code::InvalidTimezone,
+                    e.to_string(),
+                    Some("use an IANA name such as `America/Chicago` or `UTC`".into()),
+                );
+                return None;
+            }
+        },
+    };
+    let anchor = match raw.anchor_date.as_deref() {
+        None => None,
+        Some(text) => match schedule::parse_anchor(text, tz) {
+            Ok(anchor) => Some(anchor),
+            Err(e) => {
+                report.error(&pointer(at, "anchor_date"), false, Code::InvalidAnchor, e.to_string(), Some("write `2026-01-01T09:00:00` (a wall time in `timezone`) or an RFC 3339 instant".into()));
+                return None;
+            }
+        },
+    };
+    let day_or = raw.day_or.unwrap_or(true);
+    let (kind, expression, built) = if let Some(expr) = &raw.cron {
+        (
+            "cron",
+            expr.clone(),
+            Schedule::cron(expr, tz, day_or).map_err(|e| {
+                let code = match e {
+                    schedule::ScheduleError::NeverFires { .. } => Code::NeverFires,
+                    _ => Code::InvalidCron,
+                };
+                (code, "cron", e.to_string())
+            }),
+        )
+    } else if let Some(interval) = &raw.interval {
+        let text = interval.as_text();
+        let built = schedule::parse_interval(&text)
+            .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
+            .and_then(|every| {
+                Schedule::interval(every, anchor, tz)
+                    .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
+            });
+        ("interval", text, built)
+    } else if let Some(rule) = &raw.rrule {
+        (
+            "rrule",
+            rule.clone(),
+            Schedule::rrule(rule, tz, anchor)
+                .map_err(|e| (Code::InvalidRrule, "rrule", e.to_string())),
+        )
+    } else {
+        return None;
+    };
+    let schedule = match built {
+        Ok(schedule) => schedule,
+        Err((code, field, message)) => {
+            report.error(&pointer(at, field), false, code, message, None);
+            return None;
+        }
+    };
+    let id = match raw.slug.as_deref().map(str::trim) {
+        Some(slug) if !slug.is_empty() => slug.to_string(),
+        _ => {
+            let identity = format!(
+                "{kind}\0{expression}\0{tz}\0{day_or}\0{}",
+                raw.anchor_date.as_deref().unwrap_or_default()
+            );
+            let digest = Sha256::digest(identity.as_bytes());
+            let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            format!("{kind}-{hex}")
+        }
+    };
+    Some(PlannedSchedule {
+        id,
+        description: format!("{kind} {expression} ({tz})"),
+        schedule,
+        active: raw.active.unwrap_or(true),
+        parameters: raw.parameters.clone().unwrap_or_default(),
+    })
+}
+
+/// Checks the defaults and every schedule's merged parameters against
+/// `parameter_openapi_schema`; returns the schema when enforcement is on.
+fn parameter_schema(
+    report: &mut FileReport<'_>,
+    at: &str,
+    raw: &RawDeployment,
+    defaults: &Map<String, Json>,
+    schedules: &[(String, RawSchedule)],
+) -> Option<Json> {
+    let schema = raw.parameter_openapi_schema.clone()?;
+    if !raw.enforce_parameter_schema.unwrap_or(true) {
+        return None;
+    }
+    let validator = match jsonschema::validator_for(&schema) {
+        Ok(v) => v,
+        Err(e) => {
+            report.error(
+                &pointer(at, "parameter_openapi_schema"),
+                false,
+                Code::ParameterSchema,
+                format!("not a valid JSON Schema: {e}"),
+                None,
+            );
+            return None;
+        }
+    };
+    let mut sets = vec![(pointer(at, "parameters"), None, defaults.clone())];
+    for (sched_at, s) in schedules {
+        if let Some(overrides) = &s.parameters {
+            let mut merged = defaults.clone();
+            merged.extend(overrides.clone());
+            sets.push((pointer(sched_at, "parameters"), Some(overrides), merged));
+        }
+    }
+    let mut seen = Vec::new();
+    for (set_at, overrides, merged) in sets {
+        let instance = Json::Object(merged);
+        for error in validator.iter_errors(&instance) {
+            let path = error.instance_path().as_str().to_string();
+            let first_key = path
+                .split('/')
+                .nth(1)
+                .unwrap_or_default()
+                .replace("~1", "/")
+                .replace("~0", "~");
+            // Point at the override when the schedule set the value, else at the default.
+            let base = match overrides {
+                Some(o) if o.contains_key(&first_key) => set_at.clone(),
+                _ => pointer(at, "parameters"),
+            };
+            let where_ = format!("{base}{path}");
+            let message = format!(
+                "parameter {}{}",
+                if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("`{}` ", &path[1..])
+                },
+                error
+            );
+            if seen.contains(&(where_.clone(), message.clone())) {
+                continue;
+            }
+            seen.push((where_.clone(), message.clone()));
+            let help = overrides.map(|_| {
+                format!("checked after merging the overrides at {set_at} into the defaults")
+            });
+            report.error(&where_, false, Code::Parameters, message, help);
+        }
+    }
+    Some(schema)
+}

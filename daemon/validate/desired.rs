@@ -1,0 +1,93 @@
+//! The trusted view of what is committed: only `validate` builds these, and `reconcile`,
+//! `scheduler` and `runner` accept nothing else. Every value here has passed its checks,
+//! so downstream code never re-validates (ripgrep's low-args → high-args split).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+pub use crate::manifest::model::{Catchup, CollisionStrategy};
+use crate::schedule::Schedule;
+
+/// Every valid deployment of a commit (or of the files given to `sundial validate`).
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    pub deployments: Vec<Deployment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub name: String,
+    /// The manifest file it came from, relative to the repository root.
+    pub file: String,
+    /// The directory `prefect deploy` would run in, relative to the repository root
+    /// ("" for the root itself).
+    pub project_root: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub version: Option<String>,
+    pub launch: Launch,
+    /// Default parameters (a JSON object).
+    pub parameters: Map<String, Json>,
+    /// Checked against every merged parameter set when present (enforcement on).
+    pub parameter_schema: Option<Json>,
+    pub pull: Vec<PullStep>,
+    /// Directory the process starts in, relative to the repository root.
+    pub working_dir: String,
+    pub env: Vec<(String, String)>,
+    pub stream_output: bool,
+    pub python: Option<String>,
+    pub schedules: Vec<PlannedSchedule>,
+    pub paused: bool,
+    pub concurrency: Option<Concurrency>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    /// Delay before attempt i+1 is `retry_delays[min(i, len-1)]`; never empty.
+    pub retry_delays: Vec<Duration>,
+    pub catchup: Catchup,
+    pub late_grace: Duration,
+}
+
+/// How the process is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// `job_variables.command`, already split into argv (no shell).
+    Command(Vec<String>),
+    /// `path/file.py:func`, `package.module:func`, an executable path or `module.function`.
+    Entrypoint(String),
+}
+
+/// A pull step sundial performs before each attempt (ignored steps are not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullStep {
+    /// `pip_install_requirements`: the requirements file, relative to the repository root.
+    PipInstall {
+        requirements: String,
+        directory: String,
+    },
+    /// `run_shell_script`: each line already split into argv.
+    Script {
+        lines: Vec<Vec<String>>,
+        directory: String,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// One schedule of a deployment, with the identity its slots are keyed by.
+#[derive(Debug, Clone)]
+pub struct PlannedSchedule {
+    /// `slug`, else a stable hash of what the schedule means (never its list position).
+    pub id: String,
+    /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
+    pub description: String,
+    pub schedule: Schedule,
+    pub active: bool,
+    /// This schedule's parameter overrides.
+    pub parameters: Map<String, Json>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    pub limit: u32,
+    pub strategy: CollisionStrategy,
+}

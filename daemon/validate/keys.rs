@@ -1,0 +1,248 @@
+//! Which keys are honoured, which are Prefect's and ignored with a warning, and which are
+//! mistakes. Prefect ignores unknown keys, so a typo (`schedulez`) silently never runs;
+//! in a GitOps repository with pre-commit that must fail, pointing at the right place.
+//!
+//! Policy (DESIGN.md "Keys"): on a deployment, `work_pool`, schedule entry or
+//! `concurrency_limit`, any key outside the lists is an error (with the right place when
+//! it is misplaced, else a did-you-mean). At the top level and in `job_variables`, which
+//! legitimately hold other tools' keys, only a near miss of a known key is an error.
+
+use crate::manifest::{pointer, Node};
+
+use super::diagnostic::Code;
+use super::report::FileReport;
+
+/// One kind of mapping and its vocabulary.
+pub struct Place {
+    what: &'static str,
+    honoured: &'static [&'static str],
+    /// Prefect knows these; sundial accepts them and says it ignores them.
+    ignored: &'static [(&'static str, &'static str)],
+    /// Keys people put here that belong elsewhere, with where.
+    misplaced: &'static [(&'static str, &'static str)],
+    /// Whether other keys are allowed (with a warning) unless they look like typos.
+    open: bool,
+}
+
+pub const TOP: Place = Place {
+    what: "the top level",
+    honoured: &["name", "prefect-version", "pull", "deployments"],
+    ignored: &[
+        ("build", "sundial runs no build steps"),
+        ("push", "sundial runs no push steps"),
+        ("definitions", "it only holds YAML anchors"),
+    ],
+    misplaced: &[
+        ("deployment", "`deployments:` (a list)"),
+        ("schedules", "a deployment under `deployments:`"),
+        ("entrypoint", "a deployment under `deployments:`"),
+    ],
+    open: true,
+};
+
+pub const DEPLOYMENT: Place = Place {
+    what: "a deployment",
+    honoured: &[
+        "name",
+        "description",
+        "tags",
+        "version",
+        "entrypoint",
+        "parameters",
+        "parameter_openapi_schema",
+        "enforce_parameter_schema",
+        "work_pool",
+        "schedules",
+        "schedule",
+        "concurrency_limit",
+        "paused",
+        "pull",
+        "timeout_seconds",
+        "retries",
+        "retry_delay_seconds",
+        "catchup",
+        "late_grace_seconds",
+        "is_schedule_active",
+    ],
+    ignored: &[
+        ("build", "sundial runs no build steps"),
+        ("push", "sundial runs no push steps"),
+        ("triggers", "sundial has no automations"),
+        ("sla", "sundial has no SLAs"),
+        ("version_type", "it is informational"),
+        ("flow_name", "the entrypoint names the function"),
+        ("work_queue_name", "sundial has no work queues"),
+        ("replaces", "it only renames a Prefect server's deployment"),
+    ],
+    misplaced: &[
+        ("env", "`work_pool.job_variables.env`"),
+        ("working_dir", "`work_pool.job_variables.working_dir`"),
+        ("command", "`work_pool.job_variables.command`"),
+        ("job_variables", "`work_pool.job_variables`"),
+        ("infra_overrides", "`work_pool.job_variables`"),
+        ("stream_output", "`work_pool.job_variables.stream_output`"),
+        ("is_paused", "`paused`"),
+        ("timezone", "each schedule's `timezone`"),
+        ("time_zone", "each schedule's `timezone`"),
+        ("cron", "a schedule: `schedules: [{cron: ...}]`"),
+        ("interval", "a schedule: `schedules: [{interval: ...}]`"),
+        ("rrule", "a schedule: `schedules: [{rrule: ...}]`"),
+        ("timeout", "`timeout_seconds`"),
+        ("max_retries", "`retries`"),
+        ("retry_delay", "`retry_delay_seconds`"),
+    ],
+    open: false,
+};
+
+pub const WORK_POOL: Place = Place {
+    what: "`work_pool`",
+    honoured: &["name", "job_variables"],
+    ignored: &[("work_queue_name", "sundial has no work queues")],
+    misplaced: &[
+        ("env", "`work_pool.job_variables.env`"),
+        ("command", "`work_pool.job_variables.command`"),
+        ("working_dir", "`work_pool.job_variables.working_dir`"),
+        ("stream_output", "`work_pool.job_variables.stream_output`"),
+    ],
+    open: false,
+};
+
+pub const JOB_VARIABLES: Place = Place {
+    what: "`job_variables`",
+    honoured: &["command", "env", "working_dir", "stream_output", "python"],
+    ignored: &[],
+    misplaced: &[],
+    open: true,
+};
+
+pub const SCHEDULE: Place = Place {
+    what: "a schedule",
+    honoured: &[
+        "cron",
+        "interval",
+        "rrule",
+        "timezone",
+        "day_or",
+        "active",
+        "parameters",
+        "anchor_date",
+        "slug",
+    ],
+    ignored: &[
+        (
+            "max_active_runs",
+            "use the deployment's `concurrency_limit`",
+        ),
+        ("catchup", "use the deployment's `catchup`"),
+        ("max_scheduled_runs", "sundial plans one slot at a time"),
+    ],
+    misplaced: &[
+        ("time_zone", "`timezone`"),
+        ("tz", "`timezone`"),
+        ("is_active", "`active`"),
+        (
+            "paused",
+            "`active: false` here, or the deployment's `paused`",
+        ),
+    ],
+    open: false,
+};
+
+pub const CONCURRENCY: Place = Place {
+    what: "`concurrency_limit`",
+    honoured: &["limit", "collision_strategy"],
+    ignored: &[("grace_period_seconds", "sundial does not lease slots")],
+    misplaced: &[],
+    open: false,
+};
+
+/// Checks every key of the mapping at `at` against `place`.
+pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) {
+    for entry in node.entries() {
+        let key = entry.key.as_str();
+        let here = pointer(at, key);
+        if place.honoured.contains(&key) {
+            continue;
+        }
+        if let Some((_, why)) = place.ignored.iter().find(|(k, _)| *k == key) {
+            if !entry.value.is_placeholder() {
+                report.warning(
+                    &here,
+                    true,
+                    Code::IgnoredKey,
+                    format!("`{key}` is ignored: {why}"),
+                    None,
+                );
+            }
+            continue;
+        }
+        if let Some((_, right)) = place.misplaced.iter().find(|(k, _)| *k == key) {
+            report.error(
+                &here,
+                true,
+                Code::MisplacedKey,
+                format!("`{key}` does not belong in {}", place.what),
+                Some(format!("move it to {right}")),
+            );
+            continue;
+        }
+        let near = did_you_mean(key, place);
+        match (near, place.open) {
+            (Some(near), _) => report.error(
+                &here,
+                true,
+                Code::UnknownKey,
+                format!("unknown key `{key}` in {}", place.what),
+                Some(format!("did you mean `{near}`?")),
+            ),
+            (None, false) => report.error(
+                &here,
+                true,
+                Code::UnknownKey,
+                format!("unknown key `{key}` in {}", place.what),
+                Some(format!("known keys: {}", place.honoured.join(", "))),
+            ),
+            (None, true) if std::ptr::eq(place, &JOB_VARIABLES) => report.warning(
+                &here,
+                true,
+                Code::IgnoredKey,
+                format!("job variable `{key}` is ignored; sundial runs a local process"),
+                None,
+            ),
+            (None, true) => report.warning(
+                &here,
+                true,
+                Code::IgnoredKey,
+                format!("unknown key `{key}` at {} is ignored", place.what),
+                None,
+            ),
+        }
+    }
+}
+
+/// The closest known key within edit distance 2, if any.
+fn did_you_mean(key: &str, place: &Place) -> Option<&'static str> {
+    let candidates = place
+        .honoured
+        .iter()
+        .copied()
+        .chain(place.ignored.iter().map(|(k, _)| *k));
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(key, c), c))
+        .filter(|(d, c)| *d <= 2 && *d < c.len().max(key.len()) / 2 + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses_are_suggested() {
+        assert_eq!(did_you_mean("schedulez", &DEPLOYMENT), Some("schedules"));
+        assert_eq!(did_you_mean("comand", &JOB_VARIABLES), Some("command"));
+        assert_eq!(did_you_mean("image", &JOB_VARIABLES), None);
+        assert_eq!(did_you_mean("timezon", &SCHEDULE), Some("timezone"));
+    }
+}

@@ -1,0 +1,329 @@
+//! Validation: one code path shared by `sundial validate` and the daemon.
+//!
+//! Input is a set of manifest files (bytes and their paths in the repository); output is
+//! every diagnostic of every file and, per file that has no error, its trusted
+//! deployments. Nothing stops at the first problem: each file is loaded, checked against
+//! the JSON Schema, then checked semantically with wrong values treated as absent, so one
+//! run reports everything. A file with an error contributes no deployments; the daemon
+//! keeps that file's last-known-good ones instead.
+
+mod deployment;
+pub mod desired;
+pub mod diagnostic;
+mod keys;
+pub mod paths;
+mod pull;
+pub mod render;
+mod report;
+pub mod schema;
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+
+use crate::manifest::model::RawDeployment;
+use crate::manifest::yaml::{self, LoadErrorKind};
+use crate::manifest::{pointer, Node, Value};
+
+pub use desired::{Deployment, DesiredState};
+pub use diagnostic::{Code, Diagnostic, Severity};
+use report::FileReport;
+
+/// A manifest file to check.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// How to name the file to people (the path they gave, or its repository path).
+    pub display: String,
+    /// Its path relative to the repository root, `/`-separated.
+    pub repo_path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub file: String,
+    pub repo_path: String,
+    pub diagnostics: Vec<Diagnostic>,
+    /// How many deployments the file declares (placeholders excluded).
+    pub declared: usize,
+    /// The file's deployments when it has no error; `None` when it has one.
+    pub deployments: Option<Vec<Deployment>>,
+}
+
+impl FileOutcome {
+    pub fn is_valid(&self) -> bool {
+        self.deployments.is_some()
+    }
+}
+
+/// The verdict on a set of files.
+#[derive(Debug, Clone, Default)]
+pub struct Validation {
+    pub files: Vec<FileOutcome>,
+}
+
+impl Validation {
+    pub fn is_valid(&self) -> bool {
+        self.files.iter().all(FileOutcome::is_valid)
+    }
+
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.files.iter().flat_map(|f| f.diagnostics.iter())
+    }
+
+    pub fn declared(&self) -> usize {
+        self.files.iter().map(|f| f.declared).sum()
+    }
+}
+
+/// Validates files in the order given; a deployment name seen in an earlier file makes
+/// the later one the error.
+pub fn validate(files: &[SourceFile]) -> Validation {
+    let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    let files = files.iter().map(|f| check_file(f, &mut names)).collect();
+    Validation { files }
+}
+
+fn check_file(file: &SourceFile, names: &mut HashMap<String, (String, usize)>) -> FileOutcome {
+    let loaded = yaml::load(&file.bytes);
+    let mut report = FileReport::new(&file.display, loaded.root.as_ref());
+    for e in &loaded.errors {
+        let code = match e.kind {
+            LoadErrorKind::Syntax => Code::YamlSyntax,
+            LoadErrorKind::Tab => Code::TabIndent,
+            LoadErrorKind::DuplicateKey => Code::DuplicateKey,
+            LoadErrorKind::NotUtf8 => Code::NotUtf8,
+            LoadErrorKind::TooLarge => Code::TooLarge,
+        };
+        report.error_at(e.span, code, e.message.clone(), e.help.clone());
+    }
+    let mut declared = 0;
+    let mut deployments = Vec::new();
+    if let Some(root) = loaded.root.as_ref() {
+        deployments = check_root(&mut report, file, root, names, &mut declared);
+    }
+    let mut diagnostics = report.diagnostics;
+    diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
+    let valid = !diagnostics.iter().any(Diagnostic::is_error);
+    FileOutcome {
+        file: file.display.clone(),
+        repo_path: file.repo_path.clone(),
+        diagnostics,
+        declared,
+        deployments: valid.then_some(deployments),
+    }
+}
+
+fn check_root(
+    report: &mut FileReport<'_>,
+    file: &SourceFile,
+    root: &Node,
+    names: &mut HashMap<String, (String, usize)>,
+    declared: &mut usize,
+) -> Vec<Deployment> {
+    match &root.value {
+        Value::Map(_) => {}
+        Value::Null => {
+            report.warning(
+                "",
+                false,
+                Code::NotAManifest,
+                "the file is empty; it declares no deployments",
+                None,
+            );
+            return Vec::new();
+        }
+        _ => {
+            report.error(
+                "",
+                false,
+                Code::NotAManifest,
+                "a manifest is a mapping with a `deployments:` list",
+                Some("see `sundial schema` or the README for the format".into()),
+            );
+            return Vec::new();
+        }
+    }
+    if is_prefect2_spec(root) {
+        report.error(
+            "",
+            false,
+            Code::Prefect2Spec,
+            "this is a Prefect 2 `prefect deployment build` spec, not a prefect.yaml",
+            Some("put the deployment under `deployments:` as a list entry with its name, entrypoint, parameters and schedule; drop `infrastructure` and `storage` (sundial runs a local process from the committed checkout)".into()),
+        );
+        return Vec::new();
+    }
+    let instance = root.to_json();
+    let wrong = schema::check(report, root, &instance);
+    keys::check(report, root, "", &keys::TOP);
+    yaml11_booleans(report, root, "");
+
+    let project_root = paths::project_root(&file.repo_path);
+    let top_pulled = root
+        .get("pull")
+        .filter(|p| !p.is_null())
+        .map(|steps| pull::check(report, steps, "/pull", &project_root));
+    let ctx = deployment::Context {
+        project_root: &project_root,
+        repo_path: &file.repo_path,
+        top_pulled: top_pulled.as_ref(),
+    };
+    let mut out = Vec::new();
+    let Some(list) = root.get("deployments") else {
+        return out;
+    };
+    for (i, node) in list.items().iter().enumerate() {
+        let at = pointer("/deployments", i);
+        if !matches!(node.value, Value::Map(_)) {
+            continue; // the schema reported it
+        }
+        if node.is_placeholder() {
+            report.warning(
+                &at,
+                false,
+                Code::PlaceholderDeployment,
+                "this deployment has only empty values and is skipped",
+                Some("fill it in or delete it (a `prefect init` leftover)".into()),
+            );
+            continue;
+        }
+        *declared += 1;
+        check_keys(report, node, &at);
+        let raw = match raw_deployment(node, &at, &wrong) {
+            Ok(raw) => raw,
+            Err(e) => {
+                report.error(
+                    &at,
+                    false,
+                    Code::Type,
+                    format!("this deployment cannot be read: {e}"),
+                    None,
+                );
+                continue;
+            }
+        };
+        if let Some(name) = raw.name.as_deref().filter(|n| !n.trim().is_empty()) {
+            let here = node.get("name").map_or(0, |n| n.span.start.line);
+            match names.get(name) {
+                Some((first_file, first_line)) => report.error(
+                    &pointer(&at, "name"),
+                    false,
+                    Code::DuplicateDeployment,
+                    format!("deployment name `{name}` is already used"),
+                    Some(format!("first declared at {first_file}:{first_line}; names are unique across all manifest files")),
+                ),
+                None => {
+                    names.insert(name.to_string(), (report.file.to_string(), here));
+                }
+            }
+        }
+        if let Some(built) = deployment::check(report, &ctx, node, &at, raw) {
+            out.push(built);
+        }
+    }
+    out
+}
+
+/// Checks the keys of a deployment and of the mappings inside it.
+fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
+    keys::check(report, node, at, &keys::DEPLOYMENT);
+    if let Some(pool) = node.get("work_pool") {
+        let pool_at = pointer(at, "work_pool");
+        keys::check(report, pool, &pool_at, &keys::WORK_POOL);
+        if let Some(jobs) = pool.get("job_variables") {
+            keys::check(
+                report,
+                jobs,
+                &pointer(&pool_at, "job_variables"),
+                &keys::JOB_VARIABLES,
+            );
+        }
+    }
+    for (i, schedule) in node
+        .get("schedules")
+        .map(Node::items)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        keys::check(
+            report,
+            schedule,
+            &format!("{at}/schedules/{i}"),
+            &keys::SCHEDULE,
+        );
+    }
+    if let Some(schedule) = node.get("schedule") {
+        keys::check(report, schedule, &pointer(at, "schedule"), &keys::SCHEDULE);
+    }
+    if let Some(limit) = node.get("concurrency_limit") {
+        keys::check(
+            report,
+            limit,
+            &pointer(at, "concurrency_limit"),
+            &keys::CONCURRENCY,
+        );
+    }
+}
+
+/// The deployment as the raw model, with every value the schema found wrong set to null
+/// (already reported), so the semantic checks see the rest.
+fn raw_deployment(
+    node: &Node,
+    at: &str,
+    wrong: &[String],
+) -> Result<RawDeployment, serde_json::Error> {
+    let mut json = node.to_json();
+    for bad in wrong {
+        if let Some(rest) = bad.strip_prefix(at) {
+            if rest.starts_with('/') {
+                if let Some(slot) = json.pointer_mut(rest) {
+                    *slot = Json::Null;
+                }
+            }
+        }
+    }
+    // Keys the schema does not know are ignored by serde; anything still mistyped is a gap
+    // between schema and model, reported by the caller rather than hidden.
+    serde_json::from_value(json)
+}
+
+/// A Prefect 2 `deployment.yaml` has the deployment at top level with infrastructure.
+fn is_prefect2_spec(root: &Node) -> bool {
+    root.get("deployments").is_none()
+        && (root.get("infrastructure").is_some() || root.get("storage").is_some())
+        && (root.get("entrypoint").is_some() || root.get("flow_name").is_some())
+}
+
+/// `yes`/`no`/`on`/`off` are booleans to Prefect's YAML 1.1 reader and strings to YAML 1.2
+/// tools; say so once per occurrence.
+fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &str) {
+    match &node.value {
+        Value::Bool(b) if b.is_yaml11_word() => report.warning(
+            at,
+            false,
+            Code::Yaml11Boolean,
+            format!(
+                "`{}` is read as {} (YAML 1.1), but YAML 1.2 tools read it as a string",
+                b.word, b.value
+            ),
+            Some(format!("write `{}`", b.value)),
+        ),
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                yaml11_booleans(report, item, &pointer(at, i));
+            }
+        }
+        Value::Map(entries) => {
+            for e in entries {
+                yaml11_booleans(report, &e.value, &pointer(at, &e.key));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

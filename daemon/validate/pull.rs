@@ -1,0 +1,156 @@
+//! Pull steps (DESIGN.md "Pull steps"): which are honoured, which are ignored with a
+//! warning because the checkout of the commit stands in for them, and which are errors.
+//! A step is known by the last part of its dotted name.
+
+use crate::manifest::{pointer, Node, Value};
+
+use super::desired::PullStep;
+use super::diagnostic::Code;
+use super::paths::resolve_inside;
+use super::report::FileReport;
+
+/// What the pull steps amount to: steps to perform and the directory they leave us in.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub steps: Vec<PullStep>,
+    /// Relative to the repository root.
+    pub directory: String,
+}
+
+/// Shell syntax that only a shell understands; `run_shell_script` runs no shell.
+const SHELL_OPERATORS: &[&str] = &["|", "||", "&&", ";", ">", ">>", "<", "&"];
+
+pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: &str) -> Pulled {
+    let mut pulled = Pulled {
+        steps: Vec::new(),
+        directory: project_root.to_string(),
+    };
+    for (i, step) in steps.items().iter().enumerate() {
+        let step_at = pointer(at, i);
+        let Some(entry) = step.entries().first() else {
+            continue; // the schema reported it
+        };
+        let full_name = entry.key.as_str();
+        let name = full_name.rsplit('.').next().unwrap_or(full_name);
+        let name_at = pointer(&step_at, full_name);
+        let args = &entry.value;
+        match name {
+            "set_working_directory" => {
+                let Some(dir) = text(args, "directory") else {
+                    report.error(&name_at, true, Code::PullStep, "`set_working_directory` needs `directory`", None);
+                    continue;
+                };
+                match resolve_inside(&pulled.directory, &dir) {
+                    Some(resolved) => pulled.directory = resolved,
+                    None => report.warning(
+                        &pointer(&name_at, "directory"),
+                        false,
+                        Code::PullStep,
+                        format!("`set_working_directory` to `{dir}` is ignored: it is outside the checkout"),
+                        Some("runs start in the checkout of the commit; use a relative directory to pick one inside it".into()),
+                    ),
+                }
+            }
+            "git_clone" | "git_clone_project" => report.warning(
+                &name_at,
+                true,
+                Code::PullStep,
+                format!("`{name}` is ignored: each run uses a checkout of the committed repository"),
+                None,
+            ),
+            "pull_from_s3" | "pull_from_gcs" | "pull_from_azure_blob_storage" => report.warning(
+                &name_at,
+                true,
+                Code::PullStep,
+                format!("`{name}` is ignored: the checkout of the commit stands in for the uploaded copy"),
+                None,
+            ),
+            "pip_install_requirements" => {
+                let file = text(args, "requirements_file").unwrap_or_else(|| "requirements.txt".into());
+                let directory = match text(args, "directory") {
+                    Some(d) => resolve_inside(&pulled.directory, &d),
+                    None => Some(pulled.directory.clone()),
+                };
+                match directory.and_then(|d| resolve_inside(&d, &file).map(|r| (d, r))) {
+                    Some((directory, requirements)) => pulled.steps.push(PullStep::PipInstall { requirements, directory }),
+                    None => report.error(&name_at, true, Code::PullStep, "`pip_install_requirements` names a file outside the checkout", None),
+                }
+            }
+            "run_shell_script" => {
+                let Some(script) = text(args, "script") else {
+                    report.error(&name_at, true, Code::PullStep, "`run_shell_script` needs `script`", None);
+                    continue;
+                };
+                if let Some(lines) = script_lines(report, &pointer(&name_at, "script"), &script) {
+                    let env = args
+                        .get("env")
+                        .map(|e| e.entries().iter().filter_map(|e| scalar(&e.value).map(|v| (e.key.clone(), v))).collect())
+                        .unwrap_or_default();
+                    let directory = text(args, "directory")
+                        .and_then(|d| resolve_inside(&pulled.directory, &d))
+                        .unwrap_or_else(|| pulled.directory.clone());
+                    pulled.steps.push(PullStep::Script { lines, directory, env });
+                }
+            }
+            _ => report.error(
+                &name_at,
+                true,
+                Code::PullStep,
+                format!("unknown pull step `{full_name}`"),
+                Some("sundial performs set_working_directory, pip_install_requirements and run_shell_script".into()),
+            ),
+        }
+    }
+    pulled
+}
+
+fn script_lines(report: &mut FileReport<'_>, at: &str, script: &str) -> Option<Vec<Vec<String>>> {
+    let mut lines = Vec::new();
+    for line in script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let words = match shell_words::split(line) {
+            Ok(words) => words,
+            Err(e) => {
+                report.error(
+                    at,
+                    false,
+                    Code::PullStep,
+                    format!("script line `{line}` cannot be split into words: {e}"),
+                    None,
+                );
+                return None;
+            }
+        };
+        // Quoted operators are arguments; only bare words are shell syntax.
+        let bare: Vec<&str> = line.split_whitespace().collect();
+        if let Some(op) = bare.iter().find(|w| SHELL_OPERATORS.contains(w)) {
+            report.error(
+                at,
+                false,
+                Code::PullStep,
+                format!("script line `{line}` uses the shell operator `{op}`, but sundial runs scripts without a shell"),
+                Some(format!("write it as `sh -c '{}'` to ask for a shell explicitly", line.replace('\'', "'\\''"))),
+            );
+            return None;
+        }
+        lines.push(words);
+    }
+    Some(lines)
+}
+
+fn text(args: &Node, key: &str) -> Option<String> {
+    args.get(key).and_then(scalar)
+}
+
+fn scalar(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Str { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.value.to_string()),
+        _ => None,
+    }
+}

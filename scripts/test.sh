@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need when it is
+# missing (Python tools from PyPI), then checks formatting and lints and runs every test.
+# `.ci/run` runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_python=()
+command -v pre-commit >/dev/null || need_python+=(pre-commit)
+command -v check-jsonschema >/dev/null || need_python+=(check-jsonschema)
+python3 -c 'import croniter' 2>/dev/null || need_python+=(croniter)
+if ((${#need_python[@]})); then
+  echo "installing ${need_python[*]} from PyPI" >&2
+  python3 -m pip install --quiet --disable-pip-version-check "${need_python[@]}"
+  command -v pyenv >/dev/null && pyenv rehash
+  hash -r
+fi
+export PATH="$PATH:$(python3 -m site --user-base)/bin"
+command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+
+cargo fmt --check
+cargo clippy --locked --all-targets --quiet -- -D warnings
+cargo test --locked
