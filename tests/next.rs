@@ -187,3 +187,24 @@ fn an_invalid_manifest_is_refused_with_the_first_error() {
         .code(2)
         .stderr_has("prefect.yaml:4:14: must be at least 0");
 }
+
+#[test]
+fn text_marks_wall_times_a_gap_dropped() {
+    let out = crate::support::stdout_of(&[
+        "next",
+        "--cron",
+        "30 * * * *",
+        "--timezone",
+        "America/New_York",
+        "--after",
+        "2026-03-08T06:00:00Z",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(
+        out,
+        "2026-03-08 01:30:00 EST (-05:00)  2026-03-08T06:30:00Z\n\
+         2026-03-08 02:30:00  (DST: does not exist, skipped by the spring-forward gap; not fired)\n\
+         2026-03-08 03:30:00 EDT (-04:00)  2026-03-08T07:30:00Z\n"
+    );
+}

@@ -216,7 +216,16 @@ pub fn print_fires(
             writeln!(out)
         }
         Format::Text => {
+            let mut previous = after;
             for fire in &fires {
+                for wall in schedule.dropped_by_dst(previous, fire.at) {
+                    writeln!(
+                        out,
+                        "{}  (DST: does not exist, skipped by the spring-forward gap; not fired)",
+                        wall.format("%Y-%m-%d %H:%M:%S")
+                    )?;
+                }
+                previous = fire.at;
                 let local = fire.at.with_timezone(&tz);
                 write!(
                     out,

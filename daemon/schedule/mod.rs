@@ -26,7 +26,7 @@ mod tests;
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 
 pub use self::cron::{Cron, CronError, CronField};
 pub use self::interval::{parse_anchor, parse_interval, Anchor};
@@ -185,6 +185,55 @@ impl Schedule {
             Kind::Interval(interval) => interval.next_after(after),
             Kind::RRule(recurrence) => recurrence.next_after(after),
         }
+    }
+
+    /// Wall times a real-time cron schedule matched that did not exist because a
+    /// spring-forward gap in `(from, to]` skipped them; they do not fire (DESIGN.md's DST
+    /// policy), and `sundial next` shows them so nobody wonders where a run went. Empty for
+    /// every other schedule: fixed-time ones move such a fire to the gap's end instead.
+    /// Offset changes are looked for day by day, over at most 400 days.
+    pub fn dropped_by_dst(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDateTime> {
+        let Kind::Cron { cron, day_or } = &self.kind else {
+            return Vec::new();
+        };
+        if cron.is_fixed_time() {
+            return Vec::new();
+        }
+        let offset = |at: DateTime<Utc>| self.tz.offset_from_utc_datetime(&at.naive_utc()).fix();
+        let mut dropped = Vec::new();
+        let mut day_start = from;
+        for _ in 0..400 {
+            if day_start >= to {
+                break;
+            }
+            let day_end = (day_start + chrono::Duration::days(1)).min(to);
+            let (before, after) = (offset(day_start), offset(day_end));
+            if after.local_minus_utc() > before.local_minus_utc() {
+                // Narrow down to the transition instant, to the second.
+                let (mut lo, mut hi) = (day_start, day_end);
+                while hi - lo > chrono::Duration::seconds(1) {
+                    let mid = lo + (hi - lo) / 2;
+                    if offset(mid) == before {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let gap_start =
+                    hi.naive_utc() + chrono::Duration::seconds(i64::from(before.local_minus_utc()));
+                let gap_end =
+                    hi.naive_utc() + chrono::Duration::seconds(i64::from(after.local_minus_utc()));
+                let mut wall = truncate_to_minute(gap_start);
+                while wall < gap_end {
+                    if wall >= gap_start && cron.matches(wall, *day_or) {
+                        dropped.push(wall);
+                    }
+                    wall += chrono::Duration::minutes(1);
+                }
+            }
+            day_start = day_end;
+        }
+        dropped
     }
 
     /// Successive fires strictly after `after`, strictly increasing.

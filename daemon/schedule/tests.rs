@@ -452,3 +452,25 @@ fn never_firing_cron_is_an_error() {
     assert!(Schedule::cron("0 0 31 4,6,9,11 *", Tz::UTC, true).is_err());
     assert!(Schedule::cron("0 0 29 2 *", Tz::UTC, true).is_ok());
 }
+
+#[test]
+fn real_time_cron_reports_the_wall_times_a_gap_dropped() {
+    let utc = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let wall = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+    let ny = Schedule::cron("30 * * * *", chrono_tz::America::New_York, true).unwrap();
+    assert_eq!(
+        ny.dropped_by_dst(utc("2026-03-08T06:30:00Z"), utc("2026-03-08T07:30:00Z")),
+        vec![wall("2026-03-08 02:30")]
+    );
+    // Lord Howe springs forward by 30 minutes (02:00 → 02:30 on 2026-10-04).
+    let lh = Schedule::cron("*/15 * * * *", chrono_tz::Australia::Lord_Howe, true).unwrap();
+    assert_eq!(
+        lh.dropped_by_dst(utc("2026-10-03T15:00:00Z"), utc("2026-10-03T16:00:00Z")),
+        vec![wall("2026-10-04 02:00"), wall("2026-10-04 02:15")]
+    );
+    // Fixed-time schedules move instead of dropping; nothing is reported for them.
+    let fixed = Schedule::cron("30 2 * * *", chrono_tz::America::New_York, true).unwrap();
+    assert!(fixed
+        .dropped_by_dst(utc("2026-03-07T12:00:00Z"), utc("2026-03-09T12:00:00Z"))
+        .is_empty());
+}
