@@ -7,6 +7,7 @@
 
 pub mod discover;
 pub mod model;
+mod scalar;
 pub mod yaml;
 
 use serde_json::{Map, Number, Value as Json};
