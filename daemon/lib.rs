@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod manifest;
 pub mod schedule;
+pub mod store;
 pub mod validate;

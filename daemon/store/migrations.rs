@@ -1,0 +1,71 @@
+//! Schema migrations, versioned in code with SQLite's `user_version`. Each step runs in
+//! one transaction; a database newer than this binary is refused, never downgraded.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, cursors, applied commits, last-known-good files.
+    "
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        deployment    TEXT NOT NULL,
+        schedule_id   TEXT,
+        scheduled_for TEXT,
+        trigger       TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        reason        TEXT,
+        attempt       INTEGER NOT NULL DEFAULT 1,
+        commit_sha    TEXT NOT NULL,
+        parameters    TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        started_at    TEXT,
+        ended_at      TEXT,
+        exit_code     INTEGER,
+        pid           INTEGER
+    );
+    CREATE UNIQUE INDEX runs_slot ON runs (deployment, schedule_id, scheduled_for, attempt)
+        WHERE schedule_id IS NOT NULL;
+    CREATE INDEX runs_by_deployment ON runs (deployment, id);
+    CREATE INDEX runs_by_state ON runs (state, id);
+    CREATE TABLE cursors (
+        deployment  TEXT NOT NULL,
+        schedule_id TEXT NOT NULL,
+        last_slot   TEXT NOT NULL,
+        PRIMARY KEY (deployment, schedule_id)
+    );
+    CREATE TABLE commits (
+        sha        TEXT PRIMARY KEY,
+        applied_at TEXT NOT NULL,
+        summary    TEXT NOT NULL,
+        errors     TEXT NOT NULL,
+        warnings   TEXT NOT NULL
+    );
+    CREATE TABLE good_files (
+        path        TEXT PRIMARY KEY,
+        commit_sha  TEXT NOT NULL
+    );
+    ",
+];
+
+/// The schema version this binary writes.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > CURRENT {
+        return Err(StoreError::TooNew {
+            found,
+            known: CURRENT,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

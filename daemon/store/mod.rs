@@ -1,0 +1,87 @@
+//! The store: SQLite (bundled, WAL, `synchronous=FULL`) holding run history, schedule
+//! cursors, applied commits and each manifest file's last-known-good commit.
+//!
+//! Contract: a run row is committed before its process starts (persist before acting), and
+//! the unique index on (deployment, schedule, scheduled_for, attempt) is what makes a slot
+//! fire at most once across restarts, re-syncs and edits. A broken store is the one fatal
+//! error of the daemon (ripgrep's `errored()` decision, written down): without it sundial
+//! could neither promise at-most-once nor record what it did.
+//!
+//! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
+
+mod migrations;
+mod runs;
+mod state;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+
+pub use runs::{NewRun, Run, RunFilter, RunState, Trigger};
+pub use state::{AppliedCommit, FileError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}; check that the state directory is writable")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the state database was written by a newer sundial (schema {found}, this one knows {known}); upgrade sundial or use another --state-dir")]
+    TooNew { found: i64, known: i64 },
+    #[error("state database error")]
+    Sql(#[from] rusqlite::Error),
+    #[error("a stored value could not be read: {0}")]
+    Corrupt(String),
+}
+
+/// One connection to the state database. The daemon's writer and each API reader hold
+/// their own; WAL lets readers run while the writer commits.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        migrations::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (the HTTP API and the CLI).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Store { conn })
+    }
+}
+
+/// The stored text form of an instant.
+pub fn time_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("time {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+//! Run rows: one per attempt of a slot or a manual trigger, plus the Skipped/Cancelled
+//! rows that record why a due slot did not run ("nothing vanishes").
+
+use chrono::{DateTime, Utc};
+use rusqlite::{named_params, OptionalExtension, Row};
+use serde_json::Value as Json;
+
+use super::{parse_time, time_text, Store, StoreError};
+
+/// Prefect's run state names, plus sundial's `Skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    Scheduled,
+    Pending,
+    Running,
+    AwaitingRetry,
+    Completed,
+    Failed,
+    TimedOut,
+    Crashed,
+    Cancelled,
+    Skipped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 10] = [
+        RunState::Scheduled,
+        RunState::Pending,
+        RunState::Running,
+        RunState::AwaitingRetry,
+        RunState::Completed,
+        RunState::Failed,
+        RunState::TimedOut,
+        RunState::Crashed,
+        RunState::Cancelled,
+        RunState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Scheduled => "Scheduled",
+            RunState::Pending => "Pending",
+            RunState::Running => "Running",
+            RunState::AwaitingRetry => "AwaitingRetry",
+            RunState::Completed => "Completed",
+            RunState::Failed => "Failed",
+            RunState::TimedOut => "TimedOut",
+            RunState::Crashed => "Crashed",
+            RunState::Cancelled => "Cancelled",
+            RunState::Skipped => "Skipped",
+        }
+    }
+
+    /// Parses a state name, ignoring case (`completed`, `Completed`).
+    pub fn parse(text: &str) -> Option<RunState> {
+        RunState::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// Whether nothing more will happen to the row.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Completed
+                | RunState::Failed
+                | RunState::TimedOut
+                | RunState::Crashed
+                | RunState::Cancelled
+                | RunState::Skipped
+        )
+    }
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Retry,
+    Catchup,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Retry => "retry",
+            Trigger::Catchup => "catchup",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Trigger> {
+        [
+            Trigger::Schedule,
+            Trigger::Manual,
+            Trigger::Retry,
+            Trigger::Catchup,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
+    }
+}
+
+/// A row to insert.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub deployment: String,
+    pub schedule_id: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub commit: String,
+    pub parameters: Json,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub deployment: String,
+    pub schedule_id: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub commit: String,
+    pub parameters: Json,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+}
+
+/// Which runs to list: newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub deployment: Option<String>,
+    pub state: Option<RunState>,
+    /// Only runs with a smaller id (pagination).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid";
+
+impl Store {
+    /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
+    /// slot's attempt already has a row, which is how a slot fires at most once.
+    pub fn insert_run(
+        &mut self,
+        new: &NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let id = insert(&tx, new, now)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Records the handling of a slot in one transaction: its run row (if the slot has
+    /// none yet) and the schedule's cursor, so a restart neither repeats nor loses it.
+    pub fn claim_slots(
+        &mut self,
+        rows: &[NewRun],
+        cursor: Option<(&str, &str, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            ids.push(insert(&tx, row, now)?);
+        }
+        if let Some((deployment, schedule_id, at)) = cursor {
+            super::state::set_cursor(&tx, deployment, schedule_id, at)?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Marks a run Running before its process starts; false if it was not waiting to start
+    /// (cancelled, or already started by someone else).
+    pub fn start_run(&mut self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET state = 'Running', started_at = ?2 WHERE id = ?1 AND state IN ('Scheduled', 'Pending')",
+            (id, time_text(at)),
+        )?;
+        Ok(changed == 1)
+    }
+
+    pub fn set_pid(&mut self, id: i64, pid: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET pid = ?2 WHERE id = ?1", (id, pid))?;
+        Ok(())
+    }
+
+    /// Records how a run ended (or a state it moved to without ending).
+    pub fn finish_run(
+        &mut self,
+        id: i64,
+        state: RunState,
+        exit_code: Option<i32>,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ended = state.is_final().then(|| time_text(at));
+        self.conn.execute(
+            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5 WHERE id = ?1",
+            (id, state.as_str(), exit_code, reason, ended),
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = ?1");
+        let found = self.conn.query_row(&sql, [id], read_row).optional()?;
+        found.transpose()
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs
+             WHERE (:deployment IS NULL OR deployment = :deployment)
+               AND (:state IS NULL OR state = :state)
+               AND (:before IS NULL OR id < :before)
+             ORDER BY id DESC LIMIT :limit"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            named_params! {
+                ":deployment": filter.deployment,
+                ":state": filter.state.map(RunState::as_str),
+                ":before": filter.before,
+                ":limit": filter.limit as i64,
+            },
+            read_row,
+        )?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Rows something may still happen to: the input of `recover` at start-up.
+    pub fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE state IN ('Scheduled', 'Pending', 'Running', 'AwaitingRetry') ORDER BY id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], read_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// The newest run of each deployment (for listings).
+    pub fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY deployment)"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], read_row)?;
+        rows.map(|r| r?).collect()
+    }
+}
+
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    let changed = tx.execute(
+        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT DO NOTHING",
+        rusqlite::params![
+            new.deployment,
+            new.schedule_id,
+            new.scheduled_for.map(time_text),
+            new.trigger.as_str(),
+            new.state.as_str(),
+            new.reason,
+            new.attempt,
+            new.commit,
+            new.parameters.to_string(),
+            time_text(now),
+            new.state.is_final().then(|| time_text(now)),
+        ],
+    )?;
+    Ok((changed == 1).then(|| tx.last_insert_rowid()))
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
+    let text = |i: usize| row.get::<_, Option<String>>(i);
+    let scheduled_for: Option<String> = text(3)?;
+    let trigger: String = row.get(4)?;
+    let state: String = row.get(5)?;
+    let parameters: String = row.get(9)?;
+    let created_at: String = row.get(10)?;
+    let started_at = text(11)?;
+    let ended_at = text(12)?;
+    let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
+        row.get(0)?,
+        row.get(1)?,
+        text(2)?,
+        text(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(13)?,
+        row.get(14)?,
+    );
+    Ok((|| {
+        Ok(Run {
+            id,
+            deployment,
+            schedule_id,
+            scheduled_for: scheduled_for.as_deref().map(parse_time).transpose()?,
+            trigger: Trigger::parse(&trigger)
+                .ok_or_else(|| StoreError::Corrupt(format!("trigger {trigger:?}")))?,
+            state: RunState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+            reason,
+            attempt,
+            commit,
+            parameters: serde_json::from_str(&parameters)
+                .map_err(|e| StoreError::Corrupt(format!("parameters: {e}")))?,
+            created_at: parse_time(&created_at)?,
+            started_at: started_at.as_deref().map(parse_time).transpose()?,
+            ended_at: ended_at.as_deref().map(parse_time).transpose()?,
+            exit_code,
+            pid,
+        })
+    })())
+}

@@ -1,0 +1,144 @@
+//! Scheduler state that must survive a restart: each schedule's cursor (the latest slot
+//! already handled), the commits applied with their diagnostics, and the commit at which
+//! each manifest file was last valid (its last-known-good version).
+
+use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
+
+use super::{parse_time, time_text, Store, StoreError};
+
+/// A validation finding kept with its commit, shown by `/api/status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// A commit the daemon applied, with the findings of its validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedCommit {
+    pub sha: String,
+    pub applied_at: DateTime<Utc>,
+    pub summary: String,
+    pub errors: Vec<FileError>,
+    pub warnings: Vec<FileError>,
+}
+
+pub(super) fn set_cursor(
+    tx: &rusqlite::Transaction<'_>,
+    deployment: &str,
+    schedule_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    // A cursor only moves forward: re-handling an old slot never rewinds it.
+    tx.execute(
+        "INSERT INTO cursors (deployment, schedule_id, last_slot) VALUES (?1, ?2, ?3)
+         ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot)",
+        (deployment, schedule_id, time_text(at)),
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// The latest slot of a schedule already handled (run or recorded), if any.
+    pub fn cursor(
+        &self,
+        deployment: &str,
+        schedule_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT last_slot FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
+                (deployment, schedule_id),
+                |row| row.get(0),
+            )
+            .optional()?;
+        text.as_deref().map(parse_time).transpose()
+    }
+
+    pub fn set_cursor(
+        &mut self,
+        deployment: &str,
+        schedule_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        set_cursor(&tx, deployment, schedule_id, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an applied commit and, per file, the commit at which it is now known good.
+    pub fn record_commit(
+        &mut self,
+        commit: &AppliedCommit,
+        good_files: &[String],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO commits (sha, applied_at, summary, errors, warnings) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (sha) DO UPDATE SET applied_at = excluded.applied_at, errors = excluded.errors, warnings = excluded.warnings",
+            (
+                &commit.sha,
+                time_text(commit.applied_at),
+                &commit.summary,
+                serde_json::to_string(&commit.errors).unwrap_or_default(),
+                serde_json::to_string(&commit.warnings).unwrap_or_default(),
+            ),
+        )?;
+        for path in good_files {
+            tx.execute(
+                "INSERT INTO good_files (path, commit_sha) VALUES (?1, ?2)
+                 ON CONFLICT (path) DO UPDATE SET commit_sha = excluded.commit_sha",
+                (path, &commit.sha),
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The most recently applied commit.
+    pub fn last_commit(&self) -> Result<Option<AppliedCommit>, StoreError> {
+        let row: Option<(String, String, String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT sha, applied_at, summary, errors, warnings FROM commits ORDER BY applied_at DESC, rowid DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let Some((sha, applied_at, summary, errors, warnings)) = row else {
+            return Ok(None);
+        };
+        let list = |text: &str| {
+            serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("commit findings: {e}")))
+        };
+        Ok(Some(AppliedCommit {
+            sha,
+            applied_at: parse_time(&applied_at)?,
+            summary,
+            errors: list(&errors)?,
+            warnings: list(&warnings)?,
+        }))
+    }
+
+    /// Each file's last-known-good commit.
+    pub fn good_files(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, commit_sha FROM good_files ORDER BY path")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a file that no longer exists in the branch.
+    pub fn forget_file(&mut self, path: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM good_files WHERE path = ?1", [path])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use super::*;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn slot(deployment: &str, when: &str) -> NewRun {
+    NewRun {
+        deployment: deployment.into(),
+        schedule_id: Some("daily".into()),
+        scheduled_for: Some(at(when)),
+        trigger: Trigger::Schedule,
+        state: RunState::Scheduled,
+        reason: None,
+        attempt: 1,
+        commit: "abc".into(),
+        parameters: json!({"a": 1}),
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn a_slot_gets_one_row_whatever_happens() {
+    let (dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let first = store
+        .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+        .unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        store
+            .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+            .unwrap(),
+        None
+    );
+    drop(store);
+    // Reopening (a restart) keeps the promise.
+    let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+    assert_eq!(
+        store
+            .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+            .unwrap(),
+        None
+    );
+    let mut retry = slot("etl", "2026-03-01T09:00:00Z");
+    retry.attempt = 2;
+    assert!(store.insert_run(&retry, now).unwrap().is_some());
+}
+
+#[test]
+fn runs_move_through_their_states() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let id = store
+        .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .start_run(id, now + Duration::milliseconds(2))
+        .unwrap());
+    assert!(!store.start_run(id, now).unwrap(), "a run starts once");
+    store.set_pid(id, 4242).unwrap();
+    store
+        .finish_run(
+            id,
+            RunState::Failed,
+            Some(3),
+            None,
+            now + Duration::seconds(1),
+        )
+        .unwrap();
+    let run = store.run(id).unwrap().unwrap();
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.exit_code, Some(3));
+    assert_eq!(run.pid, Some(4242));
+    assert_eq!(run.started_at, Some(now + Duration::milliseconds(2)));
+    assert_eq!(run.ended_at, Some(now + Duration::seconds(1)));
+    assert_eq!(run.parameters, json!({"a": 1}));
+    assert!(store.unfinished_runs().unwrap().is_empty());
+}
+
+#[test]
+fn listings_filter_and_page_newest_first() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    for minute in 0..5 {
+        store
+            .insert_run(&slot("a", &format!("2026-03-01T09:0{minute}:00Z")), now)
+            .unwrap();
+    }
+    store
+        .insert_run(&slot("b", "2026-03-01T09:00:00Z"), now)
+        .unwrap();
+    let all = store
+        .runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    let page = store
+        .runs(&RunFilter {
+            deployment: Some("a".into()),
+            limit: 2,
+            before: Some(all[2].id),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![all[3].id, all[4].id]
+    );
+    let scheduled = store
+        .runs(&RunFilter {
+            state: Some(RunState::Scheduled),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(scheduled.len(), 6);
+    assert_eq!(store.last_runs().unwrap().len(), 2);
+}
+
+#[test]
+fn cursors_only_move_forward_and_travel_with_their_slots() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let ids = store
+        .claim_slots(
+            &[slot("etl", "2026-03-01T09:00:00Z")],
+            Some(("etl", "daily", at("2026-03-01T09:00:00Z"))),
+            now,
+        )
+        .unwrap();
+    assert!(ids[0].is_some());
+    store
+        .set_cursor("etl", "daily", at("2026-02-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(
+        store.cursor("etl", "daily").unwrap(),
+        Some(at("2026-03-01T09:00:00Z"))
+    );
+    assert_eq!(store.cursor("etl", "other").unwrap(), None);
+}
+
+#[test]
+fn commits_and_good_files_are_remembered() {
+    let (_dir, mut store) = open();
+    let commit = AppliedCommit {
+        sha: "abc".into(),
+        applied_at: at("2026-03-01T09:00:00Z"),
+        summary: "first".into(),
+        errors: vec![FileError {
+            file: "prefect.yaml".into(),
+            line: 3,
+            column: 5,
+            message: "bad".into(),
+        }],
+        warnings: vec![],
+    };
+    store
+        .record_commit(&commit, &["deployments/a.yaml".into()])
+        .unwrap();
+    assert_eq!(store.last_commit().unwrap(), Some(commit));
+    assert_eq!(
+        store.good_files().unwrap(),
+        vec![("deployments/a.yaml".to_string(), "abc".to_string())]
+    );
+    store.forget_file("deployments/a.yaml").unwrap();
+    assert!(store.good_files().unwrap().is_empty());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
