@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod reconcile;
 pub mod schedule;
 pub mod store;
 pub mod validate;
