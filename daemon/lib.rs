@@ -8,5 +8,6 @@ pub mod cli;
 pub mod manifest;
 pub mod reconcile;
 pub mod schedule;
+pub mod scheduler;
 pub mod store;
 pub mod validate;

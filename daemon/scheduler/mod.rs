@@ -1,0 +1,159 @@
+//! The scheduler's pure parts: the timer (the next fire of every schedule in a priority
+//! queue), the rule deciding which due slots run ([`slots`]), and the detection of
+//! wall-clock jumps ([`ClockWatch`]). The engine owns the clock and the loop; these types
+//! take `now` as an argument, so tests use any instant.
+
+pub mod slots;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+/// A schedule of a deployment: (deployment name, schedule id).
+pub type Key = (String, String);
+
+/// The next fire time of every schedule, earliest first. Replacing a schedule's time
+/// leaves a stale heap entry behind; it is recognised and dropped when it surfaces.
+#[derive(Debug, Default)]
+pub struct Timer {
+    heap: BinaryHeap<Reverse<(DateTime<Utc>, Key)>>,
+    next: HashMap<Key, DateTime<Utc>>,
+}
+
+impl Timer {
+    /// Sets (or clears, with `None`) when `key` fires next.
+    pub fn set(&mut self, key: Key, at: Option<DateTime<Utc>>) {
+        match at {
+            Some(at) => {
+                self.next.insert(key.clone(), at);
+                self.heap.push(Reverse((at, key)));
+            }
+            None => {
+                self.next.remove(&key);
+            }
+        }
+    }
+
+    pub fn next_of(&self, key: &Key) -> Option<DateTime<Utc>> {
+        self.next.get(key).copied()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.next.keys()
+    }
+
+    /// The earliest pending fire time.
+    pub fn earliest(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((at, key))) = self.heap.peek() {
+            if self.next.get(key) == Some(at) {
+                return Some(*at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes and returns every schedule due at `now` (fire time ≤ now), earliest first.
+    pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<Key> {
+        let mut due = Vec::new();
+        while let Some(at) = self.earliest() {
+            if at > now {
+                break;
+            }
+            if let Some(Reverse((_, key))) = self.heap.pop() {
+                self.next.remove(&key);
+                due.push(key);
+            }
+        }
+        due
+    }
+}
+
+/// Notices the wall clock moving differently from the monotonic clock: a suspend/resume,
+/// or an NTP or manual step. Slots passed over that way are handled like downtime.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockWatch {
+    wall: DateTime<Utc>,
+    mono: Instant,
+}
+
+/// How far the wall clock jumped beyond what the monotonic clock saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jump {
+    Forward(Duration),
+    Backward(Duration),
+}
+
+/// Differences below this are timer jitter, not jumps.
+const JUMP_THRESHOLD: Duration = Duration::from_secs(2);
+
+impl ClockWatch {
+    pub fn new(wall: DateTime<Utc>, mono: Instant) -> ClockWatch {
+        ClockWatch { wall, mono }
+    }
+
+    /// Records an observation of both clocks; returns the jump since the last one, if any.
+    pub fn observe(&mut self, wall: DateTime<Utc>, mono: Instant) -> Option<Jump> {
+        let mono_elapsed = mono.saturating_duration_since(self.mono);
+        let wall_elapsed = wall - self.wall;
+        self.wall = wall;
+        self.mono = mono;
+        let mono_elapsed = chrono::Duration::from_std(mono_elapsed).ok()?;
+        let drift = wall_elapsed - mono_elapsed;
+        let threshold = chrono::Duration::from_std(JUMP_THRESHOLD).ok()?;
+        if drift > threshold {
+            drift.to_std().ok().map(Jump::Forward)
+        } else if drift < -threshold {
+            (-drift).to_std().ok().map(Jump::Backward)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn key(d: &str) -> Key {
+        (d.to_string(), "s".to_string())
+    }
+
+    #[test]
+    fn the_timer_yields_due_keys_in_order_and_forgets_replaced_times() {
+        let mut timer = Timer::default();
+        timer.set(key("b"), Some(t(20)));
+        timer.set(key("a"), Some(t(10)));
+        timer.set(key("c"), Some(t(30)));
+        timer.set(key("c"), Some(t(5))); // replaced: the t(30) entry is stale
+        timer.set(key("b"), None);
+        assert_eq!(timer.earliest(), Some(t(5)));
+        assert_eq!(timer.pop_due(t(15)), vec![key("c"), key("a")]);
+        assert_eq!(timer.earliest(), None);
+        assert_eq!(timer.pop_due(t(100)), Vec::<Key>::new());
+    }
+
+    #[test]
+    fn jumps_are_told_apart_from_jitter() {
+        let start = Instant::now();
+        let mut watch = ClockWatch::new(t(0), start);
+        assert_eq!(
+            watch.observe(t(10), start + Duration::from_millis(9_500)),
+            None
+        );
+        assert_eq!(
+            watch.observe(t(3_610), start + Duration::from_secs(20)),
+            Some(Jump::Forward(Duration::from_millis(3_589_500)))
+        );
+        assert_eq!(
+            watch.observe(t(3_600), start + Duration::from_secs(30)),
+            Some(Jump::Backward(Duration::from_secs(20)))
+        );
+    }
+}
