@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod runner;
 pub mod schedule;
 pub mod validate;
