@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod manifest;
 pub mod reconcile;
+pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;

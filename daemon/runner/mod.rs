@@ -1,0 +1,24 @@
+//! runner: turns a validated deployment into a supervised local process.
+//!
+//! - [`launch`] decides what to execute: the argv and directory for a [`Deployment`] in a
+//!   checkout of its commit. No shell, ever: a `command` is argv, a Python entrypoint runs
+//!   through a small bootstrap that reads `SUNDIAL_PARAMETERS`.
+//! - [`process`] is the one spawn recipe (own process group, env on top of the daemon's,
+//!   output straight to the run's log file) and its supervision (timeout, cancel and
+//!   shutdown by SIGTERM to the group, grace, SIGKILL), ending in an [`Exit`] that says why.
+//!
+//! Run rows, retries and concurrency are the orchestration's, built on these two.
+//!
+//! [`Deployment`]: crate::validate::desired::Deployment
+
+pub mod launch;
+pub mod process;
+
+pub use launch::{argv, working_dir, LaunchError};
+pub use process::{
+    append_log_line, kill_group, process_group_alive, spawn, Exit, ProcessSpec, Running,
+    SpawnError, StopRequest,
+};
+
+#[cfg(test)]
+mod tests;

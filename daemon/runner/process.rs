@@ -1,0 +1,498 @@
+//! The one spawn recipe, and the supervision of what it started.
+//!
+//! Every run process of sundial starts in [`spawn`] and nowhere else:
+//! - the argv as given (no shell), in `cwd`, with stdin `/dev/null`;
+//! - the daemon's environment plus the caller's variables, in the caller's order (job
+//!   `env` first, then `SUNDIAL_*`, so ours win);
+//! - in a process group of its own (pgid = pid), so a stop reaches every descendant that
+//!   stayed in the group;
+//! - stdout and stderr appended straight to the run's log file, with no pipe through the
+//!   daemon; only `stream_output` adds pipes, and then each chunk is written to the file
+//!   as it arrives (never held in memory) and each line also goes to the daemon's log.
+//!
+//! A spawn failure (missing program, not executable, bad directory) is a [`SpawnError`]
+//! whose message names the program and directory; the same message is appended to the
+//! log file so `sundial logs` shows why nothing ran.
+//!
+//! [`Running::wait`] awaits the exit. On a timeout or a [`StopRequest`] it sends SIGTERM to
+//! the whole group, gives it `grace`, then SIGKILLs the group; after the leader exits for
+//! whatever reason, any member left in its group is SIGKILLed, so nothing outlives its run.
+//! [`Exit`] says why the process ended; recording it is the caller's job.
+//!
+//! Non-goals: run rows, retries, concurrency and the log header line (the orchestrator's;
+//! [`append_log_line`] is here for it). A process that leaves its group (`setsid`) is out
+//! of reach, as under any process-group supervisor.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{getpgrp, Pid};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+
+/// How long [`Running::wait`] waits for the output pipes to reach end-of-file after the
+/// group is gone; only a process that left the group can hold them open longer.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// A longer output line is cut in the daemon's log (the run's log file keeps it whole).
+const MAX_FORWARDED_LINE: usize = 16 * 1024;
+
+/// Everything [`spawn`] needs; the caller has already resolved argv, directory and env.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// Added on top of the daemon's inherited environment, in order (job env first, then
+    /// SUNDIAL_* — the caller orders them); a later entry wins over an earlier one.
+    pub env: Vec<(String, String)>,
+    /// Created (parent directories too) and opened for append; stdout and stderr both go
+    /// straight to this file.
+    pub log_path: PathBuf,
+    /// Per attempt; `None` runs until the process exits or is stopped.
+    pub timeout: Option<Duration>,
+    /// SIGTERM to the group, wait this long, then SIGKILL.
+    pub grace: Duration,
+    /// When `Some(label)`: also forward each output line to the daemon's log (`info!`,
+    /// with the label), while still writing the file.
+    pub stream_output: Option<String>,
+}
+
+/// Why a process could not be started. Each message names what failed; [`spawn`] also
+/// appends it to the log file (except when the log file itself cannot be opened).
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("nothing to run: the argv is empty")]
+    EmptyArgv,
+    #[error("cannot open the run log {}: {cause}", path.display())]
+    Log { path: PathBuf, cause: io::Error },
+    #[error("cannot start `{program}`: working directory {} {}", cwd.display(), describe_dir(cause))]
+    WorkingDir {
+        program: String,
+        cwd: PathBuf,
+        cause: io::Error,
+    },
+    #[error("cannot start `{program}` in {}: {}", cwd.display(), describe_program(cause))]
+    Program {
+        program: String,
+        cwd: PathBuf,
+        cause: io::Error,
+    },
+}
+
+/// Who asked a running process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// A user cancelled the run.
+    Cancel,
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// Why a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited by itself with this code.
+    Code(i32),
+    /// Killed by a signal sundial did not send (OOM killer, an operator's `kill`).
+    Signal(i32),
+    /// `timeout` ran out; sundial stopped the group.
+    TimedOut,
+    /// Stopped on request.
+    Stopped(StopRequest),
+    /// Its exit status could not be read (someone else reaped it); the group was killed.
+    Lost,
+}
+
+/// A started process; consume it with [`Running::wait`].
+#[derive(Debug)]
+pub struct Running {
+    /// The process id, which is also its process group id.
+    pub pid: u32,
+    child: Child,
+    pumps: Vec<JoinHandle<()>>,
+    log_path: PathBuf,
+    /// When the attempt's time limit runs out (counted from the spawn).
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    grace: Duration,
+}
+
+/// Starts the process as the module docs describe. Must be called inside a tokio runtime.
+///
+/// Errors when the argv is empty, the log file cannot be opened, the working directory is
+/// missing, or the program cannot be executed; the message is also appended to the log.
+pub fn spawn(spec: &ProcessSpec) -> Result<Running, SpawnError> {
+    let started = start(spec);
+    if let Err(err) = &started {
+        if !matches!(err, SpawnError::Log { .. }) {
+            if let Err(e) = append_log_line(&spec.log_path, &format!("# sundial: {err}")) {
+                tracing::warn!(log = %spec.log_path.display(), error = %e, "cannot write the spawn failure to the run log");
+            }
+        }
+    }
+    started
+}
+
+fn start(spec: &ProcessSpec) -> Result<Running, SpawnError> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(SpawnError::EmptyArgv);
+    };
+    let log = open_log(&spec.log_path).map_err(|cause| SpawnError::Log {
+        path: spec.log_path.clone(),
+        cause,
+    })?;
+    // Checked first so that "not found" below can only mean the program.
+    match std::fs::metadata(&spec.cwd) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SpawnError::WorkingDir {
+                program: program.clone(),
+                cwd: spec.cwd.clone(),
+                cause: io::ErrorKind::NotADirectory.into(),
+            })
+        }
+        Err(cause) => {
+            return Err(SpawnError::WorkingDir {
+                program: program.clone(),
+                cwd: spec.cwd.clone(),
+                cause,
+            })
+        }
+    }
+
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false);
+    let log_error = |cause| SpawnError::Log {
+        path: spec.log_path.clone(),
+        cause,
+    };
+    if spec.stream_output.is_some() {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        command
+            .stdout(Stdio::from(log.try_clone().map_err(log_error)?))
+            .stderr(Stdio::from(log.try_clone().map_err(log_error)?));
+    }
+    let mut child = command.spawn().map_err(|cause| SpawnError::Program {
+        program: program.clone(),
+        cwd: spec.cwd.clone(),
+        cause,
+    })?;
+    let pid = child.id().expect("a just-spawned child has a pid");
+
+    let mut pumps = Vec::new();
+    if let Some(label) = &spec.stream_output {
+        // A failed clone only loses the file copy of that stream; the process already runs.
+        let copy = || log.try_clone().ok();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(forward(out, copy(), label.clone(), "stdout")));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(forward(err, copy(), label.clone(), "stderr")));
+        }
+    }
+    tracing::debug!(pid, program = %program, cwd = %spec.cwd.display(), "process started");
+    Ok(Running {
+        pid,
+        child,
+        pumps,
+        log_path: spec.log_path.clone(),
+        deadline: spec.timeout.map(|t| Instant::now() + t),
+        timeout: spec.timeout,
+        grace: spec.grace,
+    })
+}
+
+impl Running {
+    /// Waits for the process; on timeout or on a stop request (from `stop`), signals the
+    /// whole process group: SIGTERM, waits `grace`, then SIGKILL to the group; returns why
+    /// it ended. After the leader exits, any member of its group that survives is
+    /// SIGKILLed, so a grandchild that ignored SIGTERM or kept running never outlives the
+    /// run. A request already in `stop` when called stops at once; a dropped sender only
+    /// means no stop will come.
+    pub async fn wait(mut self, mut stop: watch::Receiver<Option<StopRequest>>) -> Exit {
+        let deadline = self.deadline;
+        let mut stop_open = true;
+        let why = loop {
+            let requested = *stop.borrow_and_update();
+            if let Some(request) = requested {
+                break Exit::Stopped(request);
+            }
+            tokio::select! {
+                status = self.child.wait() => {
+                    let exit = self.exited(status);
+                    self.sweep_group();
+                    self.drain().await;
+                    return exit;
+                }
+                () = until(deadline) => break Exit::TimedOut,
+                changed = stop.changed(), if stop_open => stop_open = changed.is_ok(),
+            }
+        };
+        self.terminate(why).await;
+        self.drain().await;
+        why
+    }
+
+    fn exited(&mut self, status: io::Result<ExitStatus>) -> Exit {
+        match status {
+            Ok(status) => {
+                let exit = match (status.code(), status.signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(signal)) => Exit::Signal(signal),
+                    (None, None) => Exit::Lost,
+                };
+                tracing::debug!(pid = self.pid, ?exit, "process exited");
+                exit
+            }
+            Err(e) => {
+                tracing::error!(pid = self.pid, error = %e, "cannot read the exit status; killing its group");
+                self.note(&format!("sundial lost track of process {}: {e}", self.pid));
+                Exit::Lost
+            }
+        }
+    }
+
+    /// The leader is gone; whatever is left of its group goes too.
+    fn sweep_group(&self) {
+        if process_group_alive(self.pid) {
+            self.note(&format!(
+                "process {} exited; SIGKILL to what is left of its group",
+                self.pid
+            ));
+            self.signal(Signal::SIGKILL);
+        }
+    }
+
+    /// SIGTERM to the group, `grace` for the leader and then the rest to exit, SIGKILL.
+    async fn terminate(&mut self, why: Exit) {
+        let reason = match why {
+            Exit::TimedOut => format!("timed out after {:?}", self.timeout.unwrap_or_default()),
+            Exit::Stopped(StopRequest::Cancel) => "cancelled".to_string(),
+            Exit::Stopped(StopRequest::Shutdown) => "the daemon is stopping".to_string(),
+            _ => "stopping".to_string(),
+        };
+        self.note(&format!(
+            "{reason}: SIGTERM to process group {}, SIGKILL after {:?}",
+            self.pid, self.grace
+        ));
+        tracing::info!(pid = self.pid, %reason, "stopping process group");
+        self.signal(Signal::SIGTERM);
+        let grace_end = Instant::now() + self.grace;
+        let leader = timeout_at(grace_end, self.child.wait()).await.ok();
+        if leader.is_some() {
+            wait_group_gone(self.pid, grace_end).await;
+        }
+        if process_group_alive(self.pid) {
+            self.note(&format!(
+                "grace of {:?} over: SIGKILL to process group {}",
+                self.grace, self.pid
+            ));
+            tracing::warn!(pid = self.pid, "grace over; killing process group");
+            self.signal(Signal::SIGKILL);
+        }
+        if leader.is_none() {
+            if let Err(e) = self.child.wait().await {
+                tracing::error!(pid = self.pid, error = %e, "cannot reap the stopped process");
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        match kill_group(self.pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::error!(pgid = self.pid, %signal, error = %e, "cannot signal process group")
+            }
+        }
+    }
+
+    /// Waits (bounded) for the output pumps to reach end-of-file, then lets them go.
+    async fn drain(&mut self) {
+        let limit = Instant::now() + DRAIN_LIMIT;
+        for pump in self.pumps.drain(..) {
+            let abort = pump.abort_handle();
+            if timeout_at(limit, pump).await.is_err() {
+                tracing::warn!(pid = self.pid, "output still open after the process group ended (a process left the group?); no longer forwarding it");
+                abort.abort();
+            }
+        }
+    }
+
+    /// A line of our own in the run's log, so the log says why the process ended.
+    fn note(&self, text: &str) {
+        if let Err(e) = append_log_line(&self.log_path, &format!("# sundial: {text}")) {
+            tracing::warn!(log = %self.log_path.display(), error = %e, "cannot write to the run log");
+        }
+    }
+}
+
+/// Appends one line (a newline is added) to a log file, creating it and its parent
+/// directories. The orchestrator writes each attempt's header line with it.
+pub fn append_log_line(path: &Path, line: &str) -> io::Result<()> {
+    let mut file = open_log(path)?;
+    file.write_all(format!("{line}\n").as_bytes())
+}
+
+fn open_log(path: &Path) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Whether any live process is in group `pgid` (`kill(-pgid, 0)`); zombies waiting for a
+/// parent that never reaps them do not count. For recovering runs a dead daemon left.
+/// `false` for 0 and 1, which name no run's group.
+pub fn process_group_alive(pgid: u32) -> bool {
+    let Some(group) = run_group(pgid) else {
+        return false;
+    };
+    match killpg(group, None) {
+        Err(Errno::ESRCH) => false,
+        // EPERM: the group exists but is not ours to signal.
+        Err(_) => true,
+        Ok(()) => has_live_member(pgid).unwrap_or(true),
+    }
+}
+
+/// Sends `signal` to every process in group `pgid`. Refuses (EINVAL) 0, 1 and the
+/// daemon's own group, which `killpg` would read as "us" or "everyone".
+pub fn kill_group(pgid: u32, signal: Signal) -> nix::Result<()> {
+    let group = run_group(pgid).ok_or(Errno::EINVAL)?;
+    if group == getpgrp() {
+        return Err(Errno::EINVAL);
+    }
+    killpg(group, signal)
+}
+
+fn run_group(pgid: u32) -> Option<Pid> {
+    i32::try_from(pgid)
+        .ok()
+        .filter(|&g| g > 1)
+        .map(Pid::from_raw)
+}
+
+/// Whether `/proc` shows a member of the group that is not a zombie; `None` when `/proc`
+/// cannot be read (then `kill(-pgid, 0)` is trusted as is).
+#[cfg(target_os = "linux")]
+fn has_live_member(pgid: u32) -> Option<bool> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let live = entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            return false;
+        };
+        // Fields after the command's closing parenthesis: state ppid pgrp ...
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+        matches!(fields[..], [state, _, group] if group == pgid.to_string() && state != "Z" && state != "X")
+    });
+    Some(live)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn has_live_member(_pgid: u32) -> Option<bool> {
+    None
+}
+
+/// Polls until the group is empty or `deadline`. A group emptying is no event a parent
+/// is told about (its members are not our children), so this is the one poll here.
+async fn wait_group_gone(pgid: u32, deadline: Instant) {
+    let mut pause = Duration::from_millis(5);
+    while process_group_alive(pgid) && Instant::now() < deadline {
+        sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Copies a pipe to the log file chunk by chunk and forwards each line to tracing.
+async fn forward<R: AsyncRead + Unpin>(
+    pipe: R,
+    mut file: Option<File>,
+    label: String,
+    stream: &'static str,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::warn!(run = %label, stream, error = %e, "cannot read process output");
+                break;
+            }
+        };
+        // A local append; keep draining the pipe even when the disk refuses, so the
+        // process never blocks on a full pipe.
+        if let Some(f) = &mut file {
+            if let Err(e) = f.write_all(chunk) {
+                tracing::warn!(run = %label, stream, error = %e, "cannot write process output to the run log");
+                file = None;
+            }
+        }
+        for piece in chunk.split_inclusive(|&b| b == b'\n') {
+            let room = MAX_FORWARDED_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&piece[..piece.len().min(room)]);
+            if piece.ends_with(b"\n") {
+                emit(&label, stream, &line);
+                line.clear();
+            }
+        }
+        let used = chunk.len();
+        reader.consume(used);
+    }
+    if !line.is_empty() {
+        emit(&label, stream, &line);
+    }
+}
+
+fn emit(label: &str, stream: &'static str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\n', '\r']);
+    tracing::info!(target: "sundial::output", run = %label, stream, "{text}");
+}
+
+fn describe_program(cause: &io::Error) -> String {
+    match cause.kind() {
+        io::ErrorKind::NotFound => "no such program (or its #! interpreter is missing)".into(),
+        io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".into(),
+        _ => cause.to_string(),
+    }
+}
+
+fn describe_dir(cause: &io::Error) -> String {
+    match cause.kind() {
+        io::ErrorKind::NotFound => "does not exist".into(),
+        io::ErrorKind::NotADirectory => "is not a directory".into(),
+        _ => format!("cannot be used: {cause}"),
+    }
+}
