@@ -4,11 +4,14 @@
 //! see `DESIGN.md`. The modules below are public only as far as the integration
 //! tests and the binary need them.
 
+pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod manifest;
 pub mod reconcile;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod source;
 pub mod store;
 pub mod validate;

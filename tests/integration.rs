@@ -6,6 +6,7 @@
 mod support;
 
 mod croniter;
+mod daemon;
 mod next;
 mod precommit;
 mod validate;

@@ -2,6 +2,7 @@
 //! A subcommand returns its exit code or an error; an error is printed once, here, and
 //! means exit 2 (usage, input or I/O problem), as DESIGN.md's command table says.
 
+mod daemon;
 mod next;
 mod schema;
 mod validate;
@@ -26,6 +27,8 @@ pub enum Command {
     Next(next::NextArgs),
     /// Print the manifest JSON Schema.
     Schema,
+    /// Run the scheduler daemon in the foreground.
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Bad input: a flag's value or a file could not be used (clap's usage errors are also 2).
@@ -37,6 +40,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Validate(a) => validate::run(&a),
         Command::Next(a) => next::run(a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS),
         Command::Schema => schema::run(),
+        Command::Daemon(a) => daemon::run(&a),
     };
     match outcome {
         Ok(code) => code,

@@ -115,6 +115,8 @@ pub struct NewRun {
     pub attempt: u32,
     pub commit: String,
     pub parameters: Json,
+    /// Set when the row is written as already `Running` (claimed and started at once).
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// A stored run.
@@ -269,8 +271,8 @@ fn insert(
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let changed = tx.execute(
-        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT DO NOTHING",
         rusqlite::params![
             new.deployment,
@@ -284,6 +286,7 @@ fn insert(
             new.parameters.to_string(),
             time_text(now),
             new.state.is_final().then(|| time_text(now)),
+            new.started_at.map(time_text),
         ],
     )?;
     Ok((changed == 1).then(|| tx.last_insert_rowid()))

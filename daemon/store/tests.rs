@@ -18,6 +18,7 @@ fn slot(deployment: &str, when: &str) -> NewRun {
         attempt: 1,
         commit: "abc".into(),
         parameters: json!({"a": 1}),
+        started_at: None,
     }
 }
 

@@ -1,0 +1,126 @@
+//! Wire types of the HTTP API (DESIGN.md "HTTP API", JSON shapes), shared by the server
+//! and the CLI client so both sides agree by construction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::engine::status::{DeploymentView, Status};
+use crate::store::{time_text, FileError, Run};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunJson {
+    pub id: i64,
+    pub deployment: String,
+    pub state: String,
+    pub trigger: String,
+    pub scheduled_for: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub attempt: u32,
+    pub commit: String,
+    pub exit_code: Option<i32>,
+    pub parameters: Json,
+    pub reason: Option<String>,
+}
+
+impl From<&Run> for RunJson {
+    fn from(run: &Run) -> RunJson {
+        RunJson {
+            id: run.id,
+            deployment: run.deployment.clone(),
+            state: run.state.as_str().to_string(),
+            trigger: run.trigger.as_str().to_string(),
+            scheduled_for: run.scheduled_for.map(time_text),
+            started_at: run.started_at.map(time_text),
+            ended_at: run.ended_at.map(time_text),
+            attempt: run.attempt,
+            commit: run.commit.clone(),
+            exit_code: run.exit_code,
+            parameters: run.parameters.clone(),
+            reason: run.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusJson {
+    pub ready: bool,
+    pub commit: Option<String>,
+    pub synced_at: Option<String>,
+    pub errors: Vec<FileError>,
+    pub warnings: Vec<FileError>,
+}
+
+impl From<&Status> for StatusJson {
+    fn from(s: &Status) -> StatusJson {
+        StatusJson {
+            ready: s.ready,
+            commit: s.commit.clone(),
+            synced_at: s.synced_at.map(time_text),
+            errors: s.errors.clone(),
+            warnings: s.warnings.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScheduleJson {
+    pub id: String,
+    pub description: String,
+    pub timezone: String,
+    pub active: bool,
+    /// The next fire time, RFC 3339 UTC; null when it has ended or is not planned.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentJson {
+    pub name: String,
+    pub file: String,
+    pub commit: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub paused: bool,
+    /// True when its file fails at the newest commit and this is its last good version.
+    pub held_back: bool,
+    /// The earliest next fire of its schedules.
+    pub next: Option<String>,
+    pub schedules: Vec<ScheduleJson>,
+}
+
+impl From<&DeploymentView> for DeploymentJson {
+    fn from(d: &DeploymentView) -> DeploymentJson {
+        DeploymentJson {
+            name: d.name.clone(),
+            file: d.file.clone(),
+            commit: d.commit.clone(),
+            description: d.description.clone(),
+            tags: d.tags.clone(),
+            paused: d.paused,
+            held_back: d.held_back,
+            next: d
+                .schedules
+                .iter()
+                .filter_map(|s| s.next)
+                .min()
+                .map(time_text),
+            schedules: d
+                .schedules
+                .iter()
+                .map(|s| ScheduleJson {
+                    id: s.id.clone(),
+                    description: s.description.clone(),
+                    timezone: s.timezone.clone(),
+                    active: s.active,
+                    next: s.next.map(time_text),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorJson {
+    pub error: String,
+}

@@ -1,0 +1,192 @@
+//! `sundial daemon`: start-up (state directory, token, logging, listener), then the engine
+//! and the HTTP API until SIGTERM or SIGINT; SIGHUP forces a re-sync. Exit 0 after a
+//! clean stop; a start-up problem is an error naming the flag (exit 2).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, ApiState};
+use crate::engine::{self, status::Status, EngineConfig};
+use crate::source::SourceConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// The git repository whose committed manifests are deployed (a path; see --remote).
+    #[arg(long, env = "SUNDIAL_REPO", value_name = "PATH")]
+    pub repo: PathBuf,
+    /// The branch to deploy (default: the branch the repository's HEAD points at).
+    #[arg(long, env = "SUNDIAL_BRANCH", value_name = "B")]
+    pub branch: Option<String>,
+    /// Fetch this remote on every poll and deploy its branch (`refs/remotes/<remote>/<branch>`).
+    #[arg(long, env = "SUNDIAL_REMOTE", value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Where the database, run logs, checkouts and the API token live.
+    #[arg(
+        long,
+        env = "SUNDIAL_STATE_DIR",
+        value_name = "D",
+        default_value = ".sundial"
+    )]
+    pub state_dir: PathBuf,
+    /// Address of the HTTP API and dashboard.
+    #[arg(
+        long,
+        env = "SUNDIAL_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:4280"
+    )]
+    pub listen: SocketAddr,
+    /// Seconds between safety-net polls of the repository (new commits are noticed at once).
+    #[arg(
+        long,
+        env = "SUNDIAL_POLL_INTERVAL",
+        value_name = "S",
+        default_value_t = 30.0
+    )]
+    pub poll_interval: f64,
+    /// Seconds a process gets between SIGTERM and SIGKILL (stop, cancel, timeout).
+    #[arg(long, env = "SUNDIAL_GRACE", value_name = "S", default_value_t = 30.0)]
+    pub grace: f64,
+}
+
+pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let poll = seconds(args.poll_interval, "--poll-interval")?;
+    let grace = seconds(args.grace, "--grace")?;
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("--state-dir: cannot create `{}`", args.state_dir.display()))?;
+    ensure_token(&args.state_dir)?;
+    init_logging();
+    let branch = match &args.branch {
+        Some(b) => b.clone(),
+        None => current_branch(&args.repo).unwrap_or_else(|| "main".into()),
+    };
+    let source = SourceConfig {
+        repo: args.repo.clone(),
+        branch,
+        remote: args.remote.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, source, poll, grace))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    args: &DaemonArgs,
+    source: SourceConfig,
+    poll: Duration,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "--listen {}: cannot listen there (in use? another sundial?)",
+                args.listen
+            )
+        })?;
+    tracing::info!(
+        "sundial {} watching {} branch {} (state in {}, API on http://{})",
+        env!("CARGO_PKG_VERSION"),
+        source.repo.display(),
+        source.branch,
+        args.state_dir.display(),
+        args.listen
+    );
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let api_state = ApiState {
+        status: status_rx,
+        db: args.state_dir.join("state.db"),
+        logs_dir: args.state_dir.join("logs"),
+    };
+    let (stop_api_tx, mut stop_api_rx) = watch::channel(false);
+    let server = axum::serve(listener, api::router(api_state)).with_graceful_shutdown(async move {
+        let _ = stop_api_rx.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let (force_tx, force_rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading the repository");
+            let _ = force_tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    };
+    let config = EngineConfig {
+        source,
+        state_dir: args.state_dir.clone(),
+        poll_interval: poll,
+        grace,
+    };
+    let outcome = engine::run(config, status_tx, shutdown, force_rx).await;
+    let _ = stop_api_tx.send(true);
+    let _ = server.await;
+    outcome.context("the state database failed; sundial cannot keep its promises without it")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    if !value.is_finite() || value <= 0.0 {
+        bail!("{flag} {value}: give a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// The branch HEAD points at, when HEAD is a branch.
+fn current_branch(repo: &Path) -> Option<String> {
+    let repo = git2::Repository::open(repo).ok()?;
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target().ok()??;
+    target.strip_prefix("refs/heads/").map(str::to_string)
+}
+
+/// Creates `<state-dir>/token` (mode 0600) on first start; mutating API calls need it.
+fn ensure_token(state_dir: &Path) -> anyhow::Result<()> {
+    let path = state_dir.join("token");
+    if path.exists() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the API token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("--state-dir: cannot create `{}`", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUNDIAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,562 @@
+//! The engine: the daemon's one owner of scheduling state and of the clock.
+//!
+//! One task runs [`run`]'s loop. It sleeps until the earliest due slot (a priority queue,
+//! never a per-second poll; at most [`MAX_SLEEP`] so a suspended host or a stepped clock is
+//! noticed), wakes on new commits from the syncer and on events from running attempts, and
+//! is the only writer of the store. The HTTP API reads the store and the published
+//! [`Status`]; it never touches this state.
+//!
+//! At most once: a slot's run row is committed (`synchronous=FULL`) before its process
+//! starts, and the schedule's cursor moves in the same transaction. Nothing vanishes: a
+//! due slot that does not run is a Skipped row with its reason (`missed`, `inactive`).
+//! Fatal: only a store error stops the daemon (loudly); a bad commit, a broken repository
+//! or a crashing child is recorded and the loop goes on.
+
+pub mod attempt;
+pub mod status;
+pub mod sync;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use tokio::sync::{mpsc, watch};
+
+use crate::reconcile::{reconcile, Applied, AppliedFile};
+use crate::runner::process::{self, StopRequest};
+use crate::scheduler::slots::{decide, due_slots, Action};
+use crate::scheduler::{ClockWatch, Jump, Key, Timer};
+use crate::source::{Checkouts, SourceConfig};
+use crate::store::{AppliedCommit, FileError, NewRun, RunState, Store, StoreError, Trigger};
+use crate::validate::Diagnostic;
+
+use attempt::{Attempt, RunContext, RunEvent};
+use status::{DeploymentView, ScheduleView, Status};
+use sync::{SyncMessage, Synced};
+
+/// The longest the loop sleeps without looking at the wall clock.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub struct EngineConfig {
+    pub source: SourceConfig,
+    pub state_dir: PathBuf,
+    pub poll_interval: Duration,
+    /// SIGTERM → SIGKILL grace for runs (timeouts, cancels, the graceful stop).
+    pub grace: Duration,
+}
+
+/// Runs the engine until `shutdown` completes, then stops running processes gracefully
+/// and records their end. `force_sync` asks for an immediate re-read of the repository.
+pub async fn run(
+    config: EngineConfig,
+    status: watch::Sender<Status>,
+    shutdown: impl Future<Output = ()>,
+    force_sync: mpsc::Receiver<()>,
+) -> Result<(), StoreError> {
+    let db = config.state_dir.join("state.db");
+    let store = Store::open(&db)?;
+    let logs_dir = config.state_dir.join("logs");
+    if let Err(e) = std::fs::create_dir_all(&logs_dir) {
+        tracing::error!("cannot create {}: {e}", logs_dir.display());
+    }
+    let ctx = Arc::new(RunContext {
+        source: config.source.clone(),
+        checkouts: Checkouts::new(config.state_dir.join("checkouts")),
+        checkouts_root: config.state_dir.join("checkouts"),
+        logs_dir,
+        grace: config.grace,
+    });
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let mut engine = Engine {
+        store,
+        ctx,
+        applied: Applied::default(),
+        timer: Timer::default(),
+        running: HashMap::new(),
+        events: events_tx,
+        status_tx: status,
+        status: Status::default(),
+        clock: ClockWatch::new(Utc::now(), Instant::now()),
+    };
+    engine.recover(Utc::now())?;
+    let (sync_tx, mut sync_rx) = mpsc::channel(4);
+    tokio::spawn(sync::run(
+        config.source.clone(),
+        db,
+        config.poll_interval,
+        sync_tx,
+        force_sync,
+    ));
+
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = engine.deadline(Utc::now());
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(event) = events_rx.recv() => engine.on_event(event, Utc::now())?,
+            () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now())?,
+            Some(message) = sync_rx.recv() => engine.on_sync(message, Utc::now())?,
+        }
+    }
+    engine.stop(&mut events_rx).await
+}
+
+struct Engine {
+    store: Store,
+    ctx: Arc<RunContext>,
+    applied: Applied,
+    timer: Timer,
+    /// Attempts in flight: how to stop each, and the commit it runs (its checkout is kept).
+    running: HashMap<i64, (watch::Sender<Option<StopRequest>>, String)>,
+    events: mpsc::UnboundedSender<RunEvent>,
+    status_tx: watch::Sender<Status>,
+    status: Status,
+    clock: ClockWatch,
+}
+
+impl Engine {
+    /// When to wake next: the earliest due slot, but never later than [`MAX_SLEEP`].
+    fn deadline(&mut self, now: DateTime<Utc>) -> tokio::time::Instant {
+        let wait = match self.timer.earliest() {
+            Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        };
+        tokio::time::Instant::now() + wait
+    }
+
+    /// Handles every schedule that is due at `now`.
+    fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match self.clock.observe(now, Instant::now()) {
+            Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),
+            Some(Jump::Backward(by)) => tracing::warn!("the wall clock jumped back by {by:?}; slots already handled will not fire again"),
+            None => {}
+        }
+        for key in self.timer.pop_due(now) {
+            self.handle_due(&key, now)?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Settles every slot of `key` between its cursor and `now` (run or recorded), then
+    /// arms the timer for its next fire.
+    fn handle_due(&mut self, key: &Key, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
+            return Ok(());
+        };
+        let Some(planned) = deployment.schedules.iter().find(|s| s.id == key.1) else {
+            return Ok(());
+        };
+        let (deployment, commit, planned) =
+            (deployment.clone(), commit.to_string(), planned.clone());
+        let cursor = match self.store.cursor(&key.0, &key.1)? {
+            Some(cursor) => cursor,
+            None => {
+                // A schedule seen for the first time is planned from now.
+                self.store.set_cursor(&key.0, &key.1, now)?;
+                now
+            }
+        };
+        let (due, truncated) = due_slots(&planned.schedule, cursor, now);
+        if truncated {
+            tracing::warn!(
+                "{}: more than {} slots were missed; only the most recent are recorded",
+                key.0,
+                due.len()
+            );
+        }
+        let mut parameters: Map<String, Json> = deployment.parameters.clone();
+        parameters.extend(planned.parameters.clone());
+        let parameters = Json::Object(parameters);
+        let inactive = deployment.paused || !planned.active;
+        let mut rows = Vec::new();
+        for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
+            let (trigger, state, reason, started_at) = match action {
+                Action::Skip => (Trigger::Schedule, RunState::Skipped, Some("missed"), None),
+                Action::Run { .. } if inactive => {
+                    (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
+                }
+                Action::Run { catchup } => (
+                    if catchup {
+                        Trigger::Catchup
+                    } else {
+                        Trigger::Schedule
+                    },
+                    RunState::Running,
+                    None,
+                    Some(now),
+                ),
+            };
+            rows.push(NewRun {
+                deployment: key.0.clone(),
+                schedule_id: Some(key.1.clone()),
+                scheduled_for: Some(at),
+                trigger,
+                state,
+                reason: reason.map(str::to_string),
+                attempt: 1,
+                commit: commit.clone(),
+                parameters: parameters.clone(),
+                started_at,
+            });
+        }
+        if let Some(last) = due.last() {
+            let ids = self
+                .store
+                .claim_slots(&rows, Some((&key.0, &key.1, *last)), now)?;
+            for (row, id) in rows.iter().zip(ids) {
+                match (id, row.state) {
+                    (Some(id), RunState::Running) => {
+                        self.start(id, &deployment, &commit, row, planned.schedule.timezone())
+                    }
+                    (Some(_), _) => tracing::info!(
+                        "{}: slot {} recorded Skipped ({})",
+                        key.0,
+                        time(row.scheduled_for),
+                        row.reason.as_deref().unwrap_or("")
+                    ),
+                    (None, _) => tracing::debug!(
+                        "{}: slot {} already handled",
+                        key.0,
+                        time(row.scheduled_for)
+                    ),
+                }
+            }
+        }
+        self.timer
+            .set(key.clone(), planned.schedule.next_after(now).map(|f| f.at));
+        Ok(())
+    }
+
+    /// Starts the attempt of a run row already committed as Running.
+    fn start(
+        &mut self,
+        id: i64,
+        deployment: &crate::validate::Deployment,
+        commit: &str,
+        row: &NewRun,
+        tz: crate::schedule::Tz,
+    ) {
+        let (stop_tx, stop_rx) = watch::channel(None);
+        self.running.insert(id, (stop_tx, commit.to_string()));
+        let attempt = Attempt {
+            run_id: id,
+            deployment: deployment.clone(),
+            commit: commit.to_string(),
+            scheduled_for: row.scheduled_for.map(|at| attempt::in_zone(at, tz)),
+            attempt: row.attempt,
+            parameters: row.parameters.clone(),
+        };
+        tracing::info!(
+            "{}: run {id} started ({}, slot {})",
+            deployment.name,
+            row.trigger.as_str(),
+            time(row.scheduled_for)
+        );
+        tokio::spawn(attempt::execute(
+            Arc::clone(&self.ctx),
+            attempt,
+            stop_rx,
+            self.events.clone(),
+        ));
+    }
+
+    fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match event {
+            RunEvent::Started { id, pid } => self.store.set_pid(id, pid),
+            RunEvent::Finished {
+                id,
+                state,
+                exit_code,
+                reason,
+            } => {
+                self.running.remove(&id);
+                tracing::info!(
+                    "run {id} {}{}",
+                    state.as_str(),
+                    reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                self.store
+                    .finish_run(id, state, exit_code, reason.as_deref(), now)
+            }
+        }
+    }
+
+    fn on_sync(&mut self, message: SyncMessage, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match message {
+            SyncMessage::Failed(error) => {
+                tracing::error!("cannot read the repository: {error}");
+                self.status.errors = vec![FileError {
+                    file: self.ctx.source.repo.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: error,
+                }];
+                self.publish();
+                Ok(())
+            }
+            SyncMessage::Synced(synced) => self.apply(*synced, now),
+        }
+    }
+
+    /// Applies a validated commit: reconcile per file against the last-known-good state,
+    /// record it, and re-plan the schedules that appeared or disappeared.
+    fn apply(&mut self, synced: Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.applied.files.is_empty() {
+            for seed in synced.seeds {
+                if let Some(deployments) = seed.outcome.deployments {
+                    let file = AppliedFile {
+                        commit: seed.commit,
+                        deployments,
+                        held_back: true,
+                    };
+                    self.applied.files.insert(seed.outcome.repo_path, file);
+                }
+            }
+        }
+        let (next, plan) = reconcile(&self.applied, &synced.head, &synced.outcomes);
+        let short = attempt::short(&synced.head).to_string();
+        tracing::info!(
+            "applied commit {short} ({}): +{:?} ~{:?} -{:?}{}",
+            synced.summary,
+            plan.added,
+            plan.changed,
+            plan.removed,
+            if plan.held_back.is_empty() {
+                String::new()
+            } else {
+                format!(", held at last good version: {:?}", plan.held_back)
+            }
+        );
+        let findings = |errors: bool| -> Vec<FileError> {
+            synced
+                .outcomes
+                .iter()
+                .flat_map(|o| o.diagnostics.iter())
+                .filter(|d| d.is_error() == errors)
+                .map(file_error)
+                .collect()
+        };
+        let (errors, warnings) = (findings(true), findings(false));
+        for e in &errors {
+            tracing::error!("{}:{}:{}: {}", e.file, e.line, e.column, e.message);
+        }
+        for w in &warnings {
+            tracing::warn!("{}:{}:{}: {}", w.file, w.line, w.column, w.message);
+        }
+        let good: Vec<String> = synced
+            .outcomes
+            .iter()
+            .filter(|o| o.is_valid())
+            .map(|o| o.repo_path.clone())
+            .collect();
+        let commit = AppliedCommit {
+            sha: synced.head.clone(),
+            applied_at: now,
+            summary: synced.summary.clone(),
+            errors: errors.clone(),
+            warnings: warnings.clone(),
+        };
+        self.store.record_commit(&commit, &good)?;
+        for gone in self
+            .applied
+            .files
+            .keys()
+            .filter(|p| !synced.outcomes.iter().any(|o| &o.repo_path == *p))
+        {
+            self.store.forget_file(gone)?;
+        }
+        self.applied = next;
+
+        let wanted: BTreeSet<Key> = self
+            .applied
+            .deployments()
+            .flat_map(|(d, _)| {
+                d.schedules
+                    .iter()
+                    .map(move |s| (d.name.clone(), s.id.clone()))
+            })
+            .collect();
+        let stale: Vec<Key> = self
+            .timer
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for key in stale {
+            tracing::info!("{}: schedule {} unscheduled", key.0, key.1);
+            self.timer.set(key, None);
+        }
+        for key in &wanted {
+            if self.timer.next_of(key).is_none() {
+                self.handle_due(key, now)?;
+            }
+        }
+        self.prepare_checkouts();
+        self.status.ready = true;
+        self.status.commit = Some(synced.head);
+        self.status.synced_at = Some(now);
+        self.status.errors = errors;
+        self.status.warnings = warnings;
+        self.publish();
+        Ok(())
+    }
+
+    /// Creates the checkouts of the commits in force ahead of their first run (so a slot
+    /// does not wait for one) and removes those nothing needs any more.
+    fn prepare_checkouts(&self) {
+        let mut keep: std::collections::HashSet<String> =
+            self.applied.commits().into_iter().collect();
+        keep.extend(self.running.values().map(|(_, commit)| commit.clone()));
+        let ctx = Arc::clone(&self.ctx);
+        tokio::task::spawn_blocking(move || {
+            let repo = match crate::source::Repo::open(&ctx.source) {
+                Ok(repo) => repo,
+                Err(e) => {
+                    return tracing::warn!("cannot prepare checkouts: {}", sync::error_chain(&e))
+                }
+            };
+            for commit in &keep {
+                if let Err(e) = ctx.checkouts.ensure(&repo, commit) {
+                    tracing::warn!(
+                        "cannot check out {}: {}",
+                        attempt::short(commit),
+                        sync::error_chain(&e)
+                    );
+                }
+            }
+            if let Err(e) = ctx.checkouts.prune(&keep) {
+                tracing::warn!("cannot prune checkouts: {}", sync::error_chain(&e));
+            }
+        });
+    }
+
+    /// Settles rows left by a daemon that died: a run that was Running is Crashed (its
+    /// process group, if it outlived the daemon, is ended); a slot claimed but never
+    /// started is Skipped/`missed`.
+    fn recover(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for run in self.store.unfinished_runs()? {
+            match run.state {
+                RunState::Running => {
+                    if let Some(pid) = run.pid {
+                        if process::process_group_alive(pid) {
+                            if let Err(e) =
+                                process::kill_group(pid, nix::sys::signal::Signal::SIGKILL)
+                            {
+                                tracing::warn!(
+                                    "cannot end the process group {pid} of run {}: {e}",
+                                    run.id
+                                );
+                            }
+                        }
+                    }
+                    tracing::warn!(
+                        "run {} of {} was running when the daemon stopped: Crashed",
+                        run.id,
+                        run.deployment
+                    );
+                    self.store.finish_run(
+                        run.id,
+                        RunState::Crashed,
+                        None,
+                        Some("lost when the daemon stopped"),
+                        now,
+                    )?;
+                }
+                RunState::Scheduled | RunState::Pending => {
+                    self.store
+                        .finish_run(run.id, RunState::Skipped, None, Some("missed"), now)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The graceful stop: no new starts; every running process group gets SIGTERM, then
+    /// SIGKILL after the grace period; every end is recorded.
+    async fn stop(
+        mut self,
+        events: &mut mpsc::UnboundedReceiver<RunEvent>,
+    ) -> Result<(), StoreError> {
+        tracing::info!(
+            "stopping: {} running process(es) get SIGTERM, SIGKILL after {:?}",
+            self.running.len(),
+            self.ctx.grace
+        );
+        for (stop, _) in self.running.values() {
+            let _ = stop.send(Some(StopRequest::Shutdown));
+        }
+        let deadline = tokio::time::Instant::now() + self.ctx.grace + Duration::from_secs(5);
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => self.on_event(event, Utc::now())?,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let left: Vec<i64> = self.running.keys().copied().collect();
+        for id in left {
+            self.store.finish_run(
+                id,
+                RunState::Crashed,
+                None,
+                Some("did not stop within the grace period"),
+                Utc::now(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let deployments = self
+            .applied
+            .files
+            .values()
+            .flat_map(|f| f.deployments.iter().map(move |d| (d, f)))
+            .map(|(d, f)| DeploymentView {
+                name: d.name.clone(),
+                file: d.file.clone(),
+                commit: f.commit.clone(),
+                description: d.description.clone(),
+                tags: d.tags.clone(),
+                paused: d.paused,
+                held_back: f.held_back,
+                schedules: d
+                    .schedules
+                    .iter()
+                    .map(|s| ScheduleView {
+                        id: s.id.clone(),
+                        description: s.description.clone(),
+                        timezone: s.schedule.timezone().to_string(),
+                        active: s.active,
+                        next: self.timer.next_of(&(d.name.clone(), s.id.clone())),
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.status.deployments = deployments;
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+fn file_error(d: &Diagnostic) -> FileError {
+    FileError {
+        file: d.file.clone(),
+        line: d.line,
+        column: d.column,
+        message: d.message_with_help(),
+    }
+}
+
+fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map(crate::store::time_text)
+        .unwrap_or_else(|| "-".into())
+}

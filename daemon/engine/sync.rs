@@ -1,0 +1,180 @@
+//! The syncer: a task that reads the branch's newest commit whenever the repository may
+//! have changed (notify on the git directory, plus a poll as a safety net), validates its
+//! manifests with the same code path as `sundial validate`, and hands the result to the
+//! engine. Reading git and validating happen here, off the engine's loop, so a large commit
+//! never delays a due slot.
+//!
+//! A repository that is missing, empty, corrupt or lacks the branch is reported to the
+//! engine (status and logs) and tried again at the next notification or poll: never a crash.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::manifest::discover::is_default_manifest;
+use crate::source::{watch, Repo, SourceConfig};
+use crate::store::Store;
+use crate::validate::{self, FileOutcome, SourceFile};
+
+/// A commit read and validated.
+#[derive(Debug)]
+pub struct Synced {
+    pub head: String,
+    pub summary: String,
+    pub outcomes: Vec<FileOutcome>,
+    /// At start-up: the last good versions of files that fail at `head`, validated alone.
+    pub seeds: Vec<Seed>,
+}
+
+/// A file's last-known-good version, read back from git after a restart.
+#[derive(Debug)]
+pub struct Seed {
+    pub commit: String,
+    pub outcome: FileOutcome,
+}
+
+#[derive(Debug)]
+pub enum SyncMessage {
+    Synced(Box<Synced>),
+    /// The source could not be read; the message says why and what to do.
+    Failed(String),
+}
+
+/// Runs until the engine goes away. `force` asks for an immediate re-sync (SIGHUP).
+pub async fn run(
+    config: SourceConfig,
+    state_db: PathBuf,
+    poll: Duration,
+    tx: mpsc::Sender<SyncMessage>,
+    mut force: mpsc::Receiver<()>,
+) {
+    let mut last_head: Option<String> = None;
+    let mut last_error: Option<String> = None;
+    let mut watcher: Option<mpsc::Receiver<()>> = None;
+    loop {
+        let (cfg, db, seen, first) = (
+            config.clone(),
+            state_db.clone(),
+            last_head.clone(),
+            last_head.is_none(),
+        );
+        let outcome =
+            tokio::task::spawn_blocking(move || sync_once(&cfg, &db, seen.as_deref(), first)).await;
+        let message = match outcome {
+            Ok(Ok(Some(synced))) => {
+                last_head = Some(synced.head.clone());
+                last_error = None;
+                Some(SyncMessage::Synced(Box::new(synced)))
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) if last_error.as_deref() == Some(e.as_str()) => None,
+            Ok(Err(e)) => {
+                last_error = Some(e.clone());
+                Some(SyncMessage::Failed(e))
+            }
+            Err(panic) => Some(SyncMessage::Failed(format!(
+                "reading the repository failed unexpectedly: {panic}"
+            ))),
+        };
+        if let Some(message) = message {
+            if tx.send(message).await.is_err() {
+                return;
+            }
+        }
+        let changes = watcher.get_or_insert_with(|| watch(&git_dir(&config.repo), poll));
+        tokio::select! {
+            _ = changes.recv() => {}
+            Some(()) = force.recv() => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
+fn git_dir(repo: &Path) -> PathBuf {
+    let dot_git = repo.join(".git");
+    if dot_git.is_dir() {
+        dot_git
+    } else {
+        repo.to_path_buf()
+    }
+}
+
+/// One read of the branch: `None` when its head is still `seen`.
+fn sync_once(
+    config: &SourceConfig,
+    state_db: &Path,
+    seen: Option<&str>,
+    first: bool,
+) -> Result<Option<Synced>, String> {
+    let repo = Repo::open(config).map_err(|e| error_chain(&e))?;
+    if config.remote.is_some() {
+        if let Err(e) = repo.fetch() {
+            tracing::warn!("{}", error_chain(&e));
+        }
+    }
+    let head = repo.head().map_err(|e| error_chain(&e))?;
+    if seen == Some(head.as_str()) {
+        return Ok(None);
+    }
+    let snapshot = repo
+        .snapshot(&head, &is_default_manifest)
+        .map_err(|e| error_chain(&e))?;
+    let validation = validate::validate(&snapshot.files);
+    let seeds = if first {
+        seeds(&repo, state_db, &head, &validation.files)
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Synced {
+        head,
+        summary: snapshot.summary,
+        outcomes: validation.files,
+        seeds,
+    }))
+}
+
+/// After a restart, the engine has no last-known-good versions in memory; read them back
+/// from git at the commit the store remembers for each file that now fails.
+fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> Vec<Seed> {
+    let Ok(store) = Store::open_read_only(state_db) else {
+        return Vec::new();
+    };
+    let Ok(good) = store.good_files() else {
+        return Vec::new();
+    };
+    let mut seeds = Vec::new();
+    for (path, commit) in good {
+        let failing = outcomes
+            .iter()
+            .any(|o| o.repo_path == path && !o.is_valid());
+        if !failing || commit == head {
+            continue;
+        }
+        let Ok(Some(bytes)) = repo.file_at(&commit, &path) else {
+            continue;
+        };
+        let file = SourceFile {
+            display: path.clone(),
+            repo_path: path.clone(),
+            bytes,
+        };
+        let mut validation = validate::validate(std::slice::from_ref(&file));
+        if let Some(outcome) = validation.files.pop().filter(FileOutcome::is_valid) {
+            seeds.push(Seed { commit, outcome });
+        }
+    }
+    seeds
+}
+
+/// An error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,87 @@
+//! Test fixtures: real git repositories made with the `git` CLI in temporary directories,
+//! isolated from the user's and the system's git configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{Repo, SourceConfig};
+
+/// A temporary directory holding a `HOME` for git and any repositories under `work/`.
+pub(crate) struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs git in `cwd` and returns its trimmed stdout; panics with git's stderr on failure.
+    #[track_caller]
+    pub fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `git init -b main` of a new work tree at `rel`.
+    pub fn init(&self, rel: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(&path).unwrap();
+        self.git(&path, &["init", "-q", "-b", "main"]);
+        path
+    }
+
+    /// Writes `files` (path, contents) into the work tree, stages everything and commits;
+    /// returns the new commit's sha.
+    pub fn commit(&self, repo: &Path, files: &[(&str, &str)], message: &str) -> String {
+        for (rel, text) in files {
+            write(repo, rel, text);
+        }
+        self.git(repo, &["add", "-A"]);
+        self.git(repo, &["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(repo, &["rev-parse", "HEAD"])
+    }
+}
+
+/// Writes a file in a work tree, creating its directories.
+pub(crate) fn write(repo: &Path, rel: &str, text: &str) {
+    let path = repo.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+pub(crate) fn config(repo: &Path, branch: &str) -> SourceConfig {
+    SourceConfig {
+        repo: repo.to_path_buf(),
+        branch: branch.into(),
+        remote: None,
+    }
+}
+
+#[track_caller]
+pub(crate) fn open(repo: &Path) -> Repo {
+    Repo::open(&config(repo, "main")).expect("open repo")
+}

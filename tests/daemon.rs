@@ -1,0 +1,401 @@
+//! The daemon end to end: real git repositories, the real binary, real processes, real
+//! HTTP. Every wait polls a condition with a deadline.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::daemon::{wait_for_wall_time, wait_until, Daemon, GitRepo};
+
+/// A Python program that appends its environment and working directory to a JSON-lines
+/// file named by `OUT` (set through `job_variables.env`).
+const RECORD_PY: &str = r#"import json, os
+with open(os.environ["OUT"], "a") as f:
+    f.write(json.dumps({"cwd": os.getcwd(), "env": {k: v for k, v in os.environ.items() if k.startswith("SUNDIAL_")}}) + "\n")
+"#;
+
+fn every_second(name: &str, out: &std::path::Path) -> String {
+    format!(
+        "deployments:\n  - name: {name}\n    parameters: {{size: 3}}\n    work_pool:\n      job_variables:\n        command: python3 record.py\n        env: {{OUT: \"{}\"}}\n    schedules:\n      - interval: 1\n        slug: every-second\n",
+        out.display()
+    )
+}
+
+fn finished(runs: &[Value], state: &str) -> usize {
+    runs.iter().filter(|r| r["state"] == state).count()
+}
+
+fn records(out: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_one_second_interval_runs_with_the_documented_environment_in_a_checkout() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    let sha = repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let daemon = Daemon::start(repo.path());
+    let runs = wait_until(Duration::from_secs(30), "two completed runs", || {
+        let runs = daemon.runs("tick");
+        (finished(&runs, "Completed") >= 2).then_some(runs)
+    });
+    let run = runs.iter().find(|r| r["state"] == "Completed").unwrap();
+    assert_eq!(run["trigger"], "schedule");
+    assert_eq!(run["commit"], sha.as_str());
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(run["parameters"], serde_json::json!({"size": 3}));
+    let seen = records(&out);
+    let record = seen
+        .iter()
+        .find(|r| r["env"]["SUNDIAL_RUN_ID"].as_str() == Some(run["id"].to_string().as_str()))
+        .expect("the run's record");
+    let env = &record["env"];
+    assert_eq!(env["SUNDIAL_DEPLOYMENT"], "tick");
+    assert_eq!(env["SUNDIAL_ATTEMPT"], "1");
+    assert_eq!(env["SUNDIAL_COMMIT"], sha.as_str());
+    assert_eq!(env["SUNDIAL_PARAMETERS"], r#"{"size":3}"#);
+    let scheduled =
+        chrono::DateTime::parse_from_rfc3339(env["SUNDIAL_SCHEDULED_FOR"].as_str().unwrap())
+            .unwrap();
+    let stored =
+        chrono::DateTime::parse_from_rfc3339(run["scheduled_for"].as_str().unwrap()).unwrap();
+    assert_eq!(scheduled, stored);
+    let checkout = daemon
+        .state_dir
+        .join("checkouts")
+        .join(&sha)
+        .canonicalize()
+        .unwrap();
+    assert_eq!(
+        std::path::Path::new(record["cwd"].as_str().unwrap()),
+        checkout
+    );
+    let log = daemon.get(&format!("/api/runs/{}/logs", run["id"]));
+    assert_eq!(log.0, 200);
+    assert!(log.1.contains("python3 record.py"), "{}", log.1);
+}
+
+#[test]
+fn a_new_commit_is_applied_and_its_new_deployment_runs() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let daemon = Daemon::start(repo.path());
+    let out2 = repo.path().join("out2.jsonl");
+    let sha = repo.commit(
+        &[("deployments/tock.yaml", Some(&every_second("tock", &out2)))],
+        "tock",
+    );
+    wait_until(Duration::from_secs(10), "the new commit applied", || {
+        (daemon.json("/api/status")["commit"] == sha.as_str()).then_some(())
+    });
+    let names: Vec<Value> = daemon
+        .json("/api/deployments")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
+    assert!(names.contains(&"tock".into()), "{names:?}");
+    wait_until(Duration::from_secs(30), "tock to complete a run", || {
+        (finished(&daemon.runs("tock"), "Completed") >= 1).then_some(())
+    });
+}
+
+#[test]
+fn a_bad_commit_keeps_the_old_schedule_and_reports_the_error() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    let good = repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let daemon = Daemon::start(repo.path());
+    let broken = every_second("tick", &out)
+        .replace("interval: 1", "interval: 1\n        timezone: Mars/Olympus");
+    let bad = repo.commit(&[("deployments/tick.yaml", Some(&broken))], "break it");
+    let status = wait_until(Duration::from_secs(10), "the bad commit seen", || {
+        let status = daemon.json("/api/status");
+        (status["commit"] == bad.as_str()).then_some(status)
+    });
+    let errors = status["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{status}");
+    assert_eq!(errors[0]["file"], "deployments/tick.yaml");
+    assert_eq!(errors[0]["line"], 10);
+    assert_eq!(errors[0]["column"], 19);
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Mars/Olympus"));
+    let deployments = daemon.json("/api/deployments");
+    assert_eq!(deployments[0]["held_back"], true);
+    assert_eq!(deployments[0]["commit"], good.as_str());
+    // The old schedule keeps running, from the good commit's checkout.
+    let before = daemon.runs("tick").len();
+    wait_until(Duration::from_secs(30), "runs after the bad commit", || {
+        let runs = daemon.runs("tick");
+        (runs.len() >= before + 2 && runs.last().unwrap()["commit"] == good.as_str()).then_some(())
+    });
+}
+
+#[test]
+fn kill_9_and_restart_neither_doubles_nor_loses_a_slot() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let mut daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "a few runs", || {
+        (daemon.runs("tick").len() >= 3).then_some(())
+    });
+    daemon.kill_9();
+    wait_for_wall_time(chrono::Utc::now() + chrono::Duration::seconds(4));
+    daemon.restart();
+    let restarted_at = chrono::Utc::now();
+    wait_until(Duration::from_secs(30), "runs after the restart", || {
+        let runs = daemon.runs("tick");
+        runs.iter()
+            .any(|r| {
+                r["state"] == "Completed"
+                    && r["scheduled_for"]
+                        .as_str()
+                        .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                        .is_some_and(|t| t > restarted_at)
+            })
+            .then_some(())
+    });
+    let runs = daemon.runs("tick");
+    let slots: Vec<chrono::DateTime<chrono::Utc>> = runs
+        .iter()
+        .map(|r| r["scheduled_for"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let unique: BTreeSet<_> = slots.iter().collect();
+    assert_eq!(unique.len(), slots.len(), "a slot has two rows: {slots:?}");
+    // Every second from the first slot to the last is accounted for: run or recorded.
+    let (first, last) = (*unique.first().unwrap(), *unique.last().unwrap());
+    assert_eq!(
+        unique.len() as i64,
+        (*last - *first).num_seconds() + 1,
+        "a slot vanished: {slots:?}"
+    );
+    let missed = runs
+        .iter()
+        .filter(|r| r["state"] == "Skipped" && r["reason"] == "missed")
+        .count();
+    assert!(
+        missed >= 2,
+        "the downtime's slots are Skipped/missed rows: {runs:?}"
+    );
+    let crashed_or_done = runs.iter().all(|r| {
+        ["Completed", "Skipped", "Crashed", "Running"].contains(&r["state"].as_str().unwrap())
+    });
+    assert!(crashed_or_done, "{runs:?}");
+}
+
+#[test]
+fn sigterm_exits_zero_and_records_the_running_runs_end() {
+    let repo = GitRepo::new();
+    let manifest = "deployments:\n  - name: sleeper\n    work_pool:\n      job_variables:\n        command: python3 -c \"import time; time.sleep(600)\"\n    schedules:\n      - interval: 1\n";
+    repo.commit(&[("deployments/sleeper.yaml", Some(manifest))], "sleeper");
+    let mut daemon = Daemon::start(repo.path());
+    let run = wait_until(Duration::from_secs(30), "the sleeper running", || {
+        daemon
+            .runs("sleeper")
+            .into_iter()
+            .find(|r| r["state"] == "Running" && !r["started_at"].is_null())
+    });
+    assert_eq!(run["trigger"], "schedule");
+    let pid_file_gone = || {
+        let store =
+            sundial::store::Store::open_read_only(&daemon.state_dir.join("state.db")).unwrap();
+        store
+            .run(run["id"].as_i64().unwrap())
+            .unwrap()
+            .and_then(|r| r.pid)
+    };
+    let pid = wait_until(Duration::from_secs(10), "the pid recorded", pid_file_gone);
+    assert_eq!(daemon.terminate(), Some(0));
+    let store = sundial::store::Store::open_read_only(&daemon.state_dir.join("state.db")).unwrap();
+    let ended = store.run(run["id"].as_i64().unwrap()).unwrap().unwrap();
+    assert_eq!(ended.state, sundial::store::RunState::Cancelled);
+    assert_eq!(ended.reason.as_deref(), Some("shutdown"));
+    assert!(ended.ended_at.is_some());
+    assert!(
+        !sundial::runner::process::process_group_alive(pid),
+        "the job's process group outlived the daemon"
+    );
+    let unfinished = store.unfinished_runs().unwrap();
+    assert!(
+        unfinished.is_empty(),
+        "runs left unfinished after the stop: {unfinished:?}"
+    );
+}
+
+#[test]
+fn uncommitted_edits_never_run() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let daemon = Daemon::start(repo.path());
+    repo.write(
+        "deployments/sneaky.yaml",
+        &every_second("sneaky", &repo.path().join("sneaky.jsonl")),
+    );
+    repo.write(
+        "deployments/tick.yaml",
+        &every_second("tick", &out).replace("size: 3", "size: 99"),
+    );
+    let clean = repo.commit(&[("README.md", Some("unrelated\n"))], "unrelated");
+    let daemon_saw = |sha: &str| daemon.json("/api/status")["commit"] == sha;
+    wait_until(Duration::from_secs(10), "the clean commit applied", || {
+        daemon_saw(&clean).then_some(())
+    });
+    let names: Vec<Value> = daemon
+        .json("/api/deployments")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
+    assert_eq!(names, vec![Value::from("tick")]);
+    wait_until(
+        Duration::from_secs(30),
+        "a run after the clean commit",
+        || {
+            daemon
+                .runs("tick")
+                .into_iter()
+                .rev()
+                .find(|r| r["commit"] == clean.as_str() && r["state"] == "Completed")
+        },
+    );
+    assert!(
+        daemon
+            .runs("tick")
+            .iter()
+            .all(|r| r["parameters"]["size"] == 3),
+        "an uncommitted edit ran"
+    );
+    assert!(daemon.runs("sneaky").is_empty());
+}
+
+#[test]
+fn a_deleted_deployment_stops() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "a run", || {
+        (!daemon.runs("tick").is_empty()).then_some(())
+    });
+    let sha = repo.commit(&[("deployments/tick.yaml", None)], "remove tick");
+    wait_until(Duration::from_secs(10), "the removal applied", || {
+        (daemon.json("/api/status")["commit"] == sha.as_str()).then_some(())
+    });
+    assert_eq!(daemon.json("/api/deployments"), serde_json::json!([]));
+    let count = daemon.runs("tick").len();
+    wait_for_wall_time(chrono::Utc::now() + chrono::Duration::milliseconds(2500));
+    assert_eq!(daemon.runs("tick").len(), count, "a removed deployment ran");
+    assert!(count >= 1, "history stays");
+}
+
+#[test]
+fn a_missing_repository_is_an_error_in_status_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("not-yet");
+    let state = tempfile::tempdir().unwrap();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = socket.local_addr().unwrap().to_string();
+    drop(socket);
+    let mut child = crate::support::sundial()
+        .args(["daemon", "--repo"])
+        .arg(&repo_path)
+        .arg("--state-dir")
+        .arg(state.path())
+        .args([
+            "--listen",
+            &listen,
+            "--poll-interval",
+            "1",
+            "--branch",
+            "main",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        agent
+            .get(&format!("http://{listen}{path}"))
+            .call()
+            .ok()
+            .map(|mut r| {
+                (
+                    r.status().as_u16(),
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                )
+            })
+    };
+    let status = wait_until(Duration::from_secs(20), "an error in the status", || {
+        let (_, body) = get("/api/status")?;
+        let status: Value = serde_json::from_str(&body).ok()?;
+        (!status["errors"].as_array()?.is_empty()).then_some(status)
+    });
+    assert_eq!(status["ready"], false);
+    assert_eq!(get("/readyz").map(|r| r.0), Some(503));
+    // The repository appears: the daemon recovers without a restart.
+    let repo = GitRepo::new();
+    std::fs::rename(repo.path(), &repo_path).unwrap();
+    let _keep = repo;
+    crate::support::git_ok(
+        &repo_path,
+        &["commit", "-q", "--allow-empty", "-m", "first"],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "ready after the repository appears",
+        || (get("/readyz")?.0 == 200).then_some(()),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
