@@ -23,6 +23,8 @@ use types::{DeploymentJson, ErrorJson, RunJson, StatusJson};
 #[derive(Clone)]
 pub struct ApiState {
     pub status: watch::Receiver<Status>,
+    /// Triggers and cancels go to the engine, which owns the runs.
+    pub requests: tokio::sync::mpsc::Sender<crate::engine::Request>,
     pub db: PathBuf,
     pub logs_dir: PathBuf,
 }

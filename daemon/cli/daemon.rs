@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, ApiState};
-use crate::engine::{self, status::Status, EngineConfig};
+use crate::engine::{self, status::Status, EngineConfig, NoLifecycle, Request};
 use crate::source::SourceConfig;
 
 #[derive(Debug, clap::Args)]
@@ -104,8 +104,10 @@ async fn serve(
         args.listen
     );
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (requests_tx, requests_rx) = mpsc::channel(64);
     let api_state = ApiState {
         status: status_rx,
+        requests: requests_tx.clone(),
         db: args.state_dir.join("state.db"),
         logs_dir: args.state_dir.join("logs"),
     };
@@ -118,11 +120,12 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let (force_tx, force_rx) = mpsc::channel(1);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: re-reading the repository");
-            let _ = force_tx.try_send(());
+            if requests_tx.send(Request::Reload).await.is_err() {
+                return;
+            }
         }
     });
     let shutdown = async move {
@@ -137,7 +140,14 @@ async fn serve(
         poll_interval: poll,
         grace,
     };
-    let outcome = engine::run(config, status_tx, shutdown, force_rx).await;
+    let outcome = engine::run(
+        config,
+        status_tx,
+        shutdown,
+        requests_rx,
+        Box::new(NoLifecycle),
+    )
+    .await;
     let _ = stop_api_tx.send(true);
     let _ = server.await;
     outcome.context("the state database failed; sundial cannot keep its promises without it")?;

@@ -13,6 +13,7 @@
 //! or a crashing child is recorded and the loop goes on.
 
 pub mod attempt;
+pub mod request;
 pub mod status;
 pub mod sync;
 
@@ -35,6 +36,7 @@ use crate::store::{AppliedCommit, FileError, NewRun, RunState, Store, StoreError
 use crate::validate::Diagnostic;
 
 use attempt::{Attempt, RunContext, RunEvent};
+pub use request::{CancelError, Lifecycle, NoLifecycle, Request, TriggerError};
 use status::{DeploymentView, ScheduleView, Status};
 use sync::{SyncMessage, Synced};
 
@@ -50,12 +52,14 @@ pub struct EngineConfig {
 }
 
 /// Runs the engine until `shutdown` completes, then stops running processes gracefully
-/// and records their end. `force_sync` asks for an immediate re-read of the repository.
+/// and records their end. `requests` carries the API's triggers and cancels and the
+/// reload (SIGHUP); `lifecycle` hears about readiness and every loop turn (systemd).
 pub async fn run(
     config: EngineConfig,
     status: watch::Sender<Status>,
     shutdown: impl Future<Output = ()>,
-    force_sync: mpsc::Receiver<()>,
+    mut requests: mpsc::Receiver<Request>,
+    lifecycle: Box<dyn Lifecycle>,
 ) -> Result<(), StoreError> {
     let db = config.state_dir.join("state.db");
     let store = Store::open(&db)?;
@@ -81,15 +85,17 @@ pub async fn run(
         status_tx: status,
         status: Status::default(),
         clock: ClockWatch::new(Utc::now(), Instant::now()),
+        lifecycle,
     };
     engine.recover(Utc::now())?;
     let (sync_tx, mut sync_rx) = mpsc::channel(4);
+    let (force_tx, force_rx) = mpsc::channel(1);
     tokio::spawn(sync::run(
         config.source.clone(),
         db,
         config.poll_interval,
         sync_tx,
-        force_sync,
+        force_rx,
     ));
 
     tokio::pin!(shutdown);
@@ -100,9 +106,15 @@ pub async fn run(
             () = &mut shutdown => break,
             Some(event) = events_rx.recv() => engine.on_event(event, Utc::now())?,
             () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now())?,
-            Some(message) = sync_rx.recv() => engine.on_sync(message, Utc::now())?,
+            Some(message) = sync_rx.recv() => {
+                engine.on_sync(message, Utc::now())?;
+                engine.lifecycle.synced(&engine.status);
+            }
+            Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now())?,
         }
+        engine.lifecycle.turn(&engine.status);
     }
+    engine.lifecycle.stopping();
     engine.stop(&mut events_rx).await
 }
 
@@ -117,14 +129,20 @@ struct Engine {
     status_tx: watch::Sender<Status>,
     status: Status,
     clock: ClockWatch,
+    lifecycle: Box<dyn Lifecycle>,
 }
 
 impl Engine {
-    /// When to wake next: the earliest due slot, but never later than [`MAX_SLEEP`].
+    /// When to wake next: the earliest due slot, but never later than [`MAX_SLEEP`] (or
+    /// the lifecycle's own limit, e.g. half the systemd watchdog interval).
     fn deadline(&mut self, now: DateTime<Utc>) -> tokio::time::Instant {
+        let cap = self
+            .lifecycle
+            .max_sleep()
+            .map_or(MAX_SLEEP, |limit| limit.min(MAX_SLEEP));
         let wait = match self.timer.earliest() {
-            Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
-            None => MAX_SLEEP,
+            Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(cap),
+            None => cap,
         };
         tokio::time::Instant::now() + wait
     }
@@ -304,6 +322,7 @@ impl Engine {
                 Ok(())
             }
             SyncMessage::Synced(synced) => self.apply(*synced, now),
+            SyncMessage::Unchanged => Ok(()),
         }
     }
 

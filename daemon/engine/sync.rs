@@ -37,6 +37,8 @@ pub struct Seed {
 #[derive(Debug)]
 pub enum SyncMessage {
     Synced(Box<Synced>),
+    /// A forced re-sync (SIGHUP) found the head already applied.
+    Unchanged,
     /// The source could not be read; the message says why and what to do.
     Failed(String),
 }
@@ -51,6 +53,7 @@ pub async fn run(
 ) {
     let mut last_head: Option<String> = None;
     let mut last_error: Option<String> = None;
+    let mut forced = false;
     let mut watcher: Option<mpsc::Receiver<()>> = None;
     loop {
         let (cfg, db, seen, first) = (
@@ -67,8 +70,9 @@ pub async fn run(
                 last_error = None;
                 Some(SyncMessage::Synced(Box::new(synced)))
             }
+            Ok(Ok(None)) if forced => Some(SyncMessage::Unchanged),
             Ok(Ok(None)) => None,
-            Ok(Err(e)) if last_error.as_deref() == Some(e.as_str()) => None,
+            Ok(Err(e)) if !forced && last_error.as_deref() == Some(e.as_str()) => None,
             Ok(Err(e)) => {
                 last_error = Some(e.clone());
                 Some(SyncMessage::Failed(e))
@@ -85,7 +89,7 @@ pub async fn run(
         let changes = watcher.get_or_insert_with(|| watch(&git_dir(&config.repo), poll));
         tokio::select! {
             _ = changes.recv() => {}
-            Some(()) = force.recv() => {}
+            Some(()) = force.recv() => forced = true,
             () = tx.closed() => return,
         }
     }

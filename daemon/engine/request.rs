@@ -1,0 +1,198 @@
+//! What others ask of the engine, over a channel (the engine owns its state; nobody
+//! shares it): manual triggers and cancels from the HTTP API, and reloads (SIGHUP). And
+//! the [`Lifecycle`] hooks through which a service manager (systemd) hears how it goes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runner::process::StopRequest;
+use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
+
+use super::status::Status;
+use super::Engine;
+
+/// A request to the engine; each carries where to send its answer.
+#[derive(Debug)]
+pub enum Request {
+    /// Run a deployment now with these parameter overrides (merged over its defaults).
+    Trigger {
+        deployment: String,
+        parameters: Map<String, Json>,
+        reply: oneshot::Sender<Result<Run, TriggerError>>,
+    },
+    /// Cancel a run: end its process group if it runs, or settle it if it waits.
+    Cancel {
+        run: i64,
+        reply: oneshot::Sender<Result<Run, CancelError>>,
+    },
+    /// Re-read the repository now (SIGHUP).
+    Reload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no deployment named `{0}`")]
+    UnknownDeployment(String),
+    /// Every way the merged parameters fail `parameter_openapi_schema`.
+    #[error("the parameters do not match the deployment's parameter schema: {}", .0.join("; "))]
+    Parameters(Vec<String>),
+    #[error("the state database failed")]
+    Store(#[from] StoreError),
+    /// The answer sent when the store failed (the daemon then stops).
+    #[error("the daemon's state database failed; the daemon is stopping")]
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no run {0}")]
+    UnknownRun(i64),
+    #[error("run {0} already ended ({state})", state = .1.as_str())]
+    AlreadyEnded(i64, RunState),
+    #[error("the state database failed")]
+    Store(#[from] StoreError),
+    /// The answer sent when the store failed (the daemon then stops).
+    #[error("the daemon's state database failed; the daemon is stopping")]
+    Unavailable,
+}
+
+/// How a service manager follows the engine. Every method has a do-nothing default.
+pub trait Lifecycle: Send {
+    /// After every turn of the engine loop: a loop that stops turning stops calling this,
+    /// which is what a watchdog wants to notice.
+    fn turn(&mut self, _status: &Status) {}
+    /// After each sync the engine handled (applied, unchanged or failed).
+    fn synced(&mut self, _status: &Status) {}
+    /// A reload (SIGHUP) was asked for; `synced` follows when it is done.
+    fn reloading(&mut self) {}
+    /// The graceful stop begins.
+    fn stopping(&mut self) {}
+    /// The longest the loop may sleep between turns (e.g. half the watchdog interval).
+    fn max_sleep(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// No service manager.
+pub struct NoLifecycle;
+
+impl Lifecycle for NoLifecycle {}
+
+impl Engine {
+    pub(super) fn on_request(
+        &mut self,
+        request: Request,
+        force_sync: &mpsc::Sender<()>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match request {
+            Request::Trigger {
+                deployment,
+                parameters,
+                reply,
+            } => match self.trigger(&deployment, parameters, now) {
+                Err(TriggerError::Store(e)) => {
+                    let _ = reply.send(Err(TriggerError::Unavailable));
+                    return Err(e);
+                }
+                answer => {
+                    let _ = reply.send(answer);
+                }
+            },
+            Request::Cancel { run, reply } => match self.cancel(run, now) {
+                Err(CancelError::Store(e)) => {
+                    let _ = reply.send(Err(CancelError::Unavailable));
+                    return Err(e);
+                }
+                answer => {
+                    let _ = reply.send(answer);
+                }
+            },
+            Request::Reload => {
+                self.lifecycle.reloading();
+                let _ = force_sync.try_send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A manual run: defaults then the trigger's overrides, checked against the
+    /// parameter schema (every error reported), recorded, then started.
+    fn trigger(
+        &mut self,
+        name: &str,
+        overrides: Map<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<Run, TriggerError> {
+        let Some((deployment, commit)) = self.applied.deployment(name) else {
+            return Err(TriggerError::UnknownDeployment(name.to_string()));
+        };
+        let (deployment, commit) = (deployment.clone(), commit.to_string());
+        let mut merged = deployment.parameters.clone();
+        merged.extend(overrides);
+        let parameters = Json::Object(merged);
+        if let Some(schema) = &deployment.parameter_schema {
+            let errors = parameter_errors(schema, &parameters);
+            if !errors.is_empty() {
+                return Err(TriggerError::Parameters(errors));
+            }
+        }
+        let row = NewRun {
+            deployment: deployment.name.clone(),
+            schedule_id: None,
+            scheduled_for: None,
+            trigger: Trigger::Manual,
+            state: RunState::Running,
+            reason: None,
+            attempt: 1,
+            commit: commit.clone(),
+            parameters,
+            started_at: Some(now),
+        };
+        let id = self
+            .store
+            .insert_run(&row, now)?
+            .ok_or_else(|| StoreError::Corrupt("a manual run was not inserted".into()))?;
+        self.start(id, &deployment, &commit, &row, crate::schedule::Tz::UTC);
+        let run = self
+            .store
+            .run(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
+        Ok(run)
+    }
+
+    fn cancel(&mut self, id: i64, now: DateTime<Utc>) -> Result<Run, CancelError> {
+        let run = self.store.run(id)?.ok_or(CancelError::UnknownRun(id))?;
+        if let Some((stop, _)) = self.running.get(&id) {
+            let _ = stop.send(Some(StopRequest::Cancel));
+            return Ok(run);
+        }
+        if run.state.is_final() {
+            return Err(CancelError::AlreadyEnded(id, run.state));
+        }
+        self.store
+            .finish_run(id, RunState::Cancelled, None, Some("cancelled"), now)?;
+        Ok(self.store.run(id)?.unwrap_or(run))
+    }
+}
+
+/// Every error of `parameters` against `schema`, as "`path`: message" lines.
+pub fn parameter_errors(schema: &Json, parameters: &Json) -> Vec<String> {
+    match jsonschema::validator_for(schema) {
+        Ok(validator) => validator
+            .iter_errors(parameters)
+            .map(|e| {
+                let path = e.instance_path().as_str().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("`{}`: {e}", &path[1..])
+                }
+            })
+            .collect(),
+        Err(e) => vec![format!("the parameter schema is invalid: {e}")],
+    }
+}
