@@ -55,6 +55,25 @@ pub struct DaemonArgs {
     /// Seconds a process gets between SIGTERM and SIGKILL (stop, cancel, timeout).
     #[arg(long, env = "SUNDIAL_GRACE", value_name = "S", default_value_t = 30.0)]
     pub grace: f64,
+    /// Finished runs kept per deployment (older ones are deleted with their logs).
+    #[arg(
+        long,
+        env = "SUNDIAL_KEEP_RUNS",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub keep_runs: usize,
+    /// Finished runs older than this many days are deleted with their logs.
+    #[arg(
+        long,
+        env = "SUNDIAL_KEEP_DAYS",
+        value_name = "D",
+        default_value_t = 90.0
+    )]
+    pub keep_days: f64,
+    /// Largest log of one run in bytes; beyond it only the tail is kept.
+    #[arg(long, env = "SUNDIAL_LOG_MAX_BYTES", value_name = "BYTES", default_value_t = 16 << 20)]
+    pub log_max_bytes: u64,
 }
 
 pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
@@ -139,6 +158,11 @@ async fn serve(
         state_dir: args.state_dir.clone(),
         poll_interval: poll,
         grace,
+        retention: engine::Retention {
+            keep_runs: args.keep_runs.max(1),
+            keep_for: seconds(args.keep_days * 86_400.0, "--keep-days")?,
+            log_max_bytes: args.log_max_bytes.max(4096),
+        },
     };
     let outcome = engine::run(
         config,

@@ -42,6 +42,9 @@ pub struct Attempt {
     pub scheduled_for: Option<DateTime<chrono::FixedOffset>>,
     pub attempt: u32,
     pub parameters: Json,
+    /// Do not spawn before this instant: the engine arms a slot a little ahead of its time
+    /// (row committed, checkout and argv ready) so the process starts on the dot.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// What an attempt tells the engine.
@@ -50,6 +53,7 @@ pub enum RunEvent {
     Started {
         id: i64,
         pid: u32,
+        at: DateTime<Utc>,
     },
     Finished {
         id: i64,
@@ -149,12 +153,45 @@ async fn prepare_and_run(
         grace: ctx.grace,
         stream_output: d.stream_output.then(|| d.name.clone()),
     };
+    let mut stop = stop;
+    if let Some(at) = attempt.not_before {
+        if let Some(request) = wait_until(at, &mut stop).await {
+            return Ok(Exit::Stopped(request));
+        }
+    }
     let running = process::spawn(&spec).map_err(|e| error_chain(&e))?;
+    let started = Utc::now();
     let _ = events.send(RunEvent::Started {
         id: attempt.run_id,
         pid: running.pid,
+        at: started,
     });
     Ok(running.wait(stop).await)
+}
+
+/// Waits until the wall clock reads `at`: a timer to within a millisecond, then a short
+/// spin, because timers wake late by up to their granularity. Returns early with a stop
+/// request (a cancel of a run that has not started yet).
+async fn wait_until(
+    at: DateTime<Utc>,
+    stop: &mut watch::Receiver<Option<StopRequest>>,
+) -> Option<StopRequest> {
+    let coarse = (at - Utc::now() - chrono::Duration::milliseconds(1))
+        .to_std()
+        .unwrap_or_default();
+    if !coarse.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(coarse) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if let Some(request) = *stop.borrow() {
+        return Some(request);
+    }
+    while Utc::now() < at {
+        std::hint::spin_loop();
+    }
+    None
 }
 
 fn outcome(exit: Exit) -> (RunState, Option<i32>, Option<String>) {

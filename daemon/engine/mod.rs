@@ -13,11 +13,15 @@
 //! or a crashing child is recorded and the loop goes on.
 
 pub mod attempt;
+mod policy;
+mod recover;
 pub mod request;
+mod retention;
 pub mod status;
 pub mod sync;
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,14 +32,14 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 
 use crate::reconcile::{reconcile, Applied, AppliedFile};
-use crate::runner::process::{self, StopRequest};
+use crate::runner::process::StopRequest;
 use crate::scheduler::slots::{decide, due_slots, Action};
 use crate::scheduler::{ClockWatch, Jump, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
 use crate::store::{AppliedCommit, FileError, NewRun, RunState, Store, StoreError, Trigger};
 use crate::validate::Diagnostic;
 
-use attempt::{Attempt, RunContext, RunEvent};
+use attempt::{RunContext, RunEvent};
 pub use request::{CancelError, Lifecycle, NoLifecycle, Request, TriggerError};
 use status::{DeploymentView, ScheduleView, Status};
 use sync::{SyncMessage, Synced};
@@ -43,13 +47,21 @@ use sync::{SyncMessage, Synced};
 /// The longest the loop sleeps without looking at the wall clock.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How far ahead of its time a slot is armed: its row committed, its checkout and argv
+/// ready, its attempt waiting to spawn on the dot. Keeps the database and process set-up
+/// out of the start lateness.
+pub const ARM_AHEAD: Duration = Duration::from_millis(25);
+
 pub struct EngineConfig {
     pub source: SourceConfig,
     pub state_dir: PathBuf,
     pub poll_interval: Duration,
     /// SIGTERM → SIGKILL grace for runs (timeouts, cancels, the graceful stop).
     pub grace: Duration,
+    pub retention: retention::Retention,
 }
+
+pub use retention::Retention;
 
 /// Runs the engine until `shutdown` completes, then stops running processes gracefully
 /// and records their end. `requests` carries the API's triggers and cancels and the
@@ -86,6 +98,12 @@ pub async fn run(
         status: Status::default(),
         clock: ClockWatch::new(Utc::now(), Instant::now()),
         lifecycle,
+        queues: HashMap::new(),
+        retries: BinaryHeap::new(),
+        recovered: recover::Recovered::default(),
+        retention: config.retention,
+        last_retention: None,
+        stopping: false,
     };
     engine.recover(Utc::now())?;
     let (sync_tx, mut sync_rx) = mpsc::channel(4);
@@ -124,7 +142,17 @@ struct Engine {
     applied: Applied,
     timer: Timer,
     /// Attempts in flight: how to stop each, and the commit it runs (its checkout is kept).
-    running: HashMap<i64, (watch::Sender<Option<StopRequest>>, String)>,
+    running: HashMap<i64, policy::InFlight>,
+    /// Per deployment, `Pending` runs waiting for a place, oldest slot first.
+    queues: HashMap<String, Vec<(DateTime<Utc>, i64)>>,
+    /// `AwaitingRetry` runs by the time they may start.
+    retries: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
+    /// Rows a dead daemon left, settled once the first commit is applied.
+    recovered: recover::Recovered,
+    retention: Retention,
+    last_retention: Option<Instant>,
+    /// Set when the graceful stop began: nothing new starts.
+    stopping: bool,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,
@@ -136,11 +164,23 @@ impl Engine {
     /// When to wake next: the earliest due slot, but never later than [`MAX_SLEEP`] (or
     /// the lifecycle's own limit, e.g. half the systemd watchdog interval).
     fn deadline(&mut self, now: DateTime<Utc>) -> tokio::time::Instant {
-        let cap = self
+        let mut cap = self
             .lifecycle
             .max_sleep()
             .map_or(MAX_SLEEP, |limit| limit.min(MAX_SLEEP));
-        let wait = match self.timer.earliest() {
+        if !self.running.is_empty() {
+            cap = cap.min(retention::LOG_CHECK_EVERY);
+        }
+        let retry = self.retries.peek().map(|Reverse((at, _))| *at);
+        let armed = self
+            .timer
+            .earliest()
+            .map(|at| at - chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default());
+        let earliest = match (armed, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let wait = match earliest {
             Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(cap),
             None => cap,
         };
@@ -154,9 +194,13 @@ impl Engine {
             Some(Jump::Backward(by)) => tracing::warn!("the wall clock jumped back by {by:?}; slots already handled will not fire again"),
             None => {}
         }
-        for key in self.timer.pop_due(now) {
+        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        for key in self.timer.pop_due(horizon) {
             self.handle_due(&key, now)?;
         }
+        self.due_retries(now)?;
+        self.cap_logs();
+        self.maybe_prune(now)?;
         self.publish();
         Ok(())
     }
@@ -180,7 +224,8 @@ impl Engine {
                 now
             }
         };
-        let (due, truncated) = due_slots(&planned.schedule, cursor, now);
+        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        let (due, truncated) = due_slots(&planned.schedule, cursor, horizon);
         if truncated {
             tracing::warn!(
                 "{}: more than {} slots were missed; only the most recent are recorded",
@@ -193,22 +238,30 @@ impl Engine {
         let parameters = Json::Object(parameters);
         let inactive = deployment.paused || !planned.active;
         let mut rows = Vec::new();
+        let mut admitted = 0;
         for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
             let (trigger, state, reason, started_at) = match action {
                 Action::Skip => (Trigger::Schedule, RunState::Skipped, Some("missed"), None),
                 Action::Run { .. } if inactive => {
                     (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
                 }
-                Action::Run { catchup } => (
-                    if catchup {
+                Action::Run { catchup } => {
+                    let trigger = if catchup {
                         Trigger::Catchup
                     } else {
                         Trigger::Schedule
-                    },
-                    RunState::Running,
-                    None,
-                    Some(now),
-                ),
+                    };
+                    match self.admission(&deployment, admitted) {
+                        policy::Admission::Start => {
+                            admitted += 1;
+                            (trigger, RunState::Running, None, Some(now))
+                        }
+                        policy::Admission::Queue => (trigger, RunState::Pending, None, None),
+                        policy::Admission::Refuse => {
+                            (trigger, RunState::Cancelled, Some("overlap"), None)
+                        }
+                    }
+                }
             };
             rows.push(NewRun {
                 deployment: key.0.clone(),
@@ -221,6 +274,7 @@ impl Engine {
                 commit: commit.clone(),
                 parameters: parameters.clone(),
                 started_at,
+                not_before: None,
             });
         }
         if let Some(last) = due.last() {
@@ -229,8 +283,10 @@ impl Engine {
                 .claim_slots(&rows, Some((&key.0, &key.1, *last)), now)?;
             for (row, id) in rows.iter().zip(ids) {
                 match (id, row.state) {
-                    (Some(id), RunState::Running) => {
-                        self.start(id, &deployment, &commit, row, planned.schedule.timezone())
+                    (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
+                    (Some(id), RunState::Pending) => {
+                        tracing::info!("{}: run {id} waits for a place (concurrency limit)", key.0);
+                        self.enqueue(&key.0, id, row.scheduled_for.unwrap_or(now));
                     }
                     (Some(_), _) => tracing::info!(
                         "{}: slot {} recorded Skipped ({})",
@@ -246,54 +302,23 @@ impl Engine {
                 }
             }
         }
-        self.timer
-            .set(key.clone(), planned.schedule.next_after(now).map(|f| f.at));
-        Ok(())
-    }
-
-    /// Starts the attempt of a run row already committed as Running.
-    fn start(
-        &mut self,
-        id: i64,
-        deployment: &crate::validate::Deployment,
-        commit: &str,
-        row: &NewRun,
-        tz: crate::schedule::Tz,
-    ) {
-        let (stop_tx, stop_rx) = watch::channel(None);
-        self.running.insert(id, (stop_tx, commit.to_string()));
-        let attempt = Attempt {
-            run_id: id,
-            deployment: deployment.clone(),
-            commit: commit.to_string(),
-            scheduled_for: row.scheduled_for.map(|at| attempt::in_zone(at, tz)),
-            attempt: row.attempt,
-            parameters: row.parameters.clone(),
-        };
-        tracing::info!(
-            "{}: run {id} started ({}, slot {})",
-            deployment.name,
-            row.trigger.as_str(),
-            time(row.scheduled_for)
+        self.timer.set(
+            key.clone(),
+            planned.schedule.next_after(horizon).map(|f| f.at),
         );
-        tokio::spawn(attempt::execute(
-            Arc::clone(&self.ctx),
-            attempt,
-            stop_rx,
-            self.events.clone(),
-        ));
+        Ok(())
     }
 
     fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
         match event {
-            RunEvent::Started { id, pid } => self.store.set_pid(id, pid),
+            RunEvent::Started { id, pid, at } => self.store.set_started(id, pid, at),
             RunEvent::Finished {
                 id,
                 state,
                 exit_code,
                 reason,
             } => {
-                self.running.remove(&id);
+                let flight = self.running.remove(&id);
                 tracing::info!(
                     "run {id} {}{}",
                     state.as_str(),
@@ -303,7 +328,18 @@ impl Engine {
                         .unwrap_or_default()
                 );
                 self.store
-                    .finish_run(id, state, exit_code, reason.as_deref(), now)
+                    .finish_run(id, state, exit_code, reason.as_deref(), now)?;
+                self.cap_log(id);
+                if self.stopping {
+                    return Ok(());
+                }
+                if let Some(ended) = self.store.run(id)? {
+                    self.maybe_retry(&ended, now)?;
+                }
+                if let Some(flight) = flight {
+                    self.drain_queue(&flight.deployment, now)?;
+                }
+                Ok(())
             }
         }
     }
@@ -420,6 +456,11 @@ impl Engine {
             }
         }
         self.prepare_checkouts();
+        self.settle_recovered(now)?;
+        let names: Vec<String> = self.queues.keys().cloned().collect();
+        for name in names {
+            self.drain_queue(&name, now)?;
+        }
         self.status.ready = true;
         self.status.commit = Some(synced.head);
         self.status.synced_at = Some(now);
@@ -434,7 +475,7 @@ impl Engine {
     fn prepare_checkouts(&self) {
         let mut keep: std::collections::HashSet<String> =
             self.applied.commits().into_iter().collect();
-        keep.extend(self.running.values().map(|(_, commit)| commit.clone()));
+        keep.extend(self.running.values().map(|f| f.commit.clone()));
         let ctx = Arc::clone(&self.ctx);
         tokio::task::spawn_blocking(move || {
             let repo = match crate::source::Repo::open(&ctx.source) {
@@ -458,61 +499,20 @@ impl Engine {
         });
     }
 
-    /// Settles rows left by a daemon that died: a run that was Running is Crashed (its
-    /// process group, if it outlived the daemon, is ended); a slot claimed but never
-    /// started is Skipped/`missed`.
-    fn recover(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for run in self.store.unfinished_runs()? {
-            match run.state {
-                RunState::Running => {
-                    if let Some(pid) = run.pid {
-                        if process::process_group_alive(pid) {
-                            if let Err(e) =
-                                process::kill_group(pid, nix::sys::signal::Signal::SIGKILL)
-                            {
-                                tracing::warn!(
-                                    "cannot end the process group {pid} of run {}: {e}",
-                                    run.id
-                                );
-                            }
-                        }
-                    }
-                    tracing::warn!(
-                        "run {} of {} was running when the daemon stopped: Crashed",
-                        run.id,
-                        run.deployment
-                    );
-                    self.store.finish_run(
-                        run.id,
-                        RunState::Crashed,
-                        None,
-                        Some("lost when the daemon stopped"),
-                        now,
-                    )?;
-                }
-                RunState::Scheduled | RunState::Pending => {
-                    self.store
-                        .finish_run(run.id, RunState::Skipped, None, Some("missed"), now)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
     /// The graceful stop: no new starts; every running process group gets SIGTERM, then
     /// SIGKILL after the grace period; every end is recorded.
     async fn stop(
         mut self,
         events: &mut mpsc::UnboundedReceiver<RunEvent>,
     ) -> Result<(), StoreError> {
+        self.stopping = true;
         tracing::info!(
             "stopping: {} running process(es) get SIGTERM, SIGKILL after {:?}",
             self.running.len(),
             self.ctx.grace
         );
-        for (stop, _) in self.running.values() {
-            let _ = stop.send(Some(StopRequest::Shutdown));
+        for flight in self.running.values() {
+            let _ = flight.stop.send(Some(StopRequest::Shutdown));
         }
         let deadline = tokio::time::Instant::now() + self.ctx.grace + Duration::from_secs(5);
         while !self.running.is_empty() {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::runner::process::StopRequest;
 use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
 
+use super::policy::Admission;
 use super::status::Status;
 use super::Engine;
 
@@ -151,12 +152,31 @@ impl Engine {
             commit: commit.clone(),
             parameters,
             started_at: Some(now),
+            not_before: None,
         };
+        let admission = self.admission(&deployment, 0);
+        let mut row = row;
+        match admission {
+            Admission::Start => {}
+            Admission::Queue => {
+                row.state = RunState::Pending;
+                row.started_at = None;
+            }
+            Admission::Refuse => {
+                row.state = RunState::Cancelled;
+                row.started_at = None;
+                row.reason = Some("overlap".into());
+            }
+        }
         let id = self
             .store
             .insert_run(&row, now)?
             .ok_or_else(|| StoreError::Corrupt("a manual run was not inserted".into()))?;
-        self.start(id, &deployment, &commit, &row, crate::schedule::Tz::UTC);
+        match admission {
+            Admission::Start => self.start(id, &deployment, &commit, &row),
+            Admission::Queue => self.enqueue(&deployment.name, id, now),
+            Admission::Refuse => {}
+        }
         let run = self
             .store
             .run(id)?
@@ -166,8 +186,8 @@ impl Engine {
 
     fn cancel(&mut self, id: i64, now: DateTime<Utc>) -> Result<Run, CancelError> {
         let run = self.store.run(id)?.ok_or(CancelError::UnknownRun(id))?;
-        if let Some((stop, _)) = self.running.get(&id) {
-            let _ = stop.send(Some(StopRequest::Cancel));
+        if let Some(flight) = self.running.get(&id) {
+            let _ = flight.stop.send(Some(StopRequest::Cancel));
             return Ok(run);
         }
         if run.state.is_final() {

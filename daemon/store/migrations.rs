@@ -48,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
         commit_sha  TEXT NOT NULL
     );
     ",
+    // 2: when a waiting retry may start.
+    "ALTER TABLE runs ADD COLUMN not_before TEXT;",
 ];
 
 /// The schema version this binary writes.

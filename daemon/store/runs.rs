@@ -117,6 +117,8 @@ pub struct NewRun {
     pub parameters: Json,
     /// Set when the row is written as already `Running` (claimed and started at once).
     pub started_at: Option<DateTime<Utc>>,
+    /// For an `AwaitingRetry` row: the earliest time it may start.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// A stored run.
@@ -137,6 +139,7 @@ pub struct Run {
     pub ended_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// Which runs to list: newest first.
@@ -149,7 +152,7 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid";
+const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before";
 
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
@@ -189,15 +192,18 @@ impl Store {
     /// (cancelled, or already started by someone else).
     pub fn start_run(&mut self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
-            "UPDATE runs SET state = 'Running', started_at = ?2 WHERE id = ?1 AND state IN ('Scheduled', 'Pending')",
+            "UPDATE runs SET state = 'Running', started_at = ?2 WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
             (id, time_text(at)),
         )?;
         Ok(changed == 1)
     }
 
-    pub fn set_pid(&mut self, id: i64, pid: u32) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE runs SET pid = ?2 WHERE id = ?1", (id, pid))?;
+    /// Records the process of a started run and the instant it was spawned.
+    pub fn set_started(&mut self, id: i64, pid: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET pid = ?2, started_at = ?3 WHERE id = ?1",
+            (id, pid, time_text(at)),
+        )?;
         Ok(())
     }
 
@@ -254,6 +260,45 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Moves a waiting row to `Pending` (queued behind a concurrency limit).
+    pub fn mark_pending(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE runs SET state = 'Pending' WHERE id = ?1 AND state IN ('Scheduled', 'AwaitingRetry')", [id])?;
+        Ok(())
+    }
+
+    /// Deletes finished runs beyond the newest `keep` of each deployment, and finished runs
+    /// that ended before `older_than`; returns the ids deleted (their logs go too).
+    pub fn prune_runs(
+        &mut self,
+        keep: usize,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM (
+                    SELECT id, state, ended_at,
+                           ROW_NUMBER() OVER (PARTITION BY deployment ORDER BY id DESC) AS rank
+                    FROM runs)
+                 WHERE state IN ('Completed', 'Failed', 'TimedOut', 'Crashed', 'Cancelled', 'Skipped')
+                   AND (rank > ?1 OR ended_at < ?2)
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map((keep as i64, time_text(older_than)), |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for chunk in ids.chunks(500) {
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            tx.execute(&format!("DELETE FROM runs WHERE id IN ({list})"), [])?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// The newest run of each deployment (for listings).
     pub fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
@@ -271,8 +316,8 @@ fn insert(
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let changed = tx.execute(
-        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT DO NOTHING",
         rusqlite::params![
             new.deployment,
@@ -287,6 +332,7 @@ fn insert(
             time_text(now),
             new.state.is_final().then(|| time_text(now)),
             new.started_at.map(time_text),
+            new.not_before.map(time_text),
         ],
     )?;
     Ok((changed == 1).then(|| tx.last_insert_rowid()))
@@ -301,6 +347,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
     let created_at: String = row.get(10)?;
     let started_at = text(11)?;
     let ended_at = text(12)?;
+    let not_before = text(15)?;
     let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
         row.get(0)?,
         row.get(1)?,
@@ -331,6 +378,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
             ended_at: ended_at.as_deref().map(parse_time).transpose()?,
             exit_code,
             pid,
+            not_before: not_before.as_deref().map(parse_time).transpose()?,
         })
     })())
 }

@@ -19,6 +19,7 @@ fn slot(deployment: &str, when: &str) -> NewRun {
         commit: "abc".into(),
         parameters: json!({"a": 1}),
         started_at: None,
+        not_before: None,
     }
 }
 
@@ -68,7 +69,9 @@ fn runs_move_through_their_states() {
         .start_run(id, now + Duration::milliseconds(2))
         .unwrap());
     assert!(!store.start_run(id, now).unwrap(), "a run starts once");
-    store.set_pid(id, 4242).unwrap();
+    store
+        .set_started(id, 4242, now + Duration::milliseconds(2))
+        .unwrap();
     store
         .finish_run(
             id,
@@ -191,4 +194,39 @@ fn a_newer_schema_is_refused() {
         Store::open(&path),
         Err(StoreError::TooNew { found: 99, .. })
     ));
+}
+
+#[test]
+fn retention_keeps_the_newest_and_the_unfinished() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let mut ids = Vec::new();
+    for minute in 0..6 {
+        let id = store
+            .insert_run(&slot("a", &format!("2026-03-01T09:0{minute}:00Z")), now)
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids[..5] {
+        store
+            .finish_run(*id, RunState::Completed, Some(0), None, now)
+            .unwrap();
+    }
+    // Keep 2 per deployment: the 4 oldest finished go; the unfinished newest stays.
+    let pruned = store.prune_runs(2, at("2000-01-01T00:00:00Z")).unwrap();
+    assert_eq!(pruned, ids[..4].to_vec());
+    // Age: everything finished before the cut goes.
+    let pruned = store.prune_runs(100, now + Duration::seconds(1)).unwrap();
+    assert_eq!(pruned, vec![ids[4]]);
+    assert_eq!(
+        store
+            .runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,0 +1,302 @@
+//! Run policies (DESIGN.md "Outcomes and retries", "Concurrency"): which runs may start
+//! now, which wait in their deployment's queue, which are refused as an overlap, and which
+//! ended runs get another attempt.
+//!
+//! - Concurrency: runs in flight count against `concurrency_limit` whatever their trigger
+//!   (schedule, catch-up, manual, retry). ENQUEUE (the default) keeps a run `Pending` and
+//!   starts it when a place frees, oldest slot first; CANCEL_NEW records it `Cancelled`
+//!   with reason `overlap`. A run waiting to retry holds no place.
+//! - Retries: a `Failed`, `TimedOut` or `Crashed` attempt is retried while attempts remain
+//!   (total = `retries` + 1). The ended attempt keeps its own outcome (exit code, reason);
+//!   the next attempt is a new row (trigger `retry`, same slot, attempt n+1) that waits
+//!   `AwaitingRetry` until `not_before`, in SQLite, so a restart keeps it.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::runner::process::StopRequest;
+use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
+use crate::validate::desired::CollisionStrategy;
+use crate::validate::Deployment;
+
+use super::attempt::{self, Attempt};
+use super::Engine;
+
+/// An attempt in flight.
+pub struct InFlight {
+    pub stop: watch::Sender<Option<StopRequest>>,
+    pub commit: String,
+    pub deployment: String,
+}
+
+/// What to do with a run that wants to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Start,
+    Queue,
+    Refuse,
+}
+
+impl Engine {
+    /// How many attempts of `deployment` are in flight.
+    pub(super) fn in_flight(&self, deployment: &str) -> usize {
+        self.running
+            .values()
+            .filter(|r| r.deployment == deployment)
+            .count()
+    }
+
+    /// Whether one more run of `deployment` may start, given `extra` already admitted in
+    /// this batch.
+    pub(super) fn admission(&self, deployment: &Deployment, extra: usize) -> Admission {
+        let Some(limit) = deployment.concurrency else {
+            return Admission::Start;
+        };
+        if self.in_flight(&deployment.name) + extra < limit.limit as usize {
+            return Admission::Start;
+        }
+        match limit.strategy {
+            CollisionStrategy::Enqueue => Admission::Queue,
+            CollisionStrategy::CancelNew => Admission::Refuse,
+        }
+    }
+
+    /// Starts the attempt of a run row already committed as Running.
+    pub(super) fn start(&mut self, id: i64, deployment: &Deployment, commit: &str, row: &NewRun) {
+        let (stop, stop_rx) = watch::channel(None);
+        self.running.insert(
+            id,
+            InFlight {
+                stop,
+                commit: commit.to_string(),
+                deployment: deployment.name.clone(),
+            },
+        );
+        let tz = row
+            .schedule_id
+            .as_ref()
+            .and_then(|sid| deployment.schedules.iter().find(|s| &s.id == sid))
+            .map_or(crate::schedule::Tz::UTC, |s| s.schedule.timezone());
+        let attempt = Attempt {
+            run_id: id,
+            deployment: deployment.clone(),
+            commit: commit.to_string(),
+            scheduled_for: row.scheduled_for.map(|at| attempt::in_zone(at, tz)),
+            attempt: row.attempt,
+            parameters: row.parameters.clone(),
+            // A slot armed ahead of its time starts on the dot, never early.
+            not_before: row.scheduled_for.filter(|at| *at > Utc::now()),
+        };
+        tracing::info!(
+            "{}: run {id} started ({}, attempt {}, slot {})",
+            deployment.name,
+            row.trigger.as_str(),
+            row.attempt,
+            super::time(row.scheduled_for)
+        );
+        tokio::spawn(attempt::execute(
+            Arc::clone(&self.ctx),
+            attempt,
+            stop_rx,
+            self.events.clone(),
+        ));
+    }
+
+    /// Queues a `Pending` run behind its deployment's limit, oldest slot first.
+    pub(super) fn enqueue(&mut self, deployment: &str, id: i64, order: DateTime<Utc>) {
+        let queue = self.queues.entry(deployment.to_string()).or_default();
+        if queue.iter().any(|(_, queued)| *queued == id) {
+            return;
+        }
+        let at = queue.partition_point(|(t, q)| (*t, *q) <= (order, id));
+        queue.insert(at, (order, id));
+    }
+
+    /// Starts queued runs of `deployment` while its limit allows.
+    pub(super) fn drain_queue(
+        &mut self,
+        deployment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let Some(&(_, id)) = self.queues.get(deployment).and_then(|q| q.first()) else {
+                return Ok(());
+            };
+            let Some((d, _)) = self.applied.deployment(deployment) else {
+                // The deployment is gone: its queued runs will never start.
+                let ids: Vec<i64> = self
+                    .queues
+                    .remove(deployment)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .collect();
+                for id in ids {
+                    self.store.finish_run(
+                        id,
+                        RunState::Cancelled,
+                        None,
+                        Some("deployment removed"),
+                        now,
+                    )?;
+                }
+                return Ok(());
+            };
+            if self.admission(d, 0) != Admission::Start {
+                return Ok(());
+            }
+            if let Some(queue) = self.queues.get_mut(deployment) {
+                queue.remove(0);
+            }
+            self.start_existing(id, now)?;
+        }
+    }
+
+    /// Starts a stored run that waited (queued or retrying), if it still waits.
+    pub(super) fn start_existing(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(run) = self.store.run(id)? else {
+            return Ok(());
+        };
+        if !matches!(
+            run.state,
+            RunState::Pending | RunState::AwaitingRetry | RunState::Scheduled
+        ) {
+            return Ok(()); // cancelled meanwhile
+        }
+        let Some((deployment, _)) = self.applied.deployment(&run.deployment) else {
+            self.store.finish_run(
+                id,
+                RunState::Cancelled,
+                None,
+                Some("deployment removed"),
+                now,
+            )?;
+            return Ok(());
+        };
+        // It runs the commit that scheduled it, as DESIGN.md promises.
+        let (deployment, commit) = (deployment.clone(), run.commit.clone());
+        match self.admission(&deployment, 0) {
+            Admission::Start => {
+                if self.store.start_run(id, now)? {
+                    let row = row_of(&run, &commit);
+                    self.start(id, &deployment, &commit, &row);
+                }
+            }
+            Admission::Queue => {
+                self.store.mark_pending(id)?;
+                self.enqueue(
+                    &deployment.name,
+                    id,
+                    run.scheduled_for.unwrap_or(run.created_at),
+                );
+            }
+            Admission::Refuse => {
+                self.store
+                    .finish_run(id, RunState::Cancelled, None, Some("overlap"), now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After an attempt ended as `state`: schedules the next attempt if one remains.
+    pub(super) fn maybe_retry(
+        &mut self,
+        ended: &Run,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !matches!(
+            ended.state,
+            RunState::Failed | RunState::TimedOut | RunState::Crashed
+        ) {
+            return Ok(());
+        }
+        let Some((deployment, commit)) = self.applied.deployment(&ended.deployment) else {
+            return Ok(());
+        };
+        if ended.attempt > deployment.retries {
+            return Ok(());
+        }
+        let delay = retry_delay(&deployment.retry_delays, ended.attempt);
+        let not_before = now + chrono::Duration::from_std(delay).unwrap_or_default();
+        let row = NewRun {
+            deployment: ended.deployment.clone(),
+            schedule_id: ended.schedule_id.clone(),
+            scheduled_for: ended.scheduled_for,
+            trigger: Trigger::Retry,
+            state: RunState::AwaitingRetry,
+            reason: Some(format!(
+                "after attempt {} ended {}",
+                ended.attempt,
+                ended.state.as_str()
+            )),
+            attempt: ended.attempt + 1,
+            commit: commit.to_string(),
+            parameters: ended.parameters.clone(),
+            started_at: None,
+            not_before: Some(not_before),
+        };
+        if let Some(id) = self.store.insert_run(&row, now)? {
+            tracing::info!(
+                "{}: run {id} will retry in {delay:?} (attempt {})",
+                ended.deployment,
+                row.attempt
+            );
+            self.retries.push(Reverse((not_before, id)));
+        }
+        Ok(())
+    }
+
+    /// Starts every retry whose time has come.
+    pub(super) fn due_retries(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        while let Some(Reverse((at, id))) = self.retries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.retries.pop();
+            self.start_existing(id, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// The wait before the attempt after attempt `ended_attempt` (1-based): the list's entry
+/// for that retry, the last entry repeating.
+pub fn retry_delay(delays: &[Duration], ended_attempt: u32) -> Duration {
+    let i = (ended_attempt as usize).saturating_sub(1);
+    delays.get(i).or(delays.last()).copied().unwrap_or_default()
+}
+
+/// The stored run as the row shape `start` takes.
+fn row_of(run: &Run, commit: &str) -> NewRun {
+    NewRun {
+        deployment: run.deployment.clone(),
+        schedule_id: run.schedule_id.clone(),
+        scheduled_for: run.scheduled_for,
+        trigger: run.trigger,
+        state: RunState::Running,
+        reason: None,
+        attempt: run.attempt,
+        commit: commit.to_string(),
+        parameters: run.parameters.clone(),
+        started_at: None,
+        not_before: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_use_the_list_then_repeat_its_last() {
+        let delays = [Duration::from_secs(1), Duration::from_secs(2)];
+        assert_eq!(retry_delay(&delays, 1), Duration::from_secs(1));
+        assert_eq!(retry_delay(&delays, 2), Duration::from_secs(2));
+        assert_eq!(retry_delay(&delays, 5), Duration::from_secs(2));
+        assert_eq!(retry_delay(&[], 1), Duration::ZERO);
+    }
+}
