@@ -8,5 +8,6 @@ mod support;
 mod croniter;
 mod daemon;
 mod next;
+mod policies;
 mod precommit;
 mod validate;

@@ -327,9 +327,10 @@ impl Engine {
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 );
+                // The log is final before the run is reported final.
+                self.cap_log(id);
                 self.store
                     .finish_run(id, state, exit_code, reason.as_deref(), now)?;
-                self.cap_log(id);
                 if self.stopping {
                     return Ok(());
                 }

@@ -91,6 +91,7 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     listen: String,
     repo: PathBuf,
+    extra: Vec<String>,
     _state: Option<tempfile::TempDir>,
 }
 
@@ -98,15 +99,21 @@ impl Daemon {
     /// Starts the daemon on `repo` with a fresh state directory and waits until ready.
     #[track_caller]
     pub fn start(repo: &Path) -> Daemon {
+        Daemon::start_with(repo, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra command-line flags.
+    #[track_caller]
+    pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
         let state = tempfile::tempdir().expect("a state directory");
         let state_dir = state.path().to_path_buf();
-        let mut daemon = Daemon::spawn(repo, &state_dir, None);
+        let mut daemon = Daemon::spawn(repo, &state_dir, None, extra);
         daemon._state = Some(state);
         daemon.wait_ready();
         daemon
     }
 
-    fn spawn(repo: &Path, state_dir: &Path, listen: Option<String>) -> Daemon {
+    fn spawn(repo: &Path, state_dir: &Path, listen: Option<String>, extra: &[&str]) -> Daemon {
         let listen = listen.unwrap_or_else(|| {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             socket.local_addr().unwrap().to_string()
@@ -122,6 +129,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen", &listen, "--poll-interval", "1", "--grace", "2"])
+            .args(extra)
             .env("SUNDIAL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -135,6 +143,7 @@ impl Daemon {
             state_dir: state_dir.to_path_buf(),
             listen,
             repo: repo.to_path_buf(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             _state: None,
         }
     }
@@ -156,7 +165,13 @@ impl Daemon {
     /// Starts the daemon again on the same state directory and address.
     #[track_caller]
     pub fn restart(&mut self) {
-        let mut next = Daemon::spawn(&self.repo, &self.state_dir, Some(self.listen.clone()));
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut next = Daemon::spawn(
+            &self.repo,
+            &self.state_dir,
+            Some(self.listen.clone()),
+            &extra,
+        );
         self.child = next.child.take();
         self.wait_ready();
     }
@@ -205,6 +220,20 @@ impl Daemon {
             .as_array()
             .unwrap()
             .clone();
+        runs.reverse();
+        runs
+    }
+
+    /// Every run of a deployment read straight from the store, oldest first.
+    pub fn stored_runs(&self, deployment: &str) -> Vec<sundial::store::Run> {
+        let store =
+            sundial::store::Store::open_read_only(&self.state_dir.join("state.db")).unwrap();
+        let filter = sundial::store::RunFilter {
+            deployment: Some(deployment.into()),
+            limit: 100_000,
+            ..Default::default()
+        };
+        let mut runs = store.runs(&filter).unwrap();
         runs.reverse();
         runs
     }
