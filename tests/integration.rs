@@ -10,4 +10,5 @@ mod daemon;
 mod next;
 mod policies;
 mod precommit;
+mod prefect;
 mod validate;

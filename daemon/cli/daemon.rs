@@ -55,6 +55,15 @@ pub struct DaemonArgs {
     /// Seconds a process gets between SIGTERM and SIGKILL (stop, cancel, timeout).
     #[arg(long, env = "SUNDIAL_GRACE", value_name = "S", default_value_t = 30.0)]
     pub grace: f64,
+    /// Which files of the commit are manifests, replacing the default (`prefect.yaml`
+    /// anywhere and `deployments/**`); repeatable, or comma-separated in the variable.
+    #[arg(
+        long = "manifests",
+        value_name = "GLOB",
+        env = "SUNDIAL_MANIFESTS",
+        value_delimiter = ','
+    )]
+    pub manifests: Vec<String>,
     /// Finished runs kept per deployment (older ones are deleted with their logs).
     #[arg(
         long,
@@ -158,6 +167,8 @@ async fn serve(
         state_dir: args.state_dir.clone(),
         poll_interval: poll,
         grace,
+        discovery: crate::manifest::discover::Discovery::new(&args.manifests)
+            .context("--manifests: not a valid glob")?,
         retention: engine::Retention {
             keep_runs: args.keep_runs.max(1),
             keep_for: seconds(args.keep_days * 86_400.0, "--keep-days")?,

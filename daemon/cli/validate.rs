@@ -18,6 +18,15 @@ pub struct ValidateArgs {
     /// Files or directories to check (directories are searched for *.yaml and *.yml,
     /// skipping hidden ones). Default: `prefect.yaml` files and `deployments/**` under `.`.
     pub paths: Vec<PathBuf>,
+    /// Which files are manifests when no PATH is given, replacing the default
+    /// (repeatable; `*` stays in a directory, `**` crosses them).
+    #[arg(
+        long = "manifests",
+        value_name = "GLOB",
+        env = "SUNDIAL_MANIFESTS",
+        value_delimiter = ','
+    )]
+    pub manifests: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -31,10 +40,15 @@ pub enum Format {
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let discovery =
+        discover::Discovery::new(&args.manifests).context("--manifests: not a valid glob")?;
     let paths = if args.paths.is_empty() {
-        let found = walk(Path::new("."), &|rel| discover::is_default_manifest(rel))?;
+        let found = walk(Path::new("."), &|rel| discovery.is_manifest(rel))?;
         if found.is_empty() {
-            bail!("no manifests found under `.` (looked for prefect.yaml and deployments/**/*.yaml); pass the files to check");
+            match discovery {
+                discover::Discovery::Default => bail!("no manifests found under `.` (looked for prefect.yaml and deployments/**/*.yaml); pass the files to check"),
+                discover::Discovery::Globs(_) => bail!("--manifests: no file under `.` matches {}", args.manifests.join(", ")),
+            }
         }
         found
     } else {

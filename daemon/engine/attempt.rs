@@ -18,6 +18,8 @@ use crate::runner::launch;
 use crate::runner::process::{self, Exit, ProcessSpec, StopRequest};
 use crate::source::{Checkouts, Repo, SourceConfig};
 use crate::store::RunState;
+use crate::template;
+use crate::validate::desired::PullStep;
 use crate::validate::Deployment;
 
 use super::sync::error_chain;
@@ -77,12 +79,16 @@ pub async fn execute(
     let id = attempt.run_id;
     let (state, exit_code, reason) = match prepare_and_run(&ctx, &attempt, stop, &events).await {
         Ok(exit) => outcome(exit),
-        Err(message) => {
+        Err(failure) => {
+            let (state, message) = match failure {
+                Failure::Crashed(message) => (RunState::Crashed, message),
+                Failure::Failed(message) => (RunState::Failed, message),
+            };
             let _ = process::append_log_line(
                 &log_path(&ctx.logs_dir, id),
                 &format!("# sundial: {message}"),
             );
-            (RunState::Crashed, None, Some(message))
+            (state, None, Some(message))
         }
     };
     let _ = events.send(RunEvent::Finished {
@@ -98,7 +104,7 @@ async fn prepare_and_run(
     attempt: &Attempt,
     stop: watch::Receiver<Option<StopRequest>>,
     events: &mpsc::UnboundedSender<RunEvent>,
-) -> Result<Exit, String> {
+) -> Result<Exit, Failure> {
     let log = log_path(&ctx.logs_dir, attempt.run_id);
     let ready = ctx.checkouts_root.join(&attempt.commit);
     let checkout = if ready.is_dir() {
@@ -121,9 +127,17 @@ async fn prepare_and_run(
         })?
     };
     let d = &attempt.deployment;
-    let argv = launch::argv(d, &checkout).map_err(|e| error_chain(&e))?;
+    // `{{ $NAME }}` placeholders are read from the daemon's environment now, at run start.
+    let argv = launch::argv(d, &checkout)
+        .map_err(|e| Failure::Crashed(error_chain(&e)))?
+        .iter()
+        .map(|word| render(word))
+        .collect::<Result<Vec<_>, _>>()?;
     let cwd = launch::working_dir(d, &checkout);
-    let mut env: Vec<(String, String)> = d.env.clone();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (key, value) in &d.env {
+        env.push((key.clone(), render(value)?));
+    }
     env.push(("SUNDIAL_RUN_ID".into(), attempt.run_id.to_string()));
     env.push(("SUNDIAL_DEPLOYMENT".into(), d.name.clone()));
     if let Some(at) = attempt.scheduled_for {
@@ -134,7 +148,10 @@ async fn prepare_and_run(
     }
     env.push(("SUNDIAL_ATTEMPT".into(), attempt.attempt.to_string()));
     env.push(("SUNDIAL_COMMIT".into(), attempt.commit.clone()));
-    env.push(("SUNDIAL_PARAMETERS".into(), attempt.parameters.to_string()));
+    env.push((
+        "SUNDIAL_PARAMETERS".into(),
+        render_json(&attempt.parameters)?.to_string(),
+    ));
     let header = format!(
         "# sundial: run {} of {} attempt {} at commit {}: {}",
         attempt.run_id,
@@ -159,7 +176,20 @@ async fn prepare_and_run(
             return Ok(Exit::Stopped(request));
         }
     }
-    let running = process::spawn(&spec).map_err(|e| error_chain(&e))?;
+    for (i, step) in d.pull.iter().enumerate() {
+        let exit = pull_step(ctx, d, &checkout, &spec, i, step, &stop).await?;
+        if exit != Exit::Code(0) {
+            let _ = process::append_log_line(
+                &spec.log_path,
+                &format!(
+                    "# sundial: pull step {} failed ({exit:?}); the attempt fails",
+                    i + 1
+                ),
+            );
+            return Ok(exit);
+        }
+    }
+    let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     let started = Utc::now();
     let _ = events.send(RunEvent::Started {
         id: attempt.run_id,
@@ -167,6 +197,131 @@ async fn prepare_and_run(
         at: started,
     });
     Ok(running.wait(stop).await)
+}
+
+/// Why an attempt ended before its process could run.
+#[derive(Debug)]
+enum Failure {
+    /// Nothing ran: checkout, launch or spawn failed.
+    Crashed(String),
+    /// The run's own configuration cannot be used now (an unset `{{ $NAME }}`).
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Crashed(message)
+    }
+}
+
+fn render(text: &str) -> Result<String, Failure> {
+    template::render_env(text).map_err(|p| {
+        Failure::Failed(format!(
+            "`{}` cannot be resolved: set it in the daemon's environment (for systemd, in its EnvironmentFile=)",
+            p.written()
+        ))
+    })
+}
+
+fn render_json(value: &Json) -> Result<Json, Failure> {
+    Ok(match value {
+        Json::String(s) => Json::String(render(s)?),
+        Json::Array(items) => Json::Array(items.iter().map(render_json).collect::<Result<_, _>>()?),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v)?)))
+                .collect::<Result<_, Failure>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// One process of a pull step: argv, directory, extra environment.
+type StepCommand = (Vec<String>, PathBuf, Vec<(String, String)>);
+
+/// Performs one pull step (DESIGN.md "Pull steps") as a process of the attempt, logged to
+/// the run's log, with the run's environment.
+async fn pull_step(
+    ctx: &Arc<RunContext>,
+    d: &Deployment,
+    checkout: &std::path::Path,
+    main: &ProcessSpec,
+    index: usize,
+    step: &PullStep,
+    stop: &watch::Receiver<Option<StopRequest>>,
+) -> Result<Exit, Failure> {
+    let lines: Vec<StepCommand> = match step {
+        PullStep::PipInstall {
+            requirements,
+            directory,
+        } => {
+            let python = d
+                .python
+                .clone()
+                .unwrap_or_else(|| crate::runner::launch::DEFAULT_PYTHON.to_string());
+            let argv = vec![
+                python,
+                "-m".into(),
+                "pip".into(),
+                "install".into(),
+                "-r".into(),
+                checkout.join(requirements).display().to_string(),
+            ];
+            vec![(argv, checkout.join(directory), Vec::new())]
+        }
+        PullStep::Script {
+            lines,
+            directory,
+            env,
+        } => {
+            let mut rendered_env = Vec::new();
+            for (k, v) in env {
+                rendered_env.push((k.clone(), render(v)?));
+            }
+            let mut out = Vec::new();
+            for line in lines {
+                let argv = line
+                    .iter()
+                    .map(|w| render(w))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push((argv, checkout.join(directory), rendered_env.clone()));
+            }
+            out
+        }
+    };
+    for (argv, cwd, extra_env) in lines {
+        let _ = process::append_log_line(
+            &main.log_path,
+            &format!(
+                "# sundial: pull step {}: {}",
+                index + 1,
+                shell_words::join(&argv)
+            ),
+        );
+        let mut env = main.env.clone();
+        env.extend(extra_env);
+        let spec = ProcessSpec {
+            argv,
+            cwd,
+            env,
+            log_path: main.log_path.clone(),
+            timeout: main.timeout,
+            grace: ctx.grace,
+            stream_output: main.stream_output.clone(),
+        };
+        let running = process::spawn(&spec).map_err(|e| {
+            Failure::Failed(format!(
+                "pull step {} cannot start: {}",
+                index + 1,
+                error_chain(&e)
+            ))
+        })?;
+        let exit = running.wait(stop.clone()).await;
+        if exit != Exit::Code(0) {
+            return Ok(exit);
+        }
+    }
+    Ok(Exit::Code(0))
 }
 
 /// Waits until the wall clock reads `at`: a timer to within a millisecond, then a short

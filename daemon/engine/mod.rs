@@ -59,6 +59,8 @@ pub struct EngineConfig {
     /// SIGTERM → SIGKILL grace for runs (timeouts, cancels, the graceful stop).
     pub grace: Duration,
     pub retention: retention::Retention,
+    /// Which files of the commit are manifests.
+    pub discovery: crate::manifest::discover::Discovery,
 }
 
 pub use retention::Retention;
@@ -110,6 +112,7 @@ pub async fn run(
     let (force_tx, force_rx) = mpsc::channel(1);
     tokio::spawn(sync::run(
         config.source.clone(),
+        config.discovery.clone(),
         db,
         config.poll_interval,
         sync_tx,

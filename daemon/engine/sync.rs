@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::manifest::discover::is_default_manifest;
+use crate::manifest::discover::Discovery;
 use crate::source::{watch, Repo, SourceConfig};
 use crate::store::Store;
 use crate::validate::{self, FileOutcome, SourceFile};
@@ -46,6 +46,7 @@ pub enum SyncMessage {
 /// Runs until the engine goes away. `force` asks for an immediate re-sync (SIGHUP).
 pub async fn run(
     config: SourceConfig,
+    discovery: Discovery,
     state_db: PathBuf,
     poll: Duration,
     tx: mpsc::Sender<SyncMessage>,
@@ -56,14 +57,17 @@ pub async fn run(
     let mut forced = false;
     let mut watcher: Option<mpsc::Receiver<()>> = None;
     loop {
+        let discovery = discovery.clone();
         let (cfg, db, seen, first) = (
             config.clone(),
             state_db.clone(),
             last_head.clone(),
             last_head.is_none(),
         );
-        let outcome =
-            tokio::task::spawn_blocking(move || sync_once(&cfg, &db, seen.as_deref(), first)).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            sync_once(&cfg, &discovery, &db, seen.as_deref(), first)
+        })
+        .await;
         let message = match outcome {
             Ok(Ok(Some(synced))) => {
                 last_head = Some(synced.head.clone());
@@ -107,6 +111,7 @@ fn git_dir(repo: &Path) -> PathBuf {
 /// One read of the branch: `None` when its head is still `seen`.
 fn sync_once(
     config: &SourceConfig,
+    discovery: &Discovery,
     state_db: &Path,
     seen: Option<&str>,
     first: bool,
@@ -122,7 +127,7 @@ fn sync_once(
         return Ok(None);
     }
     let snapshot = repo
-        .snapshot(&head, &is_default_manifest)
+        .snapshot(&head, &|path| discovery.is_manifest(path))
         .map_err(|e| error_chain(&e))?;
     let validation = validate::validate(&snapshot.files);
     let seeds = if first {

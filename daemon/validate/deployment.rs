@@ -192,7 +192,7 @@ fn launch(
     command: Option<&str>,
 ) -> Option<Launch> {
     if let Some(command) = command {
-        return match shell_words::split(command) {
+        return match crate::template::split_command(command) {
             Ok(argv) if !argv.is_empty() => Some(Launch::Command(argv)),
             Ok(_) => {
                 report.error(

@@ -47,6 +47,8 @@ pub enum Code {
     InvalidEnv,
     WorkingDir,
     PullStep,
+    Template,
+    PrefectDifference,
 }
 
 impl Code {
@@ -85,6 +87,8 @@ impl Code {
             Code::InvalidEnv => "invalid-env",
             Code::WorkingDir => "working-dir",
             Code::PullStep => "pull-step",
+            Code::Template => "template",
+            Code::PrefectDifference => "prefect-difference",
         }
     }
 }

@@ -16,6 +16,7 @@ mod pull;
 pub mod render;
 mod report;
 pub mod schema;
+mod templates;
 
 use std::collections::HashMap;
 
@@ -159,6 +160,7 @@ fn check_root(
     let wrong = schema::check(report, root, &instance);
     keys::check(report, root, "", &keys::TOP);
     yaml11_booleans(report, root, "");
+    templates::check(report, root);
 
     let project_root = paths::project_root(&file.repo_path);
     let top_pulled = root

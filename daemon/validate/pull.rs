@@ -36,7 +36,7 @@ pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: 
         let args = &entry.value;
         match name {
             "set_working_directory" => {
-                let Some(dir) = text(args, "directory") else {
+                let Some(dir) = text(args, "directory").map(|d| checkout_outputs(&d)) else {
                     report.error(&name_at, true, Code::PullStep, "`set_working_directory` needs `directory`", None);
                     continue;
                 };
@@ -139,6 +139,22 @@ fn script_lines(report: &mut FileReport<'_>, at: &str, script: &str) -> Option<V
         lines.push(words);
     }
     Some(lines)
+}
+
+/// `{{ step.directory }}` of a clone/pull step is the checkout root; a directory written
+/// with it becomes relative to the root.
+fn checkout_outputs(dir: &str) -> String {
+    let rendered = crate::template::render(dir, &|p| match p {
+        crate::template::Placeholder::StepOutput { field, .. } if field == "directory" => {
+            Some(String::new())
+        }
+        _ => None,
+    })
+    .unwrap_or_else(|_| dir.to_string());
+    if rendered == dir {
+        return rendered;
+    }
+    rendered.trim_start_matches('/').to_string()
 }
 
 fn text(args: &Node, key: &str) -> Option<String> {

@@ -1,0 +1,326 @@
+//! Prefect compatibility: real-world prefect.yaml shapes validate as DESIGN.md "Keys",
+//! "Pull steps" and "Templating" say, and run unchanged under the daemon.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+use sundial::store::RunState;
+
+use crate::support::daemon::{wait_until, Daemon, GitRepo};
+use crate::support::Project;
+
+/// (severity, code, line) of every finding.
+fn findings(text: &str) -> Vec<(String, String, u64)> {
+    let project = Project::new().file("prefect.yaml", text);
+    let run = project.run(&["validate", "--format", "json", "prefect.yaml"]);
+    let json = run.json();
+    let mut out = Vec::new();
+    for (severity, list) in [("error", &json["errors"]), ("warning", &json["warnings"])] {
+        for d in list.as_array().unwrap() {
+            out.push((
+                severity.to_string(),
+                d["code"].as_str().unwrap().to_string(),
+                d["line"].as_u64().unwrap(),
+            ));
+        }
+    }
+    out.sort_by_key(|f| f.2);
+    out
+}
+
+fn f(severity: &str, code: &str, line: u64) -> (String, String, u64) {
+    (severity.to_string(), code.to_string(), line)
+}
+
+/// A Prefect 2.19 `prefect deploy` file with its historical keys.
+const PREFECT_2_19: &str = r#"name: legacy
+prefect-version: 2.19.3
+build: null
+push: null
+pull:
+- prefect.deployments.steps.set_working_directory:
+    directory: /opt/prefect/legacy
+deployments:
+- name: nightly
+  version: 1.2
+  tags: [legacy]
+  description: null
+  entrypoint: flows/nightly.py:nightly
+  parameters: {}
+  work_pool:
+    name: default-agent-pool
+    work_queue_name: default
+    job_variables: {}
+  schedule:
+    cron: 0 2 * * *
+    timezone: America/New_York
+    day_or: true
+    max_active_runs: null
+    catchup: false
+  is_schedule_active: true
+"#;
+
+#[test]
+fn a_prefect_2_19_file_with_legacy_keys_is_valid_with_warnings() {
+    assert_eq!(
+        findings(PREFECT_2_19),
+        vec![
+            f("warning", "pull-step", 7),
+            f("warning", "ignored-key", 17),
+            f("warning", "ignored-key", 24),
+            f("warning", "ignored-key", 25),
+        ]
+    );
+}
+
+/// A docker-style template: build and push steps, a git_clone pull step whose output
+/// names the working directory, pip requirements, and other pools' job variables.
+const DOCKER_TEMPLATE: &str = r#"name: shop
+prefect-version: 3.0.0
+build:
+- prefect_docker.deployments.steps.build_docker_image:
+    id: build_image
+    requires: prefect-docker>=0.3.1
+    image_name: "{{ $REGISTRY }}/shop"
+    tag: latest
+    dockerfile: auto
+push:
+- prefect_docker.deployments.steps.push_docker_image:
+    requires: prefect-docker>=0.3.1
+    image_name: "{{ build_image.image_name }}"
+    tag: "{{ build_image.tag }}"
+pull:
+- prefect.deployments.steps.git_clone:
+    id: clone-step
+    repository: https://example.invalid/shop.git
+    branch: main
+- prefect.deployments.steps.set_working_directory:
+    directory: "{{ clone-step.directory }}/shop"
+- prefect.deployments.steps.pip_install_requirements:
+    directory: "{{ clone-step.directory }}"
+    requirements_file: requirements.txt
+deployments:
+- name: orders
+  entrypoint: flows/orders.py:sync_orders
+  work_pool:
+    name: docker-pool
+    job_variables:
+      image: "{{ build_image.image }}"
+      python: .venv/bin/python
+      env:
+        API_TOKEN: "{{ $SHOP_API_TOKEN }}"
+  schedules:
+  - interval: PT15M
+"#;
+
+#[test]
+fn a_docker_template_validates_and_resolves_the_clone_directory() {
+    let found = findings(DOCKER_TEMPLATE);
+    assert_eq!(
+        found,
+        vec![
+            f("warning", "ignored-key", 3),
+            f("warning", "ignored-key", 10),
+            f("warning", "pull-step", 16),
+            f("warning", "ignored-key", 31)
+        ]
+    );
+}
+
+#[test]
+fn unresolvable_placeholders_are_errors_with_a_hint_for_their_kind() {
+    let text = r#"deployments:
+- name: etl
+  entrypoint: flows/etl.py:run
+  version: "{{ build_image.tag }}"
+  parameters:
+    run: "{{ flow_run.id }}"
+  work_pool:
+    job_variables:
+      env:
+        SECRET: "{{ prefect.blocks.secret.db-password }}"
+        TOKEN: "{{ $TOKEN }}"
+"#;
+    let project = Project::new().file("prefect.yaml", text);
+    let run = project.run(&["validate", "prefect.yaml"]).code(1);
+    assert!(
+        run.stdout
+            .contains("error[template]: `{{ flow_run.id }}` exists only under Prefect"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("EnvironmentFile="), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "warning[template]: `{{ build_image.tag }}`: no pull step has the id `build_image`"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        findings(text)
+            .iter()
+            .filter(|(s, _, _)| s == "error")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_shell_operator_in_run_shell_script_is_an_error_with_the_sh_c_hint() {
+    let text = "pull:\n- prefect.deployments.steps.run_shell_script:\n    script: |\n      echo preparing\n      cat data.csv | sort > sorted.csv\ndeployments:\n- name: etl\n  entrypoint: flows/etl.py:run\n";
+    let project = Project::new().file("prefect.yaml", text);
+    project
+        .run(&["validate", "prefect.yaml"])
+        .code(1)
+        .stdout_has("uses the shell operator `|`")
+        .stdout_has("sh -c 'cat data.csv | sort > sorted.csv'");
+}
+
+#[test]
+fn manifests_globs_replace_the_default_discovery() {
+    let project = Project::new()
+        .file(
+            "ops/jobs.yaml",
+            "deployments:\n- name: a\n  entrypoint: a.py:f\n",
+        )
+        .file("prefect.yaml", "deployments:\n- name: b\n  retries: -1\n");
+    project
+        .run(&["validate", "--manifests", "ops/*.yaml"])
+        .code(0)
+        .stdout_has("1 file, 1 deployment valid");
+    project.run(&["validate"]).code(1);
+}
+
+fn soon(secs: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Writes a minimal wheel of a package `localpkg` (no build backend, no network).
+fn write_wheel(path: &std::path::Path) {
+    let script = format!(
+        "import zipfile\nwith zipfile.ZipFile({:?}, 'w') as z:\n    z.writestr('localpkg/__init__.py', 'def greet(name):\\n    return \"hello \" + name\\n')\n    z.writestr('localpkg-0.1.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: localpkg\\nVersion: 0.1\\n')\n    z.writestr('localpkg-0.1.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n    z.writestr('localpkg-0.1.dist-info/RECORD', '')\n",
+        path.display().to_string()
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn pip_install_requirements_installs_a_local_package_into_a_venv_before_the_run() {
+    let repo = GitRepo::new();
+    let venv = repo.path().join("venv");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3 -m venv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir_all(repo.path().join("dist")).unwrap();
+    write_wheel(&repo.path().join("dist/localpkg-0.1-py3-none-any.whl"));
+    let result = repo.path().join("result.txt");
+    let flow = format!(
+        "from localpkg import greet\n\ndef run(name):\n    open({:?}, 'w').write(greet(name))\n",
+        result.display().to_string()
+    );
+    let text = format!(
+        "pull:\n- prefect.deployments.steps.pip_install_requirements:\n    requirements_file: requirements.txt\ndeployments:\n- name: greeter\n  entrypoint: flows/greet.py:run\n  parameters: {{name: sundial}}\n  work_pool:\n    job_variables:\n      python: {}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        venv.join("bin/python").display(),
+        soon(2)
+    );
+    repo.commit(
+        &[
+            (
+                "requirements.txt",
+                Some("--no-index\n./dist/localpkg-0.1-py3-none-any.whl\n"),
+            ),
+            ("flows/greet.py", Some(&flow)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "greeter",
+    );
+    crate::support::git_ok(repo.path(), &["add", "dist"]);
+    crate::support::git_ok(repo.path(), &["commit", "-q", "-m", "wheel"]);
+    let daemon = Daemon::start(repo.path());
+    let run = wait_until(Duration::from_secs(90), "the greeter run to end", || {
+        daemon
+            .stored_runs("greeter")
+            .into_iter()
+            .find(|r| r.state.is_final())
+    });
+    let log = std::fs::read_to_string(
+        daemon
+            .state_dir
+            .join("logs")
+            .join(format!("{}.log", run.id)),
+    )
+    .unwrap_or_default();
+    assert_eq!(run.state, RunState::Completed, "{log}");
+    assert!(log.contains("pull step 1:"), "{log}");
+    assert_eq!(std::fs::read_to_string(&result).unwrap(), "hello sundial");
+}
+
+#[test]
+fn module_and_file_entrypoints_run_with_their_parameters_and_env_placeholders_resolve() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let module = format!(
+        "import json, os\n\ndef run(a, b=2):\n    open(os.path.join({:?}, 'module.json'), 'w').write(json.dumps({{'sum': a + b, 'home': os.environ['HOME_SEEN']}}))\n",
+        out.display().to_string()
+    );
+    let file = format!(
+        "import json, os\n\nasync def run(word):\n    open(os.path.join({:?}, 'file.json'), 'w').write(json.dumps({{'word': word}}))\n",
+        out.display().to_string()
+    );
+    let anchor = soon(2);
+    let text = format!(
+        "deployments:\n- name: by-module\n  entrypoint: pkg.jobs:run\n  parameters: {{a: 40}}\n  work_pool:\n    job_variables:\n      env: {{HOME_SEEN: \"{{{{ $HOME }}}}\"}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: by-file\n  entrypoint: scripts/job.py:run\n  parameters: {{word: hi}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: unset-var\n  work_pool:\n    job_variables:\n      command: echo {{{{ $SUNDIAL_TEST_SURELY_UNSET }}}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n"
+    );
+    repo.commit(
+        &[
+            ("pkg/__init__.py", Some("")),
+            ("pkg/jobs.py", Some(&module)),
+            ("scripts/job.py", Some(&file)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "entrypoints",
+    );
+    let daemon = Daemon::start(repo.path());
+    for name in ["by-module", "by-file", "unset-var"] {
+        wait_until(Duration::from_secs(40), name, || {
+            daemon
+                .stored_runs(name)
+                .into_iter()
+                .find(|r| r.state.is_final())
+        });
+    }
+    let module: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("module.json")).unwrap()).unwrap();
+    assert_eq!(module["sum"], 42);
+    assert_eq!(
+        module["home"].as_str(),
+        std::env::var("HOME").ok().as_deref()
+    );
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("file.json")).unwrap()).unwrap();
+    assert_eq!(file["word"], "hi");
+    let unset = &daemon.stored_runs("unset-var")[0];
+    assert_eq!(unset.state, RunState::Failed);
+    assert!(
+        unset
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SUNDIAL_TEST_SURELY_UNSET"),
+        "{unset:?}"
+    );
+}
