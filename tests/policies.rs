@@ -326,3 +326,46 @@ fn the_log_cap_holds_under_a_job_that_writes_100_mb() {
         "the tail is kept"
     );
 }
+
+#[test]
+fn a_run_that_outlived_a_killed_daemon_is_ended_crashed_and_retried() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "survivor",
+        "python3 -c \"import os, sys, time; time.sleep(600 if os.environ['SUNDIAL_ATTEMPT'] == '1' else 0)\"",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    retries: 1\n",
+    );
+    repo.commit(&[("deployments/survivor.yaml", Some(&text))], "survivor");
+    let mut daemon = Daemon::start(repo.path());
+    let pid = wait_until(Duration::from_secs(30), "the run's process", || {
+        daemon.stored_runs("survivor").first().and_then(|r| r.pid)
+    });
+    daemon.kill_9();
+    assert!(
+        sundial::runner::process::process_group_alive(pid),
+        "the job outlives a killed daemon"
+    );
+    daemon.restart();
+    let runs = wait_until(Duration::from_secs(30), "the retry to complete", || {
+        let runs = daemon.stored_runs("survivor");
+        runs.iter()
+            .any(|r| r.attempt == 2 && r.state == RunState::Completed)
+            .then_some(runs)
+    });
+    assert_eq!(runs[0].state, RunState::Crashed);
+    assert!(
+        runs[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("ended at restart"),
+        "{:?}",
+        runs[0]
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the old process group gone",
+        || (!sundial::runner::process::process_group_alive(pid)).then_some(()),
+    );
+}

@@ -324,3 +324,9 @@ fn module_and_file_entrypoints_run_with_their_parameters_and_env_placeholders_re
         "{unset:?}"
     );
 }
+
+#[test]
+fn a_naive_anchor_in_a_zone_warns_that_prefect_reads_it_as_utc() {
+    let text = "deployments:\n- name: a\n  entrypoint: a.py:f\n  schedules:\n  - interval: 86400\n    anchor_date: \"2026-01-01T09:00:00\"\n    timezone: America/Chicago\n";
+    assert_eq!(findings(text), vec![f("warning", "prefect-difference", 6)]);
+}

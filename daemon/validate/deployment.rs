@@ -95,6 +95,19 @@ pub fn check(
     };
 
     let env = env(report, &format!("{jv}/env"), jobs.env.as_ref());
+    let installs = pulled
+        .steps
+        .iter()
+        .any(|s| matches!(s, super::desired::PullStep::PipInstall { .. }));
+    if installs && jobs.python.is_none() {
+        report.warning(
+            at,
+            false,
+            Code::PullStep,
+            "pip_install_requirements installs into the system python3, which usually refuses installs outside a virtual environment",
+            Some("set `work_pool.job_variables.python` to a virtualenv's python".into()),
+        );
+    }
     let parameters = raw.parameters.clone().unwrap_or_default();
     let mut schedules = Vec::new();
     let raw_schedules = schedules_of(report, at, &raw);
@@ -337,7 +350,19 @@ fn planned_schedule(
     let anchor = match raw.anchor_date.as_deref() {
         None => None,
         Some(text) => match schedule::parse_anchor(text, tz) {
-            Ok(anchor) => Some(anchor),
+            Ok(anchor) => {
+                let naive = chrono::DateTime::parse_from_rfc3339(text.trim()).is_err();
+                if naive && tz != Tz::UTC && anchor.instant.naive_utc() != anchor.wall {
+                    report.warning(
+                        &pointer(at, "anchor_date"),
+                        false,
+                        Code::PrefectDifference,
+                        format!("sundial reads this naive anchor_date as a wall time in {tz}; Prefect reads it as UTC"),
+                        Some("add an offset (`2026-01-01T09:00:00-06:00`) to mean one instant in both".into()),
+                    );
+                }
+                Some(anchor)
+            }
             Err(e) => {
                 report.error(&pointer(at, "anchor_date"), false, Code::InvalidAnchor, e.to_string(), Some("write `2026-01-01T09:00:00` (a wall time in `timezone`) or an RFC 3339 instant".into()));
                 return None;
