@@ -95,14 +95,17 @@ def lateness(runs_wanted):
                 break
             time.sleep(0.5)
         stop(proc)
-        late = []
+        late, spawned = [], []
         for run in done:
             with open(os.path.join(state, "logs", f"{run['id']}.log")) as f:
                 printed = [l for l in f.read().splitlines() if l and not l.startswith("#")]
             started = float(printed[-1])
             scheduled = datetime.fromisoformat(run["scheduled_for"].replace("Z", "+00:00")).timestamp()
             late.append((started - scheduled) * 1000)
+            spawn = datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")).timestamp()
+            spawned.append((spawn - scheduled) * 1000)
         print(f"start lateness over {len(late)} runs (child-measured, ms): p50 {pct(late, 50):.2f}  p99 {pct(late, 99):.2f}  max {max(late):.2f}")
+        print(f"  of which spawn returned (daemon-measured, ms): p50 {pct(spawned, 50):.2f}  p99 {pct(spawned, 99):.2f}")
 
 
 def commit_latency(commits):
