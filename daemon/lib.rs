@@ -14,4 +14,5 @@ pub mod schedule;
 pub mod scheduler;
 pub mod source;
 pub mod store;
+pub mod systemd;
 pub mod validate;
