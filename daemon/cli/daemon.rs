@@ -6,7 +6,7 @@
 //! `crate::systemd`), and when stderr is the journal the log lines carry syslog
 //! priorities instead of timestamps.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -207,19 +207,19 @@ fn ensure_token(state_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr, filtered by `$SUNDIAL_LOG` (default `info`): the chosen format, else
-/// journald's format when stderr is the journal, else human lines.
+/// journald's format when stderr is the journal, else human lines (coloured on a terminal).
 fn init_logging(format: Option<LogFormat>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUNDIAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         Some(LogFormat::Json) => builder.json().try_init(),
         Some(LogFormat::Human) => builder.try_init(),
         None if systemd::journal::stderr_is_journal() => builder
-            .with_ansi(false)
             .event_format(systemd::journal::JournalFormat)
             .try_init(),
         None => builder.try_init(),
