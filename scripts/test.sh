@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI, git and systemd-analyze from apt), then checks formatting and lints and runs every test.
+# missing (Python tools from PyPI; git and systemd-analyze from apt), then checks formatting
+# and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -453,5 +453,5 @@ fn the_unit_sandbox_scores_as_well_exposed_as_it_did() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no overall exposure in:\n{text}"));
-    assert!(score <= 1.5, "exposure {score} (was 1.1):\n{text}");
+    assert!(score <= 1.5, "exposure {score} (was 1.2):\n{text}");
 }
