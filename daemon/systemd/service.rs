@@ -183,24 +183,20 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
 }
 
 fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {
-    let time = |t: &dyn Fn(&str) -> String| {
-        let mut format = String::new();
-        if at - now >= chrono::Duration::days(1) {
-            format.push_str("%Y-%m-%d ");
-        }
-        format.push_str(if at.timestamp() % 60 == 0 {
-            "%H:%M"
-        } else {
-            "%H:%M:%S"
-        });
-        t(&format)
+    let date = if at - now >= chrono::Duration::days(1) {
+        "%Y-%m-%d "
+    } else {
+        ""
     };
+    let time = if at.timestamp() % 60 == 0 {
+        "%H:%M"
+    } else {
+        "%H:%M:%S"
+    };
+    let format = format!("{date}{time}");
     match tz.parse::<chrono_tz::Tz>() {
-        Ok(zone) => {
-            let local = at.with_timezone(&zone);
-            format!("{} {tz}", time(&|f| local.format(f).to_string()))
-        }
-        Err(_) => format!("{} UTC", time(&|f| at.format(f).to_string())),
+        Ok(zone) => format!("{} {tz}", at.with_timezone(&zone).format(&format)),
+        Err(_) => format!("{} UTC", at.format(&format)),
     }
 }
 
