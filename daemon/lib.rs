@@ -14,5 +14,6 @@ pub mod schedule;
 pub mod scheduler;
 pub mod source;
 pub mod store;
+pub mod systemd;
 pub mod template;
 pub mod validate;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI), then checks formatting and lints and runs every test.
+# missing (Python tools from PyPI; git and systemd-analyze from apt), then checks formatting
+# and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ if ((${#need_python[@]})); then
 fi
 export PATH="$PATH:$(python3 -m site --user-base)/bin"
 command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+# systemd-analyze checks systemd/sundial.service (verify, security); no running systemd needed.
+command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

@@ -1,6 +1,6 @@
 //! The one integration-test binary: every test drives the built `sundial` binary (or the
 //! library's public API) with real files, real git repositories and real tools
-//! (pre-commit, check-jsonschema, croniter). Each area is a module; helpers live in
+//! (pre-commit, check-jsonschema, croniter, systemd-analyze). Each area is a module; helpers live in
 //! `support`.
 
 mod support;
@@ -11,4 +11,5 @@ mod next;
 mod policies;
 mod precommit;
 mod prefect;
+mod systemd;
 mod validate;

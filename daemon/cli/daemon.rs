@@ -1,8 +1,12 @@
 //! `sundial daemon`: start-up (state directory, token, logging, listener), then the engine
 //! and the HTTP API until SIGTERM or SIGINT; SIGHUP forces a re-sync. Exit 0 after a
 //! clean stop; a start-up problem is an error naming the flag (exit 2).
+//!
+//! Under systemd (`$NOTIFY_SOCKET`) the engine's lifecycle notifies it (see
+//! `crate::systemd`), and when stderr is the journal the log lines carry syslog
+//! priorities instead of timestamps.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -14,8 +18,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, ApiState};
-use crate::engine::{self, status::Status, EngineConfig, NoLifecycle, Request};
+use crate::engine::{self, status::Status, EngineConfig, Request};
 use crate::source::SourceConfig;
+use crate::systemd;
 
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
@@ -83,6 +88,16 @@ pub struct DaemonArgs {
     /// Largest log of one run in bytes; beyond it only the tail is kept.
     #[arg(long, env = "SUNDIAL_LOG_MAX_BYTES", value_name = "BYTES", default_value_t = 16 << 20)]
     pub log_max_bytes: u64,
+    /// Log lines: `human` or `json` (one object a line). Unset: human, or journald's
+    /// priority-prefixed lines when stderr is the journal (`$JOURNAL_STREAM`).
+    #[arg(long, env = "SUNDIAL_LOG_FORMAT", value_name = "F")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
@@ -91,7 +106,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("--state-dir: cannot create `{}`", args.state_dir.display()))?;
     ensure_token(&args.state_dir)?;
-    init_logging();
+    init_logging(args.log_format);
     let branch = match &args.branch {
         Some(b) => b.clone(),
         None => current_branch(&args.repo).unwrap_or_else(|| "main".into()),
@@ -180,7 +195,7 @@ async fn serve(
         status_tx,
         shutdown,
         requests_rx,
-        Box::new(NoLifecycle),
+        systemd::lifecycle(),
     )
     .await;
     let _ = stop_api_tx.send(true);
@@ -226,12 +241,22 @@ fn ensure_token(state_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `$SUNDIAL_LOG` (default `info`): the chosen format, else
+/// journald's format when stderr is the journal, else human lines (coloured on a terminal).
+fn init_logging(format: Option<LogFormat>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUNDIAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match format {
+        Some(LogFormat::Json) => builder.json().try_init(),
+        Some(LogFormat::Human) => builder.try_init(),
+        None if systemd::journal::stderr_is_journal() => builder
+            .event_format(systemd::journal::JournalFormat)
+            .try_init(),
+        None => builder.try_init(),
+    };
 }

@@ -85,6 +85,7 @@ pub async fn run(
                 "reading the repository failed unexpectedly: {panic}"
             ))),
         };
+        forced = false;
         if let Some(message) = message {
             if tx.send(message).await.is_err() {
                 return;
