@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI), then checks formatting and lints and runs every test.
+# missing (Python tools from PyPI, git and chromium from apt), then checks formatting and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,8 @@ if ((${#need_python[@]})); then
 fi
 export PATH="$PATH:$(python3 -m site --user-base)/bin"
 command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+# The dashboard test loads the page in real headless Chromium (Debian's package).
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

@@ -185,7 +185,7 @@ fn deployment_row(d: &DeploymentView, last: Option<&Run>, now: DateTime<Utc>) ->
                 br; small.mute { (d.file) }
             }
             td { @for s in &d.schedules {
-                div { (s.description) " " small.mute { (s.timezone) } @if !s.active { " " span.tag { "inactive" } } }
+                div { (s.description) @if !s.active { " " span.tag { "inactive" } } }
             } }
             td {
                 @if let Some((at, tz)) = next {
