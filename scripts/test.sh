@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI; git and systemd-analyze from apt), then checks formatting
-# and lints and runs every test.
+# missing (Python tools from PyPI; git, systemd-analyze and chromium from apt), then checks
+# formatting and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ export PATH="$PATH:$(python3 -m site --user-base)/bin"
 command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
 # systemd-analyze checks systemd/sundial.service (verify, security); no running systemd needed.
 command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+# The dashboard test loads the page in real headless Chromium (Debian's package).
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

@@ -5,8 +5,11 @@
 
 mod support;
 
+mod api;
+mod client;
 mod croniter;
 mod daemon;
+mod dashboard;
 mod next;
 mod policies;
 mod precommit;

@@ -1,44 +1,84 @@
-//! The HTTP API (DESIGN.md "HTTP API"): health, readiness, status, deployments and run
-//! history. [`router`] builds the routes apart from serving them. Handlers read the
-//! engine's published [`Status`] and open the store read-only; they never touch the
-//! engine's state. One [`ApiError`] picks every error status code.
+//! The HTTP API (DESIGN.md "HTTP API"): health, readiness, status, deployments, run
+//! history, manual triggers and cancels, Prometheus metrics and the dashboard. [`router`]
+//! builds the routes apart from serving them; one file per resource.
+//!
+//! Handlers read the engine's published [`Status`] and open the store read-only; they
+//! never touch the engine's state. Triggers and cancels are [`Request`]s sent to the
+//! engine, which owns the runs. Mutating calls need `Authorization: Bearer <token>`
+//! ([`Authorized`]), compared in constant time. One [`ApiError`] picks every error status
+//! code.
 
+mod dashboard;
+mod deployments;
+mod metrics;
+mod runs;
+mod status;
 pub mod types;
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::engine::status::Status;
-use crate::store::{RunFilter, RunState, Store, StoreError};
-use types::{DeploymentJson, ErrorJson, RunJson, StatusJson};
+use crate::engine::Request;
+use crate::store::{Store, StoreError};
+use types::ErrorJson;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub status: watch::Receiver<Status>,
     /// Triggers and cancels go to the engine, which owns the runs.
-    pub requests: tokio::sync::mpsc::Sender<crate::engine::Request>,
+    pub requests: tokio::sync::mpsc::Sender<Request>,
     pub db: PathBuf,
     pub logs_dir: PathBuf,
+    /// The bearer token mutating calls must present (`<state-dir>/token`).
+    pub token: Arc<str>,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/api/status", get(status))
-        .route("/api/deployments", get(deployments))
-        .route("/api/runs", get(runs))
-        .route("/api/runs/{id}", get(run))
-        .route("/api/runs/{id}/logs", get(logs))
+        .route("/readyz", get(status::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(status::openapi))
+        .route("/api/status", get(status::status))
+        .route("/api/deployments", get(deployments::list))
+        .route("/api/deployments/{name}/runs", post(deployments::trigger))
+        .route("/api/runs", get(runs::list))
+        .route("/api/runs/{id}", get(runs::get))
+        .route("/api/runs/{id}/logs", get(runs::logs))
+        .route("/api/runs/{id}/cancel", post(runs::cancel))
+        .route("/", get(dashboard::index))
+        .route("/runs/{id}", get(dashboard::run_page))
         .with_state(state)
+}
+
+/// Reads the API token the daemon created in its state directory.
+pub fn read_token(state_dir: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(state_dir.join("token"))?;
+    Ok(text.trim().to_string())
+}
+
+/// Writes `<state-dir>/url`, where the CLI finds the daemon it should talk to. An
+/// unspecified address (`0.0.0.0`) is written as the loopback address of its family.
+pub fn write_url_file(state_dir: &Path, listening: SocketAddr) -> std::io::Result<()> {
+    let mut addr = listening;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::fs::write(state_dir.join("url"), format!("http://{addr}\n"))
 }
 
 /// Every way a request can fail, and its status code.
@@ -48,6 +88,22 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("this call needs `Authorization: Bearer <token>`; the token is in the daemon's state directory (`<state-dir>/token`)")]
+    Unauthorized,
+    #[error(
+        "the token is wrong; use the one in the daemon's state directory (`<state-dir>/token`)"
+    )]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
+    /// Several problems at once, every one listed.
+    #[error("{message}")]
+    Unprocessable {
+        message: String,
+        errors: Vec<String>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the state database cannot be read")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -59,109 +115,71 @@ impl IntoResponse for ApiError {
         let code = match &self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if code.is_server_error() {
             tracing::error!("API: {}", crate::engine::sync::error_chain(&self));
         }
-        (
-            code,
-            Json(ErrorJson {
-                error: self.to_string(),
-            }),
-        )
-            .into_response()
-    }
-}
-
-async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.status.borrow().ready {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the first commit is not applied yet\n",
-        )
-            .into_response()
-    }
-}
-
-async fn status(State(state): State<ApiState>) -> Json<StatusJson> {
-    Json(StatusJson::from(&*state.status.borrow()))
-}
-
-async fn deployments(State(state): State<ApiState>) -> Json<Vec<DeploymentJson>> {
-    let status = state.status.borrow();
-    Json(
-        status
-            .deployments
-            .iter()
-            .map(DeploymentJson::from)
-            .collect(),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-struct RunsQuery {
-    deployment: Option<String>,
-    state: Option<String>,
-    limit: Option<usize>,
-    before: Option<i64>,
-}
-
-/// The most runs one request answers.
-const MAX_LIMIT: usize = 1000;
-
-async fn runs(
-    State(state): State<ApiState>,
-    Query(q): Query<RunsQuery>,
-) -> Result<Json<Vec<RunJson>>, ApiError> {
-    let run_state = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => Some(RunState::parse(text).ok_or_else(|| {
-            let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::BadRequest(format!(
-                "unknown state {text:?}; use one of {}",
-                names.join(", ")
-            ))
-        })?),
-        None => None,
-    };
-    let filter = RunFilter {
-        deployment: q.deployment.filter(|d| !d.is_empty()),
-        state: run_state,
-        before: q.before,
-        limit: q.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
-    };
-    let found = read(state.db, move |store| store.runs(&filter)).await?;
-    Ok(Json(found.iter().map(RunJson::from).collect()))
-}
-
-async fn run(
-    State(state): State<ApiState>,
-    Path(id): Path<i64>,
-) -> Result<Json<RunJson>, ApiError> {
-    let found = read(state.db, move |store| store.run(id)).await?;
-    found
-        .map(|r| Json(RunJson::from(&r)))
-        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))
-}
-
-async fn logs(State(state): State<ApiState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    if read(state.db, move |store| store.run(id)).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no run {id}")));
-    }
-    let path = crate::engine::attempt::log_path(&state.logs_dir, id);
-    let text = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(ApiError::Internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )))
+        let body = ErrorJson {
+            error: self.to_string(),
+            errors: match self {
+                ApiError::Unprocessable { errors, .. } => errors,
+                _ => Vec::new(),
+            },
+        };
+        let mut response = (code, Json(body)).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
         }
-    };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        response
+    }
+}
+
+/// Proof that a request carried the right bearer token; take it as a handler argument.
+pub struct Authorized;
+
+impl FromRequestParts<ApiState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        if token_matches(presented, &state.token) {
+            Ok(Authorized)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// Compares in time independent of where the two differ (their lengths are not secret).
+fn token_matches(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub(crate) fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Runs a read on its own read-only connection, off the async threads.
@@ -176,4 +194,33 @@ async fn read<T: Send + 'static>(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(ApiError::from)
+}
+
+/// Sends a request to the engine and waits for its answer.
+async fn ask<T>(
+    state: &ApiState,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Request,
+) -> Result<T, ApiError> {
+    let stopping =
+        || ApiError::Unavailable("the daemon is stopping; try again after it restarts".into());
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    state
+        .requests
+        .send(make(reply))
+        .await
+        .map_err(|_| stopping())?;
+    answer.await.map_err(|_| stopping())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn a_token_matches_only_itself() {
+        assert!(token_matches("abc123", "abc123"));
+        assert!(!token_matches("abc124", "abc123"));
+        assert!(!token_matches("abc12", "abc123"));
+        assert!(!token_matches("", ""));
+    }
 }

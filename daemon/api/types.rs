@@ -86,11 +86,14 @@ pub struct DeploymentJson {
     /// The earliest next fire of its schedules.
     pub next: Option<String>,
     pub schedules: Vec<ScheduleJson>,
+    /// Its newest run, if it has one.
+    pub last_run: Option<RunJson>,
 }
 
-impl From<&DeploymentView> for DeploymentJson {
-    fn from(d: &DeploymentView) -> DeploymentJson {
+impl DeploymentJson {
+    pub fn new(d: &DeploymentView, last_run: Option<&Run>) -> DeploymentJson {
         DeploymentJson {
+            last_run: last_run.map(RunJson::from),
             name: d.name.clone(),
             file: d.file.clone(),
             commit: d.commit.clone(),
@@ -119,8 +122,20 @@ impl From<&DeploymentView> for DeploymentJson {
     }
 }
 
-/// The body of every error answer.
+/// The body of every error answer; `errors` lists every problem when there are several
+/// (a trigger whose parameters fail the deployment's schema).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorJson {
     pub error: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The body of `POST /api/deployments/{name}/runs`: overrides merged over the
+/// deployment's default parameters. An empty body means no overrides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerJson {
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, Json>,
 }

@@ -153,7 +153,18 @@ async fn serve(
         requests: requests_tx.clone(),
         db: args.state_dir.join("state.db"),
         logs_dir: args.state_dir.join("logs"),
+        token: api::read_token(&args.state_dir)
+            .with_context(|| {
+                format!(
+                    "--state-dir: cannot read the token in `{}`",
+                    args.state_dir.display()
+                )
+            })?
+            .into(),
     };
+    if let Ok(addr) = listener.local_addr() {
+        let _ = api::write_url_file(&args.state_dir, addr);
+    }
     let (stop_api_tx, mut stop_api_rx) = watch::channel(false);
     let server = axum::serve(listener, api::router(api_state)).with_graceful_shutdown(async move {
         let _ = stop_api_rx.wait_for(|stop| *stop).await;

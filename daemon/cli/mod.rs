@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand; exit codes are decided here and nowhere else.
 //! A subcommand returns its exit code or an error; an error is printed once, here, and
-//! means exit 2 (usage, input or I/O problem), as DESIGN.md's command table says.
+//! means exit 2 (usage, input or I/O problem), as DESIGN.md's command table says; the
+//! client commands also exit 1 when the daemon's API refuses or cannot be reached.
 
+mod client;
 mod daemon;
 mod next;
 mod schema;
@@ -29,6 +31,16 @@ pub enum Command {
     Schema,
     /// Run the scheduler daemon in the foreground.
     Daemon(daemon::DaemonArgs),
+    /// List the deployments a running daemon has in force.
+    Deployments(client::deployments::DeploymentsArgs),
+    /// List a running daemon's runs, newest first.
+    Runs(client::runs::RunsArgs),
+    /// Print a run's log.
+    Logs(client::logs::LogsArgs),
+    /// Run a deployment now.
+    Trigger(client::trigger::TriggerArgs),
+    /// Cancel a run.
+    Cancel(client::cancel::CancelArgs),
 }
 
 /// Bad input: a flag's value or a file could not be used (clap's usage errors are also 2).
@@ -41,6 +53,11 @@ pub fn run(args: Args) -> ExitCode {
         Command::Next(a) => next::run(a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS),
         Command::Schema => schema::run(),
         Command::Daemon(a) => daemon::run(&a),
+        Command::Deployments(a) => client::finish(client::deployments::run(&a)),
+        Command::Runs(a) => client::finish(client::runs::run(&a)),
+        Command::Logs(a) => client::finish(client::logs::run(&a)),
+        Command::Trigger(a) => client::finish(client::trigger::run(&a)),
+        Command::Cancel(a) => client::finish(client::cancel::run(&a)),
     };
     match outcome {
         Ok(code) => code,

@@ -12,6 +12,7 @@
 mod migrations;
 mod runs;
 mod state;
+mod stats;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 
 pub use runs::{NewRun, Run, RunFilter, RunState, Trigger};
 pub use state::{AppliedCommit, FileError};
+pub use stats::{Lateness, RunCount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -206,6 +206,53 @@ impl Daemon {
         }
     }
 
+    /// The API token the daemon created in its state directory.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("token"))
+            .expect("the daemon's token")
+            .trim()
+            .to_string()
+    }
+
+    /// POST `body` (sent as is; empty for none) with `Authorization: Bearer <token>` when
+    /// a token is given: (status, body).
+    pub fn post(&self, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        let mut request = agent
+            .post(&format!("{}{path}", self.url))
+            .header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        match request.send(body) {
+            Ok(mut response) => (
+                response.status().as_u16(),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    /// GET `path`: (status, the `Link` header, body).
+    pub fn get_with_link(&self, path: &str) -> (u16, Option<String>, String) {
+        let response = ureq::get(&format!("{}{path}", self.url)).call();
+        match response {
+            Ok(mut response) => (
+                response.status().as_u16(),
+                response
+                    .headers()
+                    .get("link")
+                    .map(|v| v.to_str().unwrap().to_string()),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     #[track_caller]
     pub fn json(&self, path: &str) -> Value {
         let (code, body) = self.get(path);

@@ -1,0 +1,64 @@
+//! `GET /api/deployments` and `POST /api/deployments/{name}/runs` (a manual run).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::types::{DeploymentJson, RunJson, TriggerJson};
+use super::{ask, read, ApiError, ApiState, Authorized};
+use crate::engine::request::TriggerError;
+use crate::engine::Request;
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJson>>, ApiError> {
+    let last: HashMap<String, crate::store::Run> =
+        read(state.db.clone(), |store| store.last_runs())
+            .await?
+            .into_iter()
+            .map(|r| (r.deployment.clone(), r))
+            .collect();
+    let status = state.status.borrow();
+    Ok(Json(
+        status
+            .deployments
+            .iter()
+            .map(|d| DeploymentJson::new(d, last.get(&d.name)))
+            .collect(),
+    ))
+}
+
+pub async fn trigger(
+    _: Authorized,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RunJson>), ApiError> {
+    let body: TriggerJson = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerJson::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body must be JSON like {{\"parameters\": {{...}}}}: {e}"
+            ))
+        })?
+    };
+    let answer = ask(&state, |reply| Request::Trigger {
+        deployment: name,
+        parameters: body.parameters,
+        reply,
+    })
+    .await?;
+    match answer {
+        Ok(run) => Ok((StatusCode::CREATED, Json(RunJson::from(&run)))),
+        Err(e @ TriggerError::UnknownDeployment(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(TriggerError::Parameters(errors)) => Err(ApiError::Unprocessable {
+            message: "the parameters do not match the deployment's parameter schema".into(),
+            errors,
+        }),
+        Err(e @ (TriggerError::Store(_) | TriggerError::Unavailable)) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Run history (`GET /api/runs`, `/api/runs/{id}`, `/api/runs/{id}/logs`) and
+//! `POST /api/runs/{id}/cancel`.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::types::RunJson;
+use super::{ask, percent_encode, read, ApiError, ApiState, Authorized};
+use crate::engine::{CancelError, Request};
+use crate::store::{RunFilter, RunState};
+
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    deployment: Option<String>,
+    state: Option<String>,
+    limit: Option<usize>,
+    before: Option<i64>,
+}
+
+/// The most runs one request answers.
+const MAX_LIMIT: usize = 1000;
+
+/// Newest first; a full page carries `Link: <...&before=ID>; rel="next"` for the next one.
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Response, ApiError> {
+    let run_state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => Some(RunState::parse(text).ok_or_else(|| {
+            let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!(
+                "unknown state {text:?}; use one of {}",
+                names.join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let filter = RunFilter {
+        deployment: q.deployment.filter(|d| !d.is_empty()),
+        state: run_state,
+        before: q.before,
+        limit: q.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
+    };
+    let next = next_link(&filter);
+    let found = read(state.db, move |store| store.runs(&filter)).await?;
+    let full_page = found.len() == next.1;
+    let body: Vec<RunJson> = found.iter().map(RunJson::from).collect();
+    let mut response = Json(body).into_response();
+    if let (true, Some(last)) = (full_page, found.last()) {
+        let link = format!("<{}&before={}>; rel=\"next\"", next.0, last.id);
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The next page's path without its `before`, and the page size.
+fn next_link(filter: &RunFilter) -> (String, usize) {
+    let mut path = format!("/api/runs?limit={}", filter.limit);
+    if let Some(d) = &filter.deployment {
+        path.push_str("&deployment=");
+        path.push_str(&percent_encode(d));
+    }
+    if let Some(s) = filter.state {
+        path.push_str("&state=");
+        path.push_str(s.as_str());
+    }
+    (path, filter.limit)
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunJson>, ApiError> {
+    let found = read(state.db, move |store| store.run(id)).await?;
+    found
+        .map(|r| Json(RunJson::from(&r)))
+        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    /// Answer only the bytes from this offset on (how `sundial logs --follow` tails).
+    offset: Option<u64>,
+}
+
+/// The run's log as plain text (empty while nothing is written yet).
+pub async fn logs(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    if read(state.db, move |store| store.run(id)).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no run {id}")));
+    }
+    let path = crate::engine::attempt::log_path(&state.logs_dir, id);
+    let offset = q.offset.unwrap_or(0);
+    let text = tokio::task::spawn_blocking(move || read_log(&path, offset, None))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Reads a log from `offset` (at most `max` bytes, the last ones when `max` is given);
+/// a log not written yet is empty.
+pub(super) fn read_log(path: &PathBuf, offset: u64, max: Option<u64>) -> Result<Vec<u8>, ApiError> {
+    let fail = |e: std::io::Error| ApiError::Internal(format!("reading {}: {e}", path.display()));
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(fail(e)),
+    };
+    let len = file.metadata().map_err(fail)?.len();
+    let start = match max {
+        Some(max) => offset.max(len.saturating_sub(max)),
+        None => offset,
+    };
+    let mut bytes = Vec::new();
+    if start < len {
+        file.seek(SeekFrom::Start(start)).map_err(fail)?;
+        file.take(len - start)
+            .read_to_end(&mut bytes)
+            .map_err(fail)?;
+    }
+    Ok(bytes)
+}
+
+/// 202 with the run: a running process is being stopped (the row says Cancelled once it
+/// has ended); a waiting run is Cancelled at once.
+pub async fn cancel(
+    _: Authorized,
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<RunJson>), ApiError> {
+    match ask(&state, |reply| Request::Cancel { run: id, reply }).await? {
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(RunJson::from(&run)))),
+        Err(e @ CancelError::UnknownRun(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ CancelError::AlreadyEnded(..)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ (CancelError::Store(_) | CancelError::Unavailable)) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
+    }
+}

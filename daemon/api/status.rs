@@ -1,0 +1,32 @@
+//! Liveness, readiness, the applied commit with its findings, and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::types::StatusJson;
+use super::ApiState;
+
+/// The OpenAPI 3.1 document of this API; `tests/api.rs` checks real answers against it.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.status.borrow().ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first commit is not applied yet\n",
+        )
+            .into_response()
+    }
+}
+
+pub async fn status(State(state): State<ApiState>) -> Json<StatusJson> {
+    Json(StatusJson::from(&*state.status.borrow()))
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

@@ -1,0 +1,184 @@
+//! The CLI client (`sundial deployments|runs|logs|trigger|cancel`) against a real daemon,
+//! found through the state directory's `url` file.
+
+use std::time::Duration;
+
+use crate::support::daemon::{wait_until, Daemon};
+use crate::support::{sundial, Run};
+
+/// Runs `sundial ARGS --state-dir <the daemon's>` with no SUNDIAL_* variables around.
+#[track_caller]
+fn cli(daemon: &Daemon, args: &[&str]) -> Run {
+    let output = sundial()
+        .args(args)
+        .arg("--state-dir")
+        .arg(&daemon.state_dir)
+        .env_remove("SUNDIAL_URL")
+        .env_remove("SUNDIAL_STATE_DIR")
+        .env("TZ", "Europe/Madrid")
+        .output()
+        .expect("run sundial");
+    Run::from(output)
+}
+
+#[test]
+fn the_client_lists_triggers_follows_and_cancels() {
+    let (_repo, daemon) = crate::api::start();
+
+    let out = cli(&daemon, &["deployments"]).code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "NAME   SCHEDULES                         NEXT                     LAST RUN"
+    );
+    assert!(
+        lines[1].starts_with("hello  cron 0 9 * * * (America/Chicago)  20"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].contains(" CET ") || lines[1].contains(" CEST "),
+        "local time with its zone: {}",
+        out.stdout
+    );
+    assert!(lines[2].starts_with("quick  -"), "{}", out.stdout);
+    let json = cli(&daemon, &["deployments", "--format", "json"])
+        .code(0)
+        .json();
+    assert_eq!(json[1]["name"], "quick");
+
+    // --param values are JSON when they parse, else strings.
+    let run = cli(
+        &daemon,
+        &[
+            "trigger",
+            "quick",
+            "--param",
+            "n=5",
+            "--param",
+            "who=world",
+            "--format",
+            "json",
+        ],
+    )
+    .code(0)
+    .json();
+    assert_eq!(
+        run["parameters"],
+        serde_json::json!({"n": 5, "who": "world"})
+    );
+    let id = run["id"].to_string();
+    let log = cli(&daemon, &["logs", &id, "--follow"]).code(0);
+    assert!(
+        log.stdout.contains("done <script>alert(1)</script>\n"),
+        "{}",
+        log.stdout
+    );
+
+    let refused = cli(&daemon, &["trigger", "hello", "--param", "n=abc"]).code(1);
+    assert_eq!(
+        refused.stderr,
+        "error: the parameters do not match the deployment's parameter schema\n  - `n`: \"abc\" is not of type \"integer\"\n"
+    );
+    let started = cli(&daemon, &["trigger", "hello", "--params", r#"{"n": 2}"#]).code(0);
+    let hello = wait_until(Duration::from_secs(5), "hello's run", || {
+        started
+            .stdout
+            .strip_prefix("Started run ")?
+            .split(' ')
+            .next()
+            .map(str::to_string)
+    });
+    assert_eq!(
+        started.stdout,
+        format!("Started run {hello} of hello (Running). Follow it with `sundial logs {hello} --follow`.\n")
+    );
+
+    let runs = cli(&daemon, &["runs", "--deployment", "quick"]).code(0);
+    let lines: Vec<&str> = runs.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID  DEPLOYMENT  STATE      TRIGGER  STARTED"),
+        "{}",
+        runs.stdout
+    );
+    assert!(
+        lines[1].starts_with(&format!("{id}   quick       Completed  manual   20")),
+        "{}",
+        runs.stdout
+    );
+    assert!(
+        runs.stdout.lines().all(|l| l.chars().count() <= 80),
+        "{}",
+        runs.stdout
+    );
+
+    let cancelled = cli(&daemon, &["cancel", &hello]).code(0);
+    assert_eq!(
+        cancelled.stdout,
+        format!("Cancelling run {hello} of hello (it was Running).\n")
+    );
+    wait_until(Duration::from_secs(20), "hello cancelled", || {
+        (daemon.json(&format!("/api/runs/{hello}"))["state"] == "Cancelled").then_some(())
+    });
+    cli(&daemon, &["cancel", &hello])
+        .code(1)
+        .stderr_has(&format!("error: run {hello} already ended (Cancelled)"));
+    cli(
+        &daemon,
+        &["runs", "--state", "Cancelled", "--format", "json"],
+    )
+    .code(0);
+    cli(&daemon, &["runs", "--state", "bogus"])
+        .code(1)
+        .stderr_has("unknown state \"bogus\"");
+    cli(&daemon, &["logs", "999"])
+        .code(1)
+        .stderr_has("error: no run 999");
+}
+
+#[test]
+fn the_client_says_how_to_start_a_daemon_that_is_not_running() {
+    let out = sundial()
+        .args([
+            "runs",
+            "--url",
+            "http://127.0.0.1:9",
+            "--state-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let run = Run::from(out).code(1);
+    run.stderr_has("cannot reach the sundial daemon at http://127.0.0.1:9")
+        .stderr_has("Start it with `sundial daemon --repo PATH`");
+}
+
+#[test]
+fn usage_errors_exit_2_with_what_to_do() {
+    let run = |args: &[&str]| {
+        Run::from(
+            sundial()
+                .args(args)
+                .env_remove("SUNDIAL_URL")
+                .output()
+                .unwrap(),
+        )
+    };
+    run(&["trigger", "x", "--param", "novalue"])
+        .code(2)
+        .stderr_has("--param \"novalue\": write it as KEY=VALUE");
+    run(&["trigger", "x", "--params", "[1]"])
+        .code(2)
+        .stderr_has("--params: give a JSON object");
+    run(&["runs", "--limit", "many"]).code(2);
+    run(&[
+        "cancel",
+        "1",
+        "--url",
+        "http://127.0.0.1:9",
+        "--state-dir",
+        "/nonexistent",
+    ])
+    .code(2)
+    .stderr_has("cannot read the API token `/nonexistent/token`");
+}
