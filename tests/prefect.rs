@@ -12,7 +12,9 @@ use crate::support::Project;
 
 /// (severity, code, line) of every finding.
 fn findings(text: &str) -> Vec<(String, String, u64)> {
-    let project = Project::new().file("prefect.yaml", text);
+    let project = Project::new()
+        .file("prefect.yaml", text)
+        .file("requirements.txt", "requests\n");
     let run = project.run(&["validate", "--format", "json", "prefect.yaml"]);
     let json = run.json();
     let mut out = Vec::new();
@@ -329,4 +331,17 @@ fn module_and_file_entrypoints_run_with_their_parameters_and_env_placeholders_re
 fn a_naive_anchor_in_a_zone_warns_that_prefect_reads_it_as_utc() {
     let text = "deployments:\n- name: a\n  entrypoint: a.py:f\n  schedules:\n  - interval: 86400\n    anchor_date: \"2026-01-01T09:00:00\"\n    timezone: America/Chicago\n";
     assert_eq!(findings(text), vec![f("warning", "prefect-difference", 6)]);
+}
+
+#[test]
+fn a_requirements_file_missing_from_the_repository_is_an_error() {
+    let text = "pull:\n- prefect.deployments.steps.pip_install_requirements:\n    requirements_file: requirements.txt\ndeployments:\n- name: a\n  entrypoint: a.py:f\n  work_pool:\n    job_variables:\n      python: .venv/bin/python\n";
+    let project = Project::new().file("prefect.yaml", text);
+    crate::support::git_ok(project.path(), &["init", "-q"]);
+    let run = project
+        .run(&["validate", "--format", "json", "prefect.yaml"])
+        .code(1);
+    assert_eq!(run.json()["errors"][0]["message"], "requirements file `requirements.txt` is not in the repository; commit it, or fix `requirements_file` (relative to the step's directory)");
+    let project = project.file("requirements.txt", "requests\n");
+    project.run(&["validate", "prefect.yaml"]).code(0);
 }

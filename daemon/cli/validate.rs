@@ -74,7 +74,14 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             bytes,
         });
     }
-    let validation = validate::validate(&files);
+    // Files the manifests name (requirements files) are looked up in the work tree of the
+    // repository that holds them.
+    let roots: std::collections::BTreeSet<PathBuf> = paths_roots(&files);
+    let root = (roots.len() == 1)
+        .then(|| roots.into_iter().next())
+        .flatten();
+    let exists = |rel: &str| root.as_ref().map(|r| r.join(rel).exists());
+    let validation = validate::validate_in(&files, &exists);
     let text = match args.format {
         Format::Human => {
             let sources: HashMap<String, String> = files
@@ -133,6 +140,22 @@ fn walk(root: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>
 fn display(path: &Path) -> String {
     let text = path.to_string_lossy().replace('\\', "/");
     text.strip_prefix("./").map(str::to_string).unwrap_or(text)
+}
+
+/// The repository roots the files belong to (their `repo_path` is relative to these).
+fn paths_roots(files: &[SourceFile]) -> std::collections::BTreeSet<PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            let absolute =
+                std::fs::canonicalize(&f.display).unwrap_or_else(|_| PathBuf::from(&f.display));
+            let mut root = absolute.clone();
+            for _ in f.repo_path.split('/') {
+                root.pop();
+            }
+            root
+        })
+        .collect()
 }
 
 /// The path relative to the enclosing git repository (the nearest parent with `.git`),

@@ -130,7 +130,8 @@ fn sync_once(
     let snapshot = repo
         .snapshot(&head, &|path| discovery.is_manifest(path))
         .map_err(|e| error_chain(&e))?;
-    let validation = validate::validate(&snapshot.files);
+    let exists = |path: &str| repo.file_at(&head, path).ok().map(|found| found.is_some());
+    let validation = validate::validate_in(&snapshot.files, &exists);
     let seeds = if first {
         seeds(&repo, state_db, &head, &validation.files)
     } else {

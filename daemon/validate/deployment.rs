@@ -26,6 +26,8 @@ pub struct Context<'a> {
     pub repo_path: &'a str,
     /// The top-level `pull` steps (checked once), used unless the deployment has its own.
     pub top_pulled: Option<&'a pull::Pulled>,
+    /// Whether a repository path exists in the commit.
+    pub exists: &'a super::Exists<'a>,
 }
 
 /// Checks the deployment at `at` (its raw form read with wrong values nulled) and builds it.
@@ -68,7 +70,13 @@ pub fn check(
     );
 
     let pulled = match node.get("pull").filter(|p| !p.is_null()) {
-        Some(steps) => pull::check(report, steps, &pointer(at, "pull"), ctx.project_root),
+        Some(steps) => pull::check(
+            report,
+            steps,
+            &pointer(at, "pull"),
+            ctx.project_root,
+            ctx.exists,
+        ),
         None => ctx.top_pulled.cloned().unwrap_or_else(|| pull::Pulled {
             steps: Vec::new(),
             directory: ctx.project_root.to_string(),

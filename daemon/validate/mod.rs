@@ -81,12 +81,29 @@ impl Validation {
 /// Validates files in the order given; a deployment name seen in an earlier file makes
 /// the later one the error.
 pub fn validate(files: &[SourceFile]) -> Validation {
+    validate_in(files, &|_| None)
+}
+
+/// Whether a repository path exists in the commit (or tree) the files come from; `None`
+/// when that cannot be known, and the check is skipped.
+pub type Exists<'a> = dyn Fn(&str) -> Option<bool> + 'a;
+
+/// Like [`validate`], also checking that files the manifests name (requirements files)
+/// exist, through `exists`.
+pub fn validate_in(files: &[SourceFile], exists: &Exists<'_>) -> Validation {
     let mut names: HashMap<String, (String, usize)> = HashMap::new();
-    let files = files.iter().map(|f| check_file(f, &mut names)).collect();
+    let files = files
+        .iter()
+        .map(|f| check_file(f, &mut names, exists))
+        .collect();
     Validation { files }
 }
 
-fn check_file(file: &SourceFile, names: &mut HashMap<String, (String, usize)>) -> FileOutcome {
+fn check_file(
+    file: &SourceFile,
+    names: &mut HashMap<String, (String, usize)>,
+    exists: &Exists<'_>,
+) -> FileOutcome {
     let loaded = yaml::load(&file.bytes);
     let mut report = FileReport::new(&file.display, loaded.root.as_ref());
     for e in &loaded.errors {
@@ -102,7 +119,7 @@ fn check_file(file: &SourceFile, names: &mut HashMap<String, (String, usize)>) -
     let mut declared = 0;
     let mut deployments = Vec::new();
     if let Some(root) = loaded.root.as_ref() {
-        deployments = check_root(&mut report, file, root, names, &mut declared);
+        deployments = check_root(&mut report, file, root, names, &mut declared, exists);
     }
     let mut diagnostics = report.diagnostics;
     diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
@@ -122,6 +139,7 @@ fn check_root(
     root: &Node,
     names: &mut HashMap<String, (String, usize)>,
     declared: &mut usize,
+    exists: &Exists<'_>,
 ) -> Vec<Deployment> {
     match &root.value {
         Value::Map(_) => {}
@@ -166,11 +184,12 @@ fn check_root(
     let top_pulled = root
         .get("pull")
         .filter(|p| !p.is_null())
-        .map(|steps| pull::check(report, steps, "/pull", &project_root));
+        .map(|steps| pull::check(report, steps, "/pull", &project_root, exists));
     let ctx = deployment::Context {
         project_root: &project_root,
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
+        exists,
     };
     let mut out = Vec::new();
     let Some(list) = root.get("deployments") else {

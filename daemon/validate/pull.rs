@@ -20,7 +20,13 @@ pub struct Pulled {
 /// Shell syntax that only a shell understands; `run_shell_script` runs no shell.
 const SHELL_OPERATORS: &[&str] = &["|", "||", "&&", ";", ">", ">>", "<", "&"];
 
-pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: &str) -> Pulled {
+pub fn check(
+    report: &mut FileReport<'_>,
+    steps: &Node,
+    at: &str,
+    project_root: &str,
+    exists: &super::Exists<'_>,
+) -> Pulled {
     let mut pulled = Pulled {
         steps: Vec::new(),
         directory: project_root.to_string(),
@@ -36,11 +42,11 @@ pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: 
         let args = &entry.value;
         match name {
             "set_working_directory" => {
-                let Some(dir) = text(args, "directory").map(|d| checkout_outputs(&d)) else {
+                let Some(dir) = text(args, "directory") else {
                     report.error(&name_at, true, Code::PullStep, "`set_working_directory` needs `directory`", None);
                     continue;
                 };
-                match resolve_inside(&pulled.directory, &dir) {
+                match resolve_dir(&pulled.directory, &dir) {
                     Some(resolved) => pulled.directory = resolved,
                     None => report.warning(
                         &pointer(&name_at, "directory"),
@@ -68,11 +74,22 @@ pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: 
             "pip_install_requirements" => {
                 let file = text(args, "requirements_file").unwrap_or_else(|| "requirements.txt".into());
                 let directory = match text(args, "directory") {
-                    Some(d) => resolve_inside(&pulled.directory, &d),
+                    Some(d) => resolve_dir(&pulled.directory, &d),
                     None => Some(pulled.directory.clone()),
                 };
                 match directory.and_then(|d| resolve_inside(&d, &file).map(|r| (d, r))) {
-                    Some((directory, requirements)) => pulled.steps.push(PullStep::PipInstall { requirements, directory }),
+                    Some((directory, requirements)) => {
+                        if exists(&requirements) == Some(false) {
+                            report.error(
+                                &name_at,
+                                true,
+                                Code::PullStep,
+                                format!("requirements file `{requirements}` is not in the repository"),
+                                Some("commit it, or fix `requirements_file` (relative to the step's directory)".into()),
+                            );
+                        }
+                        pulled.steps.push(PullStep::PipInstall { requirements, directory })
+                    }
                     None => report.error(&name_at, true, Code::PullStep, "`pip_install_requirements` names a file outside the checkout", None),
                 }
             }
@@ -87,7 +104,7 @@ pub fn check(report: &mut FileReport<'_>, steps: &Node, at: &str, project_root: 
                         .map(|e| e.entries().iter().filter_map(|e| scalar(&e.value).map(|v| (e.key.clone(), v))).collect())
                         .unwrap_or_default();
                     let directory = text(args, "directory")
-                        .and_then(|d| resolve_inside(&pulled.directory, &d))
+                        .and_then(|d| resolve_dir(&pulled.directory, &d))
                         .unwrap_or_else(|| pulled.directory.clone());
                     pulled.steps.push(PullStep::Script { lines, directory, env });
                 }
@@ -141,9 +158,10 @@ fn script_lines(report: &mut FileReport<'_>, at: &str, script: &str) -> Option<V
     Some(lines)
 }
 
-/// `{{ step.directory }}` of a clone/pull step is the checkout root; a directory written
-/// with it becomes relative to the root.
-fn checkout_outputs(dir: &str) -> String {
+/// A step's `directory`, relative to the repository root: relative to `current` as
+/// written, or to the checkout root when it starts with `{{ step.directory }}` of a
+/// clone/pull step (that output is the checkout root).
+fn resolve_dir(current: &str, dir: &str) -> Option<String> {
     let rendered = crate::template::render(dir, &|p| match p {
         crate::template::Placeholder::StepOutput { field, .. } if field == "directory" => {
             Some(String::new())
@@ -152,9 +170,10 @@ fn checkout_outputs(dir: &str) -> String {
     })
     .unwrap_or_else(|_| dir.to_string());
     if rendered == dir {
-        return rendered;
+        resolve_inside(current, dir)
+    } else {
+        resolve_inside("", rendered.trim_start_matches('/'))
     }
-    rendered.trim_start_matches('/').to_string()
 }
 
 fn text(args: &Node, key: &str) -> Option<String> {
