@@ -22,6 +22,15 @@ command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git;
 command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 # The dashboard test loads the page in real headless Chromium (Debian's package).
 command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+# A real Prefect in its own venv, for the test that runs a Prefect @flow under sundial.
+# (fastapi is held below 0.116: newer ones break Prefect 3.8's temporary server.)
+prefect_python=target/prefect-venv/bin/python
+if ! "$prefect_python" -c 'import prefect' 2>/dev/null; then
+  echo "installing prefect into target/prefect-venv from PyPI" >&2
+  mkdir -p target
+  python3 -m venv target/prefect-venv
+  "$prefect_python" -m pip install --quiet --disable-pip-version-check prefect 'fastapi<0.116'
+fi
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

@@ -345,3 +345,60 @@ fn a_requirements_file_missing_from_the_repository_is_an_error() {
     let project = project.file("requirements.txt", "requests\n");
     project.run(&["validate", "prefect.yaml"]).code(0);
 }
+
+/// The Python of `target/prefect-venv`, which the test command installs prefect into.
+fn prefect_python() -> std::path::PathBuf {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/prefect-venv/bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import prefect"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{} cannot import prefect; run `./scripts/test.sh`, which installs it",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
+    let python = prefect_python();
+    let repo = GitRepo::new();
+    let out = repo.path().join("flow.txt");
+    let flow = format!(
+        "from prefect import flow\n\n@flow(log_prints=True)\ndef hello(name: str = 'world'):\n    print(f'hello {{name}}')\n    open({:?}, 'w').write(name)\n",
+        out.display().to_string()
+    );
+    let text = format!(
+        "deployments:\n- name: prefect-flow\n  entrypoint: flows/hello.py:hello\n  parameters: {{name: sundial}}\n  timeout_seconds: 150\n  work_pool:\n    job_variables:\n      python: {}\n      env: {{PREFECT_HOME: {}}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        python.display(),
+        repo.path().join(".prefect").display(),
+        soon(2)
+    );
+    repo.commit(
+        &[
+            ("flows/hello.py", Some(&flow)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "a prefect flow",
+    );
+    let daemon = Daemon::start(repo.path());
+    let run = wait_until(Duration::from_secs(180), "the flow run to end", || {
+        daemon
+            .stored_runs("prefect-flow")
+            .into_iter()
+            .find(|r| r.state.is_final())
+    });
+    let log = std::fs::read_to_string(
+        daemon
+            .state_dir
+            .join("logs")
+            .join(format!("{}.log", run.id)),
+    )
+    .unwrap_or_default();
+    assert_eq!(run.state, RunState::Completed, "{log}");
+    assert!(log.contains("hello sundial"), "{log}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "sundial");
+}
