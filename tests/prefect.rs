@@ -402,3 +402,41 @@ fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
     assert!(log.contains("hello sundial"), "{log}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "sundial");
 }
+
+#[test]
+fn a_failing_pull_step_fails_the_attempt_with_its_output_in_the_log() {
+    let repo = GitRepo::new();
+    let text = format!(
+        "pull:\n- prefect.deployments.steps.run_shell_script:\n    script: |\n      echo preparing\n      python3 -c \"import sys; print('step broke'); sys.exit(3)\"\ndeployments:\n- name: prepared\n  work_pool:\n    job_variables:\n      command: echo never\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        soon(2)
+    );
+    repo.commit(&[("prefect.yaml", Some(&text))], "a failing step");
+    let daemon = Daemon::start(repo.path());
+    let run = wait_until(Duration::from_secs(30), "the run to end", || {
+        daemon
+            .stored_runs("prepared")
+            .into_iter()
+            .find(|r| r.state.is_final())
+    });
+    let log = std::fs::read_to_string(
+        daemon
+            .state_dir
+            .join("logs")
+            .join(format!("{}.log", run.id)),
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        (run.state, run.exit_code),
+        (RunState::Failed, Some(3)),
+        "{log}"
+    );
+    assert!(
+        log.contains("preparing\n") && log.contains("step broke\n"),
+        "{log}"
+    );
+    assert!(log.contains("pull step 1 failed"), "{log}");
+    assert!(
+        !log.lines().any(|l| l == "never"),
+        "the command ran after a failed step: {log}"
+    );
+}
