@@ -372,7 +372,7 @@ fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
         out.display().to_string()
     );
     let text = format!(
-        "deployments:\n- name: prefect-flow\n  entrypoint: flows/hello.py:hello\n  parameters: {{name: sundial}}\n  timeout_seconds: 150\n  work_pool:\n    job_variables:\n      python: {}\n      env: {{PREFECT_HOME: {}}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        "deployments:\n- name: prefect-flow\n  entrypoint: flows/hello.py:hello\n  parameters: {{name: sundial}}\n  timeout_seconds: 240\n  work_pool:\n    job_variables:\n      python: {}\n      env: {{PREFECT_HOME: {}, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: \"180\"}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
         python.display(),
         repo.path().join(".prefect").display(),
         soon(2)
@@ -385,7 +385,8 @@ fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
         "a prefect flow",
     );
     let daemon = Daemon::start(repo.path());
-    let run = wait_until(Duration::from_secs(180), "the flow run to end", || {
+    // Prefect starts a temporary API server for the flow: slow on a loaded machine.
+    let run = wait_until(Duration::from_secs(280), "the flow run to end", || {
         daemon
             .stored_runs("prefect-flow")
             .into_iter()
