@@ -105,11 +105,11 @@ pub fn reconcile(previous: &Applied, commit: &str, outcomes: &[FileOutcome]) -> 
     };
     let before: BTreeMap<&str, String> = previous
         .deployments()
-        .map(|(d, c)| (d.name.as_str(), fingerprint(d, c)))
+        .map(|(d, _)| (d.name.as_str(), fingerprint(d)))
         .collect();
     let after: BTreeMap<&str, String> = next
         .deployments()
-        .map(|(d, c)| (d.name.as_str(), fingerprint(d, c)))
+        .map(|(d, _)| (d.name.as_str(), fingerprint(d)))
         .collect();
     for (name, print) in &after {
         match before.get(name) {
@@ -128,7 +128,7 @@ pub fn reconcile(previous: &Applied, commit: &str, outcomes: &[FileOutcome]) -> 
 
 /// What a deployment means, for change detection. Its commit is not part of it: a commit
 /// that only touches flow code changes which checkout runs use, not the schedule.
-fn fingerprint(d: &Deployment, _commit: &str) -> String {
+fn fingerprint(d: &Deployment) -> String {
     format!("{d:?}")
 }
 

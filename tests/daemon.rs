@@ -22,6 +22,21 @@ fn every_second(name: &str, out: &std::path::Path) -> String {
     )
 }
 
+/// A repository whose one commit schedules `tick` every second, recording to `out.jsonl`:
+/// (the repository, that file, the commit).
+fn tick_repo() -> (GitRepo, std::path::PathBuf, String) {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out.jsonl");
+    let sha = repo.commit(
+        &[
+            ("record.py", Some(RECORD_PY)),
+            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
+        ],
+        "tick",
+    );
+    (repo, out, sha)
+}
+
 fn finished(runs: &[Value], state: &str) -> usize {
     runs.iter().filter(|r| r["state"] == state).count()
 }
@@ -36,15 +51,7 @@ fn records(out: &std::path::Path) -> Vec<Value> {
 
 #[test]
 fn a_one_second_interval_runs_with_the_documented_environment_in_a_checkout() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    let sha = repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, out, sha) = tick_repo();
     let daemon = Daemon::start(repo.path());
     let runs = wait_until(Duration::from_secs(30), "two completed runs", || {
         let runs = daemon.runs("tick");
@@ -88,15 +95,7 @@ fn a_one_second_interval_runs_with_the_documented_environment_in_a_checkout() {
 
 #[test]
 fn a_new_commit_is_applied_and_its_new_deployment_runs() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, _, _) = tick_repo();
     let daemon = Daemon::start(repo.path());
     let out2 = repo.path().join("out2.jsonl");
     let sha = repo.commit(
@@ -121,15 +120,7 @@ fn a_new_commit_is_applied_and_its_new_deployment_runs() {
 
 #[test]
 fn a_bad_commit_keeps_the_old_schedule_and_reports_the_error() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    let good = repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, out, good) = tick_repo();
     let daemon = Daemon::start(repo.path());
     let broken = every_second("tick", &out)
         .replace("interval: 1", "interval: 1\n        timezone: Mars/Olympus");
@@ -160,15 +151,7 @@ fn a_bad_commit_keeps_the_old_schedule_and_reports_the_error() {
 
 #[test]
 fn kill_9_and_restart_neither_doubles_nor_loses_a_slot() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, _, _) = tick_repo();
     let mut daemon = Daemon::start(repo.path());
     wait_until(Duration::from_secs(30), "a few runs", || {
         (daemon.runs("tick").len() >= 3).then_some(())
@@ -258,15 +241,7 @@ fn sigterm_exits_zero_and_records_the_running_runs_end() {
 
 #[test]
 fn uncommitted_edits_never_run() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, out, _) = tick_repo();
     let daemon = Daemon::start(repo.path());
     repo.write(
         "deployments/sneaky.yaml",
@@ -312,15 +287,7 @@ fn uncommitted_edits_never_run() {
 
 #[test]
 fn a_deleted_deployment_stops() {
-    let repo = GitRepo::new();
-    let out = repo.path().join("out.jsonl");
-    repo.commit(
-        &[
-            ("record.py", Some(RECORD_PY)),
-            ("deployments/tick.yaml", Some(&every_second("tick", &out))),
-        ],
-        "tick",
-    );
+    let (repo, _, _) = tick_repo();
     let daemon = Daemon::start(repo.path());
     wait_until(Duration::from_secs(30), "a run", || {
         (!daemon.runs("tick").is_empty()).then_some(())

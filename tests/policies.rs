@@ -3,15 +3,9 @@
 
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
 use sundial::store::{RunState, Trigger};
 
-use crate::support::daemon::{wait_until, Daemon, GitRepo};
-
-/// An anchor `secs` from now, so an hourly interval fires once, soon.
-fn soon(secs: i64) -> String {
-    (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+use crate::support::daemon::{soon, wait_until, Daemon, GitRepo};
 
 fn manifest(name: &str, command: &str, schedule: &str, extra: &str) -> String {
     format!("deployments:\n  - name: {name}\n    work_pool:\n      job_variables:\n        command: {command}\n    schedules:\n      - {schedule}\n{extra}")
@@ -127,12 +121,7 @@ fn a_timeout_ends_the_job_and_the_grandchild_it_forked() {
     );
     repo.commit(&[("deployments/sleepy.yaml", Some(&text))], "sleepy");
     let daemon = Daemon::start(repo.path());
-    let run = wait_until(Duration::from_secs(30), "the timeout", || {
-        daemon
-            .stored_runs("sleepy")
-            .into_iter()
-            .find(|r| r.state.is_final())
-    });
+    let run = daemon.ended_run("sleepy", Duration::from_secs(30));
     assert_eq!(run.state, RunState::TimedOut);
     let grandchild: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -302,12 +291,7 @@ fn the_log_cap_holds_under_a_job_that_writes_100_mb() {
     );
     let cap: u64 = 1 << 20;
     let daemon = Daemon::start_with(repo.path(), &["--log-max-bytes", &cap.to_string()]);
-    let run = wait_until(Duration::from_secs(60), "the chatty run to end", || {
-        daemon
-            .stored_runs("chatty")
-            .into_iter()
-            .find(|r| r.state.is_final())
-    });
+    let run = daemon.ended_run("chatty", Duration::from_secs(60));
     assert_eq!(run.state, RunState::Completed);
     let log = daemon
         .state_dir

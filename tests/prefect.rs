@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use sundial::store::RunState;
 
-use crate::support::daemon::{wait_until, Daemon, GitRepo};
+use crate::support::daemon::{soon, wait_until, Daemon, GitRepo};
 use crate::support::Project;
 
 /// (severity, code, line) of every finding.
@@ -195,10 +194,6 @@ fn manifests_globs_replace_the_default_discovery() {
     project.run(&["validate"]).code(1);
 }
 
-fn soon(secs: i64) -> String {
-    (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// Writes a minimal wheel of a package `localpkg` (no build backend, no network).
 fn write_wheel(path: &std::path::Path) {
     let script = format!(
@@ -252,19 +247,8 @@ fn pip_install_requirements_installs_a_local_package_into_a_venv_before_the_run(
     crate::support::git_ok(repo.path(), &["add", "dist"]);
     crate::support::git_ok(repo.path(), &["commit", "-q", "-m", "wheel"]);
     let daemon = Daemon::start(repo.path());
-    let run = wait_until(Duration::from_secs(90), "the greeter run to end", || {
-        daemon
-            .stored_runs("greeter")
-            .into_iter()
-            .find(|r| r.state.is_final())
-    });
-    let log = std::fs::read_to_string(
-        daemon
-            .state_dir
-            .join("logs")
-            .join(format!("{}.log", run.id)),
-    )
-    .unwrap_or_default();
+    let run = daemon.ended_run("greeter", Duration::from_secs(90));
+    let log = daemon.run_log(run.id);
     assert_eq!(run.state, RunState::Completed, "{log}");
     assert!(log.contains("pull step 1:"), "{log}");
     assert_eq!(std::fs::read_to_string(&result).unwrap(), "hello sundial");
@@ -386,19 +370,8 @@ fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
     );
     let daemon = Daemon::start(repo.path());
     // Prefect starts a temporary API server for the flow: slow on a loaded machine.
-    let run = wait_until(Duration::from_secs(280), "the flow run to end", || {
-        daemon
-            .stored_runs("prefect-flow")
-            .into_iter()
-            .find(|r| r.state.is_final())
-    });
-    let log = std::fs::read_to_string(
-        daemon
-            .state_dir
-            .join("logs")
-            .join(format!("{}.log", run.id)),
-    )
-    .unwrap_or_default();
+    let run = daemon.ended_run("prefect-flow", Duration::from_secs(280));
+    let log = daemon.run_log(run.id);
     assert_eq!(run.state, RunState::Completed, "{log}");
     assert!(log.contains("hello sundial"), "{log}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "sundial");
@@ -413,19 +386,8 @@ fn a_failing_pull_step_fails_the_attempt_with_its_output_in_the_log() {
     );
     repo.commit(&[("prefect.yaml", Some(&text))], "a failing step");
     let daemon = Daemon::start(repo.path());
-    let run = wait_until(Duration::from_secs(30), "the run to end", || {
-        daemon
-            .stored_runs("prepared")
-            .into_iter()
-            .find(|r| r.state.is_final())
-    });
-    let log = std::fs::read_to_string(
-        daemon
-            .state_dir
-            .join("logs")
-            .join(format!("{}.log", run.id)),
-    )
-    .unwrap_or_default();
+    let run = daemon.ended_run("prepared", Duration::from_secs(30));
+    let log = daemon.run_log(run.id);
     assert_eq!(
         (run.state, run.exit_code),
         (RunState::Failed, Some(3)),

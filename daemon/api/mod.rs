@@ -38,10 +38,36 @@ pub struct ApiState {
     pub status: watch::Receiver<Status>,
     /// Triggers and cancels go to the engine, which owns the runs.
     pub requests: tokio::sync::mpsc::Sender<Request>,
-    pub db: PathBuf,
+    pub db: Readers,
     pub logs_dir: PathBuf,
     /// The bearer token mutating calls must present (`<state-dir>/token`).
     pub token: Arc<str>,
+}
+
+/// Read-only connections to the state database, reused across requests (opening one per
+/// request re-reads the schema and costs a file open each time).
+#[derive(Clone)]
+pub struct Readers {
+    path: PathBuf,
+    idle: Arc<std::sync::Mutex<Vec<Store>>>,
+}
+
+impl Readers {
+    const MAX_IDLE: usize = 4;
+
+    pub fn new(path: PathBuf) -> Readers {
+        Readers {
+            path,
+            idle: Arc::default(),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Store>> {
+        // A panic while holding the lock leaves only a list of connections behind.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -123,7 +149,7 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if code.is_server_error() {
-            tracing::error!("API: {}", crate::engine::sync::error_chain(&self));
+            tracing::error!("API: {}", crate::engine::error_chain(&self));
         }
         let body = ErrorJson {
             error: self.to_string(),
@@ -184,12 +210,20 @@ pub(crate) fn percent_encode(text: &str) -> String {
 
 /// Runs a read on its own read-only connection, off the async threads.
 async fn read<T: Send + 'static>(
-    db: PathBuf,
+    db: Readers,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let store = Store::open_read_only(&db)?;
-        f(&store)
+        let store = match db.idle().pop() {
+            Some(store) => store,
+            None => Store::open_read_only(&db.path)?,
+        };
+        let answer = f(&store);
+        let mut idle = db.idle();
+        if answer.is_ok() && idle.len() < Readers::MAX_IDLE {
+            idle.push(store);
+        }
+        answer
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

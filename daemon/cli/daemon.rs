@@ -60,15 +60,8 @@ pub struct DaemonArgs {
     /// Seconds a process gets between SIGTERM and SIGKILL (stop, cancel, timeout).
     #[arg(long, env = "SUNDIAL_GRACE", value_name = "S", default_value_t = 30.0)]
     pub grace: f64,
-    /// Which files of the commit are manifests, replacing the default (`prefect.yaml`
-    /// anywhere and `deployments/**`); repeatable, or comma-separated in the variable.
-    #[arg(
-        long = "manifests",
-        value_name = "GLOB",
-        env = "SUNDIAL_MANIFESTS",
-        value_delimiter = ','
-    )]
-    pub manifests: Vec<String>,
+    #[command(flatten)]
+    pub manifests: super::ManifestGlobs,
     /// Finished runs kept per deployment (older ones are deleted with their logs).
     #[arg(
         long,
@@ -151,7 +144,7 @@ async fn serve(
     let api_state = ApiState {
         status: status_rx,
         requests: requests_tx.clone(),
-        db: args.state_dir.join("state.db"),
+        db: crate::api::Readers::new(args.state_dir.join("state.db")),
         logs_dir: args.state_dir.join("logs"),
         token: api::read_token(&args.state_dir)
             .with_context(|| {
@@ -193,8 +186,7 @@ async fn serve(
         state_dir: args.state_dir.clone(),
         poll_interval: poll,
         grace,
-        discovery: crate::manifest::discover::Discovery::new(&args.manifests)
-            .context("--manifests: not a valid glob")?,
+        discovery: args.manifests.discovery()?,
         retention: engine::Retention {
             keep_runs: args.keep_runs.max(1),
             keep_for: seconds(args.keep_days * 86_400.0, "--keep-days")?,
@@ -211,7 +203,13 @@ async fn serve(
     .await;
     let _ = stop_api_tx.send(true);
     let _ = server.await;
-    outcome.context("the state database failed; sundial cannot keep its promises without it")?;
+    let db = args.state_dir.join("state.db");
+    outcome.with_context(|| {
+        format!(
+            "the state database {} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again",
+            db.display()
+        )
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -43,6 +43,29 @@ pub enum Command {
     Cancel(client::cancel::CancelArgs),
 }
 
+/// `--manifests GLOB`, shared by the commands that discover manifests.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ManifestGlobs {
+    /// Which files are manifests, replacing the default (`prefect.yaml` anywhere and
+    /// `deployments/**`); repeatable, or comma-separated in the variable; `*` stays in a
+    /// directory, `**` crosses them.
+    #[arg(
+        long = "manifests",
+        value_name = "GLOB",
+        env = "SUNDIAL_MANIFESTS",
+        value_delimiter = ','
+    )]
+    pub globs: Vec<String>,
+}
+
+impl ManifestGlobs {
+    pub fn discovery(&self) -> anyhow::Result<crate::manifest::discover::Discovery> {
+        crate::manifest::discover::Discovery::new(&self.globs).map_err(|e| {
+            anyhow::anyhow!("--manifests: {e}; write a glob such as `deployments/**/*.yaml`")
+        })
+    }
+}
+
 /// Bad input: a flag's value or a file could not be used (clap's usage errors are also 2).
 const EXIT_BAD_INPUT: u8 = 2;
 

@@ -18,15 +18,8 @@ pub struct ValidateArgs {
     /// Files or directories to check (directories are searched for *.yaml and *.yml,
     /// skipping hidden ones). Default: `prefect.yaml` files and `deployments/**` under `.`.
     pub paths: Vec<PathBuf>,
-    /// Which files are manifests when no PATH is given, replacing the default
-    /// (repeatable; `*` stays in a directory, `**` crosses them).
-    #[arg(
-        long = "manifests",
-        value_name = "GLOB",
-        env = "SUNDIAL_MANIFESTS",
-        value_delimiter = ','
-    )]
-    pub manifests: Vec<String>,
+    #[command(flatten)]
+    pub manifests: super::ManifestGlobs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -40,14 +33,13 @@ pub enum Format {
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let discovery =
-        discover::Discovery::new(&args.manifests).context("--manifests: not a valid glob")?;
+    let discovery = args.manifests.discovery()?;
     let paths = if args.paths.is_empty() {
         let found = walk(Path::new("."), &|rel| discovery.is_manifest(rel))?;
         if found.is_empty() {
             match discovery {
                 discover::Discovery::Default => bail!("no manifests found under `.` (looked for prefect.yaml and deployments/**/*.yaml); pass the files to check"),
-                discover::Discovery::Globs(_) => bail!("--manifests: no file under `.` matches {}", args.manifests.join(", ")),
+                discover::Discovery::Globs(_) => bail!("--manifests: no file under `.` matches {}", args.manifests.globs.join(", ")),
             }
         }
         found

@@ -22,14 +22,12 @@ use crate::template;
 use crate::validate::desired::PullStep;
 use crate::validate::Deployment;
 
-use super::sync::error_chain;
+use super::error_chain;
 
 /// What every attempt needs from the daemon.
 pub struct RunContext {
     pub source: SourceConfig,
     pub checkouts: Checkouts,
-    /// Where `checkouts` keeps them: `<root>/<sha>` (a ready one is used without opening git).
-    pub checkouts_root: PathBuf,
     pub logs_dir: PathBuf,
     /// SIGTERM → SIGKILL grace for timeouts, cancels and the graceful stop.
     pub grace: Duration,
@@ -106,7 +104,8 @@ async fn prepare_and_run(
     events: &mpsc::UnboundedSender<RunEvent>,
 ) -> Result<Exit, Failure> {
     let log = log_path(&ctx.logs_dir, attempt.run_id);
-    let ready = ctx.checkouts_root.join(&attempt.commit);
+    // A ready checkout (`<root>/<sha>`) is used without opening git.
+    let ready = ctx.checkouts.root().join(&attempt.commit);
     let checkout = if ready.is_dir() {
         ready
     } else {

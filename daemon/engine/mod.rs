@@ -84,7 +84,6 @@ pub async fn run(
     let ctx = Arc::new(RunContext {
         source: config.source.clone(),
         checkouts: Checkouts::new(config.state_dir.join("checkouts")),
-        checkouts_root: config.state_dir.join("checkouts"),
         logs_dir,
         grace: config.grace,
     });
@@ -198,13 +197,18 @@ impl Engine {
             None => {}
         }
         let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
-        for key in self.timer.pop_due(horizon) {
-            self.handle_due(&key, now)?;
+        let due = self.timer.pop_due(horizon);
+        for key in &due {
+            self.handle_due(key, now)?;
         }
         self.due_retries(now)?;
         self.cap_logs();
         self.maybe_prune(now)?;
-        self.publish();
+        // Views change only when a schedule's next fire moved; most wake-ups (log checks,
+        // retries, the clock watch) leave them as they were.
+        if !due.is_empty() {
+            self.publish();
+        }
         Ok(())
     }
 
@@ -484,21 +488,19 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let repo = match crate::source::Repo::open(&ctx.source) {
                 Ok(repo) => repo,
-                Err(e) => {
-                    return tracing::warn!("cannot prepare checkouts: {}", sync::error_chain(&e))
-                }
+                Err(e) => return tracing::warn!("cannot prepare checkouts: {}", error_chain(&e)),
             };
             for commit in &keep {
                 if let Err(e) = ctx.checkouts.ensure(&repo, commit) {
                     tracing::warn!(
                         "cannot check out {}: {}",
                         attempt::short(commit),
-                        sync::error_chain(&e)
+                        error_chain(&e)
                     );
                 }
             }
             if let Err(e) = ctx.checkouts.prune(&keep) {
-                tracing::warn!("cannot prune checkouts: {}", sync::error_chain(&e));
+                tracing::warn!("cannot prune checkouts: {}", error_chain(&e));
             }
         });
     }
@@ -582,4 +584,16 @@ fn file_error(d: &Diagnostic) -> FileError {
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(crate::store::time_text)
         .unwrap_or_else(|| "-".into())
+}
+
+/// An error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

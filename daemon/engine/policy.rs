@@ -126,27 +126,13 @@ impl Engine {
             let Some(&(_, id)) = self.queues.get(deployment).and_then(|q| q.first()) else {
                 return Ok(());
             };
-            let Some((d, _)) = self.applied.deployment(deployment) else {
-                // The deployment is gone: its queued runs will never start.
-                let ids: Vec<i64> = self
-                    .queues
-                    .remove(deployment)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .collect();
-                for id in ids {
-                    self.store.finish_run(
-                        id,
-                        RunState::Cancelled,
-                        None,
-                        Some("deployment removed"),
-                        now,
-                    )?;
-                }
-                return Ok(());
-            };
-            if self.admission(d, 0) != Admission::Start {
+            // A gone deployment admits every queued run, and `start_existing` records
+            // each Cancelled/`deployment removed`.
+            let blocked = self
+                .applied
+                .deployment(deployment)
+                .is_some_and(|(d, _)| self.admission(d, 0) != Admission::Start);
+            if blocked {
                 return Ok(());
             }
             if let Some(queue) = self.queues.get_mut(deployment) {

@@ -17,6 +17,8 @@ use crate::source::{watch, Repo, SourceConfig};
 use crate::store::Store;
 use crate::validate::{self, FileOutcome, SourceFile};
 
+use super::error_chain;
+
 /// A commit read and validated.
 #[derive(Debug)]
 pub struct Synced {
@@ -65,10 +67,18 @@ pub async fn run(
             last_head.is_none(),
         );
         let outcome = tokio::task::spawn_blocking(move || {
-            sync_once(&cfg, &discovery, &db, seen.as_deref(), first)
+            let repo = Repo::open(&cfg).map_err(|e| error_chain(&e))?;
+            let git_dir = repo.git_dir();
+            let read = read_head(&repo, &discovery, &db, seen.as_deref(), first)?;
+            Ok::<_, String>((git_dir, read))
         })
         .await;
-        let message = match outcome {
+        // Watch the repository's git directory (as `Repo` finds it) once it can be opened;
+        // until then, the poll alone retries.
+        if let (None, Ok(Ok((git_dir, _)))) = (&watcher, &outcome) {
+            watcher = Some(watch(git_dir, poll));
+        }
+        let message = match outcome.map(|r| r.map(|(_, read)| read)) {
             Ok(Ok(Some(synced))) => {
                 last_head = Some(synced.head.clone());
                 last_error = None;
@@ -91,34 +101,28 @@ pub async fn run(
                 return;
             }
         }
-        let changes = watcher.get_or_insert_with(|| watch(&git_dir(&config.repo), poll));
         tokio::select! {
-            _ = changes.recv() => {}
+            _ = async {
+                match watcher.as_mut() {
+                    Some(changes) => { changes.recv().await; }
+                    None => tokio::time::sleep(poll).await,
+                }
+            } => {}
             Some(()) = force.recv() => forced = true,
             () = tx.closed() => return,
         }
     }
 }
 
-fn git_dir(repo: &Path) -> PathBuf {
-    let dot_git = repo.join(".git");
-    if dot_git.is_dir() {
-        dot_git
-    } else {
-        repo.to_path_buf()
-    }
-}
-
 /// One read of the branch: `None` when its head is still `seen`.
-fn sync_once(
-    config: &SourceConfig,
+fn read_head(
+    repo: &Repo,
     discovery: &Discovery,
     state_db: &Path,
     seen: Option<&str>,
     first: bool,
 ) -> Result<Option<Synced>, String> {
-    let repo = Repo::open(config).map_err(|e| error_chain(&e))?;
-    if config.remote.is_some() {
+    if repo.config().remote.is_some() {
         if let Err(e) = repo.fetch() {
             tracing::warn!("{}", error_chain(&e));
         }
@@ -133,7 +137,7 @@ fn sync_once(
     let exists = |path: &str| repo.file_at(&head, path).ok().map(|found| found.is_some());
     let validation = validate::validate_in(&snapshot.files, &exists);
     let seeds = if first {
-        seeds(&repo, state_db, &head, &validation.files)
+        seeds(repo, state_db, &head, &validation.files)
     } else {
         Vec::new()
     };
@@ -176,16 +180,4 @@ fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> 
         }
     }
     seeds
-}
-
-/// An error with its causes, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,7 +14,6 @@ pub enum Severity {
 /// A stable identifier of a class of problem; scripts and tests match on these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
-    Io,
     YamlSyntax,
     TabIndent,
     DuplicateKey,
@@ -54,7 +53,6 @@ pub enum Code {
 impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
-            Code::Io => "io",
             Code::YamlSyntax => "yaml-syntax",
             Code::TabIndent => "tab-indent",
             Code::DuplicateKey => "duplicate-key",

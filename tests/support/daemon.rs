@@ -26,6 +26,13 @@ pub fn wait_until<T>(within: Duration, what: &str, mut cond: impl FnMut() -> Opt
     }
 }
 
+/// An RFC 3339 instant `secs` from now: as an `anchor_date`, it makes an hourly interval
+/// fire once, soon.
+pub fn soon(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Waits until the wall clock has passed `instant` (the condition *is* time passing).
 pub fn wait_for_wall_time(instant: chrono::DateTime<chrono::Utc>) {
     wait_until(Duration::from_secs(120), "the wall clock", || {
@@ -283,6 +290,22 @@ impl Daemon {
         let mut runs = store.runs(&filter).unwrap();
         runs.reverse();
         runs
+    }
+
+    /// Waits up to `within` for the first run of `deployment` that has ended.
+    #[track_caller]
+    pub fn ended_run(&self, deployment: &str, within: Duration) -> sundial::store::Run {
+        wait_until(within, &format!("a run of {deployment} to end"), || {
+            self.stored_runs(deployment)
+                .into_iter()
+                .find(|r| r.state.is_final())
+        })
+    }
+
+    /// A run's log file ("" when it has none).
+    pub fn run_log(&self, id: i64) -> String {
+        std::fs::read_to_string(self.state_dir.join("logs").join(format!("{id}.log")))
+            .unwrap_or_default()
     }
 
     pub fn log(&self) -> String {
