@@ -98,6 +98,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let grace = seconds(args.grace, "--grace")?;
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("--state-dir: cannot create `{}`", args.state_dir.display()))?;
+    // Held until the daemon exits: nothing below runs beside another daemon's state.
+    let _lock = super::state_lock::lock(&args.state_dir)?;
     ensure_token(&args.state_dir)?;
     init_logging(args.log_format);
     let branch = match &args.branch {

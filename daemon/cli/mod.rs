@@ -7,6 +7,7 @@ mod client;
 mod daemon;
 mod next;
 mod schema;
+mod state_lock;
 mod validate;
 
 use std::process::ExitCode;
@@ -84,6 +85,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
+        // Not bad input: the command was right, the directory is taken (exit 1).
+        Err(e) if e.downcast_ref::<state_lock::InUse>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)

@@ -5,6 +5,11 @@
 //! ended by the timeout → TimedOut; killed by a signal sundial did not send, or no process
 //! at all (checkout, launch or spawn failure) → Crashed; cancel → Cancelled; ended by the
 //! daemon's graceful stop → Cancelled with reason `shutdown`.
+//!
+//! The attempt's time limit (`timeout_seconds`) counts from the moment it begins (after
+//! the wait for its slot), and bounds pull steps and the main process together. When the
+//! main process has ended, whatever the run left (processes that escaped its group) is
+//! ended too before the outcome is reported (see [`crate::runner::contain`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, watch};
 
+use crate::runner::contain::{self, Sweeper};
 use crate::runner::launch;
 use crate::runner::process::{self, Exit, ProcessSpec, StopRequest};
 use crate::source::{Checkouts, Repo, SourceConfig};
@@ -31,6 +37,10 @@ pub struct RunContext {
     pub logs_dir: PathBuf,
     /// SIGTERM → SIGKILL grace for timeouts, cancels and the graceful stop.
     pub grace: Duration,
+    /// This state directory's instance id, in every run process's marker.
+    pub instance: String,
+    /// Finds what a run left behind.
+    pub sweeper: Sweeper,
 }
 
 /// One attempt to execute.
@@ -50,11 +60,10 @@ pub struct Attempt {
 /// What an attempt tells the engine.
 #[derive(Debug)]
 pub enum RunEvent {
-    Started {
-        id: i64,
-        pid: u32,
-        at: DateTime<Utc>,
-    },
+    /// The attempt began (its slot's time came): pull steps, then the main process.
+    Began { id: i64, at: DateTime<Utc> },
+    /// A process of the attempt was spawned (a pull step's or the main one).
+    Spawned { id: i64, pid: u32 },
     Finished {
         id: i64,
         state: RunState,
@@ -75,7 +84,9 @@ pub async fn execute(
     events: mpsc::UnboundedSender<RunEvent>,
 ) {
     let id = attempt.run_id;
-    let (state, exit_code, reason) = match prepare_and_run(&ctx, &attempt, stop, &events).await {
+    let result = prepare_and_run(&ctx, &attempt, stop, &events).await;
+    end_leftovers(&ctx, id).await;
+    let (state, exit_code, reason) = match result {
         Ok(exit) => outcome(exit),
         Err(failure) => {
             let (state, message) = match failure {
@@ -95,6 +106,27 @@ pub async fn execute(
         exit_code,
         reason,
     });
+}
+
+/// Ends what the run left behind (processes that left its group), and says so in its log.
+async fn end_leftovers(ctx: &RunContext, id: i64) {
+    let left = ctx.sweeper.leftovers(id).await;
+    if left.is_empty() {
+        return;
+    }
+    let names: Vec<String> = left
+        .iter()
+        .map(|p| format!("{} ({})", p.pid, p.name))
+        .collect();
+    let line = format!(
+        "# sundial: the run left {} process(es) outside its group: {}; SIGTERM, SIGKILL after {:?}",
+        left.len(),
+        names.join(", "),
+        ctx.grace
+    );
+    tracing::info!("run {id}: {}", &line[12..]);
+    let _ = process::append_log_line(&log_path(&ctx.logs_dir, id), &line);
+    contain::end(&left, ctx.grace).await;
 }
 
 async fn prepare_and_run(
@@ -148,6 +180,10 @@ async fn prepare_and_run(
     env.push(("SUNDIAL_ATTEMPT".into(), attempt.attempt.to_string()));
     env.push(("SUNDIAL_COMMIT".into(), attempt.commit.clone()));
     env.push((
+        contain::MARK_VAR.into(),
+        contain::mark(&ctx.instance, attempt.run_id),
+    ));
+    env.push((
         "SUNDIAL_PARAMETERS".into(),
         render_json(&attempt.parameters)?.to_string(),
     ));
@@ -160,12 +196,13 @@ async fn prepare_and_run(
         shell_words::join(&argv)
     );
     let _ = process::append_log_line(&log, &header);
-    let spec = ProcessSpec {
+    let mut spec = ProcessSpec {
         argv,
         cwd,
         env,
         log_path: log,
         timeout: d.timeout,
+        deadline: None,
         grace: ctx.grace,
         stream_output: d.stream_output.then(|| d.name.clone()),
     };
@@ -175,8 +212,14 @@ async fn prepare_and_run(
             return Ok(Exit::Stopped(request));
         }
     }
+    // The attempt begins now: its time limit counts from here, for every process of it.
+    spec.deadline = d.timeout.map(|t| tokio::time::Instant::now() + t);
+    let _ = events.send(RunEvent::Began {
+        id: attempt.run_id,
+        at: Utc::now(),
+    });
     for (i, step) in d.pull.iter().enumerate() {
-        let exit = pull_step(ctx, d, &checkout, &spec, i, step, &stop).await?;
+        let exit = pull_step(ctx, attempt, &checkout, &spec, (i, step), &stop, events).await?;
         if exit != Exit::Code(0) {
             let _ = process::append_log_line(
                 &spec.log_path,
@@ -189,11 +232,9 @@ async fn prepare_and_run(
         }
     }
     let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
-    let started = Utc::now();
-    let _ = events.send(RunEvent::Started {
+    let _ = events.send(RunEvent::Spawned {
         id: attempt.run_id,
         pid: running.pid,
-        at: started,
     });
     Ok(running.wait(stop).await)
 }
@@ -239,16 +280,17 @@ fn render_json(value: &Json) -> Result<Json, Failure> {
 type StepCommand = (Vec<String>, PathBuf, Vec<(String, String)>);
 
 /// Performs one pull step (DESIGN.md "Pull steps") as a process of the attempt, logged to
-/// the run's log, with the run's environment.
+/// the run's log, with the run's environment and what is left of its time limit.
 async fn pull_step(
     ctx: &Arc<RunContext>,
-    d: &Deployment,
+    attempt: &Attempt,
     checkout: &std::path::Path,
     main: &ProcessSpec,
-    index: usize,
-    step: &PullStep,
+    (index, step): (usize, &PullStep),
     stop: &watch::Receiver<Option<StopRequest>>,
+    events: &mpsc::UnboundedSender<RunEvent>,
 ) -> Result<Exit, Failure> {
+    let d = &attempt.deployment;
     let lines: Vec<StepCommand> = match step {
         PullStep::PipInstall {
             requirements,
@@ -305,6 +347,7 @@ async fn pull_step(
             env,
             log_path: main.log_path.clone(),
             timeout: main.timeout,
+            deadline: main.deadline,
             grace: ctx.grace,
             stream_output: main.stream_output.clone(),
         };
@@ -315,6 +358,10 @@ async fn pull_step(
                 error_chain(&e)
             ))
         })?;
+        let _ = events.send(RunEvent::Spawned {
+            id: attempt.run_id,
+            pid: running.pid,
+        });
         let exit = running.wait(stop.clone()).await;
         if exit != Exit::Code(0) {
             return Ok(exit);
@@ -326,13 +373,17 @@ async fn pull_step(
 /// Waits until the wall clock reads `at`: a timer to within a millisecond, then a short
 /// spin, because timers wake late by up to their granularity. Returns early with a stop
 /// request (a cancel of a run that has not started yet).
+///
+/// The wait is turned into a monotonic deadline once, at the start: the spin runs on the
+/// daemon's only thread, so a wall clock stepped back meanwhile must not stretch it (the
+/// engine notices the step on its next turn).
 async fn wait_until(
     at: DateTime<Utc>,
     stop: &mut watch::Receiver<Option<StopRequest>>,
 ) -> Option<StopRequest> {
-    let coarse = (at - Utc::now() - chrono::Duration::milliseconds(1))
-        .to_std()
-        .unwrap_or_default();
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    let target = std::time::Instant::now() + wait;
+    let coarse = wait.saturating_sub(Duration::from_millis(1));
     if !coarse.is_zero() {
         tokio::select! {
             () = tokio::time::sleep(coarse) => {}
@@ -342,7 +393,7 @@ async fn wait_until(
     if let Some(request) = *stop.borrow() {
         return Some(request);
     }
-    while Utc::now() < at {
+    while std::time::Instant::now() < target {
         std::hint::spin_loop();
     }
     None

@@ -11,6 +11,16 @@
 //! due slot that does not run is a Skipped row with its reason (`missed`, `inactive`).
 //! Fatal: only a store error stops the daemon (loudly); a bad commit, a broken repository
 //! or a crashing child is recorded and the loop goes on.
+//!
+//! Schedule identity: a schedule's slots are keyed by its id (its `slug`, else a digest of
+//! its timing and parameters). A schedule whose timing changes under the same id, a new
+//! id, and a schedule that left the branch and came back are all planned from the commit
+//! that brought them: the time before is never caught up.
+//!
+//! Waiting runs (queued behind a concurrency limit, or waiting to retry) run the
+//! deployment as it is when they start: the newest applied definition and the checkout of
+//! that same commit, which the run row records. Nothing starts before the first commit
+//! is applied after a start, so recovered retries and queued runs meet their deployment.
 
 pub mod attempt;
 mod policy;
@@ -32,11 +42,14 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 
 use crate::reconcile::{reconcile, Applied, AppliedFile};
+use crate::runner::contain;
 use crate::runner::process::StopRequest;
 use crate::scheduler::slots::{decide, due_slots, Action};
 use crate::scheduler::{ClockWatch, Jump, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
-use crate::store::{AppliedCommit, FileError, NewRun, RunState, Store, StoreError, Trigger};
+use crate::store::{
+    AppliedCommit, FileError, NewRun, RunState, SlotCursor, Store, StoreError, Trigger,
+};
 use crate::validate::Diagnostic;
 
 use attempt::{RunContext, RunEvent};
@@ -81,11 +94,21 @@ pub async fn run(
     if let Err(e) = std::fs::create_dir_all(&logs_dir) {
         tracing::error!("cannot create {}: {e}", logs_dir.display());
     }
+    // Without an instance id no run could be found again after a crash: like the store,
+    // it is part of the state directory sundial cannot work without.
+    let instance = contain::instance_id(&config.state_dir).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "cannot read or create {}: {e}",
+            config.state_dir.join("instance").display()
+        ))
+    })?;
     let ctx = Arc::new(RunContext {
         source: config.source.clone(),
         checkouts: Checkouts::new(config.state_dir.join("checkouts")),
         logs_dir,
         grace: config.grace,
+        sweeper: contain::Sweeper::start(instance.clone()),
+        instance,
     });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut engine = Engine {
@@ -93,6 +116,7 @@ pub async fn run(
         ctx,
         applied: Applied::default(),
         timer: Timer::default(),
+        fingerprints: HashMap::new(),
         running: HashMap::new(),
         events: events_tx,
         status_tx: status,
@@ -106,7 +130,7 @@ pub async fn run(
         last_retention: None,
         stopping: false,
     };
-    engine.recover(Utc::now())?;
+    engine.recover(Utc::now()).await?;
     let (sync_tx, mut sync_rx) = mpsc::channel(4);
     let (force_tx, force_rx) = mpsc::channel(1);
     tokio::spawn(sync::run(
@@ -143,6 +167,8 @@ struct Engine {
     ctx: Arc<RunContext>,
     applied: Applied,
     timer: Timer,
+    /// The timing fingerprint each armed schedule was planned for.
+    fingerprints: HashMap<Key, String>,
     /// Attempts in flight: how to stop each, and the commit it runs (its checkout is kept).
     running: HashMap<i64, policy::InFlight>,
     /// Per deployment, `Pending` runs waiting for a place, oldest slot first.
@@ -173,7 +199,12 @@ impl Engine {
         if !self.running.is_empty() {
             cap = cap.min(retention::LOG_CHECK_EVERY);
         }
-        let retry = self.retries.peek().map(|Reverse((at, _))| *at);
+        // Retries wait for the first applied commit (they need their deployment).
+        let retry = self
+            .retries
+            .peek()
+            .filter(|_| self.recovered.is_settled())
+            .map(|Reverse((at, _))| *at);
         let armed = self
             .timer
             .earliest()
@@ -213,7 +244,10 @@ impl Engine {
     }
 
     /// Settles every slot of `key` between its cursor and `now` (run or recorded), then
-    /// arms the timer for its next fire.
+    /// arms the timer for its next fire. A schedule seen for the first time, or whose
+    /// timing changed since its cursor was planned, is planned from the arm horizon: no
+    /// slot before the commit that brought it is due, and no slot already armed under
+    /// another identity is claimed twice.
     fn handle_due(&mut self, key: &Key, now: DateTime<Utc>) -> Result<(), StoreError> {
         let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
             return Ok(());
@@ -223,28 +257,60 @@ impl Engine {
         };
         let (deployment, commit, planned) =
             (deployment.clone(), commit.to_string(), planned.clone());
+        let name = shown(&key.0);
+        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
         let cursor = match self.store.cursor(&key.0, &key.1)? {
-            Some(cursor) => cursor,
-            None => {
-                // A schedule seen for the first time is planned from now.
-                self.store.set_cursor(&key.0, &key.1, now)?;
-                now
+            // A cursor from before fingerprints were kept adopts the current timing.
+            Some(c) if c.fingerprint == planned.fingerprint || c.fingerprint.is_empty() => {
+                c.last_slot
+            }
+            found => {
+                if found.is_some() {
+                    tracing::info!(
+                        "{name}: schedule {} changed its timing; planned anew from now",
+                        key.1
+                    );
+                }
+                self.store
+                    .set_cursor(&key.0, &key.1, horizon, &planned.fingerprint)?;
+                horizon
             }
         };
-        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
-        let (due, truncated) = due_slots(&planned.schedule, cursor, horizon);
-        if truncated {
-            tracing::warn!(
-                "{}: more than {} slots were missed; only the most recent are recorded",
-                key.0,
-                due.len()
-            );
-        }
+        self.fingerprints
+            .insert(key.clone(), planned.fingerprint.clone());
+        let (due, dropped) = due_slots(&planned.schedule, cursor, horizon);
         let mut parameters: Map<String, Json> = deployment.parameters.clone();
         parameters.extend(planned.parameters.clone());
         let parameters = Json::Object(parameters);
         let inactive = deployment.paused || !planned.active;
         let mut rows = Vec::new();
+        if let Some(d) = dropped {
+            // Nothing vanishes: slots beyond the per-schedule limit are one summary row.
+            tracing::warn!(
+                "{name}: {} slots from {} to {} were missed; recorded as one Skipped row",
+                d.count,
+                time(Some(d.first)),
+                time(Some(d.last))
+            );
+            rows.push(NewRun {
+                deployment: key.0.clone(),
+                schedule_id: Some(key.1.clone()),
+                scheduled_for: Some(d.first),
+                trigger: Trigger::Schedule,
+                state: RunState::Skipped,
+                reason: Some(format!(
+                    "missed: {} slots from {} to {}, recorded as this one row",
+                    d.count,
+                    time(Some(d.first)),
+                    time(Some(d.last))
+                )),
+                attempt: 1,
+                commit: commit.clone(),
+                parameters: parameters.clone(),
+                started_at: None,
+                not_before: None,
+            });
+        }
         let mut admitted = 0;
         for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
             let (trigger, state, reason, started_at) = match action {
@@ -285,27 +351,28 @@ impl Engine {
             });
         }
         if let Some(last) = due.last() {
-            let ids = self
-                .store
-                .claim_slots(&rows, Some((&key.0, &key.1, *last)), now)?;
+            let cursor = SlotCursor {
+                deployment: &key.0,
+                schedule_id: &key.1,
+                last_slot: *last,
+                fingerprint: &planned.fingerprint,
+            };
+            let ids = self.store.claim_slots(&rows, Some(cursor), now)?;
             for (row, id) in rows.iter().zip(ids) {
                 match (id, row.state) {
                     (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
                     (Some(id), RunState::Pending) => {
-                        tracing::info!("{}: run {id} waits for a place (concurrency limit)", key.0);
+                        tracing::info!("{name}: run {id} waits for a place (concurrency limit)");
                         self.enqueue(&key.0, id, row.scheduled_for.unwrap_or(now));
                     }
                     (Some(_), _) => tracing::info!(
-                        "{}: slot {} recorded Skipped ({})",
-                        key.0,
+                        "{name}: slot {} recorded Skipped ({})",
                         time(row.scheduled_for),
                         row.reason.as_deref().unwrap_or("")
                     ),
-                    (None, _) => tracing::debug!(
-                        "{}: slot {} already handled",
-                        key.0,
-                        time(row.scheduled_for)
-                    ),
+                    (None, _) => {
+                        tracing::debug!("{name}: slot {} already handled", time(row.scheduled_for))
+                    }
                 }
             }
         }
@@ -318,7 +385,8 @@ impl Engine {
 
     fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
         match event {
-            RunEvent::Started { id, pid, at } => self.store.set_started(id, pid, at),
+            RunEvent::Began { id, at } => self.store.set_started_at(id, at),
+            RunEvent::Spawned { id, pid } => self.store.set_pid(id, pid),
             RunEvent::Finished {
                 id,
                 state,
@@ -338,11 +406,13 @@ impl Engine {
                 self.cap_log(id);
                 self.store
                     .finish_run(id, state, exit_code, reason.as_deref(), now)?;
+                // Stopping: the retry stays owed in the store, decided at the next start.
                 if self.stopping {
                     return Ok(());
                 }
+                let cancelled = flight.as_ref().is_some_and(|f| f.cancel_requested);
                 if let Some(ended) = self.store.run(id)? {
-                    self.maybe_retry(&ended, now)?;
+                    self.maybe_retry(&ended, cancelled, now)?;
                 }
                 if let Some(flight) = flight {
                     self.drain_queue(&flight.deployment, now)?;
@@ -455,20 +525,39 @@ impl Engine {
             .cloned()
             .collect();
         for key in stale {
-            tracing::info!("{}: schedule {} unscheduled", key.0, key.1);
+            tracing::info!("{}: schedule {} unscheduled", shown(&key.0), key.1);
+            self.fingerprints.remove(&key);
             self.timer.set(key, None);
         }
-        for key in &wanted {
-            if self.timer.next_of(key).is_none() {
-                self.handle_due(key, now)?;
-            }
+        // A schedule that left the branch forgets its cursor: if it comes back, it is
+        // planned from then and does not catch up the time it was gone.
+        for (deployment, schedule) in self.store.forget_cursors_except(&wanted)? {
+            tracing::debug!(
+                "{}: forgot the cursor of schedule {schedule}",
+                shown(&deployment)
+            );
         }
         self.prepare_checkouts();
+        // Runs that already wait go first: recovered retries are decided, queued runs
+        // start in slot order, then new slots line up behind them.
         self.settle_recovered(now)?;
         let names: Vec<String> = self.queues.keys().cloned().collect();
         for name in names {
             self.drain_queue(&name, now)?;
         }
+        for key in &wanted {
+            let planned_for = self.applied.deployment(&key.0).and_then(|(d, _)| {
+                d.schedules
+                    .iter()
+                    .find(|s| s.id == key.1)
+                    .map(|s| s.fingerprint.clone())
+            });
+            let changed = self.fingerprints.get(key) != planned_for.as_ref();
+            if changed || self.timer.next_of(key).is_none() {
+                self.handle_due(key, now)?;
+            }
+        }
+        self.due_retries(now)?;
         self.status.ready = true;
         self.status.commit = Some(synced.head);
         self.status.synced_at = Some(now);
@@ -520,7 +609,8 @@ impl Engine {
         for flight in self.running.values() {
             let _ = flight.stop.send(Some(StopRequest::Shutdown));
         }
-        let deadline = tokio::time::Instant::now() + self.ctx.grace + Duration::from_secs(5);
+        // Each attempt gets the grace for its group, then again for what escaped it.
+        let deadline = tokio::time::Instant::now() + self.ctx.grace * 2 + Duration::from_secs(5);
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(event)) => self.on_event(event, Utc::now())?,
@@ -584,6 +674,16 @@ fn file_error(d: &Diagnostic) -> FileError {
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(crate::store::time_text)
         .unwrap_or_else(|| "-".into())
+}
+
+/// A deployment name as it appears in the daemon's log: control characters (a newline in
+/// a name could forge log lines) are escaped.
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string().into()
+    } else {
+        name.into()
+    }
 }
 
 /// An error with its causes, on one line.

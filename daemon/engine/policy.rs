@@ -4,12 +4,20 @@
 //!
 //! - Concurrency: runs in flight count against `concurrency_limit` whatever their trigger
 //!   (schedule, catch-up, manual, retry). ENQUEUE (the default) keeps a run `Pending` and
-//!   starts it when a place frees, oldest slot first; CANCEL_NEW records it `Cancelled`
-//!   with reason `overlap`. A run waiting to retry holds no place.
+//!   starts it when a place frees, oldest slot first: a new run never overtakes the queue
+//!   (also across a restart). CANCEL_NEW records it `Cancelled` with reason `overlap`. A
+//!   run waiting to retry holds no place.
+//! - A waiting run starts with the deployment as it is then (definition and checkout of
+//!   the newest applied commit, recorded on its row). A deployment that is gone by then
+//!   cancels it (`deployment removed`); a paused one too (`deployment paused`): pausing
+//!   stops what waits as well as new slots.
 //! - Retries: a `Failed`, `TimedOut` or `Crashed` attempt is retried while attempts remain
 //!   (total = `retries` + 1). The ended attempt keeps its own outcome (exit code, reason);
 //!   the next attempt is a new row (trigger `retry`, same slot, attempt n+1) that waits
-//!   `AwaitingRetry` until `not_before`, in SQLite, so a restart keeps it.
+//!   `AwaitingRetry` until `not_before`, in SQLite, so a restart keeps it. The decision
+//!   itself is durable: an ended attempt owes it in the store until it is made, so a
+//!   daemon that stops in between makes it at its next start. A run cancelled by a user
+//!   is never retried, even when its process failed on its own as the cancel arrived.
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -31,6 +39,8 @@ pub struct InFlight {
     pub stop: watch::Sender<Option<StopRequest>>,
     pub commit: String,
     pub deployment: String,
+    /// A user asked to cancel it: whatever it ends as, it gets no retry.
+    pub cancel_requested: bool,
 }
 
 /// What to do with a run that wants to start.
@@ -50,13 +60,26 @@ impl Engine {
             .count()
     }
 
-    /// Whether one more run of `deployment` may start, given `extra` already admitted in
-    /// this batch.
+    /// Whether the limit leaves a place for one more run, given `extra` already admitted
+    /// in this batch.
+    fn has_place(&self, deployment: &Deployment, extra: usize) -> bool {
+        deployment
+            .concurrency
+            .is_none_or(|limit| self.in_flight(&deployment.name) + extra < limit.limit as usize)
+    }
+
+    /// What to do with a new run of `deployment` (one not already in its queue), given
+    /// `extra` already admitted in this batch: it starts only if there is a place and no
+    /// older run waits for one.
     pub(super) fn admission(&self, deployment: &Deployment, extra: usize) -> Admission {
         let Some(limit) = deployment.concurrency else {
             return Admission::Start;
         };
-        if self.in_flight(&deployment.name) + extra < limit.limit as usize {
+        let queued = self
+            .queues
+            .get(&deployment.name)
+            .is_some_and(|q| !q.is_empty());
+        if !queued && self.has_place(deployment, extra) {
             return Admission::Start;
         }
         match limit.strategy {
@@ -74,6 +97,7 @@ impl Engine {
                 stop,
                 commit: commit.to_string(),
                 deployment: deployment.name.clone(),
+                cancel_requested: false,
             },
         );
         let tz = row
@@ -93,7 +117,7 @@ impl Engine {
         };
         tracing::info!(
             "{}: run {id} started ({}, attempt {}, slot {})",
-            deployment.name,
+            super::shown(&deployment.name),
             row.trigger.as_str(),
             row.attempt,
             super::time(row.scheduled_for)
@@ -126,24 +150,30 @@ impl Engine {
             let Some(&(_, id)) = self.queues.get(deployment).and_then(|q| q.first()) else {
                 return Ok(());
             };
-            // A gone deployment admits every queued run, and `start_existing` records
-            // each Cancelled/`deployment removed`.
+            // A gone or paused deployment admits every queued run, and `start_waiting`
+            // records each Cancelled.
             let blocked = self
                 .applied
                 .deployment(deployment)
-                .is_some_and(|(d, _)| self.admission(d, 0) != Admission::Start);
+                .is_some_and(|(d, _)| !d.paused && !self.has_place(d, 0));
             if blocked {
                 return Ok(());
             }
             if let Some(queue) = self.queues.get_mut(deployment) {
                 queue.remove(0);
             }
-            self.start_existing(id, now)?;
+            self.start_waiting(id, true, now)?;
         }
     }
 
     /// Starts a stored run that waited (queued or retrying), if it still waits.
-    pub(super) fn start_existing(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// `from_queue`: it is its queue's head (so the queue does not hold it back).
+    pub(super) fn start_waiting(
+        &mut self,
+        id: i64,
+        from_queue: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let Some(run) = self.store.run(id)? else {
             return Ok(());
         };
@@ -153,21 +183,22 @@ impl Engine {
         ) {
             return Ok(()); // cancelled meanwhile
         }
-        let Some((deployment, _)) = self.applied.deployment(&run.deployment) else {
-            self.store.finish_run(
-                id,
-                RunState::Cancelled,
-                None,
-                Some("deployment removed"),
-                now,
-            )?;
-            return Ok(());
+        let Some((deployment, commit)) = self.applied.deployment(&run.deployment) else {
+            return self.cancel_waiting(id, "deployment removed", now);
         };
-        // It runs the commit that scheduled it, as DESIGN.md promises.
-        let (deployment, commit) = (deployment.clone(), run.commit.clone());
-        match self.admission(&deployment, 0) {
+        if deployment.paused {
+            return self.cancel_waiting(id, "deployment paused", now);
+        }
+        // The deployment as it is now: its definition and the checkout of the same commit.
+        let (deployment, commit) = (deployment.clone(), commit.to_string());
+        let admission = if from_queue && self.has_place(&deployment, 0) {
+            Admission::Start
+        } else {
+            self.admission(&deployment, 0)
+        };
+        match admission {
             Admission::Start => {
-                if self.store.start_run(id, now)? {
+                if self.store.start_run(id, &commit, now)? {
                     let row = row_of(&run, &commit);
                     self.start(id, &deployment, &commit, &row);
                 }
@@ -180,32 +211,39 @@ impl Engine {
                     run.scheduled_for.unwrap_or(run.created_at),
                 );
             }
-            Admission::Refuse => {
-                self.store
-                    .finish_run(id, RunState::Cancelled, None, Some("overlap"), now)?;
-            }
+            Admission::Refuse => self.cancel_waiting(id, "overlap", now)?,
         }
         Ok(())
     }
 
-    /// After an attempt ended as `state`: schedules the next attempt if one remains.
+    fn cancel_waiting(
+        &mut self,
+        id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        tracing::info!("run {id} Cancelled ({reason})");
+        self.store
+            .finish_run(id, RunState::Cancelled, None, Some(reason), now)
+    }
+
+    /// After an attempt ended: schedules the next attempt if one remains, and records
+    /// that the decision was made. `cancelled`: a user asked to cancel it (no retry).
     pub(super) fn maybe_retry(
         &mut self,
         ended: &Run,
+        cancelled: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if !matches!(
-            ended.state,
-            RunState::Failed | RunState::TimedOut | RunState::Crashed
-        ) {
+        if !ended.state.may_retry() {
             return Ok(());
         }
-        let Some((deployment, commit)) = self.applied.deployment(&ended.deployment) else {
-            return Ok(());
+        let deployment = self.applied.deployment(&ended.deployment);
+        let Some((deployment, commit)) =
+            deployment.filter(|(d, _)| !cancelled && ended.attempt <= d.retries)
+        else {
+            return self.store.retry_decided(ended.id);
         };
-        if ended.attempt > deployment.retries {
-            return Ok(());
-        }
         let delay = retry_delay(&deployment.retry_delays, ended.attempt);
         let not_before = now + chrono::Duration::from_std(delay).unwrap_or_default();
         let row = NewRun {
@@ -225,10 +263,10 @@ impl Engine {
             started_at: None,
             not_before: Some(not_before),
         };
-        if let Some(id) = self.store.insert_run(&row, now)? {
+        if let Some(id) = self.store.insert_retry(ended.id, &row, now)? {
             tracing::info!(
                 "{}: run {id} will retry in {delay:?} (attempt {})",
-                ended.deployment,
+                super::shown(&ended.deployment),
                 row.attempt
             );
             self.retries.push(Reverse((not_before, id)));
@@ -236,14 +274,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts every retry whose time has come.
+    /// Starts every retry whose time has come, once a commit has been applied since the
+    /// start (before that, no deployment is known and a retry would be lost as removed).
     pub(super) fn due_retries(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if !self.recovered.is_settled() {
+            return Ok(());
+        }
         while let Some(Reverse((at, id))) = self.retries.peek().copied() {
             if at > now {
                 break;
             }
             self.retries.pop();
-            self.start_existing(id, now)?;
+            self.start_waiting(id, false, now)?;
         }
         Ok(())
     }

@@ -1,56 +1,88 @@
-//! Recovery: settling the rows a dead daemon left (STYLE point 11: persist before acting;
-//! recovery is a named, tested function). Runs before the first sync; what needs the
-//! deployments (retries, the concurrency queue) is settled right after the first apply.
+//! Recovery: settling what a dead daemon of this state directory left (STYLE point 11:
+//! persist before acting; recovery is a named, tested function). It runs before the first
+//! sync; what needs the deployments (retry decisions, starts) waits for the first apply.
 //!
-//! - `Running`: the process group is ended if it outlived the daemon (SIGTERM, SIGKILL
-//!   after the grace period) — sundial cannot follow a process it did not spawn — and the
-//!   run is `Crashed`, then retried if attempts remain.
-//! - `Pending` (queued behind a concurrency limit): back in its queue.
+//! - Processes: every live process carrying this state directory's run marker (see
+//!   [`crate::runner::contain`]) belonged to a run of the dead daemon — the state lock
+//!   says no other daemon runs here — and is ended (SIGTERM, grace, SIGKILL) before
+//!   anything else happens, so no retry ever runs beside what it retries. A stored pid is
+//!   never signalled: after a reboot or a long time it may name someone else's process.
+//! - `Running`: `Crashed` ("ended at restart" when a process of it was found, "lost when
+//!   the daemon stopped" when none was); its retry decision is owed in the store.
+//! - `Pending` (queued behind a concurrency limit): back in its queue, in slot order,
+//!   before any new slot lines up.
 //! - `AwaitingRetry`: back on the retry timer, at its `not_before`.
 //! - `Scheduled` (claimed, never started): `Skipped` with reason `missed`.
+//! - Owed retry decisions (an attempt that ended while the daemon was stopping, or that
+//!   recovery just recorded Crashed) are made after the first apply, from the store.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use nix::sys::signal::Signal;
 
-use crate::runner::process;
+use crate::runner::contain;
 use crate::store::{RunState, StoreError};
 
 use super::Engine;
 
-/// Rows to settle once the deployments are known.
+/// Whether the first apply since the start has settled what recovery left.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    crashed: Vec<i64>,
-    pending: Vec<i64>,
     settled: bool,
 }
 
+impl Recovered {
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+}
+
 impl Engine {
-    pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) async fn recover(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let instance = self.ctx.instance.clone();
+        let left = tokio::task::spawn_blocking(move || contain::scan(&instance))
+            .await
+            .unwrap_or_default();
+        if !left.is_empty() {
+            tracing::warn!(
+                "{} process(es) of runs of a previous daemon still run: SIGTERM, SIGKILL after {:?}",
+                left.len(),
+                self.ctx.grace
+            );
+            for p in &left {
+                let _ = crate::runner::append_log_line(
+                    &super::attempt::log_path(&self.ctx.logs_dir, p.run_id),
+                    &format!(
+                        "# sundial: process {} ({}) outlived the daemon that started it; ended at restart",
+                        p.pid, p.name
+                    ),
+                );
+            }
+            contain::end(&left, self.ctx.grace).await;
+        }
+        let had_process: BTreeSet<i64> = left.iter().map(|p| p.run_id).collect();
         for run in self.store.unfinished_runs()? {
             match run.state {
                 RunState::Running => {
-                    let alive = run.pid.is_some_and(process::process_group_alive);
-                    let reason = if alive {
+                    let reason = if had_process.contains(&run.id) {
                         "ended at restart: the daemon had lost track of it"
                     } else {
                         "lost when the daemon stopped"
                     };
-                    if let (true, Some(pid)) = (alive, run.pid) {
-                        end_group(pid, self.ctx.grace);
-                    }
                     tracing::warn!(
                         "run {} of {} was running when the daemon stopped: Crashed ({reason})",
                         run.id,
-                        run.deployment
+                        super::shown(&run.deployment)
                     );
                     self.store
                         .finish_run(run.id, RunState::Crashed, None, Some(reason), now)?;
-                    self.recovered.crashed.push(run.id);
                 }
-                RunState::Pending => self.recovered.pending.push(run.id),
+                RunState::Pending => self.enqueue(
+                    &run.deployment,
+                    run.id,
+                    run.scheduled_for.unwrap_or(run.created_at),
+                ),
                 RunState::AwaitingRetry => self
                     .retries
                     .push(Reverse((run.not_before.unwrap_or(now), run.id))),
@@ -64,38 +96,15 @@ impl Engine {
         Ok(())
     }
 
-    /// After the first apply: retries for runs the dead daemon lost, queued runs back in line.
+    /// At the first apply: makes every retry decision the store says is owed.
     pub(super) fn settle_recovered(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         if self.recovered.settled {
             return Ok(());
         }
         self.recovered.settled = true;
-        for id in std::mem::take(&mut self.recovered.crashed) {
-            if let Some(run) = self.store.run(id)? {
-                self.maybe_retry(&run, now)?;
-            }
-        }
-        for id in std::mem::take(&mut self.recovered.pending) {
-            self.start_existing(id, now)?;
+        for run in self.store.retry_pending()? {
+            self.maybe_retry(&run, false, now)?;
         }
         Ok(())
     }
-}
-
-/// SIGTERM to a leftover process group now, SIGKILL after `grace` if it is still there.
-fn end_group(pgid: u32, grace: std::time::Duration) {
-    if let Err(e) = process::kill_group(pgid, Signal::SIGTERM) {
-        tracing::warn!("cannot signal the leftover process group {pgid}: {e}");
-        return;
-    }
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            if !process::process_group_alive(pgid) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let _ = process::kill_group(pgid, Signal::SIGKILL);
-    });
 }

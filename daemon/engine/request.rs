@@ -186,7 +186,8 @@ impl Engine {
 
     fn cancel(&mut self, id: i64, now: DateTime<Utc>) -> Result<Run, CancelError> {
         let run = self.store.run(id)?.ok_or(CancelError::UnknownRun(id))?;
-        if let Some(flight) = self.running.get(&id) {
+        if let Some(flight) = self.running.get_mut(&id) {
+            flight.cancel_requested = true;
             let _ = flight.stop.send(Some(StopRequest::Cancel));
             return Ok(run);
         }

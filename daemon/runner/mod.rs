@@ -6,11 +6,14 @@
 //! - [`process`] is the one spawn recipe (own process group, env on top of the daemon's,
 //!   output straight to the run's log file) and its supervision (timeout, cancel and
 //!   shutdown by SIGTERM to the group, grace, SIGKILL), ending in an [`Exit`] that says why.
+//! - [`contain`] finds a run's processes by the marker in their environment, wherever
+//!   they went (a `setsid` escape, or what a dead daemon left).
 //!
 //! Run rows, retries and concurrency are the orchestration's, built on these two.
 //!
 //! [`Deployment`]: crate::validate::desired::Deployment
 
+pub mod contain;
 pub mod launch;
 pub mod process;
 

@@ -57,8 +57,12 @@ pub struct ProcessSpec {
     /// Created (parent directories too) and opened for append; stdout and stderr both go
     /// straight to this file.
     pub log_path: PathBuf,
-    /// Per attempt; `None` runs until the process exits or is stopped.
+    /// The attempt's time limit (`timeout_seconds`), for messages; `None` runs until the
+    /// process exits or is stopped.
     pub timeout: Option<Duration>,
+    /// When that limit runs out: it bounds the whole attempt (pull steps and the main
+    /// process together), so each process gets what is left, not the full limit.
+    pub deadline: Option<Instant>,
     /// SIGTERM to the group, wait this long, then SIGKILL.
     pub grace: Duration,
     /// When `Some(label)`: also forward each output line to the daemon's log (`info!`,
@@ -120,7 +124,7 @@ pub struct Running {
     child: Child,
     pumps: Vec<JoinHandle<()>>,
     log_path: PathBuf,
-    /// When the attempt's time limit runs out (counted from the spawn).
+    /// When the attempt's time limit runs out.
     deadline: Option<Instant>,
     timeout: Option<Duration>,
     grace: Duration,
@@ -212,7 +216,7 @@ fn start(spec: &ProcessSpec) -> Result<Running, SpawnError> {
         child,
         pumps,
         log_path: spec.log_path.clone(),
-        deadline: spec.timeout.map(|t| Instant::now() + t),
+        deadline: spec.deadline,
         timeout: spec.timeout,
         grace: spec.grace,
     })

@@ -25,9 +25,16 @@ fn spec(dir: &Path, argv: &[&str]) -> ProcessSpec {
         env: Vec::new(),
         log_path: dir.join("logs/run.log"),
         timeout: None,
+        deadline: None,
         grace: Duration::from_secs(5),
         stream_output: None,
     }
+}
+
+/// A time limit counted from now.
+fn limit(spec: &mut ProcessSpec, timeout: Duration) {
+    spec.timeout = Some(timeout);
+    spec.deadline = Some(tokio::time::Instant::now() + timeout);
 }
 
 fn sh(dir: &Path, script: &str) -> ProcessSpec {
@@ -126,7 +133,7 @@ async fn env_is_added_on_top_of_the_inherited_one_and_cwd_is_honoured() {
 async fn a_timeout_stops_the_whole_group() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = sh(dir.path(), "sleep 1000 & echo $! > grandchild.pid; wait");
-    spec.timeout = Some(Duration::from_millis(300));
+    limit(&mut spec, Duration::from_millis(300));
     spec.grace = Duration::from_millis(200);
     let running = spawn(&spec).unwrap();
     let grandchild = pid_in(dir.path(), "grandchild.pid").await;
@@ -143,7 +150,7 @@ async fn a_group_that_ignores_sigterm_is_killed_after_grace() {
         dir.path(),
         "trap '' TERM; sleep 1000 & echo $! > grandchild.pid; wait",
     );
-    spec.timeout = Some(Duration::from_millis(300));
+    limit(&mut spec, Duration::from_millis(300));
     spec.grace = Duration::from_millis(200);
     let running = spawn(&spec).unwrap();
     let leader = running.pid as i32;

@@ -227,7 +227,7 @@ impl Interval {
             reason,
         })?;
         let nanos = every.as_nanos();
-        let step = if nanos % NANOS_PER_DAY == 0 {
+        let step = if nanos.is_multiple_of(NANOS_PER_DAY) {
             Step::Days((nanos / NANOS_PER_DAY) as i64)
         } else {
             Step::Exact(nanos as i128)

@@ -18,9 +18,17 @@ use crate::validate::desired::Catchup;
 /// At most this many missed slots of one schedule run under `catchup: all`.
 pub const CATCHUP_ALL_CAP: usize = 100;
 
-/// At most this many due slots of one schedule are enumerated at once; a longer outage
-/// of a very frequent schedule records the most recent ones (see [`due_slots`]).
+/// At most this many due slots of one schedule get a row each; a longer outage of a very
+/// frequent schedule records the older ones as one summary (see [`due_slots`]).
 pub const MAX_DUE: usize = 10_000;
+
+/// The oldest due slots beyond [`MAX_DUE`]: how many, and the first and last of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub count: u64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
 
 /// What happens to one due slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,25 +40,33 @@ pub enum Action {
 }
 
 /// Slots of `schedule` in `(after, now]`, oldest first; when there are more than
-/// [`MAX_DUE`], the oldest are dropped and the returned flag says so.
+/// [`MAX_DUE`], the most recent [`MAX_DUE`] and a summary of the older ones, so that the
+/// caller records every slot (one by one, or the oldest as one summary row).
 pub fn due_slots(
     schedule: &Schedule,
     after: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> (Vec<DateTime<Utc>>, bool) {
+) -> (Vec<DateTime<Utc>>, Option<Dropped>) {
     let mut slots = std::collections::VecDeque::new();
-    let mut truncated = false;
+    let mut dropped: Option<Dropped> = None;
     for fire in schedule.iter_after(after) {
         if fire.at > now {
             break;
         }
         if slots.len() == MAX_DUE {
-            slots.pop_front();
-            truncated = true;
+            if let Some(old) = slots.pop_front() {
+                let d = dropped.get_or_insert(Dropped {
+                    count: 0,
+                    first: old,
+                    last: old,
+                });
+                d.count += 1;
+                d.last = old;
+            }
         }
         slots.push_back(fire.at);
     }
-    (slots.into(), truncated)
+    (slots.into(), dropped)
 }
 
 /// Decides each due slot (oldest first) at `now`.
@@ -173,15 +189,24 @@ mod tests {
     fn due_slots_are_bounded() {
         let every_second =
             Schedule::interval(Duration::from_secs(1), None, crate::schedule::Tz::UTC).unwrap();
-        let (slots, truncated) =
+        let (slots, dropped) =
             due_slots(&every_second, t(0), t(0) + ChronoDuration::seconds(20_000));
-        assert!(truncated);
         assert_eq!(slots.len(), MAX_DUE);
         assert_eq!(
             *slots.last().unwrap(),
             t(0) + ChronoDuration::seconds(20_000)
         );
-        let (slots, truncated) = due_slots(&every_second, t(0), t(0) + ChronoDuration::seconds(3));
-        assert_eq!((slots.len(), truncated), (3, false));
+        // Nothing vanishes: the 10,000 oldest are summarised, right up to the first kept.
+        assert_eq!(
+            dropped,
+            Some(Dropped {
+                count: 10_000,
+                first: t(0) + ChronoDuration::seconds(1),
+                last: t(0) + ChronoDuration::seconds(10_000),
+            })
+        );
+        assert_eq!(slots[0], t(0) + ChronoDuration::seconds(10_001));
+        let (slots, dropped) = due_slots(&every_second, t(0), t(0) + ChronoDuration::seconds(3));
+        assert_eq!((slots.len(), dropped), (3, None));
     }
 }

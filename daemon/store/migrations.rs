@@ -50,6 +50,13 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 2: when a waiting retry may start.
     "ALTER TABLE runs ADD COLUMN not_before TEXT;",
+    // 3: what a schedule's cursor was planned for (a changed definition is planned anew),
+    //    and ended attempts whose retry is still to be decided (durable across a crash).
+    "
+    ALTER TABLE cursors ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN retry_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_retry_pending ON runs (retry_pending) WHERE retry_pending = 1;
+    ",
 ];
 
 /// The schema version this binary writes.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
-pub use runs::{NewRun, Run, RunFilter, RunState, Trigger};
-pub use state::{AppliedCommit, FileError};
+pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger};
+pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};
 
 #[derive(Debug, thiserror::Error)]

@@ -70,6 +70,14 @@ impl RunState {
                 | RunState::Skipped
         )
     }
+
+    /// Whether an attempt that ended so may get another attempt (retries).
+    pub fn may_retry(self) -> bool {
+        matches!(
+            self,
+            RunState::Failed | RunState::TimedOut | RunState::Crashed
+        )
+    }
 }
 
 /// Why a run exists.
@@ -101,6 +109,15 @@ impl Trigger {
         .into_iter()
         .find(|t| t.as_str() == text)
     }
+}
+
+/// Where a schedule's cursor moves when its slots are claimed.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotCursor<'a> {
+    pub deployment: &'a str,
+    pub schedule_id: &'a str,
+    pub last_slot: DateTime<Utc>,
+    pub fingerprint: &'a str,
 }
 
 /// A row to insert.
@@ -173,7 +190,7 @@ impl Store {
     pub fn claim_slots(
         &mut self,
         rows: &[NewRun],
-        cursor: Option<(&str, &str, DateTime<Utc>)>,
+        cursor: Option<SlotCursor<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         let tx = self.conn.transaction()?;
@@ -181,33 +198,80 @@ impl Store {
         for row in rows {
             ids.push(insert(&tx, row, now)?);
         }
-        if let Some((deployment, schedule_id, at)) = cursor {
-            super::state::set_cursor(&tx, deployment, schedule_id, at)?;
+        if let Some(c) = cursor {
+            super::state::set_cursor(&tx, c.deployment, c.schedule_id, c.last_slot, c.fingerprint)?;
         }
         tx.commit()?;
         Ok(ids)
     }
 
-    /// Marks a run Running before its process starts; false if it was not waiting to start
+    /// Marks a waiting run Running before its process starts, at `commit` (the commit
+    /// whose definition and checkout it runs); false if it was not waiting to start
     /// (cancelled, or already started by someone else).
-    pub fn start_run(&mut self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub fn start_run(
+        &mut self,
+        id: i64,
+        commit: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
-            "UPDATE runs SET state = 'Running', started_at = ?2 WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
-            (id, time_text(at)),
+            "UPDATE runs SET state = 'Running', started_at = ?2, commit_sha = ?3 WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
+            (id, time_text(at), commit),
         )?;
         Ok(changed == 1)
     }
 
-    /// Records the process of a started run and the instant it was spawned.
-    pub fn set_started(&mut self, id: i64, pid: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Records the instant the attempt began (its first process, pull steps included).
+    pub fn set_started_at(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE runs SET pid = ?2, started_at = ?3 WHERE id = ?1",
-            (id, pid, time_text(at)),
+            "UPDATE runs SET started_at = ?2 WHERE id = ?1",
+            (id, time_text(at)),
         )?;
         Ok(())
     }
 
-    /// Records how a run ended (or a state it moved to without ending).
+    /// Records the process the attempt is running now (for people: recovery finds a run's
+    /// processes by their marker, never by this pid).
+    pub fn set_pid(&mut self, id: i64, pid: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET pid = ?2 WHERE id = ?1", (id, pid))?;
+        Ok(())
+    }
+
+    /// Inserts the next attempt of `ended` and marks `ended`'s retry decided, in one
+    /// transaction; `None` when that attempt already has a row.
+    pub fn insert_retry(
+        &mut self,
+        ended: i64,
+        next: &NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let id = insert(&tx, next, now)?;
+        tx.execute("UPDATE runs SET retry_pending = 0 WHERE id = ?1", [ended])?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Marks the retry of an ended attempt decided: it gets none.
+    pub fn retry_decided(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET retry_pending = 0 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Ended attempts whose retry is still to be decided, oldest first (a daemon that
+    /// stopped between an attempt's end and that decision leaves them).
+    pub fn retry_pending(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE retry_pending = 1 ORDER BY id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], read_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Records how a run ended (or a state it moved to without ending). An attempt that
+    /// ended Failed, TimedOut or Crashed is marked as owing a retry decision in the same
+    /// statement (see [`Store::insert_retry`], [`Store::retry_decided`]).
     pub fn finish_run(
         &mut self,
         id: i64,
@@ -218,8 +282,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ended = state.is_final().then(|| time_text(at));
         self.conn.execute(
-            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5 WHERE id = ?1",
-            (id, state.as_str(), exit_code, reason, ended),
+            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5, retry_pending = ?6 WHERE id = ?1",
+            (id, state.as_str(), exit_code, reason, ended, state.may_retry()),
         )?;
         Ok(())
     }

@@ -26,49 +26,91 @@ pub struct AppliedCommit {
     pub warnings: Vec<FileError>,
 }
 
+/// A schedule's cursor: the latest slot handled, and the fingerprint of the definition
+/// it was planned for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_slot: DateTime<Utc>,
+    pub fingerprint: String,
+}
+
 pub(super) fn set_cursor(
     tx: &rusqlite::Transaction<'_>,
     deployment: &str,
     schedule_id: &str,
     at: DateTime<Utc>,
+    fingerprint: &str,
 ) -> Result<(), StoreError> {
     // A cursor only moves forward: re-handling an old slot never rewinds it.
     tx.execute(
-        "INSERT INTO cursors (deployment, schedule_id, last_slot) VALUES (?1, ?2, ?3)
-         ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot)",
-        (deployment, schedule_id, time_text(at)),
+        "INSERT INTO cursors (deployment, schedule_id, last_slot, fingerprint) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot), fingerprint = excluded.fingerprint",
+        (deployment, schedule_id, time_text(at), fingerprint),
     )?;
     Ok(())
 }
 
 impl Store {
-    /// The latest slot of a schedule already handled (run or recorded), if any.
+    /// The cursor of a schedule: the latest slot already handled (run or recorded).
     pub fn cursor(
         &self,
         deployment: &str,
         schedule_id: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let text: Option<String> = self
+    ) -> Result<Option<Cursor>, StoreError> {
+        let row: Option<(String, String)> = self
             .conn
             .query_row(
-                "SELECT last_slot FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
+                "SELECT last_slot, fingerprint FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
                 (deployment, schedule_id),
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        text.as_deref().map(parse_time).transpose()
+        row.map(|(at, fingerprint)| {
+            Ok(Cursor {
+                last_slot: parse_time(&at)?,
+                fingerprint,
+            })
+        })
+        .transpose()
     }
 
+    /// Plans a schedule anew from `at`: the cursor moves there (never back) and remembers
+    /// the definition's fingerprint.
     pub fn set_cursor(
         &mut self,
         deployment: &str,
         schedule_id: &str,
         at: DateTime<Utc>,
+        fingerprint: &str,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        set_cursor(&tx, deployment, schedule_id, at)?;
+        set_cursor(&tx, deployment, schedule_id, at, fingerprint)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Forgets the cursor of every schedule not in `keep` (deployment, schedule id): a
+    /// schedule that left the branch and comes back later is planned from then, and does
+    /// not catch up the time it was gone.
+    pub fn forget_cursors_except(
+        &mut self,
+        keep: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let all: Vec<(String, String)> = {
+            let mut stmt = tx.prepare("SELECT deployment, schedule_id FROM cursors")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let gone: Vec<(String, String)> = all.into_iter().filter(|k| !keep.contains(k)).collect();
+        for (deployment, schedule_id) in &gone {
+            tx.execute(
+                "DELETE FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
+                (deployment, schedule_id),
+            )?;
+        }
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// Records an applied commit and, per file, the commit at which it is now known good.

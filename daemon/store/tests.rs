@@ -65,13 +65,15 @@ fn runs_move_through_their_states() {
         .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
         .unwrap()
         .unwrap();
-    assert!(store
-        .start_run(id, now + Duration::milliseconds(2))
-        .unwrap());
-    assert!(!store.start_run(id, now).unwrap(), "a run starts once");
+    assert!(store.start_run(id, "def", now).unwrap());
+    assert!(
+        !store.start_run(id, "ghi", now).unwrap(),
+        "a run starts once"
+    );
     store
-        .set_started(id, 4242, now + Duration::milliseconds(2))
+        .set_started_at(id, now + Duration::milliseconds(2))
         .unwrap();
+    store.set_pid(id, 4242).unwrap();
     store
         .finish_run(
             id,
@@ -88,6 +90,10 @@ fn runs_move_through_their_states() {
     assert_eq!(run.started_at, Some(now + Duration::milliseconds(2)));
     assert_eq!(run.ended_at, Some(now + Duration::seconds(1)));
     assert_eq!(run.parameters, json!({"a": 1}));
+    assert_eq!(
+        run.commit, "def",
+        "a waiting run records the commit it starts at"
+    );
     assert!(store.unfinished_runs().unwrap().is_empty());
 }
 
@@ -141,19 +147,82 @@ fn cursors_only_move_forward_and_travel_with_their_slots() {
     let ids = store
         .claim_slots(
             &[slot("etl", "2026-03-01T09:00:00Z")],
-            Some(("etl", "daily", at("2026-03-01T09:00:00Z"))),
+            Some(SlotCursor {
+                deployment: "etl",
+                schedule_id: "daily",
+                last_slot: at("2026-03-01T09:00:00Z"),
+                fingerprint: "f1",
+            }),
             now,
         )
         .unwrap();
     assert!(ids[0].is_some());
     store
-        .set_cursor("etl", "daily", at("2026-02-01T00:00:00Z"))
+        .set_cursor("etl", "daily", at("2026-02-01T00:00:00Z"), "f2")
         .unwrap();
     assert_eq!(
         store.cursor("etl", "daily").unwrap(),
-        Some(at("2026-03-01T09:00:00Z"))
+        Some(Cursor {
+            last_slot: at("2026-03-01T09:00:00Z"),
+            fingerprint: "f2".into()
+        })
     );
     assert_eq!(store.cursor("etl", "other").unwrap(), None);
+}
+
+#[test]
+fn cursors_of_schedules_that_left_are_forgotten() {
+    let (_dir, mut store) = open();
+    for (d, s) in [("etl", "daily"), ("etl", "hourly"), ("gone", "daily")] {
+        store
+            .set_cursor(d, s, at("2026-03-01T09:00:00Z"), "f")
+            .unwrap();
+    }
+    let keep: std::collections::BTreeSet<(String, String)> =
+        [("etl".to_string(), "daily".to_string())].into();
+    let mut gone = store.forget_cursors_except(&keep).unwrap();
+    gone.sort();
+    assert_eq!(
+        gone,
+        vec![
+            ("etl".to_string(), "hourly".to_string()),
+            ("gone".to_string(), "daily".to_string())
+        ]
+    );
+    assert!(store.cursor("etl", "daily").unwrap().is_some());
+    assert_eq!(store.cursor("etl", "hourly").unwrap(), None);
+}
+
+#[test]
+fn a_failed_attempt_owes_a_retry_decision_until_it_is_made() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let first = store
+        .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+        .unwrap()
+        .unwrap();
+    let other = store
+        .insert_run(&slot("etl", "2026-03-01T10:00:00Z"), now)
+        .unwrap()
+        .unwrap();
+    store
+        .finish_run(first, RunState::Failed, Some(1), None, now)
+        .unwrap();
+    store
+        .finish_run(other, RunState::Completed, Some(0), None, now)
+        .unwrap();
+    let owed: Vec<i64> = store
+        .retry_pending()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(owed, vec![first]);
+    let mut next = slot("etl", "2026-03-01T09:00:00Z");
+    next.attempt = 2;
+    next.state = RunState::AwaitingRetry;
+    assert!(store.insert_retry(first, &next, now).unwrap().is_some());
+    assert!(store.retry_pending().unwrap().is_empty());
 }
 
 #[test]

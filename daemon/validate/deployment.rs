@@ -119,10 +119,41 @@ pub fn check(
     let parameters = raw.parameters.clone().unwrap_or_default();
     let mut schedules = Vec::new();
     let raw_schedules = schedules_of(report, at, &raw);
-    for (sched_at, raw_schedule) in &raw_schedules {
-        if let Some(planned) = planned_schedule(report, sched_at, raw_schedule) {
-            schedules.push(planned);
+    // Each schedule's identity keys its slots: two with one identity would share them.
+    let mut identities: Vec<(String, usize)> = Vec::new();
+    for (i, (sched_at, raw_schedule)) in raw_schedules.iter().enumerate() {
+        let Some(planned) = planned_schedule(report, sched_at, raw_schedule) else {
+            continue;
+        };
+        if let Some((_, first)) = identities.iter().find(|(id, _)| *id == planned.id) {
+            let slugged = raw_schedule
+                .slug
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty());
+            let (where_, same, help) = if slugged {
+                (
+                    pointer(sched_at, "slug"),
+                    "slug",
+                    "give each schedule its own `slug`",
+                )
+            } else {
+                (
+                    sched_at.clone(),
+                    "timing and parameters",
+                    "remove one of them, or tell them apart by `parameters` or a `slug`",
+                )
+            };
+            report.error(
+                &where_,
+                false,
+                Code::DuplicateSchedule,
+                format!("this schedule has the same {same} as schedule {} of this deployment: both would claim the same slots, and only one would fire", first + 1),
+                Some(help.into()),
+            );
+            continue;
         }
+        identities.push((planned.id.clone(), i));
+        schedules.push(planned);
     }
     let parameter_schema = parameter_schema(report, at, &raw, &parameters, &raw_schedules);
 
@@ -416,25 +447,59 @@ fn planned_schedule(
             return None;
         }
     };
+    // The timing alone: what the cursor was planned for. A schedule whose timing changes
+    // under the same identity (a slug) is planned anew from the commit that changed it.
+    let timing = format!(
+        "{kind}\0{expression}\0{tz}\0{day_or}\0{}",
+        raw.anchor_date.as_deref().unwrap_or_default()
+    );
+    let fingerprint = short_digest(&timing);
     let id = match raw.slug.as_deref().map(str::trim) {
         Some(slug) if !slug.is_empty() => slug.to_string(),
         _ => {
-            let identity = format!(
-                "{kind}\0{expression}\0{tz}\0{day_or}\0{}",
-                raw.anchor_date.as_deref().unwrap_or_default()
-            );
-            let digest = Sha256::digest(identity.as_bytes());
-            let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-            format!("{kind}-{hex}")
+            // Parameters tell apart schedules of one timing (`region: eu` and `region: us`);
+            // `active` does not, so pausing a schedule keeps its identity and cursor.
+            let parameters = canonical(&Json::Object(raw.parameters.clone().unwrap_or_default()));
+            format!(
+                "{kind}-{}",
+                short_digest(&format!("{timing}\0{parameters}"))
+            )
         }
     };
     Some(PlannedSchedule {
         id,
+        fingerprint,
         description: format!("{kind} {expression} ({tz})"),
         schedule,
         active: raw.active.unwrap_or(true),
         parameters: raw.parameters.clone().unwrap_or_default(),
     })
+}
+
+/// JSON text with object keys sorted, so that key order does not change an identity.
+fn canonical(value: &Json) -> String {
+    match value {
+        Json::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Json::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The first 6 bytes of a SHA-256, in hex: a stable, short identity.
+fn short_digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks the defaults and every schedule's merged parameters against

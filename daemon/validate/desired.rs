@@ -78,6 +78,9 @@ pub enum PullStep {
 pub struct PlannedSchedule {
     /// `slug`, else a stable hash of what the schedule means (never its list position).
     pub id: String,
+    /// A digest of the timing (kind, expression, zone, day_or, anchor): the cursor
+    /// remembers it, and a schedule whose timing changed is planned anew from now.
+    pub fingerprint: String,
     /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
     pub description: String,
     pub schedule: Schedule,
