@@ -5,11 +5,7 @@ use std::time::Duration;
 
 use sundial::store::{RunState, Trigger};
 
-use crate::support::daemon::{soon, wait_until, Daemon, GitRepo};
-
-fn manifest(name: &str, command: &str, schedule: &str, extra: &str) -> String {
-    format!("deployments:\n  - name: {name}\n    work_pool:\n      job_variables:\n        command: {command}\n    schedules:\n      - {schedule}\n{extra}")
-}
+use crate::support::daemon::{manifest, soon, wait_until, Daemon, GitRepo};
 
 #[test]
 fn a_job_failing_twice_then_succeeding_is_retried_with_its_delays() {

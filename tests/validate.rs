@@ -470,3 +470,22 @@ fn check_jsonschema_accepts_the_examples_and_rejects_a_typo() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn two_schedules_with_one_identity_are_an_error_at_the_second() {
+    // Same slug: the second would share the first's slots and never fire.
+    let slugs = format!("{GOOD}    schedules:\n      - cron: \"0 9 * * *\"\n        slug: daily\n      - cron: \"0 18 * * *\"\n        slug: daily\n");
+    assert_eq!(one_error(&slugs), e("duplicate-schedule", 8, 15));
+    // Same timing and parameters, no slug.
+    let same = format!("{GOOD}    schedules:\n      - interval: 60\n        parameters: {{region: eu}}\n      - interval: 60\n        parameters: {{region: eu}}\n");
+    assert_eq!(one_error(&same), e("duplicate-schedule", 7, 9));
+    // Parameters tell two schedules of one timing apart, whatever their key order.
+    let apart = format!("{GOOD}    schedules:\n      - interval: 60\n        parameters: {{region: eu, n: 1}}\n      - interval: 60\n        parameters: {{region: us, n: 1}}\n");
+    assert_eq!(errors(&apart), vec![]);
+    let reordered = format!("{GOOD}    schedules:\n      - interval: 60\n        parameters: {{region: eu, n: 1}}\n      - interval: 60\n        parameters: {{n: 1, region: eu}}\n");
+    assert_eq!(one_error(&reordered), e("duplicate-schedule", 7, 9));
+    let project = Project::new().file("prefect.yaml", &slugs);
+    project.run(&["validate", "prefect.yaml"]).code(1).stdout_has(
+        "error[duplicate-schedule]: this schedule has the same slug as schedule 1 of this deployment: both would claim the same slots, and only one would fire",
+    ).stdout_has("= help: give each schedule its own `slug`");
+}

@@ -33,6 +33,12 @@ pub fn soon(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A manifest of one deployment: `command`, one schedule (`schedule` is its first line;
+/// more lines indented by 8), and `extra` deployment keys (indented by 4).
+pub fn manifest(name: &str, command: &str, schedule: &str, extra: &str) -> String {
+    format!("deployments:\n  - name: {name}\n    work_pool:\n      job_variables:\n        command: {command}\n    schedules:\n      - {schedule}\n{extra}")
+}
+
 /// Waits until the wall clock has passed `instant` (the condition *is* time passing).
 pub fn wait_for_wall_time(instant: chrono::DateTime<chrono::Utc>) {
     wait_until(Duration::from_secs(120), "the wall clock", || {
@@ -120,17 +126,29 @@ impl Daemon {
         daemon
     }
 
+    /// Starts the daemon. Without `listen` it binds port 0 itself (no port is handed over
+    /// from a closed socket, which another process could take meanwhile) and the address
+    /// is read from the `url` file it writes.
     fn spawn(repo: &Path, state_dir: &Path, listen: Option<String>, extra: &[&str]) -> Daemon {
-        let listen = listen.unwrap_or_else(|| {
-            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap().to_string()
-        });
+        let fixed = listen.is_some();
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:0".to_string());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(state_dir.join("daemon.log"))
             .unwrap();
-        let child = sundial()
+        let mut command = sundial();
+        // Nothing of the caller's environment configures the daemon under test.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("SUNDIAL_") || name == "NOTIFY_SOCKET" || name == "JOURNAL_STREAM" {
+                command.env_remove(&*name);
+            }
+        }
+        if !fixed {
+            let _ = std::fs::remove_file(state_dir.join("url"));
+        }
+        let child = command
             .args(["daemon", "--repo"])
             .arg(repo)
             .arg("--state-dir")
@@ -144,15 +162,27 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .expect("start the daemon");
-        Daemon {
+        // Killed on drop from here on, even if waiting for its address fails.
+        let mut daemon = Daemon {
             child: Some(child),
             url: format!("http://{listen}"),
             state_dir: state_dir.to_path_buf(),
-            listen,
+            listen: listen.clone(),
             repo: repo.to_path_buf(),
             extra: extra.iter().map(|a| a.to_string()).collect(),
             _state: None,
+        };
+        if !fixed {
+            let url = wait_until(Duration::from_secs(30), "the daemon's url file", || {
+                let text = std::fs::read_to_string(state_dir.join("url")).ok()?;
+                let url = text.trim();
+                (url.starts_with("http://") && url.rsplit(':').next()? != "0")
+                    .then(|| url.to_string())
+            });
+            daemon.listen = url.trim_start_matches("http://").to_string();
+            daemon.url = url;
         }
+        daemon
     }
 
     #[track_caller]
@@ -172,6 +202,13 @@ impl Daemon {
     /// Starts the daemon again on the same state directory and address.
     #[track_caller]
     pub fn restart(&mut self) {
+        self.restart_unready();
+        self.wait_ready();
+    }
+
+    /// Starts the daemon again like [`Daemon::restart`], without waiting until it is
+    /// ready (for a start that cannot apply a commit).
+    pub fn restart_unready(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Daemon::spawn(
             &self.repo,
@@ -180,7 +217,11 @@ impl Daemon {
             &extra,
         );
         self.child = next.child.take();
-        self.wait_ready();
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and returns the exit code.

@@ -1,0 +1,624 @@
+//! The engine's invariants under restarts, edits and escapes, each test named after what
+//! once broke (issue 18's list and issue 12's state lock and escaped processes): the real
+//! daemon, real git repositories, real processes. Every wait polls with a deadline.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sundial::store::{Run, RunState, Trigger};
+
+use crate::support::daemon::{manifest, soon, wait_for_wall_time, wait_until, Daemon, GitRepo};
+use crate::support::sundial;
+
+/// Waits until the daemon has applied `sha`.
+#[track_caller]
+fn applied(daemon: &Daemon, sha: &str) {
+    wait_until(Duration::from_secs(20), "the commit applied", || {
+        (daemon.json("/api/status")["commit"] == sha).then_some(())
+    });
+}
+
+/// Waits until `deployment` has runs matching `cond`; returns them then. On time-out the
+/// panic shows the runs and the end of the daemon's log.
+#[track_caller]
+fn runs_when(
+    daemon: &Daemon,
+    deployment: &str,
+    within: Duration,
+    what: &str,
+    cond: impl Fn(&[Run]) -> bool,
+) -> Vec<Run> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let runs = daemon.stored_runs(deployment);
+        if cond(&runs) {
+            return runs;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = daemon.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "timed out after {within:?} waiting for {what}\nruns: {runs:#?}\nlog tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    sundial::runner::contain::alive(pid as u32)
+}
+
+/// Reads a pid a job wrote to `path`.
+#[track_caller]
+fn pid_in(path: &Path) -> i32 {
+    wait_until(Duration::from_secs(20), "the job's pid file", || {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+}
+
+#[test]
+fn a_retry_due_while_the_daemon_was_down_runs_after_the_restart() {
+    let repo = GitRepo::new();
+    let once = "import os, sys\nsys.exit(0 if os.environ['SUNDIAL_ATTEMPT'] == '2' else 1)\n";
+    let text = manifest(
+        "once",
+        "python3 once.py",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    retries: 1\n    retry_delay_seconds: 2\n",
+    );
+    repo.commit(
+        &[
+            ("once.py", Some(once)),
+            ("deployments/once.yaml", Some(&text)),
+        ],
+        "once",
+    );
+    let mut daemon = Daemon::start(repo.path());
+    let runs = runs_when(
+        &daemon,
+        "once",
+        Duration::from_secs(30),
+        "the retry row",
+        |runs| runs.iter().any(|r| r.state == RunState::AwaitingRetry),
+    );
+    daemon.kill_9();
+    let retry = runs.iter().find(|r| r.attempt == 2).unwrap();
+    wait_for_wall_time(retry.not_before.unwrap() + chrono::Duration::seconds(1));
+    daemon.restart();
+    let runs = runs_when(
+        &daemon,
+        "once",
+        Duration::from_secs(30),
+        "attempt 2 to end",
+        |runs| runs.iter().any(|r| r.attempt == 2 && r.state.is_final()),
+    );
+    let second = runs.iter().find(|r| r.attempt == 2).unwrap();
+    assert_eq!(
+        (second.state, second.trigger, second.reason.as_deref()),
+        (
+            RunState::Completed,
+            Trigger::Retry,
+            Some("after attempt 1 ended Failed")
+        ),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn a_slugged_schedule_whose_timing_changes_is_armed_anew() {
+    let repo = GitRepo::new();
+    let hourly = manifest(
+        "slugged",
+        "echo ok",
+        &format!(
+            "interval: 3600\n        slug: main\n        anchor_date: \"{}\"",
+            soon(1800)
+        ),
+        "",
+    );
+    let first = repo.commit(&[("deployments/s.yaml", Some(&hourly))], "hourly");
+    let daemon = Daemon::start(repo.path());
+    applied(&daemon, &first);
+    let every_second = manifest("slugged", "echo ok", "interval: 1\n        slug: main", "");
+    repo.commit(
+        &[("deployments/s.yaml", Some(&every_second))],
+        "every second",
+    );
+    // Before the fix the old fire time, half an hour away, stayed armed.
+    runs_when(
+        &daemon,
+        "slugged",
+        Duration::from_secs(20),
+        "a run of the new timing",
+        |runs| runs.iter().any(|r| r.state == RunState::Completed),
+    );
+}
+
+#[test]
+fn a_changed_timing_does_not_catch_up_slots_from_before_the_change() {
+    let repo = GitRepo::new();
+    let anchor: DateTime<Utc> = soon(2).parse().unwrap();
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let text = |anchor: DateTime<Utc>| {
+        manifest(
+            "moved",
+            "echo ok",
+            &format!(
+                "interval: 3600\n        slug: daily\n        anchor_date: \"{}\"",
+                at(anchor)
+            ),
+            "    catchup: all\n",
+        )
+    };
+    repo.commit(&[("deployments/m.yaml", Some(&text(anchor)))], "first");
+    let daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "moved",
+        Duration::from_secs(30),
+        "the first slot",
+        |runs| !runs.is_empty(),
+    );
+    // The new timing has a slot 2 s after the first one, already past when it is applied:
+    // like `0 10 * * *` changed to `0 9 * * *` at 09:30, it must not be due.
+    let moved = anchor + chrono::Duration::seconds(2);
+    wait_for_wall_time(moved + chrono::Duration::seconds(1));
+    let sha = repo.commit(&[("deployments/m.yaml", Some(&text(moved)))], "moved");
+    applied(&daemon, &sha);
+    let runs = daemon.stored_runs("moved");
+    let slots: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
+    assert_eq!(slots, vec![Some(anchor)], "{runs:?}");
+}
+
+#[test]
+fn a_deployment_removed_and_added_back_does_not_catch_up_its_absence() {
+    let repo = GitRepo::new();
+    let text = manifest("returning", "echo ok", "interval: 1", "    catchup: all\n");
+    repo.commit(&[("deployments/r.yaml", Some(&text))], "add");
+    let daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "returning",
+        Duration::from_secs(30),
+        "a run",
+        |runs| runs.iter().any(|r| r.state == RunState::Completed),
+    );
+    let removed = repo.commit(&[("deployments/r.yaml", None)], "remove");
+    applied(&daemon, &removed);
+    let gone_from = Utc::now() + chrono::Duration::seconds(1);
+    wait_for_wall_time(gone_from + chrono::Duration::seconds(4));
+    let back_at = Utc::now();
+    let back = repo.commit(&[("deployments/r.yaml", Some(&text))], "add back");
+    applied(&daemon, &back);
+    let during: Vec<Run> = daemon
+        .stored_runs("returning")
+        .into_iter()
+        .filter(|r| {
+            r.scheduled_for
+                .is_some_and(|t| t > gone_from && t < back_at)
+        })
+        .collect();
+    assert!(
+        during.is_empty(),
+        "slots of the absence got rows: {during:?}"
+    );
+}
+
+#[test]
+fn two_schedules_that_differ_only_in_parameters_both_fire() {
+    let repo = GitRepo::new();
+    let text = "deployments:\n  - name: regions\n    work_pool:\n      job_variables:\n        command: \"true\"\n    schedules:\n      - interval: 1\n        parameters: {region: eu}\n      - interval: 1\n        parameters: {region: us}\n";
+    repo.commit(&[("deployments/r.yaml", Some(text))], "regions");
+    let daemon = Daemon::start(repo.path());
+    let runs = runs_when(
+        &daemon,
+        "regions",
+        Duration::from_secs(30),
+        "both regions",
+        |runs| {
+            ["eu", "us"]
+                .iter()
+                .all(|region| runs.iter().any(|r| r.parameters["region"] == *region))
+        },
+    );
+    let ids: std::collections::BTreeSet<_> = runs.iter().map(|r| r.schedule_id.clone()).collect();
+    assert_eq!(ids.len(), 2, "two identities: {ids:?}");
+}
+
+#[test]
+fn queued_runs_keep_slot_order_across_a_restart() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "queued",
+        "sleep 2",
+        "interval: 1",
+        "    concurrency_limit: 1\n    catchup: latest\n",
+    );
+    repo.commit(&[("deployments/q.yaml", Some(&text))], "queued");
+    let mut daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "queued",
+        Duration::from_secs(30),
+        "three queued runs",
+        |runs| runs.iter().filter(|r| r.state == RunState::Pending).count() >= 3,
+    );
+    daemon.kill_9();
+    let restarted = Utc::now();
+    daemon.restart();
+    let runs = runs_when(
+        &daemon,
+        "queued",
+        Duration::from_secs(40),
+        "four starts after the restart",
+        |runs| {
+            runs.iter()
+                .filter(|r| r.started_at.is_some_and(|t| t > restarted))
+                .count()
+                >= 4
+        },
+    );
+    let mut started: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.started_at.is_some_and(|t| t > restarted))
+        .collect();
+    started.sort_by_key(|r| r.started_at);
+    let order: Vec<_> = started.iter().map(|r| r.scheduled_for).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(
+        order, sorted,
+        "a later slot overtook a queued one: {started:?}"
+    );
+}
+
+#[test]
+fn a_queued_run_started_after_a_new_commit_runs_that_commits_definition_and_checkout() {
+    let repo = GitRepo::new();
+    let anchor = soon(2);
+    let text = |script: &str| {
+        manifest(
+            "moving",
+            &format!("sh {script}"),
+            &format!("interval: 3600\n        anchor_date: \"{anchor}\""),
+            "    concurrency_limit: 1\n",
+        )
+    };
+    repo.commit(
+        &[
+            ("one.sh", Some("sleep 3\n")),
+            ("deployments/m.yaml", Some(&text("one.sh"))),
+        ],
+        "one",
+    );
+    let daemon = Daemon::start(repo.path());
+    let running = runs_when(
+        &daemon,
+        "moving",
+        Duration::from_secs(30),
+        "the slot running",
+        |runs| runs.iter().any(|r| r.state == RunState::Running),
+    );
+    let token = daemon.token();
+    let (code, body) = daemon.post("/api/deployments/moving/runs", "{}", Some(&token));
+    assert_eq!(code, 201, "{body}");
+    // The queued run waits while `one.sh` is renamed `two.sh` and the command follows it.
+    let second = repo.commit(
+        &[
+            ("one.sh", None),
+            ("two.sh", Some("echo two\n")),
+            ("deployments/m.yaml", Some(&text("two.sh"))),
+        ],
+        "two",
+    );
+    applied(&daemon, &second);
+    let runs = runs_when(
+        &daemon,
+        "moving",
+        Duration::from_secs(30),
+        "the queued run to end",
+        |runs| runs.len() == 2 && runs.iter().all(|r| r.state.is_final()),
+    );
+    let queued = runs.iter().find(|r| r.id != running[0].id).unwrap();
+    assert_eq!(queued.trigger, Trigger::Manual);
+    assert_eq!(
+        (queued.state, queued.commit.as_str()),
+        (RunState::Completed, second.as_str()),
+        "log: {}",
+        daemon.run_log(queued.id)
+    );
+    assert!(daemon.run_log(queued.id).contains("two"));
+}
+
+#[test]
+fn a_run_whose_pid_was_never_recorded_is_ended_at_restart_before_its_retry() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let pid_file = marks.path().join("job.pid");
+    // Each attempt appends "start" and, unless ended, "end": overlapping attempts would
+    // show two starts in a row.
+    let job = format!(
+        "echo $$ > {pid}; echo start >> {log}; sleep 300; echo end >> {log}",
+        pid = pid_file.display(),
+        log = marks.path().join("attempts").display()
+    );
+    let text = manifest(
+        "lost",
+        &format!("sh -c '{job}'"),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    retries: 1\n    retry_delay_seconds: 0\n",
+    );
+    repo.commit(&[("deployments/l.yaml", Some(&text))], "lost");
+    let mut daemon = Daemon::start(repo.path());
+    let job_pid = pid_in(&pid_file);
+    daemon.kill_9();
+    // As if the daemon died between the spawn and recording the pid.
+    let db = rusqlite::Connection::open(daemon.state_dir.join("state.db")).unwrap();
+    db.execute("UPDATE runs SET pid = NULL", []).unwrap();
+    drop(db);
+    assert!(pid_alive(job_pid), "the job outlives a killed daemon");
+    std::fs::remove_file(&pid_file).unwrap();
+    daemon.restart();
+    let runs = runs_when(
+        &daemon,
+        "lost",
+        Duration::from_secs(30),
+        "the retry running",
+        |runs| {
+            runs.iter()
+                .any(|r| r.attempt == 2 && r.state == RunState::Running)
+        },
+    );
+    assert!(
+        !pid_alive(job_pid),
+        "the first attempt's process still runs"
+    );
+    assert_eq!(runs[0].state, RunState::Crashed);
+    assert_eq!(
+        runs[0].reason.as_deref(),
+        Some("ended at restart: the daemon had lost track of it")
+    );
+    let retry_pid = pid_in(&pid_file);
+    assert_ne!(retry_pid, job_pid);
+    let attempts = std::fs::read_to_string(marks.path().join("attempts")).unwrap();
+    assert_eq!(
+        attempts, "start\nstart\n",
+        "the first attempt ended, unfinished, before the retry began"
+    );
+}
+
+#[test]
+fn a_crashed_runs_retry_survives_a_stop_before_the_first_apply() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "durable",
+        "python3 -c 'import os,sys,time; time.sleep(300 if os.environ[\"SUNDIAL_ATTEMPT\"] == \"1\" else 0)'",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    retries: 1\n    retry_delay_seconds: 0\n",
+    );
+    repo.commit(&[("deployments/d.yaml", Some(&text))], "durable");
+    let mut daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "durable",
+        Duration::from_secs(30),
+        "attempt 1 running",
+        |runs| {
+            runs.iter()
+                .any(|r| r.state == RunState::Running && r.pid.is_some())
+        },
+    );
+    daemon.kill_9();
+    // The repository cannot be read at the next start, so no commit is applied before
+    // that daemon is stopped again.
+    let hidden = repo.path().with_extension("hidden");
+    std::fs::rename(repo.path().join(".git"), &hidden).unwrap();
+    daemon.restart_unready();
+    runs_when(
+        &daemon,
+        "durable",
+        Duration::from_secs(30),
+        "attempt 1 recorded Crashed",
+        |runs| runs.iter().any(|r| r.state == RunState::Crashed),
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    std::fs::rename(&hidden, repo.path().join(".git")).unwrap();
+    daemon.restart();
+    let runs = runs_when(
+        &daemon,
+        "durable",
+        Duration::from_secs(30),
+        "attempt 2 to end",
+        |runs| runs.iter().any(|r| r.attempt == 2 && r.state.is_final()),
+    );
+    let states: Vec<_> = runs.iter().map(|r| (r.attempt, r.state)).collect();
+    assert_eq!(states, [(1, RunState::Crashed), (2, RunState::Completed)]);
+}
+
+#[test]
+fn the_time_limit_bounds_pull_steps_and_the_command_together() {
+    let repo = GitRepo::new();
+    let text = format!(
+        "pull:\n- prefect.deployments.steps.run_shell_script:\n    script: sleep 3\ndeployments:\n- name: bounded\n  timeout_seconds: 4\n  work_pool:\n    job_variables:\n      command: sleep 3\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        soon(2)
+    );
+    repo.commit(&[("deployments/b.yaml", Some(&text))], "bounded");
+    let daemon = Daemon::start(repo.path());
+    let run = daemon.ended_run("bounded", Duration::from_secs(40));
+    assert_eq!(
+        run.state,
+        RunState::TimedOut,
+        "log: {}",
+        daemon.run_log(run.id)
+    );
+    let began = run.started_at.unwrap() - run.scheduled_for.unwrap();
+    assert!(
+        began < chrono::Duration::milliseconds(500),
+        "started_at is the attempt's start, not the command's: {began:?} late"
+    );
+    let lasted = run.ended_at.unwrap() - run.started_at.unwrap();
+    assert!(
+        lasted < chrono::Duration::milliseconds(5900),
+        "6 s of work ran under a 4 s limit: {lasted:?}"
+    );
+}
+
+#[test]
+fn a_paused_deployments_queued_runs_are_cancelled_not_started() {
+    let repo = GitRepo::new();
+    let text = |extra: &str| {
+        manifest(
+            "pausing",
+            "sleep 2",
+            "interval: 1",
+            &format!("    concurrency_limit: 1\n{extra}"),
+        )
+    };
+    repo.commit(&[("deployments/p.yaml", Some(&text("")))], "go");
+    let daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "pausing",
+        Duration::from_secs(30),
+        "queued runs",
+        |runs| runs.iter().filter(|r| r.state == RunState::Pending).count() >= 2,
+    );
+    let paused = repo.commit(
+        &[("deployments/p.yaml", Some(&text("    paused: true\n")))],
+        "pause",
+    );
+    applied(&daemon, &paused);
+    let paused_at = Utc::now();
+    let runs = runs_when(
+        &daemon,
+        "pausing",
+        Duration::from_secs(20),
+        "nothing running",
+        |runs| runs.iter().all(|r| r.state.is_final()),
+    );
+    let after: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.started_at.is_some_and(|t| t > paused_at))
+        .collect();
+    assert!(after.is_empty(), "runs started after the pause: {after:?}");
+    assert!(
+        runs.iter()
+            .any(|r| r.state == RunState::Cancelled
+                && r.reason.as_deref() == Some("deployment paused")),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_directory_exits_and_leaves_the_first_alone() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "steady",
+        "sleep 3",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    repo.commit(&[("deployments/s.yaml", Some(&text))], "steady");
+    let daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "steady",
+        Duration::from_secs(30),
+        "the job running",
+        |runs| runs.iter().any(|r| r.state == RunState::Running),
+    );
+    // The same directory through a symlink, on another port.
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("state");
+    std::os::unix::fs::symlink(&daemon.state_dir, &link).unwrap();
+    let url_before = std::fs::read_to_string(daemon.state_dir.join("url")).unwrap();
+    let out = sundial()
+        .args(["daemon", "--repo"])
+        .arg(repo.path())
+        .arg("--state-dir")
+        .arg(&link)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid = daemon.pid();
+    assert!(
+        stderr.contains(&format!("is in use by pid {pid} since ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(daemon.state_dir.join("url")).unwrap(),
+        url_before
+    );
+    let run = daemon.ended_run("steady", Duration::from_secs(20));
+    assert_eq!(run.state, RunState::Completed, "{run:?}");
+}
+
+/// A job that starts a `setsid` grandchild (out of its process group), records its pid,
+/// and exits at once.
+fn escaping_job(pid_file: &Path) -> String {
+    format!(
+        "sh -c 'setsid sh -c \"echo \\$\\$ > {}; exec sleep 300\" & sleep 1'",
+        pid_file.display()
+    )
+}
+
+#[test]
+fn a_setsid_escapee_is_ended_when_its_run_ends() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let pid_file = marks.path().join("escapee.pid");
+    let text = manifest(
+        "escaping",
+        &escaping_job(&pid_file),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    repo.commit(&[("deployments/e.yaml", Some(&text))], "escaping");
+    let daemon = Daemon::start(repo.path());
+    let escapee = pid_in(&pid_file);
+    let run = daemon.ended_run("escaping", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Completed);
+    assert!(!pid_alive(escapee), "the escapee outlived its run");
+    assert!(
+        daemon.run_log(run.id).contains(&format!(
+            "# sundial: the run left 1 process(es) outside its group: {escapee} (sleep)"
+        )),
+        "{}",
+        daemon.run_log(run.id)
+    );
+}
+
+#[test]
+fn an_escapee_that_outlived_a_killed_daemon_is_ended_at_restart() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let pid_file = marks.path().join("escapee.pid");
+    let text = manifest(
+        "orphaned",
+        &escaping_job(&pid_file).replace("sleep 1'", "sleep 300'"),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    repo.commit(&[("deployments/o.yaml", Some(&text))], "orphaned");
+    let mut daemon = Daemon::start(repo.path());
+    let escapee = pid_in(&pid_file);
+    daemon.kill_9();
+    assert!(pid_alive(escapee));
+    daemon.restart();
+    wait_until(Duration::from_secs(20), "the escapee ended", || {
+        (!pid_alive(escapee)).then_some(())
+    });
+    let run = daemon.ended_run("orphaned", Duration::from_secs(10));
+    assert_eq!(
+        (run.state, run.reason.as_deref()),
+        (
+            RunState::Crashed,
+            Some("ended at restart: the daemon had lost track of it")
+        )
+    );
+}
