@@ -15,5 +15,6 @@ mod next;
 mod policies;
 mod precommit;
 mod prefect;
+mod promises;
 mod systemd;
 mod validate;

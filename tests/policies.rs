@@ -206,10 +206,15 @@ fn cancel_new_records_overlapping_slots_as_cancelled() {
         .filter(|r| r.started_at.is_some() && r.state != RunState::Cancelled)
         .collect();
     started.sort_by_key(|r| r.started_at);
+    assert!(started.len() >= 2, "{runs:?}");
     for pair in started.windows(2) {
-        if let Some(ended) = pair[0].ended_at {
-            assert!(ended <= pair[1].started_at.unwrap(), "two ran at once");
-        }
+        // A run still going (no end) when the next started is an overlap too.
+        assert!(
+            pair[0]
+                .ended_at
+                .is_some_and(|ended| ended <= pair[1].started_at.unwrap()),
+            "two ran at once: {pair:?}"
+        );
     }
 }
 

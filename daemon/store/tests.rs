@@ -299,3 +299,21 @@ fn retention_keeps_the_newest_and_the_unfinished() {
         1
     );
 }
+
+#[test]
+fn the_database_is_wal_with_full_sync() {
+    let (_dir, store) = open();
+    let mode: String = store
+        .conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    let sync: i64 = store
+        .conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (mode.as_str(), sync),
+        ("wal", 2),
+        "WAL and synchronous=FULL (2)"
+    );
+}

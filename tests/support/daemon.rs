@@ -219,6 +219,18 @@ impl Daemon {
         self.child = next.child.take();
     }
 
+    /// Starts the daemon again with other extra flags (kept for later restarts).
+    #[track_caller]
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
+    /// Sends SIGINT (Ctrl-C) and returns the exit code.
+    pub fn interrupt(&mut self) -> Option<i32> {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -226,12 +238,12 @@ impl Daemon {
 
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
         let mut child = self.child.take().expect("running");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = wait_until(Duration::from_secs(30), "the daemon to exit", || {
             child.try_wait().unwrap()
         });

@@ -1,0 +1,380 @@
+//! The README's promises that had no test, each proven against the real daemon: inactive
+//! schedules, un-pausing without a flood, manual runs under the concurrency limit, retries
+//! of a timed-out attempt, retention, the stop, catch-up policies, `--branch`/`--remote`,
+//! errors in the daemon's log and the next fire time in the API.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sundial::store::{RunState, Trigger};
+
+use crate::support::daemon::{manifest, soon, wait_for_wall_time, wait_until, Daemon, GitRepo};
+use crate::support::git_ok;
+
+#[track_caller]
+fn applied(daemon: &Daemon, sha: &str) {
+    wait_until(Duration::from_secs(20), "the commit applied", || {
+        (daemon.json("/api/status")["commit"] == sha).then_some(())
+    });
+}
+
+#[test]
+fn an_inactive_schedule_records_skipped_and_the_api_shows_each_next_fire() {
+    let repo = GitRepo::new();
+    let anchor = soon(1800);
+    let text = format!(
+        "deployments:\n  - name: two\n    work_pool:\n      job_variables:\n        command: echo two\n    schedules:\n      - interval: 1\n        active: false\n      - interval: 3600\n        anchor_date: \"{anchor}\"\n"
+    );
+    repo.commit(&[("deployments/t.yaml", Some(&text))], "two");
+    let daemon = Daemon::start(repo.path());
+    let runs = wait_until(Duration::from_secs(20), "skipped slots", || {
+        let runs = daemon.stored_runs("two");
+        (runs.len() >= 2).then_some(runs)
+    });
+    assert!(
+        runs.iter()
+            .all(|r| r.state == RunState::Skipped && r.reason.as_deref() == Some("inactive")),
+        "{runs:?}"
+    );
+    let deployments = daemon.json("/api/deployments");
+    let schedules = deployments[0]["schedules"].as_array().unwrap();
+    let hourly = schedules.iter().find(|s| s["active"] == true).unwrap();
+    let next: DateTime<Utc> = hourly["next"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next, anchor.parse::<DateTime<Utc>>().unwrap());
+}
+
+#[test]
+fn un_pausing_starts_from_now_without_a_flood() {
+    let repo = GitRepo::new();
+    let text = |extra: &str| {
+        manifest(
+            "flood",
+            "echo hi",
+            "interval: 1",
+            &format!("    catchup: all\n{extra}"),
+        )
+    };
+    repo.commit(
+        &[("deployments/f.yaml", Some(&text("    paused: true\n")))],
+        "paused",
+    );
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(20), "paused slots", || {
+        (daemon.stored_runs("flood").len() >= 3).then_some(())
+    });
+    let resumed = repo.commit(&[("deployments/f.yaml", Some(&text("")))], "resume");
+    applied(&daemon, &resumed);
+    let resumed_at = Utc::now();
+    wait_until(Duration::from_secs(20), "runs after resuming", || {
+        let runs = daemon.stored_runs("flood");
+        (runs
+            .iter()
+            .filter(|r| r.state == RunState::Completed)
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let runs = daemon.stored_runs("flood");
+    assert!(
+        runs.iter().all(|r| r.trigger != Trigger::Catchup),
+        "{runs:?}"
+    );
+    let ran_paused: Vec<_> = runs
+        .iter()
+        .filter(|r| {
+            r.state != RunState::Skipped
+                && r.scheduled_for.unwrap() < resumed_at - chrono::Duration::seconds(1)
+        })
+        .collect();
+    assert!(
+        ran_paused.is_empty(),
+        "slots of the pause ran: {ran_paused:?}"
+    );
+}
+
+#[test]
+fn a_manual_run_waits_for_the_place_a_scheduled_run_holds() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "limited",
+        "sleep 2",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    concurrency_limit: 1\n",
+    );
+    repo.commit(&[("deployments/l.yaml", Some(&text))], "limited");
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "the slot running", || {
+        daemon
+            .stored_runs("limited")
+            .iter()
+            .any(|r| r.state == RunState::Running)
+            .then_some(())
+    });
+    let (code, body) = daemon.post("/api/deployments/limited/runs", "{}", Some(&daemon.token()));
+    assert_eq!(code, 201, "{body}");
+    let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(run["state"], "Pending", "{run}");
+    let runs = wait_until(Duration::from_secs(30), "both ended", || {
+        let runs = daemon.stored_runs("limited");
+        (runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Completed)).then_some(runs)
+    });
+    assert!(
+        runs[0].ended_at.unwrap() <= runs[1].started_at.unwrap(),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn a_timed_out_attempt_is_retried() {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "slow",
+        "sleep 30",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    timeout_seconds: 1\n    retries: 1\n    retry_delay_seconds: 0\n",
+    );
+    repo.commit(&[("deployments/s.yaml", Some(&text))], "slow");
+    let daemon = Daemon::start(repo.path());
+    let runs = wait_until(Duration::from_secs(40), "two timed-out attempts", || {
+        let runs = daemon.stored_runs("slow");
+        (runs.len() == 2 && runs.iter().all(|r| r.state.is_final())).then_some(runs)
+    });
+    let summary: Vec<_> = runs
+        .iter()
+        .map(|r| (r.attempt, r.state, r.trigger))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, RunState::TimedOut, Trigger::Schedule),
+            (2, RunState::TimedOut, Trigger::Retry)
+        ]
+    );
+}
+
+#[test]
+fn retention_keeps_the_newest_runs_and_deletes_the_others_logs() {
+    let repo = GitRepo::new();
+    let text = manifest("chatty", "echo hello", "interval: 1", "");
+    repo.commit(&[("deployments/c.yaml", Some(&text))], "chatty");
+    let mut daemon = Daemon::start(repo.path());
+    let runs = wait_until(Duration::from_secs(30), "five completed runs", || {
+        let runs = daemon.stored_runs("chatty");
+        (runs
+            .iter()
+            .filter(|r| r.state == RunState::Completed)
+            .count()
+            >= 5)
+            .then_some(runs)
+    });
+    assert_eq!(daemon.terminate(), Some(0));
+    let oldest = runs[0].id;
+    assert!(daemon.run_log(oldest).contains("hello"));
+    // Retention runs at start (then hourly).
+    daemon.restart_with(&["--keep-runs", "2"]);
+    let kept = wait_until(Duration::from_secs(10), "the oldest run pruned", || {
+        let kept = daemon.stored_runs("chatty");
+        kept.iter().all(|r| r.id != oldest).then_some(kept)
+    });
+    let finished = kept.iter().filter(|r| r.state.is_final()).count();
+    assert!(
+        finished <= 3,
+        "at most 2 kept, plus one that ended since: {kept:?}"
+    );
+    assert_eq!(
+        daemon.run_log(oldest),
+        "",
+        "the pruned run's log is deleted"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    // By age: everything finished before now is older than 0.0001 days (8.6 s) soon.
+    wait_for_wall_time(Utc::now() + chrono::Duration::seconds(9));
+    let cut = Utc::now() - chrono::Duration::seconds(9);
+    daemon.restart_with(&["--keep-days", "0.0001"]);
+    wait_until(
+        Duration::from_secs(10),
+        "runs older than 8.6 s pruned",
+        || {
+            let runs = daemon.stored_runs("chatty");
+            (!runs.iter().any(|r| r.ended_at.is_some_and(|t| t < cut))).then_some(())
+        },
+    );
+}
+
+#[test]
+fn sigint_stops_like_sigterm_and_nothing_new_starts_during_the_stop() {
+    let repo = GitRepo::new();
+    let stubborn = manifest(
+        "stubborn",
+        "sh -c 'trap \"\" TERM; sleep 60'",
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    let ticker = manifest("ticker", "echo tick", "interval: 1", "");
+    repo.commit(
+        &[
+            ("deployments/s.yaml", Some(&stubborn)),
+            ("deployments/t.yaml", Some(&ticker)),
+        ],
+        "two",
+    );
+    let mut daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "the stubborn job running", || {
+        daemon
+            .stored_runs("stubborn")
+            .iter()
+            .any(|r| r.state == RunState::Running)
+            .then_some(())
+    });
+    let asked = Utc::now();
+    assert_eq!(daemon.interrupt(), Some(0), "{}", daemon.log());
+    let stubborn = daemon.stored_runs("stubborn");
+    assert_eq!(
+        (stubborn[0].state, stubborn[0].reason.as_deref()),
+        (RunState::Cancelled, Some("shutdown"))
+    );
+    // It ignored SIGTERM for the 2 s grace; no tick started meanwhile.
+    let late: Vec<_> = daemon
+        .stored_runs("ticker")
+        .into_iter()
+        .filter(|r| {
+            r.started_at
+                .is_some_and(|t| t > asked + chrono::Duration::milliseconds(100))
+        })
+        .collect();
+    assert!(late.is_empty(), "runs started during the stop: {late:?}");
+}
+
+/// Runs `tick` every second with `catchup`, kills the daemon for 4 s, restarts it, and
+/// returns the runs whose slots fell in the downtime.
+fn downtime_runs(catchup: &str) -> Vec<sundial::store::Run> {
+    let repo = GitRepo::new();
+    let text = manifest(
+        "tick",
+        "echo tick",
+        "interval: 1",
+        &format!("    catchup: {catchup}\n    late_grace_seconds: 0.5\n"),
+    );
+    repo.commit(&[("deployments/t.yaml", Some(&text))], "tick");
+    let mut daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "a run", || {
+        daemon
+            .stored_runs("tick")
+            .iter()
+            .any(|r| r.state == RunState::Completed)
+            .then_some(())
+    });
+    daemon.kill_9();
+    let down = Utc::now();
+    wait_for_wall_time(down + chrono::Duration::seconds(4));
+    daemon.restart();
+    let up = Utc::now();
+    wait_until(Duration::from_secs(30), "the downtime settled", || {
+        let runs = daemon.stored_runs("tick");
+        let gap: Vec<_> = runs
+            .iter()
+            .filter(|r| {
+                r.scheduled_for.is_some_and(|t| {
+                    t > down + chrono::Duration::seconds(1) && t < up - chrono::Duration::seconds(1)
+                })
+            })
+            .cloned()
+            .collect();
+        (gap.len() >= 2 && gap.iter().all(|r| r.state.is_final())).then_some(gap)
+    })
+}
+
+#[test]
+fn catchup_latest_runs_the_newest_missed_slot_and_records_the_rest() {
+    let gap = downtime_runs("latest");
+    let ran: Vec<_> = gap
+        .iter()
+        .filter(|r| r.state != RunState::Skipped)
+        .collect();
+    assert!(
+        ran.len() <= 1,
+        "more than the newest missed slot ran: {gap:?}"
+    );
+    let skipped = gap
+        .iter()
+        .filter(|r| r.state == RunState::Skipped && r.reason.as_deref() == Some("missed"))
+        .count();
+    assert!(skipped >= 2 && skipped + ran.len() == gap.len(), "{gap:?}");
+}
+
+#[test]
+fn catchup_all_runs_every_missed_slot() {
+    let gap = downtime_runs("all");
+    assert!(
+        gap.iter().all(|r| r.state == RunState::Completed),
+        "{gap:?}"
+    );
+    let caught_up = gap.iter().filter(|r| r.trigger == Trigger::Catchup).count();
+    assert!(caught_up >= 2, "{gap:?}");
+}
+
+#[test]
+fn a_bad_commit_is_in_the_daemon_log_with_file_line_and_column() {
+    let repo = GitRepo::new();
+    let good = manifest("fine", "echo fine", "interval: 3600", "");
+    repo.commit(&[("deployments/f.yaml", Some(&good))], "good");
+    let daemon = Daemon::start(repo.path());
+    let bad = good.replace("interval: 3600", "cron: \"61 * * * *\"");
+    let sha = repo.commit(&[("deployments/f.yaml", Some(&bad))], "bad");
+    applied(&daemon, &sha);
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("deployments/f.yaml:7:15: ")),
+        "{log}"
+    );
+}
+
+#[test]
+fn branch_and_remote_deploy_what_they_name() {
+    // --branch: only the named branch's manifests run.
+    let repo = GitRepo::new();
+    repo.commit(&[("README.md", Some("main\n"))], "main");
+    git_ok(repo.path(), &["checkout", "-q", "-b", "deploy"]);
+    let text = manifest("branched", "echo b", "interval: 1", "");
+    let on_branch = repo.commit(&[("deployments/b.yaml", Some(&text))], "on deploy");
+    git_ok(repo.path(), &["checkout", "-q", "main"]);
+    let daemon = Daemon::start_with(repo.path(), &["--branch", "deploy"]);
+    applied(&daemon, &on_branch);
+    drop(daemon);
+
+    // --remote: the daemon fetches `origin` and deploys its branch, not the local one.
+    let origin = GitRepo::new();
+    origin.commit(&[("README.md", Some("origin\n"))], "first");
+    let clone_dir = tempfile::tempdir().unwrap();
+    let clone = clone_dir.path().join("clone");
+    git_ok(
+        clone_dir.path(),
+        &[
+            "clone",
+            "-q",
+            origin.path().to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let daemon = Daemon::start_with(&clone, &["--remote", "origin", "--branch", "main"]);
+    let pushed = origin.commit(
+        &[(
+            "deployments/r.yaml",
+            Some(&manifest("remote", "echo r", "interval: 1", "")),
+        )],
+        "remote",
+    );
+    applied(&daemon, &pushed);
+    wait_until(
+        Duration::from_secs(20),
+        "the fetched deployment to run",
+        || {
+            daemon
+                .stored_runs("remote")
+                .iter()
+                .any(|r| r.state == RunState::Completed)
+                .then_some(())
+        },
+    );
+}
