@@ -622,3 +622,55 @@ fn an_escapee_that_outlived_a_killed_daemon_is_ended_at_restart() {
         )
     );
 }
+
+#[test]
+fn a_downtime_longer_than_ten_thousand_slots_is_recorded_in_full() {
+    let repo = GitRepo::new();
+    let text = manifest("frequent", "echo hi", "interval: 1", "");
+    repo.commit(&[("deployments/f.yaml", Some(&text))], "frequent");
+    let mut daemon = Daemon::start(repo.path());
+    runs_when(
+        &daemon,
+        "frequent",
+        Duration::from_secs(30),
+        "a run",
+        |runs| runs.iter().any(|r| r.state == RunState::Completed),
+    );
+    daemon.kill_9();
+    // As if the daemon had been down for three hours: 10,800 one-second slots.
+    let db = rusqlite::Connection::open(daemon.state_dir.join("state.db")).unwrap();
+    let cursor: String = db
+        .query_row("SELECT last_slot FROM cursors", [], |r| r.get(0))
+        .unwrap();
+    let back = cursor.parse::<DateTime<Utc>>().unwrap() - chrono::Duration::hours(3);
+    db.execute(
+        "UPDATE cursors SET last_slot = ?1",
+        [back.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
+    )
+    .unwrap();
+    drop(db);
+    daemon.restart();
+    let runs = daemon.stored_runs("frequent");
+    let summary = runs
+        .iter()
+        .find(|r| {
+            r.reason
+                .as_deref()
+                .is_some_and(|t| t.starts_with("missed: "))
+        })
+        .unwrap_or_else(|| panic!("no summary row among {} rows", runs.len()));
+    let reason = summary.reason.as_deref().unwrap();
+    let count: i64 = reason["missed: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_after = back + chrono::Duration::seconds(1);
+    assert_eq!(summary.scheduled_for, Some(first_after), "{reason}");
+    // Every second from the rewound cursor to the newest slot: a row, or in the summary.
+    let newest = runs.iter().filter_map(|r| r.scheduled_for).max().unwrap();
+    let rows = runs.iter().filter(|r| r.id != summary.id).count() as i64;
+    assert!(count > 0, "{reason}");
+    assert_eq!(rows + count, (newest - back).num_seconds(), "{reason}");
+}
