@@ -12,6 +12,7 @@ mod dashboard;
 mod deployments;
 mod metrics;
 mod runs;
+pub mod serve;
 mod status;
 pub mod types;
 

@@ -99,6 +99,8 @@ pub struct Daemon {
     listen: String,
     repo: PathBuf,
     extra: Vec<String>,
+    /// The (soft, hard) open-file limit the daemon starts with, if set.
+    open_files: Option<(u64, u64)>,
     _state: Option<tempfile::TempDir>,
 }
 
@@ -112,15 +114,28 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra command-line flags.
     #[track_caller]
     pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_limited(repo, extra, None)
+    }
+
+    /// Like [`Daemon::start_with`], started with this (soft, hard) open-file limit
+    /// (`RLIMIT_NOFILE`, as `prlimit --nofile=SOFT:HARD` would set it).
+    #[track_caller]
+    pub fn start_limited(repo: &Path, extra: &[&str], open_files: Option<(u64, u64)>) -> Daemon {
         let state = tempfile::tempdir().expect("a state directory");
         let state_dir = state.path().to_path_buf();
-        let mut daemon = Daemon::spawn(repo, &state_dir, None, extra);
+        let mut daemon = Daemon::spawn(repo, &state_dir, None, extra, open_files);
         daemon._state = Some(state);
         daemon.wait_ready();
         daemon
     }
 
-    fn spawn(repo: &Path, state_dir: &Path, listen: Option<String>, extra: &[&str]) -> Daemon {
+    fn spawn(
+        repo: &Path,
+        state_dir: &Path,
+        listen: Option<String>,
+        extra: &[&str],
+        open_files: Option<(u64, u64)>,
+    ) -> Daemon {
         let listen = listen.unwrap_or_else(|| {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             socket.local_addr().unwrap().to_string()
@@ -130,7 +145,21 @@ impl Daemon {
             .append(true)
             .open(state_dir.join("daemon.log"))
             .unwrap();
-        let child = sundial()
+        let mut command = sundial();
+        if let Some((soft, hard)) = open_files {
+            // SAFETY: setrlimit is a single system call, safe between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command
             .args(["daemon", "--repo"])
             .arg(repo)
             .arg("--state-dir")
@@ -151,6 +180,7 @@ impl Daemon {
             listen,
             repo: repo.to_path_buf(),
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            open_files,
             _state: None,
         }
     }
@@ -178,6 +208,7 @@ impl Daemon {
             &self.state_dir,
             Some(self.listen.clone()),
             &extra,
+            self.open_files,
         );
         self.child = next.child.take();
         self.wait_ready();
@@ -306,6 +337,16 @@ impl Daemon {
     pub fn run_log(&self, id: i64) -> String {
         std::fs::read_to_string(self.state_dir.join("logs").join(format!("{id}.log")))
             .unwrap_or_default()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub fn listen(&self) -> &str {
+        &self.listen
     }
 
     pub fn log(&self) -> String {
