@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sundial::store::RunState;
 
-use crate::support::daemon::{wait_until, Daemon, GitRepo};
+use crate::support::daemon::{wait_until, Daemon, GitRepo, Setup};
 
 /// An every-second interval whose job ends at once.
 const TICK: &str = "deployments:\n  - name: tick\n    work_pool:\n      job_variables:\n        command: \"true\"\n    schedules:\n      - interval: 1\n";
@@ -44,7 +44,13 @@ fn half_sent_requests_past_the_open_file_limit_no_longer_crash_scheduled_runs() 
     allow_this_process(FLOOD as u64 + 200);
     let repo = GitRepo::new();
     repo.commit(&[("deployments/tick.yaml", Some(TICK))], "tick");
-    let daemon = Daemon::start_limited(repo.path(), &[], Some((1024, 1024)));
+    let daemon = Daemon::launch(
+        repo.path(),
+        Setup {
+            open_files: Some((1024, 1024)),
+            ..Setup::default()
+        },
+    );
     let pid = daemon.pid();
 
     // Any local user can do this: no token is needed to open a connection.
@@ -140,7 +146,13 @@ fn half_sent_requests_past_the_open_file_limit_no_longer_crash_scheduled_runs() 
 fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let repo = GitRepo::new();
     repo.commit(&[("deployments/tick.yaml", Some(TICK))], "tick");
-    let daemon = Daemon::start_limited(repo.path(), &[], Some((1024, 4096)));
+    let daemon = Daemon::launch(
+        repo.path(),
+        Setup {
+            open_files: Some((1024, 4096)),
+            ..Setup::default()
+        },
+    );
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
     let line = limits
         .lines()

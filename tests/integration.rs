@@ -10,6 +10,7 @@ mod client;
 mod croniter;
 mod daemon;
 mod dashboard;
+mod edges;
 mod fds;
 mod next;
 mod policies;

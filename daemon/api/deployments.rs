@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::types::{DeploymentJson, RunJson, TriggerJson};
-use super::{ask, read, ApiError, ApiState, Authorized};
+use super::types::{DeploymentJson, RunJson, TriggerJson, MAX_PARAMETERS_BYTES};
+use super::{ask, read, ApiError, ApiState, Authorized, MAX_BODY_BYTES};
 use crate::engine::request::TriggerError;
 use crate::engine::Request;
 
@@ -33,8 +34,14 @@ pub async fn trigger(
     _: Authorized,
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RunJson>), ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the request body is over {MAX_BODY_BYTES} bytes, the most the API reads"
+        )),
+        _ => ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text())),
+    })?;
     let body: TriggerJson = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerJson::default()
     } else {
@@ -44,6 +51,15 @@ pub async fn trigger(
             ))
         })?
     };
+    // The map serializes exactly as the run will receive it (compact JSON).
+    let size = serde_json::to_vec(&body.parameters).map_or(0, |json| json.len());
+    if size > MAX_PARAMETERS_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the parameters are {size} bytes as JSON, over the limit of {MAX_PARAMETERS_BYTES}: \
+             they reach the run in the SUNDIAL_PARAMETERS environment variable, which Linux \
+             limits to 128 KiB; pass large inputs another way (e.g. a path or URL as a parameter)"
+        )));
+    }
     let answer = ask(&state, |reply| Request::Trigger {
         deployment: name,
         parameters: body.parameters,

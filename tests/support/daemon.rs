@@ -91,6 +91,19 @@ impl GitRepo {
     }
 }
 
+/// How to start a daemon, beyond its repository.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Extra command-line flags.
+    pub extra: Vec<String>,
+    /// The (soft, hard) open-file limit (`RLIMIT_NOFILE`) it starts with, as
+    /// `prlimit --nofile=SOFT:HARD` would set it.
+    pub open_files: Option<(u64, u64)>,
+    /// Leave the state directory (`state/` in a temporary directory) for the daemon to
+    /// create.
+    pub fresh_state_dir: bool,
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Option<Child>,
@@ -98,9 +111,8 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     listen: String,
     repo: PathBuf,
-    extra: Vec<String>,
-    /// The (soft, hard) open-file limit the daemon starts with, if set.
-    open_files: Option<(u64, u64)>,
+    setup: Setup,
+    log_path: PathBuf,
     _state: Option<tempfile::TempDir>,
 }
 
@@ -108,22 +120,31 @@ impl Daemon {
     /// Starts the daemon on `repo` with a fresh state directory and waits until ready.
     #[track_caller]
     pub fn start(repo: &Path) -> Daemon {
-        Daemon::start_with(repo, &[])
+        Daemon::launch(repo, Setup::default())
     }
 
     /// Like [`Daemon::start`], with extra command-line flags.
     #[track_caller]
     pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
-        Daemon::start_limited(repo, extra, None)
+        Daemon::launch(
+            repo,
+            Setup {
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+                ..Setup::default()
+            },
+        )
     }
 
-    /// Like [`Daemon::start_with`], started with this (soft, hard) open-file limit
-    /// (`RLIMIT_NOFILE`, as `prlimit --nofile=SOFT:HARD` would set it).
+    /// Starts the daemon on `repo` as `setup` says and waits until ready.
     #[track_caller]
-    pub fn start_limited(repo: &Path, extra: &[&str], open_files: Option<(u64, u64)>) -> Daemon {
+    pub fn launch(repo: &Path, setup: Setup) -> Daemon {
         let state = tempfile::tempdir().expect("a state directory");
-        let state_dir = state.path().to_path_buf();
-        let mut daemon = Daemon::spawn(repo, &state_dir, None, extra, open_files);
+        let (state_dir, log_path) = if setup.fresh_state_dir {
+            (state.path().join("state"), state.path().join("daemon.log"))
+        } else {
+            (state.path().to_path_buf(), state.path().join("daemon.log"))
+        };
+        let mut daemon = Daemon::spawn(repo, &state_dir, log_path, None, setup);
         daemon._state = Some(state);
         daemon.wait_ready();
         daemon
@@ -132,9 +153,9 @@ impl Daemon {
     fn spawn(
         repo: &Path,
         state_dir: &Path,
+        log_path: PathBuf,
         listen: Option<String>,
-        extra: &[&str],
-        open_files: Option<(u64, u64)>,
+        setup: Setup,
     ) -> Daemon {
         let listen = listen.unwrap_or_else(|| {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -143,10 +164,10 @@ impl Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(state_dir.join("daemon.log"))
+            .open(&log_path)
             .unwrap();
         let mut command = sundial();
-        if let Some((soft, hard)) = open_files {
+        if let Some((soft, hard)) = setup.open_files {
             // SAFETY: setrlimit is a single system call, safe between fork and exec.
             unsafe {
                 command.pre_exec(move || {
@@ -165,7 +186,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen", &listen, "--poll-interval", "1", "--grace", "2"])
-            .args(extra)
+            .args(&setup.extra)
             .env("SUNDIAL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -179,8 +200,8 @@ impl Daemon {
             state_dir: state_dir.to_path_buf(),
             listen,
             repo: repo.to_path_buf(),
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-            open_files,
+            setup,
+            log_path,
             _state: None,
         }
     }
@@ -202,13 +223,12 @@ impl Daemon {
     /// Starts the daemon again on the same state directory and address.
     #[track_caller]
     pub fn restart(&mut self) {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Daemon::spawn(
             &self.repo,
             &self.state_dir,
+            self.log_path.clone(),
             Some(self.listen.clone()),
-            &extra,
-            self.open_files,
+            self.setup.clone(),
         );
         self.child = next.child.take();
         self.wait_ready();
@@ -350,7 +370,7 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.state_dir.join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 }
 
