@@ -31,6 +31,17 @@ if ! "$prefect_python" -c 'import prefect' 2>/dev/null; then
   python3 -m venv target/prefect-venv
   "$prefect_python" -m pip install --quiet --disable-pip-version-check prefect 'fastapi<0.116'
 fi
+# schemathesis in its own venv (pinned: a newer one may add checks), for the test that
+# fuzzes the live daemon's API from its OpenAPI document (tests/schemathesis.rs).
+schemathesis_version=4.32.5
+schemathesis=target/schemathesis-venv/bin/schemathesis
+if ! "$schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+  echo "installing schemathesis $schemathesis_version into target/schemathesis-venv from PyPI" >&2
+  mkdir -p target
+  python3 -m venv target/schemathesis-venv
+  target/schemathesis-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$schemathesis_version"
+fi
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

@@ -16,5 +16,6 @@ mod next;
 mod policies;
 mod precommit;
 mod prefect;
+mod schemathesis;
 mod systemd;
 mod validate;

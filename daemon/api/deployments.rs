@@ -30,6 +30,30 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJs
     ))
 }
 
+/// A trigger body: a JSON object (serde would also take `[]` for a struct) with only
+/// `parameters`, an object.
+fn parse_trigger(body: &[u8]) -> Result<TriggerJson, ApiError> {
+    let refuse = |detail: String| {
+        ApiError::BadRequest(format!(
+            "the body must be a JSON object like {{\"parameters\": {{...}}}}: {detail}"
+        ))
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
+    let kind = match value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(refuse(format!("got {kind}")));
+    }
+    serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
+}
+
 pub async fn trigger(
     _: Authorized,
     State(state): State<ApiState>,
@@ -42,14 +66,12 @@ pub async fn trigger(
         )),
         _ => ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text())),
     })?;
-    let body: TriggerJson = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body at all means no overrides; anything else must be the JSON object (white
+    // space alone is not JSON).
+    let body = if body.is_empty() {
         TriggerJson::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body must be JSON like {{\"parameters\": {{...}}}}: {e}"
-            ))
-        })?
+        parse_trigger(&body)?
     };
     // The map serializes exactly as the run will receive it (compact JSON).
     let size = serde_json::to_vec(&body.parameters).map_or(0, |json| json.len());

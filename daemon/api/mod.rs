@@ -206,6 +206,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query<T>`, refused with a JSON [`ApiError::BadRequest`] instead of axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(query)) => Ok(ApiQuery(query)),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                Err(ApiError::BadRequest(format!(
+                    "the query string is not valid: {detail} (see /api/openapi.json)"
+                )))
+            }
+        }
+    }
+}
+
+/// The `{id}` of a `/api/runs/{id}` path; one that is not an integer is a JSON 400.
+pub struct RunId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        text.parse().map(RunId).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{text}` is not a run id: give an integer from 1 to {}",
+                i64::MAX
+            ))
+        })
+    }
+}
+
 /// Proof that a request carried the right bearer token; take it as a handler argument.
 pub struct Authorized;
 
