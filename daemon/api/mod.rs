@@ -60,20 +60,25 @@ pub struct ApiState {
 }
 
 /// Read-only connections to the state database, reused across requests (opening one per
-/// request re-reads the schema and costs a file open each time).
+/// request re-reads the schema and costs a file open each time). At most
+/// [`Readers::MAX_BUSY`] are open at once (each holds three descriptors: the database, its
+/// WAL and shared memory), however many connections the server holds; more requests wait.
 #[derive(Clone)]
 pub struct Readers {
     path: PathBuf,
     idle: Arc<std::sync::Mutex<Vec<Store>>>,
+    busy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Readers {
     const MAX_IDLE: usize = 4;
+    const MAX_BUSY: usize = 8;
 
     pub fn new(path: PathBuf) -> Readers {
         Readers {
             path,
             idle: Arc::default(),
+            busy: Arc::new(tokio::sync::Semaphore::new(Readers::MAX_BUSY)),
         }
     }
 
@@ -306,7 +311,9 @@ async fn read<T: Send + 'static>(
     db: Readers,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let busy = db.busy.clone().acquire_owned().await;
     tokio::task::spawn_blocking(move || {
+        let _busy = busy;
         let store = match db.idle().pop() {
             Some(store) => store,
             None => Store::open_read_only(&db.path)?,
