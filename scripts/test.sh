@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI; git, systemd-analyze and chromium from apt), then checks
+# missing (Python tools from PyPI into venvs under target/; git, systemd-analyze and
+# chromium from apt), then checks
 # formatting and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_python=()
-command -v pre-commit >/dev/null || need_python+=(pre-commit)
-command -v check-jsonschema >/dev/null || need_python+=(check-jsonschema)
-python3 -c 'import croniter' 2>/dev/null || need_python+=(croniter)
-if ((${#need_python[@]})); then
-  echo "installing ${need_python[*]} from PyPI" >&2
-  python3 -m pip install --quiet --disable-pip-version-check "${need_python[@]}"
-  command -v pyenv >/dev/null && pyenv rehash
-  hash -r
+# Python tools in a venv under target/ (never the system Python): pre-commit and
+# check-jsonschema for the validate tests, croniter for the cron cross-check. Its bin/
+# comes first on PATH, so `python3` in the tests is that venv's (a stock Python).
+tools=target/tools-venv
+if ! "$tools/bin/python" -c 'import croniter' 2>/dev/null \
+  || [[ ! -x "$tools/bin/pre-commit" || ! -x "$tools/bin/check-jsonschema" ]]; then
+  echo "installing pre-commit, check-jsonschema and croniter into $tools from PyPI" >&2
+  mkdir -p target
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+    pre-commit check-jsonschema croniter
 fi
-export PATH="$PATH:$(python3 -m site --user-base)/bin"
+export PATH="$PWD/$tools/bin:$PATH"
 command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
 # systemd-analyze checks systemd/sundial.service (verify, security); no running systemd needed.
 command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
@@ -30,6 +33,17 @@ if ! "$prefect_python" -c 'import prefect' 2>/dev/null; then
   mkdir -p target
   python3 -m venv target/prefect-venv
   "$prefect_python" -m pip install --quiet --disable-pip-version-check prefect 'fastapi<0.116'
+fi
+# schemathesis in its own venv (pinned: a newer one may add checks), for the test that
+# fuzzes the live daemon's API from its OpenAPI document (tests/schemathesis.rs).
+schemathesis_version=4.32.5
+schemathesis=target/schemathesis-venv/bin/schemathesis
+if ! "$schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+  echo "installing schemathesis $schemathesis_version into target/schemathesis-venv from PyPI" >&2
+  mkdir -p target
+  python3 -m venv target/schemathesis-venv
+  target/schemathesis-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$schemathesis_version"
 fi
 
 cargo fmt --check

@@ -325,3 +325,52 @@ fn the_metrics_count_scheduled_runs_and_their_lateness() {
         "{metrics}"
     );
 }
+
+/// Found by schemathesis (issue 12): plain-text 400s, 400s the document did not list,
+/// `limit` above its maximum silently clamped, a trigger body `[]` accepted.
+#[test]
+fn bad_query_strings_and_run_ids_are_json_400s_and_limit_is_not_clamped() {
+    let (_repo, daemon) = start();
+    let token = daemon.token();
+    for (path, error) in [
+        (
+            "/api/runs?limit=1001",
+            "limit 1001 is out of range: give 1 to 1000 (and follow the `Link` header for more)",
+        ),
+        (
+            "/api/runs?limit=0",
+            "limit 0 is out of range: give 1 to 1000 (and follow the `Link` header for more)",
+        ),
+        (
+            "/api/runs?state=Failed&state=Failed",
+            "the query string is not valid: duplicate field `state` (see /api/openapi.json)",
+        ),
+        (
+            "/api/runs?before=99999999999999999999",
+            "the query string is not valid: before: number too large to fit in target type (see /api/openapi.json)",
+        ),
+        (
+            "/api/runs/abc",
+            "`abc` is not a run id: give an integer from 1 to 9223372036854775807",
+        ),
+        (
+            "/api/runs/1/logs?offset=-1",
+            "the query string is not valid: offset: invalid digit found in string (see /api/openapi.json)",
+        ),
+    ] {
+        let (code, body) = daemon.get(path);
+        assert_eq!((code, parse(&body)), (400, json!({ "error": error })), "{path}");
+    }
+    assert_eq!(daemon.post("/api/runs/abc/cancel", "", Some(&token)).0, 400);
+    // A negative `before` is an integer like any other: an empty page.
+    assert_eq!(daemon.get("/api/runs?before=-5"), (200, "[]".into()));
+    for body in ["[]", " ", "\"x\""] {
+        let (code, answer) = daemon.post("/api/deployments/quick/runs", body, Some(&token));
+        assert_eq!(code, 400, "{body:?}: {answer}");
+        let error = parse(&answer)["error"].as_str().unwrap().to_string();
+        assert!(
+            error.starts_with("the body must be a JSON object like {\"parameters\": {...}}"),
+            "{error}"
+        );
+    }
+}

@@ -161,8 +161,8 @@ fn cron_agrees_with_croniter() {
             return;
         }
         panic!(
-            "python3 cannot import croniter; run the project's test command (it does \
-             `pip install croniter`), or set SUNDIAL_SKIP_CRONITER=1 to skip this check"
+            "python3 cannot import croniter; run the project's test command (it installs \
+             croniter into target/tools-venv), or set SUNDIAL_SKIP_CRONITER=1 to skip this check"
         );
     }
     let cases = cases();

@@ -142,18 +142,18 @@ fn a_changed_timing_does_not_catch_up_slots_from_before_the_change() {
     let repo = GitRepo::new();
     let anchor: DateTime<Utc> = soon(2).parse().unwrap();
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let text = |anchor: DateTime<Utc>| {
+    let text = |every: u32, anchor: DateTime<Utc>| {
         manifest(
             "moved",
             "echo ok",
             &format!(
-                "interval: 3600\n        slug: daily\n        anchor_date: \"{}\"",
+                "interval: {every}\n        slug: daily\n        anchor_date: \"{}\"",
                 at(anchor)
             ),
             "    catchup: all\n",
         )
     };
-    repo.commit(&[("deployments/m.yaml", Some(&text(anchor)))], "first");
+    repo.commit(&[("deployments/m.yaml", Some(&text(6, anchor)))], "first");
     let daemon = Daemon::start(repo.path());
     runs_when(
         &daemon,
@@ -162,12 +162,14 @@ fn a_changed_timing_does_not_catch_up_slots_from_before_the_change() {
         "the first slot",
         |runs| !runs.is_empty(),
     );
-    // The new timing has a slot 2 s after the first one, already past when it is applied:
-    // like `0 10 * * *` changed to `0 9 * * *` at 09:30, it must not be due.
+    // The new timing has a slot 2 s after the first one, already past when it is applied
+    // at +3 s: like `0 10 * * *` changed to `0 9 * * *` at 09:30, it must never be due,
+    // neither now nor when the old timing would have fired next (+6 s).
     let moved = anchor + chrono::Duration::seconds(2);
-    wait_for_wall_time(moved + chrono::Duration::seconds(1));
-    let sha = repo.commit(&[("deployments/m.yaml", Some(&text(moved)))], "moved");
+    wait_for_wall_time(anchor + chrono::Duration::seconds(3));
+    let sha = repo.commit(&[("deployments/m.yaml", Some(&text(3600, moved)))], "moved");
     applied(&daemon, &sha);
+    wait_for_wall_time(anchor + chrono::Duration::seconds(7));
     let runs = daemon.stored_runs("moved");
     let slots: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
     assert_eq!(slots, vec![Some(anchor)], "{runs:?}");
@@ -247,6 +249,8 @@ fn queued_runs_keep_slot_order_across_a_restart() {
         |runs| runs.iter().filter(|r| r.state == RunState::Pending).count() >= 3,
     );
     daemon.kill_9();
+    // Slots come due while it is down: the newest must not overtake the queued ones.
+    wait_for_wall_time(Utc::now() + chrono::Duration::milliseconds(2500));
     let restarted = Utc::now();
     daemon.restart();
     let runs = runs_when(
@@ -535,16 +539,31 @@ fn a_second_daemon_on_the_same_state_directory_exits_and_leaves_the_first_alone(
     let link = link_dir.path().join("state");
     std::os::unix::fs::symlink(&daemon.state_dir, &link).unwrap();
     let url_before = std::fs::read_to_string(daemon.state_dir.join("url")).unwrap();
-    let out = sundial()
+    let err_path = link_dir.path().join("second.err");
+    let mut second = sundial()
         .args(["daemon", "--repo"])
         .arg(repo.path())
         .arg("--state-dir")
         .arg(&link)
         .args(["--listen", "127.0.0.1:0"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // "At once": a second daemon that starts instead is killed, and the test fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            break second.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
     let pid = daemon.pid();
     assert!(
         stderr.contains(&format!("is in use by pid {pid} since ")),

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::types::{DeploymentJson, RunJson, TriggerJson};
-use super::{ask, read, ApiError, ApiState, Authorized};
+use super::types::{DeploymentJson, RunJson, TriggerJson, MAX_PARAMETERS_BYTES};
+use super::{ask, read, ApiError, ApiState, Authorized, MAX_BODY_BYTES};
 use crate::engine::request::TriggerError;
 use crate::engine::Request;
 
@@ -29,21 +30,58 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJs
     ))
 }
 
+/// A trigger body: a JSON object (serde would also take `[]` for a struct) with only
+/// `parameters`, an object.
+fn parse_trigger(body: &[u8]) -> Result<TriggerJson, ApiError> {
+    let refuse = |detail: String| {
+        ApiError::BadRequest(format!(
+            "the body must be a JSON object like {{\"parameters\": {{...}}}}: {detail}"
+        ))
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
+    let kind = match value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(refuse(format!("got {kind}")));
+    }
+    serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
+}
+
 pub async fn trigger(
     _: Authorized,
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RunJson>), ApiError> {
-    let body: TriggerJson = if body.iter().all(u8::is_ascii_whitespace) {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the request body is over {MAX_BODY_BYTES} bytes, the most the API reads"
+        )),
+        _ => ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text())),
+    })?;
+    // No body at all means no overrides; anything else must be the JSON object (white
+    // space alone is not JSON).
+    let body = if body.is_empty() {
         TriggerJson::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body must be JSON like {{\"parameters\": {{...}}}}: {e}"
-            ))
-        })?
+        parse_trigger(&body)?
     };
+    // The map serializes exactly as the run will receive it (compact JSON).
+    let size = serde_json::to_vec(&body.parameters).map_or(0, |json| json.len());
+    if size > MAX_PARAMETERS_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the parameters are {size} bytes as JSON, over the limit of {MAX_PARAMETERS_BYTES}: \
+             they reach the run in the SUNDIAL_PARAMETERS environment variable, which Linux \
+             limits to 128 KiB; pass large inputs another way (e.g. a path or URL as a parameter)"
+        )));
+    }
     let answer = ask(&state, |reply| Request::Trigger {
         deployment: name,
         parameters: body.parameters,

@@ -5,13 +5,19 @@
 //! Handlers read the engine's published [`Status`] and open the store read-only; they
 //! never touch the engine's state. Triggers and cancels are [`Request`]s sent to the
 //! engine, which owns the runs. Mutating calls need `Authorization: Bearer <token>`
-//! ([`Authorized`]), compared in constant time. One [`ApiError`] picks every error status
-//! code.
+//! ([`Authorized`]; the scheme in any case, RFC 7235), compared in constant time. One
+//! [`ApiError`] picks every error status code.
+//!
+//! Every request first passes the `Host` check ([`host`], against DNS rebinding), and no
+//! request body is read past [`MAX_BODY_BYTES`]. How connections are served (timeouts,
+//! the connection cap) is [`serve`]'s.
 
 mod dashboard;
 mod deployments;
+mod host;
 mod metrics;
 mod runs;
+pub mod serve;
 mod status;
 pub mod types;
 
@@ -19,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +38,13 @@ use crate::engine::Request;
 use crate::store::{Store, StoreError};
 use types::ErrorJson;
 
+pub use host::{AllowedHosts, BadAllowedHost};
+
+/// The largest request body read; a larger one is refused with 413. The only body the
+/// API reads is a trigger's, whose parameters must fit in 128 KiB anyway
+/// ([`types::MAX_PARAMETERS_BYTES`]).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -42,23 +55,30 @@ pub struct ApiState {
     pub logs_dir: PathBuf,
     /// The bearer token mutating calls must present (`<state-dir>/token`).
     pub token: Arc<str>,
+    /// The `Host` names requests may carry.
+    pub hosts: Arc<AllowedHosts>,
 }
 
 /// Read-only connections to the state database, reused across requests (opening one per
-/// request re-reads the schema and costs a file open each time).
+/// request re-reads the schema and costs a file open each time). At most
+/// [`Readers::MAX_BUSY`] are open at once (each holds three descriptors: the database, its
+/// WAL and shared memory), however many connections the server holds; more requests wait.
 #[derive(Clone)]
 pub struct Readers {
     path: PathBuf,
     idle: Arc<std::sync::Mutex<Vec<Store>>>,
+    busy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Readers {
     const MAX_IDLE: usize = 4;
+    const MAX_BUSY: usize = 8;
 
     pub fn new(path: PathBuf) -> Readers {
         Readers {
             path,
             idle: Arc::default(),
+            busy: Arc::new(tokio::sync::Semaphore::new(Readers::MAX_BUSY)),
         }
     }
 
@@ -85,6 +105,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/", get(dashboard::index))
         .route("/runs/{id}", get(dashboard::run_page))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::check,
+        ))
         .with_state(state)
 }
 
@@ -94,9 +119,11 @@ pub fn read_token(state_dir: &Path) -> std::io::Result<String> {
     Ok(text.trim().to_string())
 }
 
-/// Writes `<state-dir>/url`, where the CLI finds the daemon it should talk to. An
-/// unspecified address (`0.0.0.0`) is written as the loopback address of its family.
+/// Writes `<state-dir>/url` (mode 0600), where the CLI finds the daemon it should talk to.
+/// An unspecified address (`0.0.0.0`) is written as the loopback address of its family.
 pub fn write_url_file(state_dir: &Path, listening: SocketAddr) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut addr = listening;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -104,7 +131,16 @@ pub fn write_url_file(state_dir: &Path, listening: SocketAddr) -> std::io::Resul
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    std::fs::write(state_dir.join("url"), format!("http://{addr}\n"))
+    let path = state_dir.join("url");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    // A file left by an older sundial keeps its mode when opened; make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(format!("http://{addr}\n").as_bytes())
 }
 
 /// Every way a request can fail, and its status code.
@@ -122,6 +158,11 @@ pub enum ApiError {
     Forbidden,
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A `Host` this daemon does not answer to (see [`host`]).
+    #[error("this daemon does not answer to the name in `Host: {0}` (a web page reaching it through a name of its own could read it: DNS rebinding); use its listen address or localhost, or start it with --allow-host NAME (SUNDIAL_ALLOW_HOSTS) for a name it should answer to")]
+    MisdirectedHost(String),
     /// Several problems at once, every one listed.
     #[error("{message}")]
     Unprocessable {
@@ -144,6 +185,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -168,6 +211,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query<T>`, refused with a JSON [`ApiError::BadRequest`] instead of axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(query)) => Ok(ApiQuery(query)),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                Err(ApiError::BadRequest(format!(
+                    "the query string is not valid: {detail} (see /api/openapi.json)"
+                )))
+            }
+        }
+    }
+}
+
+/// The `{id}` of a `/api/runs/{id}` path; one that is not an integer is a JSON 400.
+pub struct RunId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        text.parse().map(RunId).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{text}` is not a run id: give an integer from 1 to {}",
+                i64::MAX
+            ))
+        })
+    }
+}
+
 /// Proof that a request carried the right bearer token; take it as a handler argument.
 pub struct Authorized;
 
@@ -179,8 +268,7 @@ impl FromRequestParts<ApiState> for Authorized {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         if token_matches(presented, &state.token) {
             Ok(Authorized)
@@ -188,6 +276,16 @@ impl FromRequestParts<ApiState> for Authorized {
             Err(ApiError::Forbidden)
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched in any
+/// case (RFC 7235 section 2.1), and any amount of blank separates it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// Compares in time independent of where the two differ (their lengths are not secret).
@@ -213,7 +311,9 @@ async fn read<T: Send + 'static>(
     db: Readers,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let busy = db.busy.clone().acquire_owned().await;
     tokio::task::spawn_blocking(move || {
+        let _busy = busy;
         let store = match db.idle().pop() {
             Some(store) => store,
             None => Store::open_read_only(&db.path)?,
@@ -248,7 +348,23 @@ async fn ask<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::token_matches;
+    use super::{bearer_token, token_matches};
+
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        for value in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR  abc ",
+            "Bearer\tabc",
+        ] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearerabc", "Bearer ", "Bearer", "abc"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn a_token_matches_only_itself() {

@@ -4,14 +4,14 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::types::RunJson;
-use super::{ask, percent_encode, read, ApiError, ApiState, Authorized};
+use super::{ask, percent_encode, read, ApiError, ApiQuery, ApiState, Authorized, RunId};
 use crate::engine::{CancelError, Request};
 use crate::store::{RunFilter, RunState};
 
@@ -29,7 +29,7 @@ const MAX_LIMIT: usize = 1000;
 /// Newest first; a full page carries `Link: <...&before=ID>; rel="next"` for the next one.
 pub async fn list(
     State(state): State<ApiState>,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Response, ApiError> {
     let run_state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(text) => Some(RunState::parse(text).ok_or_else(|| {
@@ -41,11 +41,21 @@ pub async fn list(
         })?),
         None => None,
     };
+    let limit = match q.limit {
+        None => 50,
+        Some(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
+        Some(limit) => {
+            return Err(ApiError::BadRequest(format!(
+                "limit {limit} is out of range: give 1 to {MAX_LIMIT} (and follow the `Link` \
+                 header for more)"
+            )))
+        }
+    };
     let filter = RunFilter {
         deployment: q.deployment.filter(|d| !d.is_empty()),
         state: run_state,
         before: q.before,
-        limit: q.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
+        limit,
     };
     let next = next_link(&filter);
     let found = read(state.db, move |store| store.runs(&filter)).await?;
@@ -77,7 +87,7 @@ fn next_link(filter: &RunFilter) -> (String, usize) {
 
 pub async fn get(
     State(state): State<ApiState>,
-    Path(id): Path<i64>,
+    RunId(id): RunId,
 ) -> Result<Json<RunJson>, ApiError> {
     let found = read(state.db, move |store| store.run(id)).await?;
     found
@@ -94,8 +104,8 @@ pub struct LogsQuery {
 /// The run's log as plain text (empty while nothing is written yet).
 pub async fn logs(
     State(state): State<ApiState>,
-    Path(id): Path<i64>,
-    Query(q): Query<LogsQuery>,
+    RunId(id): RunId,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiError> {
     if read(state.db, move |store| store.run(id)).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run {id}")));
@@ -137,7 +147,7 @@ pub(super) fn read_log(path: &PathBuf, offset: u64, max: Option<u64>) -> Result<
 pub async fn cancel(
     _: Authorized,
     State(state): State<ApiState>,
-    Path(id): Path<i64>,
+    RunId(id): RunId,
 ) -> Result<(StatusCode, Json<RunJson>), ApiError> {
     match ask(&state, |reply| Request::Cancel { run: id, reply }).await? {
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(RunJson::from(&run)))),

@@ -85,6 +85,20 @@ pub struct DaemonArgs {
     /// priority-prefixed lines when stderr is the journal (`$JOURNAL_STREAM`).
     #[arg(long, env = "SUNDIAL_LOG_FORMAT", value_name = "F")]
     pub log_format: Option<LogFormat>,
+    /// A name the API also answers to in `Host:` (besides the listen address, localhost
+    /// and loopback addresses), optionally with `:PORT`; repeat for more. Others are
+    /// refused with 421, against DNS rebinding.
+    #[arg(
+        long = "allow-host",
+        env = "SUNDIAL_ALLOW_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+    /// Most HTTP connections served at once; more are answered 503 and closed at once.
+    /// Default: a quarter of the open-file limit, between 16 and 1024.
+    #[arg(long, env = "SUNDIAL_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,12 +110,25 @@ pub enum LogFormat {
 pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     let poll = seconds(args.poll_interval, "--poll-interval")?;
     let grace = seconds(args.grace, "--grace")?;
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("--state-dir: cannot create `{}`", args.state_dir.display()))?;
+    let hosts = api::AllowedHosts::new(args.listen, &args.allow_hosts)?;
+    if args.max_connections == Some(0) {
+        bail!("--max-connections 0: give at least 1");
+    }
+    let open_files = raise_open_file_limit();
+    create_state_dir(&args.state_dir)?;
     // Held until the daemon exits: nothing below runs beside another daemon's state.
     let _lock = super::state_lock::lock(&args.state_dir)?;
     ensure_token(&args.state_dir)?;
     init_logging(args.log_format);
+    warn_if_shared(&args.state_dir);
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| api::serve::max_connections_for(open_files.soft));
+    tracing::info!(
+        "open files: at most {} ({}); the API serves at most {max_connections} connections at once",
+        open_files.soft,
+        open_files.describe()
+    );
     let branch = match &args.branch {
         Some(b) => b.clone(),
         None => current_branch(&args.repo).unwrap_or_else(|| "main".into()),
@@ -115,7 +142,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, source, poll, grace))?;
+    let limits = api::serve::Limits::new(max_connections);
+    runtime.block_on(serve(args, source, poll, grace, limits, hosts))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,6 +152,8 @@ async fn serve(
     source: SourceConfig,
     poll: Duration,
     grace: Duration,
+    limits: api::serve::Limits,
+    hosts: api::AllowedHosts,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -141,6 +171,8 @@ async fn serve(
         args.state_dir.display(),
         args.listen
     );
+    let listening = listener.local_addr().unwrap_or(args.listen);
+    let hosts = hosts.listening_on(listening);
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (requests_tx, requests_rx) = mpsc::channel(64);
     let api_state = ApiState {
@@ -156,15 +188,21 @@ async fn serve(
                 )
             })?
             .into(),
+        hosts: hosts.into(),
     };
-    if let Ok(addr) = listener.local_addr() {
-        let _ = api::write_url_file(&args.state_dir, addr);
+    if let Err(e) = api::write_url_file(&args.state_dir, listening) {
+        tracing::warn!(
+            "cannot write {}: {e}; the CLI needs --url to find this daemon",
+            args.state_dir.join("url").display()
+        );
     }
-    let (stop_api_tx, mut stop_api_rx) = watch::channel(false);
-    let server = axum::serve(listener, api::router(api_state)).with_graceful_shutdown(async move {
-        let _ = stop_api_rx.wait_for(|stop| *stop).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let (stop_api_tx, stop_api_rx) = watch::channel(false);
+    let server = tokio::spawn(api::serve::serve(
+        listener,
+        api::router(api_state),
+        limits,
+        stop_api_rx,
+    ));
 
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -223,12 +261,93 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// The open-file limit (`RLIMIT_NOFILE`) after [`raise_open_file_limit`].
+struct OpenFiles {
+    soft: u64,
+    /// The soft limit the daemon was started with, when it was raised.
+    raised_from: Option<u64>,
+    /// Why raising it failed, if it did.
+    failed: Option<nix::Error>,
+}
+
+impl OpenFiles {
+    fn describe(&self) -> String {
+        match (self.raised_from, self.failed) {
+            (Some(from), _) => format!("raised from {from} to the hard limit"),
+            (None, Some(e)) => format!("could not raise it to the hard limit: {e}"),
+            (None, None) => "the hard limit".into(),
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: systemd starts services with a soft
+/// limit of 1024, which the HTTP connections, runs, the store and git share. Never fails:
+/// the limit in force is what the connection cap is sized from.
+fn raise_open_file_limit() -> OpenFiles {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            return OpenFiles {
+                soft: 1024,
+                raised_from: None,
+                failed: Some(e),
+            }
+        }
+    };
+    if soft >= hard {
+        return OpenFiles {
+            soft,
+            raised_from: None,
+            failed: None,
+        };
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => OpenFiles {
+            soft: hard,
+            raised_from: Some(soft),
+            failed: None,
+        },
+        Err(e) => OpenFiles {
+            soft,
+            raised_from: None,
+            failed: Some(e),
+        },
+    }
+}
+
 /// The branch HEAD points at, when HEAD is a branch.
 fn current_branch(repo: &Path) -> Option<String> {
     let repo = git2::Repository::open(repo).ok()?;
     let head = repo.find_reference("HEAD").ok()?;
     let target = head.symbolic_target().ok()??;
     target.strip_prefix("refs/heads/").map(str::to_string)
+}
+
+/// Creates the state directory, and any missing parent, with mode 0700: it holds the
+/// token, the parameters and logs of every run. An existing directory keeps its mode.
+fn create_state_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("--state-dir: cannot create `{}`", dir.display()))
+}
+
+/// Warns when others may read the state directory (one made before sundial created it
+/// private, or by hand): its database and logs hold run parameters and output.
+fn warn_if_shared(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the state directory {} has mode {mode:o}: other users may read run parameters and logs; `chmod 700` it",
+                dir.display()
+            );
+        }
+    }
 }
 
 /// Creates `<state-dir>/token` (mode 0600) on first start; mutating API calls need it.

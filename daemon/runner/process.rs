@@ -357,7 +357,13 @@ fn open_log(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    // Mode 0600: a run's output may hold secrets.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Whether any live process is in group `pgid` (`kill(-pgid, 0)`); zombies waiting for a

@@ -8,7 +8,9 @@
 //!   daemon user's ssh keys, credential helpers and `insteadOf` rules apply.
 //! - Normal and bare repositories both work. A repository that is missing, empty, lacks
 //!   the branch or is damaged yields a typed [`SourceError`] whose message says what to
-//!   do; nothing here panics on bad repository contents. Opening is cheap, so a caller
+//!   do; nothing here panics on bad repository contents. A read that fails because the
+//!   process is out of file descriptors is [`SourceError::TooManyOpenFiles`], never
+//!   "damaged": the repository is fine and the next read may succeed. Opening is cheap, so a caller
 //!   whose open failed simply calls [`Repo::open`] again on its next attempt.
 //! - Inside a tree only blobs count: symlinks and submodules are skipped when reading
 //!   manifests, and nothing outside the tree is ever followed. Manifest files are read
@@ -72,6 +74,17 @@ pub enum SourceError {
     NotOwned { path: PathBuf },
     #[error("the git repository at {} is damaged: run `git fsck` there", repo.display())]
     Corrupt {
+        repo: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(
+        "cannot read the git repository at {}: the daemon has too many open files (its \
+         open-file limit is used up); the next poll tries again; raise the limit \
+         (LimitNOFILE= of the unit, `ulimit -n`) if this lasts",
+        repo.display()
+    )]
+    TooManyOpenFiles {
         repo: PathBuf,
         #[source]
         source: git2::Error,
@@ -165,12 +178,7 @@ impl Repo {
             Err(e) if e.code() == ErrorCode::Owner => {
                 return Err(SourceError::NotOwned { path: path.clone() })
             }
-            Err(source) => {
-                return Err(SourceError::Corrupt {
-                    repo: path.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(unreadable(path, source)),
         };
         Ok(Repo {
             git,
@@ -323,11 +331,35 @@ impl Repo {
     }
 
     fn corrupt(&self, source: git2::Error) -> SourceError {
+        unreadable(&self.config.repo, source)
+    }
+}
+
+/// A git2 error that is not one of the expected answers (not found, not owned): the
+/// process being out of file descriptors, or else damage.
+fn unreadable(repo: &Path, source: git2::Error) -> SourceError {
+    if is_out_of_descriptors(&source) {
+        SourceError::TooManyOpenFiles {
+            repo: repo.to_path_buf(),
+            source,
+        }
+    } else {
         SourceError::Corrupt {
-            repo: self.config.repo.clone(),
+            repo: repo.to_path_buf(),
             source,
         }
     }
+}
+
+/// libgit2 reports a failed `open`/`mmap` as an OS-class error whose message ends with
+/// `strerror(errno)`; EMFILE (this process) and ENFILE (the whole system) are the
+/// descriptor shortages.
+fn is_out_of_descriptors(e: &git2::Error) -> bool {
+    use nix::errno::Errno;
+    e.class() == git2::ErrorClass::Os
+        && [Errno::EMFILE, Errno::ENFILE]
+            .iter()
+            .any(|errno| e.message().contains(errno.desc()))
 }
 
 /// Parses a full sha (40 hex digits); short or padded forms are refused so that a sha is
@@ -512,6 +544,64 @@ mod tests {
         std::fs::remove_file(commit).unwrap();
         let err = open(&repo).head().unwrap_err();
         assert!(matches!(err, SourceError::Corrupt { .. }), "{err:?}");
+    }
+
+    /// Regression (issue 12.5): with every file descriptor in use, reading the branch was
+    /// reported as "the git repository is damaged: run `git fsck`". The reads run in a
+    /// child process (this test binary again, running `out_of_descriptors_child`), since
+    /// using up the descriptors here would break the tests running beside this one.
+    #[test]
+    fn reads_out_of_descriptors_say_too_many_open_files() {
+        let fx = Fixture::new();
+        let repo = fx.init("work");
+        fx.commit(&repo, &[("prefect.yaml", "x\n")], "first");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["source::tests::out_of_descriptors_child", "--exact"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env("SUNDIAL_TEST_FD_REPO", &repo)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("head: ").map(|(_, answer)| answer))
+            .unwrap_or_else(|| panic!("no answer from the child:\n{stdout}"));
+        assert!(line.starts_with("TooManyOpenFiles: "), "{line}");
+        assert!(line.contains("too many open files"), "{line}");
+        assert!(!line.contains("damaged"), "{line}");
+        assert!(
+            line.contains("Too many open files"),
+            "the cause is kept: {line}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by reads_out_of_descriptors_say_too_many_open_files in a process of its own"]
+    fn out_of_descriptors_child() {
+        let Some(repo) = std::env::var_os("SUNDIAL_TEST_FD_REPO") else {
+            return;
+        };
+        use nix::sys::resource::{setrlimit, Resource};
+        setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
+        let source = open(Path::new(&repo));
+        let mut hog = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            hog.push(file);
+        }
+        let answer = match source.head() {
+            Ok(sha) => format!("Ok: {sha}"),
+            Err(e @ SourceError::TooManyOpenFiles { .. }) => {
+                format!("TooManyOpenFiles: {}", crate::engine::error_chain(&e))
+            }
+            Err(e) => format!("{e:?}: {}", crate::engine::error_chain(&e)),
+        };
+        drop(hog);
+        println!("head: {answer}");
     }
 
     #[test]

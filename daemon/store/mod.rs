@@ -32,6 +32,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot create the state database {path}; check that the state directory is writable")]
+    Create {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the state database was written by a newer sundial (schema {found}, this one knows {known}); upgrade sundial or use another --state-dir")]
     TooNew { found: i64, known: i64 },
     #[error("state database error")]
@@ -47,8 +53,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema
+    /// up to date. SQLite gives its `-wal` and `-shm` files the database file's mode.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        create_private(path).map_err(|source| StoreError::Create {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -71,6 +82,20 @@ impl Store {
             })?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(Store { conn })
+    }
+}
+
+/// Creates an empty file at `path` with mode 0600 unless something is there already.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -97,6 +97,19 @@ impl GitRepo {
     }
 }
 
+/// How to start a daemon, beyond its repository.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Extra command-line flags.
+    pub extra: Vec<String>,
+    /// The (soft, hard) open-file limit (`RLIMIT_NOFILE`) it starts with, as
+    /// `prlimit --nofile=SOFT:HARD` would set it.
+    pub open_files: Option<(u64, u64)>,
+    /// Leave the state directory (`state/` in a temporary directory) for the daemon to
+    /// create.
+    pub fresh_state_dir: bool,
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Option<Child>,
@@ -104,7 +117,8 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     listen: String,
     repo: PathBuf,
-    extra: Vec<String>,
+    setup: Setup,
+    log_path: PathBuf,
     _state: Option<tempfile::TempDir>,
 }
 
@@ -112,15 +126,31 @@ impl Daemon {
     /// Starts the daemon on `repo` with a fresh state directory and waits until ready.
     #[track_caller]
     pub fn start(repo: &Path) -> Daemon {
-        Daemon::start_with(repo, &[])
+        Daemon::launch(repo, Setup::default())
     }
 
     /// Like [`Daemon::start`], with extra command-line flags.
     #[track_caller]
     pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
+        Daemon::launch(
+            repo,
+            Setup {
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+                ..Setup::default()
+            },
+        )
+    }
+
+    /// Starts the daemon on `repo` as `setup` says and waits until ready.
+    #[track_caller]
+    pub fn launch(repo: &Path, setup: Setup) -> Daemon {
         let state = tempfile::tempdir().expect("a state directory");
-        let state_dir = state.path().to_path_buf();
-        let mut daemon = Daemon::spawn(repo, &state_dir, None, extra);
+        let (state_dir, log_path) = if setup.fresh_state_dir {
+            (state.path().join("state"), state.path().join("daemon.log"))
+        } else {
+            (state.path().to_path_buf(), state.path().join("daemon.log"))
+        };
+        let mut daemon = Daemon::spawn(repo, &state_dir, log_path, None, setup);
         daemon._state = Some(state);
         daemon.wait_ready();
         daemon
@@ -129,13 +159,19 @@ impl Daemon {
     /// Starts the daemon. Without `listen` it binds port 0 itself (no port is handed over
     /// from a closed socket, which another process could take meanwhile) and the address
     /// is read from the `url` file it writes.
-    fn spawn(repo: &Path, state_dir: &Path, listen: Option<String>, extra: &[&str]) -> Daemon {
+    fn spawn(
+        repo: &Path,
+        state_dir: &Path,
+        log_path: PathBuf,
+        listen: Option<String>,
+        setup: Setup,
+    ) -> Daemon {
         let fixed = listen.is_some();
         let listen = listen.unwrap_or_else(|| "127.0.0.1:0".to_string());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(state_dir.join("daemon.log"))
+            .open(&log_path)
             .unwrap();
         let mut command = sundial();
         // Nothing of the caller's environment configures the daemon under test.
@@ -148,13 +184,26 @@ impl Daemon {
         if !fixed {
             let _ = std::fs::remove_file(state_dir.join("url"));
         }
+        if let Some((soft, hard)) = setup.open_files {
+            // SAFETY: setrlimit is a single system call, safe between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = command
             .args(["daemon", "--repo"])
             .arg(repo)
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen", &listen, "--poll-interval", "1", "--grace", "2"])
-            .args(extra)
+            .args(&setup.extra)
             .env("SUNDIAL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -167,9 +216,10 @@ impl Daemon {
             child: Some(child),
             url: format!("http://{listen}"),
             state_dir: state_dir.to_path_buf(),
-            listen: listen.clone(),
+            listen,
             repo: repo.to_path_buf(),
-            extra: extra.iter().map(|a| a.to_string()).collect(),
+            setup,
+            log_path,
             _state: None,
         };
         if !fixed {
@@ -209,12 +259,12 @@ impl Daemon {
     /// Starts the daemon again like [`Daemon::restart`], without waiting until it is
     /// ready (for a start that cannot apply a commit).
     pub fn restart_unready(&mut self) {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Daemon::spawn(
             &self.repo,
             &self.state_dir,
+            self.log_path.clone(),
             Some(self.listen.clone()),
-            &extra,
+            self.setup.clone(),
         );
         self.child = next.child.take();
     }
@@ -222,18 +272,13 @@ impl Daemon {
     /// Starts the daemon again with other extra flags (kept for later restarts).
     #[track_caller]
     pub fn restart_with(&mut self, extra: &[&str]) {
-        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        self.setup.extra = extra.iter().map(|a| a.to_string()).collect();
         self.restart();
     }
 
     /// Sends SIGINT (Ctrl-C) and returns the exit code.
     pub fn interrupt(&mut self) -> Option<i32> {
         self.stop_with(nix::sys::signal::Signal::SIGINT)
-    }
-
-    /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and returns the exit code.
@@ -361,8 +406,18 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub fn listen(&self) -> &str {
+        &self.listen
+    }
+
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.state_dir.join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 }
 
