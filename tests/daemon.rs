@@ -315,42 +315,8 @@ fn a_deleted_deployment_stops() {
 fn a_missing_repository_is_an_error_in_status_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let repo_path = dir.path().join("not-yet");
-    let state = tempfile::tempdir().unwrap();
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = socket.local_addr().unwrap().to_string();
-    drop(socket);
-    let mut child = crate::support::sundial()
-        .args(["daemon", "--repo"])
-        .arg(&repo_path)
-        .arg("--state-dir")
-        .arg(state.path())
-        .args([
-            "--listen",
-            &listen,
-            "--poll-interval",
-            "1",
-            "--branch",
-            "main",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let get = |path: &str| {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        agent
-            .get(&format!("http://{listen}{path}"))
-            .call()
-            .ok()
-            .map(|mut r| {
-                (
-                    r.status().as_u16(),
-                    r.body_mut().read_to_string().unwrap_or_default(),
-                )
-            })
-    };
+    let daemon = Daemon::start_unready(&repo_path, &["--branch", "main"]);
+    let get = |path: &str| Some(daemon.get(path)).filter(|(code, _)| *code != 0);
     let status = wait_until(Duration::from_secs(20), "an error in the status", || {
         let (_, body) = get("/api/status")?;
         let status: Value = serde_json::from_str(&body).ok()?;
@@ -371,6 +337,4 @@ fn a_missing_repository_is_an_error_in_status_not_a_crash() {
         "ready after the repository appears",
         || (get("/readyz")?.0 == 200).then_some(()),
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

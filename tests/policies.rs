@@ -189,7 +189,7 @@ fn cancel_new_records_overlapping_slots_as_cancelled() {
     let daemon = Daemon::start(repo.path());
     let runs = wait_until(
         Duration::from_secs(30),
-        "overlaps and a completed run",
+        "overlaps and two started runs",
         || {
             let runs = daemon.stored_runs("exclusive");
             let overlaps = runs
@@ -198,7 +198,12 @@ fn cancel_new_records_overlapping_slots_as_cancelled() {
                     r.state == RunState::Cancelled && r.reason.as_deref() == Some("overlap")
                 })
                 .count();
-            (overlaps >= 2 && runs.iter().any(|r| r.state == RunState::Completed)).then_some(runs)
+            let started = runs
+                .iter()
+                .filter(|r| r.started_at.is_some() && r.state != RunState::Cancelled)
+                .count();
+            (overlaps >= 2 && started >= 2 && runs.iter().any(|r| r.state == RunState::Completed))
+                .then_some(runs)
         },
     );
     let mut started: Vec<_> = runs

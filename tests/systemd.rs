@@ -141,11 +141,6 @@ impl Service {
         more_env: impl FnOnce(&Path) -> Vec<(String, String)>,
     ) -> Service {
         let state = tempfile::tempdir().unwrap();
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string();
         let log = state.path().join("daemon.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut command = sundial();
@@ -154,7 +149,14 @@ impl Service {
             .arg(repo)
             .arg("--state-dir")
             .arg(state.path())
-            .args(["--listen", &listen, "--poll-interval", "1", "--grace", "2"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--poll-interval",
+                "1",
+                "--grace",
+                "2",
+            ])
             .env("SUNDIAL_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -167,12 +169,21 @@ impl Service {
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .process_group(0);
-        Service {
+        // The daemon binds port 0 itself and writes its address to `url`: no port is
+        // handed over from a closed socket that another process could take meanwhile.
+        let url_file = state.path().join("url");
+        let mut service = Service {
             child: Some(command.spawn().expect("start the daemon")),
-            url: format!("http://{listen}"),
+            url: String::new(),
             log,
             _state: state,
-        }
+        };
+        service.url = wait_until(WAIT, "the daemon's url file", || {
+            let text = std::fs::read_to_string(&url_file).ok()?;
+            let url = text.trim();
+            (url.starts_with("http://") && !url.ends_with(":0")).then(|| url.to_string())
+        });
+        service
     }
 
     fn pid(&self) -> Pid {
@@ -499,4 +510,42 @@ fn the_unit_sandbox_scores_as_well_exposed_as_it_did() {
     ] {
         assert!(lines.contains(&directive), "the unit lost `{directive}`");
     }
+}
+
+#[test]
+fn the_watchdog_is_fed_through_a_graceful_stop() {
+    let repo = GitRepo::new();
+    let stubborn = format!(
+        "deployments:\n  - name: stubborn\n    work_pool:\n      job_variables:\n        command: sh -c 'trap \"\" TERM; sleep 60'\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
+        crate::support::daemon::soon(2)
+    );
+    repo.commit(&[("deployments/s.yaml", Some(&stubborn))], "stubborn");
+    let notify = NotifySocket::at_path();
+    let mut service = Service::start(
+        repo.path(),
+        &[("NOTIFY_SOCKET", &notify.name), ("WATCHDOG_USEC", "400000")],
+    );
+    notify.wait_for(0, "READY=1");
+    wait_until(WAIT, "the stubborn job to start", || {
+        std::fs::read_to_string(&service.log)
+            .ok()?
+            .contains("process started")
+            .then_some(())
+    });
+    let seen = notify.messages().len();
+    service.signal(Signal::SIGTERM);
+    let (stopping_at, _) = notify.wait_for(seen, "STOPPING=1");
+    assert_eq!(service.wait_exit(), Some(0), "{}", service.log());
+    // The job ignored SIGTERM for the whole 2 s grace: pings every ~200 ms meanwhile.
+    let stopping = notify.messages()[stopping_at].0;
+    let during = notify
+        .watchdog_pings()
+        .into_iter()
+        .filter(|at| *at > stopping && *at < stopping + Duration::from_millis(1800))
+        .count();
+    assert!(
+        during >= 5,
+        "{during} WATCHDOG=1 in the 1.8 s after STOPPING=1\n{}",
+        service.log()
+    );
 }

@@ -141,6 +141,26 @@ impl Daemon {
         )
     }
 
+    /// Starts the daemon on `repo` with `extra` flags without waiting until it is ready
+    /// (a repository that is not there yet); it answers HTTP once this returns.
+    #[track_caller]
+    pub fn start_unready(repo: &Path, extra: &[&str]) -> Daemon {
+        let state = tempfile::tempdir().expect("a state directory");
+        let setup = Setup {
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            ..Setup::default()
+        };
+        let mut daemon = Daemon::spawn(
+            repo,
+            state.path(),
+            state.path().join("daemon.log"),
+            None,
+            setup,
+        );
+        daemon._state = Some(state);
+        daemon
+    }
+
     /// Starts the daemon on `repo` as `setup` says and waits until ready.
     #[track_caller]
     pub fn launch(repo: &Path, setup: Setup) -> Daemon {
