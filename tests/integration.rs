@@ -6,11 +6,13 @@
 mod support;
 
 mod api;
+mod chaos;
 mod client;
 mod croniter;
 mod daemon;
 mod dashboard;
 mod edges;
+mod faults;
 mod fds;
 mod invariants;
 mod next;

@@ -140,6 +140,11 @@ fn registry(
         gauge(status.errors.len() as i64),
     );
     registry.register(
+        "store_disk_full",
+        "1 while the state database cannot be written because its disk is full",
+        gauge(i64::from(status.store_error.is_some())),
+    );
+    registry.register(
         "sync_warnings",
         "Validation warnings of the newest commit",
         gauge(status.warnings.len() as i64),

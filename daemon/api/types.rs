@@ -49,6 +49,8 @@ pub struct StatusJson {
     pub synced_at: Option<String>,
     pub errors: Vec<FileError>,
     pub warnings: Vec<FileError>,
+    /// Why the state database cannot be written now (a full disk), or null.
+    pub store_error: Option<String>,
 }
 
 impl From<&Status> for StatusJson {
@@ -58,6 +60,7 @@ impl From<&Status> for StatusJson {
             commit: s.commit.clone(),
             synced_at: s.synced_at.map(time_text),
             errors: s.errors.clone(),
+            store_error: s.store_error.clone(),
             warnings: s.warnings.clone(),
         }
     }

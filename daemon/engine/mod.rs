@@ -9,8 +9,12 @@
 //! At most once: a slot's run row is committed (`synchronous=FULL`) before its process
 //! starts, and the schedule's cursor moves in the same transaction. Nothing vanishes: a
 //! due slot that does not run is a Skipped row with its reason (`missed`, `inactive`).
-//! Fatal: only a store error stops the daemon (loudly); a bad commit, a broken repository
-//! or a crashing child is recorded and the loop goes on.
+//! Fatal: only a store that cannot be trusted stops the daemon (loudly, after ending its
+//! running jobs gracefully): a database deleted, replaced, unwritable or corrupt. A full
+//! disk is not fatal: what cannot be recorded waits (a slot is retried every second and
+//! follows the catch-up rule once it can be claimed, a run's end is recorded later), the
+//! status says so, and everything resumes by itself when space returns. A bad commit, a
+//! broken repository or a crashing child is recorded and the loop goes on.
 //!
 //! Schedule identity: a schedule's slots are keyed by its id (its `slug`, else a digest of
 //! its timing and parameters). A schedule whose timing changes under the same id, a new
@@ -91,6 +95,9 @@ pub async fn run(
     let db = config.state_dir.join("state.db");
     let store = Store::open(&db)?;
     let logs_dir = config.state_dir.join("logs");
+    if store.created() {
+        set_aside_old_logs(&logs_dir);
+    }
     if let Err(e) = std::fs::create_dir_all(&logs_dir) {
         tracing::error!("cannot create {}: {e}", logs_dir.display());
     }
@@ -129,6 +136,8 @@ pub async fn run(
         retention: config.retention,
         last_retention: None,
         stopping: false,
+        deferred_events: Vec::new(),
+        deferred_sync: None,
     };
     engine.recover(Utc::now()).await?;
     let (sync_tx, mut sync_rx) = mpsc::channel(4);
@@ -143,23 +152,57 @@ pub async fn run(
     ));
 
     tokio::pin!(shutdown);
-    loop {
+    let outcome = loop {
         let deadline = engine.deadline(Utc::now());
-        tokio::select! {
+        let turn = tokio::select! {
             biased;
-            () = &mut shutdown => break,
-            Some(event) = events_rx.recv() => engine.on_event(event, Utc::now())?,
-            () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now())?,
+            () = &mut shutdown => break Ok(()),
+            Some(event) = events_rx.recv() => engine.on_event(event, Utc::now()),
+            () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now()),
             Some(message) = sync_rx.recv() => {
-                engine.on_sync(message, Utc::now())?;
+                let applied = engine.on_sync(message, Utc::now());
                 engine.lifecycle.synced(&engine.status);
+                applied
             }
-            Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now())?,
+            Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now()),
+        };
+        if let Err(fatal) = engine.settle_turn(turn) {
+            break Err(fatal);
         }
         engine.lifecycle.turn(&engine.status);
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(
+            "the state database failed ({}); ending the running jobs, then stopping",
+            error_chain(e)
+        );
     }
     engine.lifecycle.stopping();
-    engine.stop(&mut events_rx).await
+    // Running jobs are ended either way; a broken store is still the error to report.
+    let stopped = engine.stop(&mut events_rx).await;
+    outcome.and(stopped)
+}
+
+/// A new database beside the logs of an old one (deleted, or a fresh start on an old
+/// state directory): run ids start again at 1, so the old logs move to
+/// `logs.before-<time>` rather than mix with new runs' logs.
+fn set_aside_old_logs(logs_dir: &std::path::Path) {
+    let has_logs = std::fs::read_dir(logs_dir).is_ok_and(|mut d| d.next().is_some());
+    if !has_logs {
+        return;
+    }
+    let aside = logs_dir.with_file_name(format!(
+        "logs.before-{}",
+        Utc::now().format("%Y%m%dT%H%M%S")
+    ));
+    match std::fs::rename(logs_dir, &aside) {
+        Ok(()) => tracing::warn!(
+            "the state database is new but {} holds run logs: moved them to {} so no two runs' logs mix",
+            logs_dir.display(),
+            aside.display()
+        ),
+        Err(e) => tracing::error!("cannot move the old run logs out of {}: {e}", logs_dir.display()),
+    }
 }
 
 struct Engine {
@@ -181,6 +224,10 @@ struct Engine {
     last_retention: Option<Instant>,
     /// Set when the graceful stop began: nothing new starts.
     stopping: bool,
+    /// Run ends that could not be recorded (disk full), recorded again every turn.
+    deferred_events: Vec<RunEvent>,
+    /// A commit that could not be recorded (disk full), applied again every turn.
+    deferred_sync: Option<Box<Synced>>,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,
@@ -220,8 +267,52 @@ impl Engine {
         tokio::time::Instant::now() + wait
     }
 
+    /// After each turn: a full disk is reported in the status (and cleared once writes
+    /// succeed again) and the loop goes on; any other store error is returned (fatal).
+    fn settle_turn(&mut self, turn: Result<(), StoreError>) -> Result<(), StoreError> {
+        match turn {
+            Ok(()) => {
+                let waiting = !self.deferred_events.is_empty() || self.deferred_sync.is_some();
+                if self.status.store_error.is_some() && !waiting {
+                    tracing::info!("the state database is writable again");
+                    self.status.store_error = None;
+                    self.publish();
+                }
+                Ok(())
+            }
+            Err(e) if e.is_disk_full() => {
+                if self.status.store_error.is_none() {
+                    tracing::error!(
+                        "the disk of the state directory is full: {}; slots and run ends wait until it can be written",
+                        error_chain(&e)
+                    );
+                    self.status.store_error = Some(format!(
+                        "the disk of {} is full: new slots wait (and follow the catch-up rule once recorded), run ends are recorded when space returns; free some space",
+                        self.ctx.logs_dir.with_file_name("state.db").display()
+                    ));
+                    self.publish();
+                }
+                Ok(())
+            }
+            Err(fatal) => Err(fatal),
+        }
+    }
+
+    /// Retries what a full disk held back: run ends, then a commit.
+    fn retry_deferred(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for event in std::mem::take(&mut self.deferred_events) {
+            self.on_event(event, now)?;
+        }
+        if let Some(synced) = self.deferred_sync.take() {
+            self.on_sync(SyncMessage::Synced(synced), now)?;
+        }
+        Ok(())
+    }
+
     /// Handles every schedule that is due at `now`.
     fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store.check_file()?;
+        self.retry_deferred(now)?;
         match self.clock.observe(now, Instant::now()) {
             Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),
             Some(Jump::Backward(by)) => tracing::warn!("the wall clock jumped back by {by:?}; slots already handled will not fire again"),
@@ -229,8 +320,21 @@ impl Engine {
         }
         let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
         let due = self.timer.pop_due(horizon);
+        let mut full = None;
         for key in &due {
-            self.handle_due(key, now)?;
+            match self.handle_due(key, now) {
+                Ok(()) => {}
+                // Not claimed: tried again in a second, then due or missed by the rule.
+                Err(e) if e.is_disk_full() => {
+                    self.timer
+                        .set(key.clone(), Some(now + chrono::Duration::seconds(1)));
+                    full = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = full {
+            return Err(e);
         }
         self.due_retries(now)?;
         self.cap_logs();
@@ -385,14 +489,28 @@ impl Engine {
 
     fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
         match event {
-            RunEvent::Began { id, at } => self.store.set_started_at(id, at),
-            RunEvent::Spawned { id, pid } => self.store.set_pid(id, pid),
+            // Informational: lost (not retried) when the disk is full.
+            RunEvent::Began { id, at } => ignore_full(self.store.set_started_at(id, at)),
+            RunEvent::Spawned { id, pid } => ignore_full(self.store.set_pid(id, pid)),
             RunEvent::Finished {
                 id,
                 state,
                 exit_code,
-                reason,
+                ref reason,
             } => {
+                // The log is final before the run is reported final. The end is recorded
+                // before anything else changes: when the disk is full, the event waits and
+                // the run keeps its place until it is.
+                self.cap_log(id);
+                if let Err(e) = self
+                    .store
+                    .finish_run(id, state, exit_code, reason.as_deref(), now)
+                {
+                    if e.is_disk_full() {
+                        self.deferred_events.push(event);
+                    }
+                    return Err(e);
+                }
                 let flight = self.running.remove(&id);
                 tracing::info!(
                     "run {id} {}{}",
@@ -402,10 +520,6 @@ impl Engine {
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 );
-                // The log is final before the run is reported final.
-                self.cap_log(id);
-                self.store
-                    .finish_run(id, state, exit_code, reason.as_deref(), now)?;
                 // Stopping: the retry stays owed in the store, decided at the next start.
                 if self.stopping {
                     return Ok(());
@@ -435,23 +549,31 @@ impl Engine {
                 self.publish();
                 Ok(())
             }
-            SyncMessage::Synced(synced) => self.apply(*synced, now),
+            SyncMessage::Synced(synced) => {
+                let applied = self.apply(&synced, now);
+                if applied.as_ref().is_err_and(StoreError::is_disk_full) {
+                    self.deferred_sync = Some(synced);
+                }
+                applied
+            }
             SyncMessage::Unchanged => Ok(()),
         }
     }
 
     /// Applies a validated commit: reconcile per file against the last-known-good state,
     /// record it, and re-plan the schedules that appeared or disappeared.
-    fn apply(&mut self, synced: Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn apply(&mut self, synced: &Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
         if self.applied.files.is_empty() {
-            for seed in synced.seeds {
-                if let Some(deployments) = seed.outcome.deployments {
+            for seed in &synced.seeds {
+                if let Some(deployments) = &seed.outcome.deployments {
                     let file = AppliedFile {
-                        commit: seed.commit,
-                        deployments,
+                        commit: seed.commit.clone(),
+                        deployments: deployments.clone(),
                         held_back: true,
                     };
-                    self.applied.files.insert(seed.outcome.repo_path, file);
+                    self.applied
+                        .files
+                        .insert(seed.outcome.repo_path.clone(), file);
                 }
             }
         }
@@ -559,7 +681,7 @@ impl Engine {
         }
         self.due_retries(now)?;
         self.status.ready = true;
-        self.status.commit = Some(synced.head);
+        self.status.commit = Some(synced.head.clone());
         self.status.synced_at = Some(now);
         self.status.errors = errors;
         self.status.warnings = warnings;
@@ -674,6 +796,17 @@ fn file_error(d: &Diagnostic) -> FileError {
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(crate::store::time_text)
         .unwrap_or_else(|| "-".into())
+}
+
+/// A store write whose loss is harmless when the disk is full; other errors stay errors.
+fn ignore_full(written: Result<(), StoreError>) -> Result<(), StoreError> {
+    match written {
+        Err(e) if e.is_disk_full() => {
+            tracing::debug!("not recorded (disk full): {}", error_chain(&e));
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// A deployment name as it appears in the daemon's log: control characters (a newline in

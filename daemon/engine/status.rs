@@ -18,6 +18,8 @@ pub struct Status {
     pub errors: Vec<FileError>,
     pub warnings: Vec<FileError>,
     pub deployments: Vec<DeploymentView>,
+    /// Why the state database cannot be written now (a full disk), if so.
+    pub store_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]

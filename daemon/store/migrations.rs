@@ -62,7 +62,8 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Brings the schema up to date; true when the database was new (schema version 0).
+pub fn migrate(conn: &mut Connection) -> Result<bool, StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > CURRENT {
         return Err(StoreError::TooNew {
@@ -76,5 +77,5 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(found == 0)
 }

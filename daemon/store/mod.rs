@@ -44,12 +44,33 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("a stored value could not be read: {0}")]
     Corrupt(String),
+    /// The file the daemon opened is no longer at its path (deleted, or replaced).
+    #[error("the state database {path} was deleted or replaced while the daemon ran; what it recorded since is lost to the new file, so the daemon stops instead of writing there")]
+    Replaced { path: String },
+}
+
+impl StoreError {
+    /// Whether the disk is full: a write failed for want of space, which frees up again.
+    /// Every other store error means the store cannot be trusted (fatal).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            // SQLite reports ENOSPC on its files as SQLITE_FULL.
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One connection to the state database. The daemon's writer and each API reader hold
 /// their own; WAL lets readers run while the writer commits.
 pub struct Store {
     conn: Connection,
+    /// The database file as opened (path, device, inode), to notice it being replaced.
+    file: Option<(std::path::PathBuf, u64, u64)>,
+    /// Whether this open created the schema (a new, empty database).
+    created: bool,
 }
 
 impl Store {
@@ -68,9 +89,37 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
-        migrations::migrate(&mut store.conn)?;
-        Ok(store)
+        let mut conn = conn;
+        let created = migrations::migrate(&mut conn)?;
+        let file = std::fs::metadata(path).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (path.to_path_buf(), m.dev(), m.ino())
+        });
+        Ok(Store {
+            conn,
+            file,
+            created,
+        })
+    }
+
+    /// Whether this open created the database (its schema was new).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Checks that the file opened is still the one at its path: a database deleted or
+    /// replaced under a running daemon is [`StoreError::Replaced`].
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some((path, dev, ino)) = &self.file else {
+            return Ok(());
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.dev() == *dev && m.ino() == *ino => Ok(()),
+            _ => Err(StoreError::Replaced {
+                path: path.display().to_string(),
+            }),
+        }
     }
 
     /// Opens an existing database for reading only (the HTTP API and the CLI).
@@ -81,7 +130,11 @@ impl Store {
                 source,
             })?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            file: None,
+            created: false,
+        })
     }
 }
 

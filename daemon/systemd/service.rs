@@ -152,6 +152,10 @@ impl Lifecycle for Service {
 /// The next fire is shown in its schedule's timezone, with the date unless it is within
 /// a day of `now`, and with seconds only when they are not zero.
 pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
+    // The one condition that stops every schedule from being recorded comes first.
+    if let Some(store_error) = &status.store_error {
+        return format!("STATE DATABASE: {}", one_line(store_error, 200));
+    }
     let errors = plural(status.errors.len(), "error");
     let Some(commit) = status.commit.as_deref().filter(|_| status.ready) else {
         return match status.errors.first() {

@@ -161,6 +161,25 @@ impl Daemon {
         daemon
     }
 
+    /// Starts the daemon on `repo` with its state in `state_dir` (kept by the caller, e.g.
+    /// on a disk the test mounted) and waits until ready.
+    #[track_caller]
+    pub fn launch_in(repo: &Path, state_dir: &Path, setup: Setup) -> Daemon {
+        std::fs::create_dir_all(state_dir).unwrap();
+        let log = state_dir.with_extension("log");
+        let daemon = Daemon::spawn(repo, state_dir, log, None, setup);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Waits up to `within` for the daemon to exit by itself; returns its exit code.
+    #[track_caller]
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let status = wait_until(within, "the daemon to exit", || child.try_wait().unwrap());
+        status.code()
+    }
+
     /// Starts the daemon on `repo` as `setup` says and waits until ready.
     #[track_caller]
     pub fn launch(repo: &Path, setup: Setup) -> Daemon {

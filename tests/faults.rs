@@ -1,0 +1,176 @@
+//! The disk and the database (issue 12, point 8): a full disk under the state directory
+//! (a real tmpfs this test mounts, so it needs root, as CI has) and a database deleted
+//! under the running daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sundial::store::RunState;
+
+use crate::support::daemon::{manifest, soon, wait_until, Daemon, GitRepo, Setup};
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    #[track_caller]
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with one file; returns its path.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut file, &block).is_ok() {}
+        let _ = std::io::Write::write_all(&mut file, &[0u8; 512]);
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_daemon_up_says_so_and_recovers_when_space_returns() {
+    let disk = SmallDisk::mount("16m");
+    let repo = GitRepo::new();
+    let text = manifest("tick", "echo tick", "interval: 1", "");
+    repo.commit(&[("deployments/t.yaml", Some(&text))], "tick");
+    let daemon = Daemon::launch_in(repo.path(), &disk.path().join("state"), Setup::default());
+    wait_until(Duration::from_secs(30), "a run", || {
+        daemon
+            .stored_runs("tick")
+            .iter()
+            .any(|r| r.state == RunState::Completed)
+            .then_some(())
+    });
+    let filler = disk.fill();
+    let status = wait_until(
+        Duration::from_secs(20),
+        "the full disk in the status",
+        || {
+            let status = daemon.json("/api/status");
+            status["store_error"].is_string().then_some(status)
+        },
+    );
+    assert!(
+        status["store_error"].as_str().unwrap().contains("is full"),
+        "{status}"
+    );
+    assert_eq!(daemon.get("/healthz").0, 200, "the daemon stays up");
+    let metrics = daemon.get("/metrics").1;
+    assert!(metrics.contains("sundial_store_disk_full 1"), "{metrics}");
+    std::fs::remove_file(filler).unwrap();
+    let full_until = chrono::Utc::now();
+    wait_until(Duration::from_secs(20), "the status to clear", || {
+        daemon.json("/api/status")["store_error"]
+            .is_null()
+            .then_some(())
+    });
+    wait_until(
+        Duration::from_secs(20),
+        "a run after the disk freed",
+        || {
+            daemon
+                .stored_runs("tick")
+                .iter()
+                .any(|r| r.state == RunState::Completed && r.started_at.unwrap() > full_until)
+                .then_some(())
+        },
+    );
+    // Nothing vanished: every second from the first slot to the last has a row.
+    let runs = daemon.stored_runs("tick");
+    let slots: std::collections::BTreeSet<_> =
+        runs.iter().filter_map(|r| r.scheduled_for).collect();
+    let (first, last) = (*slots.first().unwrap(), *slots.last().unwrap());
+    assert_eq!(
+        slots.len() as i64,
+        (last - first).num_seconds() + 1,
+        "a slot of the full-disk time vanished: {runs:?}"
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("the state database is writable again"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_deleted_state_database_stops_the_daemon_loudly_after_ending_its_jobs() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let pid_file = marks.path().join("job.pid");
+    let text = manifest(
+        "long",
+        &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    repo.commit(&[("deployments/l.yaml", Some(&text))], "long");
+    let mut daemon = Daemon::start(repo.path());
+    let pid: u32 = wait_until(Duration::from_secs(30), "the job's pid", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let old_log = wait_until(Duration::from_secs(10), "the job's log", || {
+        let log = daemon.run_log(1);
+        (!log.is_empty()).then_some(log)
+    });
+    std::fs::remove_file(daemon.state_dir.join("state.db")).unwrap();
+    let code = daemon.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("was deleted or replaced while the daemon ran"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        !sundial::runner::contain::alive(pid),
+        "the job outlived the daemon"
+    );
+    // The next start makes a new database, and run 1 of it does not share a log file
+    // with the old run 1.
+    daemon.restart();
+    assert!(
+        std::fs::read_dir(&daemon.state_dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("logs.before-")),
+        "the old logs were not set aside"
+    );
+    assert_ne!(daemon.run_log(1), old_log);
+}
