@@ -249,3 +249,36 @@ fn the_state_directory_and_its_files_are_private_outside_systemd() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 }
+
+#[test]
+fn defaults_that_push_the_parameters_over_128_kib_fail_clearly_not_with_e2big() {
+    let repo = GitRepo::new();
+    let big = "x".repeat(100 * 1024);
+    let text = format!(
+        "deployments:\n  - name: heavy\n    parameters: {{a: \"{big}\"}}\n    work_pool:\n      job_variables:\n        command: echo never\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n        parameters: {{b: \"{}\"}}\n",
+        crate::support::daemon::soon(2),
+        "y".repeat(40 * 1024)
+    );
+    repo.commit(&[("deployments/h.yaml", Some(&text))], "heavy");
+    let daemon = Daemon::start(repo.path());
+    // A trigger whose own overrides are small, but not once merged with the defaults.
+    let body = json!({"parameters": {"c": "z".repeat(40 * 1024)}}).to_string();
+    let (code, answer) = daemon.post("/api/deployments/heavy/runs", &body, Some(&daemon.token()));
+    assert_eq!(code, 413, "{answer}");
+    assert!(
+        parse(&answer)["error"].as_str().unwrap().contains(&format!(
+            "merged with the deployment's defaults, are {} bytes",
+            100 * 1024 + 40 * 1024 + 15
+        )),
+        "{answer}"
+    );
+    // The scheduled slot: defaults plus the schedule's overrides.
+    let run = daemon.ended_run("heavy", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Failed);
+    let reason = run.reason.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("over the limit of {MAX_PARAMETERS_BYTES}"))
+            && !reason.contains("Argument list too long"),
+        "{reason}"
+    );
+}

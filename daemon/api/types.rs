@@ -134,11 +134,8 @@ pub struct ErrorJson {
     pub errors: Vec<String>,
 }
 
-/// The largest a trigger's parameters may be, as compact JSON (what the run receives):
-/// they reach the run in the `SUNDIAL_PARAMETERS` environment variable, and Linux refuses
-/// to start a program with one environment string over 128 KiB (`MAX_ARG_STRLEN`, which
-/// counts `NAME=` and the final NUL).
-pub const MAX_PARAMETERS_BYTES: usize = 128 * 1024 - "SUNDIAL_PARAMETERS=".len() - 1;
+/// The largest a trigger's parameters may be, as compact JSON (what the run receives).
+pub use crate::runner::launch::MAX_PARAMETERS_BYTES;
 
 /// The body of `POST /api/deployments/{name}/runs`: overrides merged over the
 /// deployment's default parameters. An empty body means no overrides.

@@ -183,10 +183,16 @@ async fn prepare_and_run(
         contain::MARK_VAR.into(),
         contain::mark(&ctx.instance, attempt.run_id),
     ));
-    env.push((
-        "SUNDIAL_PARAMETERS".into(),
-        render_json(&attempt.parameters)?.to_string(),
-    ));
+    let parameters = render_json(&attempt.parameters)?.to_string();
+    if parameters.len() > launch::MAX_PARAMETERS_BYTES {
+        // Linux would refuse the exec ("Argument list too long"): say why instead.
+        return Err(Failure::Failed(format!(
+            "the parameters are {} bytes as JSON, over the limit of {}: they reach the run in SUNDIAL_PARAMETERS, which Linux limits to 128 KiB; pass large inputs another way (e.g. a path or URL as a parameter)",
+            parameters.len(),
+            launch::MAX_PARAMETERS_BYTES
+        )));
+    }
+    env.push(("SUNDIAL_PARAMETERS".into(), parameters));
     let header = format!(
         "# sundial: run {} of {} attempt {} at commit {}: {}",
         attempt.run_id,

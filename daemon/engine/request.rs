@@ -40,6 +40,9 @@ pub enum TriggerError {
     /// Every way the merged parameters fail `parameter_openapi_schema`.
     #[error("the parameters do not match the deployment's parameter schema: {}", .0.join("; "))]
     Parameters(Vec<String>),
+    /// The merged parameters (defaults and overrides) are too large to hand to a run.
+    #[error("the parameters, merged with the deployment's defaults, are {0} bytes as JSON, over the limit of {max}: they reach the run in the SUNDIAL_PARAMETERS environment variable, which Linux limits to 128 KiB; pass large inputs another way (e.g. a path or URL as a parameter)", max = crate::runner::launch::MAX_PARAMETERS_BYTES)]
+    TooLarge(usize),
     #[error("the state database failed")]
     Store(#[from] StoreError),
     /// The answer sent when the store failed (the daemon then stops).
@@ -135,6 +138,10 @@ impl Engine {
         let mut merged = deployment.parameters.clone();
         merged.extend(overrides);
         let parameters = Json::Object(merged);
+        let size = parameters.to_string().len();
+        if size > crate::runner::launch::MAX_PARAMETERS_BYTES {
+            return Err(TriggerError::TooLarge(size));
+        }
         if let Some(schema) = &deployment.parameter_schema {
             let errors = parameter_errors(schema, &parameters);
             if !errors.is_empty() {

@@ -23,6 +23,12 @@ use std::path::{Path, PathBuf};
 use crate::validate::desired::{Deployment, Launch};
 use crate::validate::paths::resolve_inside;
 
+/// The largest the parameters may be, as compact JSON (what the run receives): they reach
+/// the run in the `SUNDIAL_PARAMETERS` environment variable, and Linux refuses to start a
+/// program with one environment string over 128 KiB (`MAX_ARG_STRLEN`, which counts
+/// `NAME=` and the final NUL).
+pub const MAX_PARAMETERS_BYTES: usize = 128 * 1024 - "SUNDIAL_PARAMETERS=".len() - 1;
+
 /// The Python bootstrap, passed to `python -c`.
 pub const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
