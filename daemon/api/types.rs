@@ -51,6 +51,8 @@ pub struct StatusJson {
     pub warnings: Vec<FileError>,
     /// Why the state database cannot be written now (a full disk), or null.
     pub store_error: Option<String>,
+    /// Set while a wall clock stepped back holds schedules until it catches up, or null.
+    pub clock_warning: Option<String>,
 }
 
 impl From<&Status> for StatusJson {
@@ -61,6 +63,7 @@ impl From<&Status> for StatusJson {
             synced_at: s.synced_at.map(time_text),
             errors: s.errors.clone(),
             store_error: s.store_error.clone(),
+            clock_warning: s.clock_warning.as_ref().map(|(text, _)| text.clone()),
             warnings: s.warnings.clone(),
         }
     }

@@ -315,8 +315,27 @@ impl Engine {
         self.retry_deferred(now)?;
         match self.clock.observe(now, Instant::now()) {
             Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),
-            Some(Jump::Backward(by)) => tracing::warn!("the wall clock jumped back by {by:?}; slots already handled will not fire again"),
+            Some(Jump::Backward(by)) => {
+                let resume = now + chrono::Duration::from_std(by).unwrap_or_default();
+                let warning = format!(
+                    "the wall clock was stepped back by {by:?} at {}: slots already handled do not fire again, so schedules resume at about {}",
+                    time(Some(now)),
+                    time(Some(resume))
+                );
+                tracing::warn!("{warning}");
+                self.status.clock_warning = Some((warning, resume));
+                self.publish();
+            }
             None => {}
+        }
+        if self
+            .status
+            .clock_warning
+            .as_ref()
+            .is_some_and(|(_, resume)| now >= *resume)
+        {
+            self.status.clock_warning = None;
+            self.publish();
         }
         let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
         let due = self.timer.pop_due(horizon);

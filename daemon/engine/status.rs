@@ -20,6 +20,8 @@ pub struct Status {
     pub deployments: Vec<DeploymentView>,
     /// Why the state database cannot be written now (a full disk), if so.
     pub store_error: Option<String>,
+    /// The wall clock was stepped back: what it means, and when schedules resume.
+    pub clock_warning: Option<(String, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Clone)]

@@ -183,7 +183,14 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         Some((at, name, tz)) => format!("{name} at {}", local_time(at, tz, now)),
         None => "nothing scheduled".into(),
     };
-    format!("commit {short}, {deployments}, next: {next}, {errors}")
+    let clock = match &status.clock_warning {
+        Some((_, resume)) => format!(
+            ", clock stepped back: schedules resume at {}",
+            resume.format("%H:%M:%S UTC")
+        ),
+        None => String::new(),
+    };
+    format!("commit {short}, {deployments}, next: {next}, {errors}{clock}")
 }
 
 fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {
@@ -309,6 +316,25 @@ mod tests {
         assert_eq!(
             status_line(&status, at("2026-03-02T10:00:00Z")),
             "commit abc1234, 0 deployments, next: nothing scheduled, 1 error"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_and_a_clock_stepped_back_show_in_the_status_line() {
+        let mut status = Status {
+            ready: true,
+            commit: Some("abc1234def5678".into()),
+            clock_warning: Some(("stepped back".into(), at("2026-03-02T11:00:00Z"))),
+            ..Status::default()
+        };
+        assert_eq!(
+            status_line(&status, at("2026-03-02T10:00:00Z")),
+            "commit abc1234, 0 deployments, next: nothing scheduled, 0 errors, clock stepped back: schedules resume at 11:00:00 UTC"
+        );
+        status.store_error = Some("the disk of /var/lib/sundial/state.db is full".into());
+        assert_eq!(
+            status_line(&status, at("2026-03-02T10:00:00Z")),
+            "STATE DATABASE: the disk of /var/lib/sundial/state.db is full"
         );
     }
 
