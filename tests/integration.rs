@@ -20,6 +20,7 @@ mod policies;
 mod precommit;
 mod prefect;
 mod promises;
+mod quickstart;
 mod schemathesis;
 mod systemd;
 mod validate;

@@ -22,7 +22,7 @@ use crate::engine::{self, status::Status, EngineConfig, Request};
 use crate::source::SourceConfig;
 use crate::systemd;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DaemonArgs {
     /// The git repository whose committed manifests are deployed (a path; see --remote).
     #[arg(long, env = "SUNDIAL_REPO", value_name = "PATH")]
@@ -108,6 +108,14 @@ pub enum LogFormat {
 }
 
 pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    // Every path the daemon hands to a job (its checkout, entrypoint, log) is absolute,
+    // whatever directory the daemon was started from: jobs run in their checkout.
+    let mut args = args.clone();
+    args.repo = std::path::absolute(&args.repo)
+        .with_context(|| format!("--repo: cannot resolve `{}`", args.repo.display()))?;
+    args.state_dir = std::path::absolute(&args.state_dir)
+        .with_context(|| format!("--state-dir: cannot resolve `{}`", args.state_dir.display()))?;
+    let args = &args;
     let poll = seconds(args.poll_interval, "--poll-interval")?;
     let grace = seconds(args.grace, "--grace")?;
     let hosts = api::AllowedHosts::new(args.listen, &args.allow_hosts)?;
