@@ -182,3 +182,34 @@ fn usage_errors_exit_2_with_what_to_do() {
     .code(2)
     .stderr_has("cannot read the API token `/nonexistent/token`");
 }
+
+#[test]
+fn runs_of_an_unknown_deployment_say_so_and_suggest_the_closest() {
+    let (_repo, daemon) = crate::api::start();
+    let out = cli(&daemon, &["runs", "--deployment", "helo"]).code(1);
+    assert_eq!(
+        out.stderr,
+        "error: no runs, and no deployment is named `helo`; did you mean `hello`?\n"
+    );
+    let out = cli(&daemon, &["runs", "--deployment", "zzz"]).code(1);
+    assert!(
+        out.stderr.contains("`sundial deployments` lists them"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&daemon, &["runs", "--deployment", "hello"]).code(0);
+    assert_eq!(out.stdout, "No runs of hello yet.\n");
+}
+
+#[test]
+fn next_refuses_a_count_of_zero() {
+    let out = sundial()
+        .args(["next", "--cron", "0 9 * * *", "--count", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid value '0' for '--count <N>'"),
+        "{out:?}"
+    );
+}

@@ -120,6 +120,15 @@ fn the_readme_quick_start_runs_every_example_deployment() {
             .map(|(_, body)| body)
             .unwrap_or_default();
         assert_eq!(run["state"], "Completed", "{name}: {run}\n{logs}");
+        // The log says what ran in one line, not the bootstrap's ~90 lines of source.
+        let header = logs.lines().next().unwrap_or_default();
+        assert!(
+            header.starts_with(&format!(
+                "# sundial: run {id} of {name} attempt 1 at commit "
+            )),
+            "{logs}"
+        );
+        assert!(logs.lines().count() < 20, "{name}: {logs}");
     }
     assert!(Path::new(&state).join("state.db").exists());
 }

@@ -417,10 +417,10 @@ fn logs_are_human_when_journal_stream_is_another_file_and_json_on_request() {
                 .to_string(),
         );
     }
-    // An empty log would pass the loop: the start and the applied commit must be there.
+    // An empty log would pass the loop: the start and the loaded commit must be there.
     assert!(
         messages.iter().any(|m| m.starts_with("sundial "))
-            && messages.iter().any(|m| m.starts_with("applied commit ")),
+            && messages.iter().any(|m| m.starts_with("loaded commit ")),
         "{json}"
     );
 }

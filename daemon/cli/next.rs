@@ -44,9 +44,9 @@ pub struct NextArgs {
     /// List fires strictly after this RFC 3339 instant (default: now).
     #[arg(long, value_name = "T")]
     pub after: Option<String>,
-    /// How many fires to list.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub count: usize,
+    /// How many fires to list (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -76,7 +76,8 @@ pub fn run(args: NextArgs, out: &mut impl Write) -> anyhow::Result<()> {
         return manifest(path, args.deployment.as_deref(), after, &args, out);
     }
     let schedule = build(&args)?;
-    print_fires(&schedule, after, args.count, args.format, out).context("writing the fire times")
+    print_fires(&schedule, after, args.count as usize, args.format, out)
+        .context("writing the fire times")
 }
 
 /// Previews every schedule of a manifest's deployments (or of one of them).
@@ -128,7 +129,7 @@ fn manifest(
                     let fires: Vec<String> = s
                         .schedule
                         .iter_after(after)
-                        .take(args.count)
+                        .take(args.count as usize)
                         .map(|f| {
                             f.at.with_timezone(&tz)
                                 .to_rfc3339_opts(SecondsFormat::AutoSi, false)
@@ -159,7 +160,7 @@ fn manifest(
                         ""
                     };
                     writeln!(out, "{} · {} · id {}{state}", d.name, s.description, s.id)?;
-                    print_fires(&s.schedule, after, args.count, Format::Text, out)?;
+                    print_fires(&s.schedule, after, args.count as usize, Format::Text, out)?;
                     writeln!(out)?;
                 }
             }

@@ -193,13 +193,24 @@ async fn prepare_and_run(
         )));
     }
     env.push(("SUNDIAL_PARAMETERS".into(), parameters));
+    // The Python bootstrap is ~90 lines passed with `-c`: the header names it instead.
+    let shown: Vec<&str> = argv
+        .iter()
+        .map(|word| {
+            if word == launch::BOOTSTRAP {
+                "<sundial's Python bootstrap>"
+            } else {
+                word.as_str()
+            }
+        })
+        .collect();
     let header = format!(
         "# sundial: run {} of {} attempt {} at commit {}: {}",
         attempt.run_id,
         d.name,
         attempt.attempt,
         short(&attempt.commit),
-        shell_words::join(&argv)
+        shell_words::join(&shown)
     );
     let _ = process::append_log_line(&log, &header);
     let mut spec = ProcessSpec {

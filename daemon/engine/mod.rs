@@ -531,14 +531,23 @@ impl Engine {
                     return Err(e);
                 }
                 let flight = self.running.remove(&id);
-                tracing::info!(
-                    "run {id} {}{}",
-                    state.as_str(),
-                    reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
+                let name = flight.as_ref().map(|f| shown(&f.deployment).into_owned());
+                let outcome = match (exit_code, reason.as_deref()) {
+                    (_, Some(reason)) => format!(" ({reason})"),
+                    (Some(code), None) if code != 0 => format!(" (exit code {code})"),
+                    _ => String::new(),
+                };
+                let line = format!(
+                    "{}: run {id} {}{outcome}",
+                    name.as_deref().unwrap_or("?"),
+                    state.as_str()
                 );
+                // What went wrong is a warning, so `journalctl -p warning` shows it.
+                if state.may_retry() {
+                    tracing::warn!("{line}");
+                } else {
+                    tracing::info!("{line}");
+                }
                 // Stopping: the retry stays owed in the store, decided at the next start.
                 if self.stopping {
                     return Ok(());
@@ -598,18 +607,31 @@ impl Engine {
         }
         let (next, plan) = reconcile(&self.applied, &synced.head, &synced.outcomes);
         let short = attempt::short(&synced.head).to_string();
-        tracing::info!(
-            "applied commit {short} ({}): +{:?} ~{:?} -{:?}{}",
-            synced.summary,
-            plan.added,
-            plan.changed,
-            plan.removed,
-            if plan.held_back.is_empty() {
-                String::new()
-            } else {
-                format!(", held at last good version: {:?}", plan.held_back)
-            }
-        );
+        let held = if plan.held_back.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; kept at their last good version: {}",
+                plan.held_back.join(", ")
+            )
+        };
+        if self.recovered.is_settled() {
+            tracing::info!(
+                "applied commit {short} ({}): {}, {}, {}{held}",
+                synced.summary,
+                listed("added", &plan.added),
+                listed("changed", &plan.changed),
+                listed("removed", &plan.removed),
+            );
+        } else {
+            // The first commit since the start: everything is loaded, nothing "added".
+            let count = plan.added.len() + plan.changed.len();
+            tracing::info!(
+                "loaded commit {short} ({}): {count} deployment{}{held}",
+                synced.summary,
+                if count == 1 { "" } else { "s" }
+            );
+        }
         let findings = |errors: bool| -> Vec<FileError> {
             synced
                 .outcomes
@@ -815,6 +837,15 @@ fn file_error(d: &Diagnostic) -> FileError {
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(crate::store::time_text)
         .unwrap_or_else(|| "-".into())
+}
+
+/// `2 added (a, b)` / `none added`, for the applied-commit line.
+fn listed(what: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return format!("none {what}");
+    }
+    let names: Vec<_> = names.iter().map(|n| shown(n)).collect();
+    format!("{} {what} ({})", names.len(), names.join(", "))
 }
 
 /// A store write whose loss is harmless when the disk is full; other errors stay errors.

@@ -3,7 +3,7 @@
 use super::table::{duration, local_time, Table};
 use super::{print_json, Client, ClientArgs, ClientError, Format};
 use crate::api::percent_encode;
-use crate::api::types::RunJson;
+use crate::api::types::{DeploymentJson, RunJson};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -33,6 +33,27 @@ pub fn run(args: &RunsArgs) -> Result<(), ClientError> {
         return print_json(&found);
     }
     if found.is_empty() {
+        if let Some(name) = &args.deployment {
+            // No runs can mean a typo: say so when no deployment has that name.
+            let deployments: Vec<DeploymentJson> =
+                Client::new(&args.client).get("/api/deployments")?;
+            if !deployments.iter().any(|d| &d.name == name) {
+                let closest = deployments
+                    .iter()
+                    .map(|d| (strsim::jaro_winkler(name, &d.name), &d.name))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                let hint = match closest {
+                    Some((_, near)) => format!("; did you mean `{near}`?"),
+                    None => "; `sundial deployments` lists them".into(),
+                };
+                return Err(ClientError::Api(format!(
+                    "no runs, and no deployment is named `{name}`{hint}"
+                )));
+            }
+            println!("No runs of {name} yet.");
+            return Ok(());
+        }
         println!("No runs.");
         return Ok(());
     }
