@@ -213,3 +213,21 @@ fn next_refuses_a_count_of_zero() {
         "{out:?}"
     );
 }
+
+#[test]
+fn tables_sent_to_a_pipe_are_never_cut() {
+    let (_repo, daemon) = crate::api::start();
+    let output = sundial()
+        .args(["deployments", "--state-dir"])
+        .arg(&daemon.state_dir)
+        .env_remove("SUNDIAL_URL")
+        .env_remove("SUNDIAL_STATE_DIR")
+        .env("COLUMNS", "40")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("cron 0 9 * * * (America/Chicago)") && !stdout.contains('…'),
+        "{stdout}"
+    );
+}
