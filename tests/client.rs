@@ -74,6 +74,17 @@ fn the_client_lists_triggers_follows_and_cancels() {
         "{}",
         log.stdout
     );
+    let json = cli(&daemon, &["logs", &id, "--format", "json"])
+        .code(0)
+        .json();
+    assert_eq!(json["run"]["id"].to_string(), id);
+    assert!(
+        json["log"]
+            .as_str()
+            .unwrap()
+            .contains("done <script>alert(1)</script>\n"),
+        "{json}"
+    );
 
     let refused = cli(&daemon, &["trigger", "hello", "--param", "n=abc"]).code(1);
     assert_eq!(
