@@ -242,3 +242,37 @@ fn tables_sent_to_a_pipe_are_never_cut() {
         "{stdout}"
     );
 }
+
+#[test]
+fn status_shows_a_broken_commits_errors_and_exits_1() {
+    use crate::support::daemon::{manifest, GitRepo};
+    let repo = GitRepo::new();
+    let good = manifest("nightly", "echo ok", "cron: \"0 3 * * *\"", "");
+    let first = repo.commit(&[("deployments/n.yaml", Some(&good))], "good");
+    let daemon = Daemon::start(repo.path());
+    let out = cli(&daemon, &["status"]).code(0);
+    assert!(
+        out.stdout
+            .starts_with(&format!("commit {} applied ", &first[..7])),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("next: nightly at "), "{}", out.stdout);
+    let bad = good.replace("0 3 * * *", "0 25 * * *");
+    let broken = repo.commit(&[("deployments/n.yaml", Some(&bad))], "bad");
+    wait_until(Duration::from_secs(20), "the broken commit applied", || {
+        (daemon.json("/api/status")["commit"] == broken.as_str()).then_some(())
+    });
+    let out = cli(&daemon, &["status"]).code(1);
+    assert!(
+        out.stdout.contains("error: deployments/n.yaml:7:15: "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("held at their last good version (their file fails now): nightly"),
+        "{}",
+        out.stdout
+    );
+}
