@@ -12,6 +12,7 @@ mod daemon;
 mod dashboard;
 mod edges;
 mod fds;
+mod gitfaults;
 mod invariants;
 mod next;
 mod policies;
