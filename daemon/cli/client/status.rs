@@ -1,6 +1,6 @@
 //! `sundial status`: what a running daemon has applied and what is wrong, in one screen —
-//! the commit in force, every error (file:line:column) and warning of it, the state
-//! database and the clock, and the next fires. Exit 0 when nothing is wrong, 1 when
+//! the commit in force, every error (file:line:column) and warning of it, the repository
+//! (read and fetch), the state database and the clock, and the next fires. Exit 0 when nothing is wrong, 1 when
 //! something is (an error of the commit, a full disk, a clock stepped back), so scripts
 //! and health checks can use it.
 
@@ -20,6 +20,7 @@ pub fn run(args: &StatusArgs) -> Result<bool, ClientError> {
     let client = Client::new(&args.client);
     let status: StatusJson = client.get("/api/status")?;
     let healthy = status.errors.is_empty()
+        && status.source.error.is_none()
         && status.store_error.is_none()
         && status.clock_warning.is_none()
         && status.ready;
@@ -37,6 +38,12 @@ pub fn run(args: &StatusArgs) -> Result<bool, ClientError> {
             if deployments.len() == 1 { "" } else { "s" }
         ),
         _ => println!("no commit applied yet"),
+    }
+    if let Some(error) = &status.source.error {
+        println!(
+            "repository ({}): {error}",
+            status.source.kind.as_deref().unwrap_or("read")
+        );
     }
     if let Some(store) = &status.store_error {
         println!("state database: {store}");
