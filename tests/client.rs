@@ -74,6 +74,17 @@ fn the_client_lists_triggers_follows_and_cancels() {
         "{}",
         log.stdout
     );
+    let json = cli(&daemon, &["logs", &id, "--format", "json"])
+        .code(0)
+        .json();
+    assert_eq!(json["run"]["id"].to_string(), id);
+    assert!(
+        json["log"]
+            .as_str()
+            .unwrap()
+            .contains("done <script>alert(1)</script>\n"),
+        "{json}"
+    );
 
     let refused = cli(&daemon, &["trigger", "hello", "--param", "n=abc"]).code(1);
     assert_eq!(
@@ -211,5 +222,57 @@ fn next_refuses_a_count_of_zero() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("invalid value '0' for '--count <N>'"),
         "{out:?}"
+    );
+}
+
+#[test]
+fn tables_sent_to_a_pipe_are_never_cut() {
+    let (_repo, daemon) = crate::api::start();
+    let output = sundial()
+        .args(["deployments", "--state-dir"])
+        .arg(&daemon.state_dir)
+        .env_remove("SUNDIAL_URL")
+        .env_remove("SUNDIAL_STATE_DIR")
+        .env("COLUMNS", "40")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("cron 0 9 * * * (America/Chicago)") && !stdout.contains('…'),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn status_shows_a_broken_commits_errors_and_exits_1() {
+    use crate::support::daemon::{manifest, GitRepo};
+    let repo = GitRepo::new();
+    let good = manifest("nightly", "echo ok", "cron: \"0 3 * * *\"", "");
+    let first = repo.commit(&[("deployments/n.yaml", Some(&good))], "good");
+    let daemon = Daemon::start(repo.path());
+    let out = cli(&daemon, &["status"]).code(0);
+    assert!(
+        out.stdout
+            .starts_with(&format!("commit {} applied ", &first[..7])),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("next: nightly at "), "{}", out.stdout);
+    let bad = good.replace("0 3 * * *", "0 25 * * *");
+    let broken = repo.commit(&[("deployments/n.yaml", Some(&bad))], "bad");
+    wait_until(Duration::from_secs(20), "the broken commit applied", || {
+        (daemon.json("/api/status")["commit"] == broken.as_str()).then_some(())
+    });
+    let out = cli(&daemon, &["status"]).code(1);
+    assert!(
+        out.stdout.contains("error: deployments/n.yaml:7:15: "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("held at their last good version (their file fails now): nightly"),
+        "{}",
+        out.stdout
     );
 }

@@ -320,8 +320,9 @@ fn a_missing_repository_is_an_error_in_status_not_a_crash() {
     let status = wait_until(Duration::from_secs(20), "an error in the status", || {
         let (_, body) = get("/api/status")?;
         let status: Value = serde_json::from_str(&body).ok()?;
-        (!status["errors"].as_array()?.is_empty()).then_some(status)
+        status["source"]["error"].is_string().then_some(status)
     });
+    assert_eq!(status["source"]["kind"], "read", "{status:#}");
     assert_eq!(status["ready"], false);
     assert_eq!(get("/readyz").map(|r| r.0), Some(503));
     // The repository appears: the daemon recovers without a restart.

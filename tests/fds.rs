@@ -135,6 +135,11 @@ fn half_sent_requests_past_the_open_file_limit_no_longer_crash_scheduled_runs() 
     assert_eq!(daemon.get("/readyz").0, 200);
     let status = daemon.json("/api/status");
     assert_eq!(status["errors"], serde_json::json!([]), "{status:#}");
+    assert_eq!(
+        status["source"]["error"],
+        serde_json::Value::Null,
+        "{status:#}"
+    );
     assert!(
         !daemon.log().contains("Too many open files"),
         "{}",

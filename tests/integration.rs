@@ -14,6 +14,7 @@ mod dashboard;
 mod edges;
 mod faults;
 mod fds;
+mod gitfaults;
 mod invariants;
 mod next;
 mod policies;

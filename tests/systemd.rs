@@ -347,7 +347,7 @@ fn an_unreadable_repository_still_reports_ready_on_an_abstract_socket() {
         .find_map(|l| l.strip_prefix("STATUS="))
         .unwrap_or_else(|| panic!("{ready:?} lacks STATUS="));
     assert!(
-        status.starts_with("no commit applied yet: ") && status.ends_with(", 1 error"),
+        status.starts_with("no commit applied yet: no git repository at "),
         "{status:?}"
     );
     assert_eq!(service.readyz(), 503, "ready without a commit");

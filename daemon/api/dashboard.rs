@@ -141,6 +141,17 @@ fn header_section(status: &Status) -> Markup {
             }
             (token_field())
         }
+        @if let Some((kind, message)) = &status.source.error {
+            section.errors #source {
+                h2 { "Repository" }
+                p { (message) }
+                p.mute {
+                    "Failing (" (kind.as_str()) ") since " (utc(status.source.since))
+                    "; last success " (utc(status.source.last_success_at))
+                    ". The deployments in force keep running."
+                }
+            }
+        }
         @if !status.errors.is_empty() {
             section.errors {
                 h2 { "Errors" }

@@ -136,9 +136,43 @@ fn registry(
     );
     registry.register(
         "sync_errors",
-        "Validation or source errors of the newest commit (bad files keep their last good version)",
+        "Validation errors of the newest commit (bad files keep their last good version)",
         gauge(status.errors.len() as i64),
     );
+    let source = &status.source;
+    registry.register(
+        "source_error",
+        "1 while the newest attempt to fetch or read the repository failed (see /api/status)",
+        gauge(source.error.is_some() as i64),
+    );
+    let failures = Family::<Labels, Counter>::default();
+    for (kind, count) in [
+        ("read", source.read_failures),
+        ("fetch", source.fetch_failures),
+    ] {
+        failures
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc_by(count);
+    }
+    registry.register(
+        "source_failures",
+        "Failed reads of the repository and fetches of --remote since the daemon started",
+        failures,
+    );
+    if let Some(at) = source.last_success_at {
+        registry.register(
+            "last_source_success_timestamp_seconds",
+            "When an attempt last fetched (with --remote) and read the branch (Unix time)",
+            gauge(at.timestamp()),
+        );
+    }
+    if let Some(at) = source.last_fetch_at {
+        registry.register(
+            "last_fetch_timestamp_seconds",
+            "When `git fetch` of --remote last succeeded (Unix time)",
+            gauge(at.timestamp()),
+        );
+    }
     registry.register(
         "store_disk_full",
         "1 while the state database cannot be written because its disk is full",

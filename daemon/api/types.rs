@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::engine::status::{DeploymentView, Status};
+use crate::engine::status::{DeploymentView, SourceHealth, Status};
 use crate::store::{time_text, FileError, Run};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,12 +47,15 @@ pub struct StatusJson {
     pub ready: bool,
     pub commit: Option<String>,
     pub synced_at: Option<String>,
+    /// Validation errors of the newest commit.
     pub errors: Vec<FileError>,
     pub warnings: Vec<FileError>,
     /// Why the state database cannot be written now (a full disk), or null.
     pub store_error: Option<String>,
     /// Set while a wall clock stepped back holds schedules until it catches up, or null.
     pub clock_warning: Option<String>,
+    /// Fetching and reading the repository, apart from the files' errors.
+    pub source: SourceJson,
 }
 
 impl From<&Status> for StatusJson {
@@ -65,6 +68,38 @@ impl From<&Status> for StatusJson {
             store_error: s.store_error.clone(),
             clock_warning: s.clock_warning.as_ref().map(|(text, _)| text.clone()),
             warnings: s.warnings.clone(),
+            source: SourceJson::from(&s.source),
+        }
+    }
+}
+
+/// How the newest attempt to fetch and read the repository went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceJson {
+    /// What is wrong and what to do; null once an attempt succeeds.
+    pub error: Option<String>,
+    /// `read` (the repository or branch) or `fetch` (`git fetch` of --remote); null
+    /// without an error.
+    pub kind: Option<String>,
+    /// When the failing began.
+    pub since: Option<String>,
+    /// The last attempt that fetched (with a remote) and read the branch.
+    pub last_success_at: Option<String>,
+    /// The last successful `git fetch` (null without a remote).
+    pub last_fetch_at: Option<String>,
+    /// Failed fetches and reads since the daemon started.
+    pub failures: u64,
+}
+
+impl From<&SourceHealth> for SourceJson {
+    fn from(h: &SourceHealth) -> SourceJson {
+        SourceJson {
+            error: h.error.as_ref().map(|(_, message)| message.clone()),
+            kind: h.error.as_ref().map(|(kind, _)| kind.as_str().to_string()),
+            since: h.since.map(time_text),
+            last_success_at: h.last_success_at.map(time_text),
+            last_fetch_at: h.last_fetch_at.map(time_text),
+            failures: h.failures(),
         }
     }
 }

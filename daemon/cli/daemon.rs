@@ -151,7 +151,11 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let limits = api::serve::Limits::new(max_connections);
-    runtime.block_on(serve(args, source, poll, grace, limits, hosts))?;
+    let served = runtime.block_on(serve(args, source, poll, grace, limits, hosts));
+    // A blocking task stuck in git (a checkout of a damaged repository) must not hold the
+    // exit: the stop has already ended the jobs and recorded them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

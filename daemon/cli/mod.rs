@@ -32,6 +32,8 @@ pub enum Command {
     Schema,
     /// Run the scheduler daemon in the foreground.
     Daemon(daemon::DaemonArgs),
+    /// Show what a running daemon applied and what is wrong (exit 1 when something is).
+    Status(client::status::StatusArgs),
     /// List the deployments a running daemon has in force.
     Deployments(client::deployments::DeploymentsArgs),
     /// List a running daemon's runs, newest first.
@@ -77,6 +79,11 @@ pub fn run(args: Args) -> ExitCode {
         Command::Next(a) => next::run(a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS),
         Command::Schema => schema::run(),
         Command::Daemon(a) => daemon::run(&a),
+        Command::Status(a) => match client::status::run(&a) {
+            Ok(true) => Ok(ExitCode::SUCCESS),
+            Ok(false) => Ok(ExitCode::FAILURE),
+            Err(e) => client::finish(Err(e)),
+        },
         Command::Deployments(a) => client::finish(client::deployments::run(&a)),
         Command::Runs(a) => client::finish(client::runs::run(&a)),
         Command::Logs(a) => client::finish(client::logs::run(&a)),

@@ -566,14 +566,8 @@ impl Engine {
 
     fn on_sync(&mut self, message: SyncMessage, now: DateTime<Utc>) -> Result<(), StoreError> {
         match message {
-            SyncMessage::Failed(error) => {
-                tracing::error!("cannot read the repository: {error}");
-                self.status.errors = vec![FileError {
-                    file: self.ctx.source.repo.display().to_string(),
-                    line: 0,
-                    column: 0,
-                    message: error,
-                }];
+            SyncMessage::Source(attempt) => {
+                self.status.source.record(&attempt, now);
                 self.publish();
                 Ok(())
             }
@@ -584,7 +578,6 @@ impl Engine {
                 }
                 applied
             }
-            SyncMessage::Unchanged => Ok(()),
         }
     }
 

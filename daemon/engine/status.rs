@@ -1,11 +1,14 @@
 //! What the engine publishes for the HTTP API and the logs: readiness, the applied
-//! commit and its findings, and the deployments in force with their next fire times.
+//! commit and its findings, how reading the repository goes, and the deployments in force
+//! with their next fire times.
 //! Published through a `tokio::sync::watch` channel: the API reads the latest value and
 //! never reaches into the engine's state.
 
 use chrono::{DateTime, Utc};
 
 use crate::store::FileError;
+
+use super::sync::Attempt;
 
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -14,14 +17,78 @@ pub struct Status {
     /// The newest commit seen and applied.
     pub commit: Option<String>,
     pub synced_at: Option<DateTime<Utc>>,
-    /// Validation errors of that commit, plus a source error (repo missing, no branch, ...).
+    /// Validation errors of that commit.
     pub errors: Vec<FileError>,
     pub warnings: Vec<FileError>,
+    /// How the newest attempts to fetch and read the repository went.
+    pub source: SourceHealth,
     pub deployments: Vec<DeploymentView>,
     /// Why the state database cannot be written now (a full disk), if so.
     pub store_error: Option<String>,
     /// The wall clock was stepped back: what it means, and when schedules resume.
     pub clock_warning: Option<(String, DateTime<Utc>)>,
+}
+
+/// Which step of reading the source failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    /// Opening or reading the repository and branch (missing, damaged, no branch, ...).
+    Read,
+    /// `git fetch` of the configured remote.
+    Fetch,
+}
+
+impl SourceErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceErrorKind::Read => "read",
+            SourceErrorKind::Fetch => "fetch",
+        }
+    }
+}
+
+/// The repository's side of the status, apart from the files' validation errors: the
+/// newest attempt's problem, cleared by the first attempt that succeeds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceHealth {
+    /// What the newest attempt failed at, and the message that says what to do.
+    pub error: Option<(SourceErrorKind, String)>,
+    /// When the failing began (the first of the attempts failing since).
+    pub since: Option<DateTime<Utc>>,
+    /// The last attempt that fetched (with a remote) and read the branch.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The last successful `git fetch`.
+    pub last_fetch_at: Option<DateTime<Utc>>,
+    /// Failed reads since the daemon started.
+    pub read_failures: u64,
+    /// Failed fetches since the daemon started.
+    pub fetch_failures: u64,
+}
+
+impl SourceHealth {
+    /// Takes in how an attempt at `now` went.
+    pub fn record(&mut self, attempt: &Attempt, now: DateTime<Utc>) {
+        match &attempt.fetch {
+            Some(Ok(())) => self.last_fetch_at = Some(now),
+            Some(Err(_)) => self.fetch_failures += 1,
+            None => {}
+        }
+        if attempt.read.is_err() {
+            self.read_failures += 1;
+        }
+        self.error = attempt.problem();
+        if self.error.is_some() {
+            self.since.get_or_insert(now);
+        } else {
+            self.since = None;
+            self.last_success_at = Some(now);
+        }
+    }
+
+    /// Failed fetches and reads since the daemon started.
+    pub fn failures(&self) -> u64 {
+        self.read_failures + self.fetch_failures
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,5 +125,77 @@ impl Status {
                     .filter_map(move |s| s.next.map(|n| (d.name.as_str(), n)))
             })
             .min_by_key(|(_, n)| *n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn attempt(fetch: Option<Result<(), &str>>, read: Result<(), &str>) -> Attempt {
+        Attempt {
+            fetch: fetch.map(|r| r.map_err(str::to_string)),
+            read: read.map_err(str::to_string),
+        }
+    }
+
+    /// Regression (issue 12.6): a source error stayed until the next new commit; it must
+    /// clear at the first attempt that succeeds, with the failures counted.
+    #[test]
+    fn a_source_error_shows_the_newest_attempt_and_clears_at_the_first_success() {
+        let mut health = SourceHealth::default();
+        health.record(&attempt(None, Ok(())), at(0));
+        assert_eq!(health.error, None);
+        assert_eq!(health.last_success_at, Some(at(0)));
+
+        health.record(&attempt(None, Err("branch gone")), at(10));
+        health.record(&attempt(None, Err("branch still gone")), at(20));
+        assert_eq!(
+            health.error,
+            Some((SourceErrorKind::Read, "branch still gone".into()))
+        );
+        assert_eq!(health.since, Some(at(10)));
+        assert_eq!((health.read_failures, health.failures()), (2, 2));
+        assert_eq!(health.last_success_at, Some(at(0)));
+
+        health.record(&attempt(None, Ok(())), at(30));
+        assert_eq!((health.error.clone(), health.since), (None, None));
+        assert_eq!(health.last_success_at, Some(at(30)));
+        assert_eq!(health.failures(), 2, "a counter never goes down");
+    }
+
+    #[test]
+    fn a_failed_fetch_is_its_own_kind_and_names_a_failed_read_too() {
+        let mut health = SourceHealth::default();
+        health.record(&attempt(Some(Ok(())), Ok(())), at(0));
+        assert_eq!(health.last_fetch_at, Some(at(0)));
+
+        health.record(&attempt(Some(Err("fetch failed")), Ok(())), at(10));
+        assert_eq!(
+            health.error,
+            Some((SourceErrorKind::Fetch, "fetch failed".into()))
+        );
+        assert_eq!(health.last_fetch_at, Some(at(0)));
+        health.record(
+            &attempt(Some(Err("fetch failed")), Err("no branch")),
+            at(20),
+        );
+        assert_eq!(
+            health.error,
+            Some((
+                SourceErrorKind::Fetch,
+                "fetch failed; reading the branch as fetched before failed too: no branch".into()
+            ))
+        );
+        assert_eq!((health.fetch_failures, health.read_failures), (2, 1));
+        assert_eq!(health.since, Some(at(10)));
+
+        health.record(&attempt(Some(Ok(())), Ok(())), at(30));
+        assert_eq!(health.error, None);
+        assert_eq!(health.last_fetch_at, Some(at(30)));
     }
 }

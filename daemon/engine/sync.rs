@@ -4,8 +4,21 @@
 //! engine. Reading git and validating happen here, off the engine's loop, so a large commit
 //! never delays a due slot.
 //!
-//! A repository that is missing, empty, corrupt or lacks the branch is reported to the
-//! engine (status and logs) and tried again at the next notification or poll: never a crash.
+//! Every attempt (a fetch when a remote is configured, then the read) ends with a
+//! [`SyncMessage::Source`] saying how it went, after the [`SyncMessage::Synced`] it may
+//! have produced: the engine's status shows the newest attempt, so an error clears at the
+//! first read that succeeds, whether or not the head moved. A repository that is missing,
+//! empty, damaged or lacks the branch, and a fetch that fails, are reported that way and
+//! tried again at the next notification or poll: never a crash.
+//!
+//! Bounded: git work runs on threads this task walks away from
+//! ([`crate::source::bounded`]): a read past the time limit (`$SUNDIAL_GIT_TIMEOUT`, 30 s)
+//! is reported as timed out and abandoned, and no new read starts while it is still stuck.
+//! Neither the engine nor the daemon's stop ever waits for git.
+//!
+//! At a start, before anything is applied: if the branch cannot be read, the commit the
+//! store applied last is read instead and applied as it was (with its files' last good
+//! versions), so the daemon is ready and runs its last good state while the error shows.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,11 +26,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::manifest::discover::Discovery;
-use crate::source::{watch, Repo, SourceConfig};
+use crate::source::bounded::{self, Reads};
+use crate::source::{watch, Repo, SourceConfig, SourceError, FETCH_TIMEOUT};
 use crate::store::Store;
 use crate::validate::{self, FileOutcome, SourceFile};
 
 use super::error_chain;
+use super::status::SourceErrorKind;
 
 /// A commit read and validated.
 #[derive(Debug)]
@@ -36,14 +51,43 @@ pub struct Seed {
     pub outcome: FileOutcome,
 }
 
+/// How one attempt to read the source went; each error is the message to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The `git fetch` of the configured remote; `None` without a remote.
+    pub fetch: Option<Result<(), String>>,
+    /// Reading the branch.
+    pub read: Result<(), String>,
+}
+
+impl Attempt {
+    /// What went wrong, as status shows it: a failed fetch first (it is the cause when
+    /// the fetched branch cannot be read either), else a failed read.
+    pub fn problem(&self) -> Option<(SourceErrorKind, String)> {
+        match (&self.fetch, &self.read) {
+            (Some(Err(fetch)), Ok(())) => Some((SourceErrorKind::Fetch, fetch.clone())),
+            (Some(Err(fetch)), Err(read)) => Some((
+                SourceErrorKind::Fetch,
+                format!("{fetch}; reading the branch as fetched before failed too: {read}"),
+            )),
+            (_, Err(read)) => Some((SourceErrorKind::Read, read.clone())),
+            (_, Ok(())) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum SyncMessage {
+    /// A commit to apply.
     Synced(Box<Synced>),
-    /// A forced re-sync (SIGHUP) found the head already applied.
-    Unchanged,
-    /// The source could not be read; the message says why and what to do.
-    Failed(String),
+    /// How the newest attempt went: sent after every attempt, after its `Synced` if any
+    /// (so a forced re-sync is answered once its commit is applied).
+    Source(Attempt),
 }
+
+/// How long the fetch may take before the syncer walks away: `git fetch` is killed at
+/// [`FETCH_TIMEOUT`] already; this covers the rest.
+const FETCH_LIMIT: Duration = FETCH_TIMEOUT.saturating_add(Duration::from_secs(30));
 
 /// Runs until the engine goes away. `force` asks for an immediate re-sync (SIGHUP).
 pub async fn run(
@@ -54,52 +98,95 @@ pub async fn run(
     tx: mpsc::Sender<SyncMessage>,
     mut force: mpsc::Receiver<()>,
 ) {
+    let limit = bounded::read_timeout();
+    let (mut fetches, mut reads, mut fallbacks) = (Reads::new(), Reads::new(), Reads::new());
     let mut last_head: Option<String> = None;
-    let mut last_error: Option<String> = None;
-    let mut forced = false;
+    // The problems last logged, so that a lasting one is logged once.
+    let mut logged: Option<String> = None;
+    let mut fallback_logged: Option<String> = None;
     let mut watcher: Option<mpsc::Receiver<()>> = None;
     loop {
-        let discovery = discovery.clone();
-        let (cfg, db, seen, first) = (
+        let mut attempt = Attempt {
+            fetch: None,
+            read: Ok(()),
+        };
+        if config.remote.is_some() {
+            let cfg = config.clone();
+            // A repository that cannot be opened is the read's error to report.
+            let fetched = fetches
+                .run(&config.repo, "fetching into", FETCH_LIMIT, move || {
+                    let Ok(repo) = Repo::open(&cfg) else {
+                        return Ok(false);
+                    };
+                    repo.fetch().map(|()| true)
+                })
+                .await;
+            attempt.fetch = match fetched {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(error_chain(&e))),
+            };
+        }
+        let (discovery_now, cfg, db, seen) = (
+            discovery.clone(),
             config.clone(),
             state_db.clone(),
             last_head.clone(),
-            last_head.is_none(),
         );
-        let outcome = tokio::task::spawn_blocking(move || {
-            let repo = Repo::open(&cfg).map_err(|e| error_chain(&e))?;
-            let git_dir = repo.git_dir();
-            let read = read_head(&repo, &discovery, &db, seen.as_deref(), first)?;
-            Ok::<_, String>((git_dir, read))
-        })
-        .await;
-        // Watch the repository's git directory (as `Repo` finds it) once it can be opened;
-        // until then, the poll alone retries.
-        if let (None, Ok(Ok((git_dir, _)))) = (&watcher, &outcome) {
-            watcher = Some(watch(git_dir, poll));
+        let read = reads
+            .run(&config.repo, "reading", limit, move || {
+                let repo = Repo::open(&cfg)?;
+                let read = read_head(&repo, &discovery_now, &db, seen.as_deref());
+                Ok((repo.git_dir(), read))
+            })
+            .await
+            .and_then(|(git_dir, read)| {
+                // Watch the repository's git directory (as `Repo` finds it) once it can be
+                // opened; until then, the poll alone retries.
+                if watcher.is_none() {
+                    watcher = Some(watch(&git_dir, poll));
+                }
+                read
+            });
+        let mut synced = None;
+        match read {
+            Ok(read) => synced = read,
+            Err(e) => {
+                attempt.read = Err(error_chain(&e));
+                if last_head.is_none() {
+                    let fallback =
+                        last_applied(&mut fallbacks, &config, &discovery, &state_db, limit).await;
+                    match fallback {
+                        Ok(found) => synced = found,
+                        Err(e) if fallback_logged.as_ref() != Some(&e) => {
+                            tracing::warn!("the last applied commit cannot be read either: {e}");
+                            fallback_logged = Some(e);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
         }
-        let message = match outcome.map(|r| r.map(|(_, read)| read)) {
-            Ok(Ok(Some(synced))) => {
-                last_head = Some(synced.head.clone());
-                last_error = None;
-                Some(SyncMessage::Synced(Box::new(synced)))
+        let problem = attempt.problem().map(|(_, message)| message);
+        if problem != logged {
+            match &problem {
+                Some(message) => tracing::error!("cannot sync: {message}"),
+                None => tracing::info!("the repository can be read again"),
             }
-            Ok(Ok(None)) if forced => Some(SyncMessage::Unchanged),
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) if !forced && last_error.as_deref() == Some(e.as_str()) => None,
-            Ok(Err(e)) => {
-                last_error = Some(e.clone());
-                Some(SyncMessage::Failed(e))
-            }
-            Err(panic) => Some(SyncMessage::Failed(format!(
-                "reading the repository failed unexpectedly: {panic}"
-            ))),
-        };
-        forced = false;
-        if let Some(message) = message {
-            if tx.send(message).await.is_err() {
+            logged = problem;
+        }
+        if let Some(synced) = synced {
+            last_head = Some(synced.head.clone());
+            if tx
+                .send(SyncMessage::Synced(Box::new(synced)))
+                .await
+                .is_err()
+            {
                 return;
             }
+        }
+        if tx.send(SyncMessage::Source(attempt)).await.is_err() {
+            return;
         }
         tokio::select! {
             _ = async {
@@ -108,10 +195,44 @@ pub async fn run(
                     None => tokio::time::sleep(poll).await,
                 }
             } => {}
-            Some(()) = force.recv() => forced = true,
+            Some(()) = force.recv() => {}
             () = tx.closed() => return,
         }
     }
+}
+
+/// At a start whose branch cannot be read: the commit the store applied last, read and
+/// validated again (with seeds); `None` when the store has none. Errors: why it cannot be
+/// read.
+async fn last_applied(
+    reads: &mut Reads,
+    config: &SourceConfig,
+    discovery: &Discovery,
+    state_db: &Path,
+    limit: Duration,
+) -> Result<Option<Synced>, String> {
+    let (cfg, discovery, db) = (config.clone(), discovery.clone(), state_db.to_path_buf());
+    let read = reads
+        .run(&config.repo, "reading", limit, move || {
+            let Some(sha) = Store::open_read_only(&db)
+                .ok()
+                .and_then(|store| store.last_commit().ok().flatten())
+                .map(|commit| commit.sha)
+            else {
+                return Ok(None);
+            };
+            let repo = Repo::open(&cfg)?;
+            read_commit(&repo, &discovery, &db, sha, true).map(Some)
+        })
+        .await;
+    let found = read.map_err(|e| error_chain(&e))?;
+    if let Some(synced) = &found {
+        tracing::warn!(
+            "the branch cannot be read; running commit {}, the last one applied, until it can",
+            super::attempt::short(&synced.head)
+        );
+    }
+    Ok(found)
 }
 
 /// One read of the branch: `None` when its head is still `seen`.
@@ -120,33 +241,36 @@ fn read_head(
     discovery: &Discovery,
     state_db: &Path,
     seen: Option<&str>,
-    first: bool,
-) -> Result<Option<Synced>, String> {
-    if repo.config().remote.is_some() {
-        if let Err(e) = repo.fetch() {
-            tracing::warn!("{}", error_chain(&e));
-        }
-    }
-    let head = repo.head().map_err(|e| error_chain(&e))?;
+) -> Result<Option<Synced>, SourceError> {
+    let head = repo.head()?;
     if seen == Some(head.as_str()) {
         return Ok(None);
     }
-    let snapshot = repo
-        .snapshot(&head, &|path| discovery.is_manifest(path))
-        .map_err(|e| error_chain(&e))?;
-    let exists = |path: &str| repo.file_at(&head, path).ok().map(|found| found.is_some());
+    read_commit(repo, discovery, state_db, head, seen.is_none()).map(Some)
+}
+
+/// Reads and validates `head`; `first` (nothing applied since the start) adds the seeds.
+fn read_commit(
+    repo: &Repo,
+    discovery: &Discovery,
+    state_db: &Path,
+    head: String,
+    first: bool,
+) -> Result<Synced, SourceError> {
+    let snapshot = repo.snapshot(&head, &|path| discovery.is_manifest(path))?;
+    let exists = |path: &str| repo.has_file(&head, path).ok();
     let validation = validate::validate_in(&snapshot.files, &exists);
     let seeds = if first {
         seeds(repo, state_db, &head, &validation.files)
     } else {
         Vec::new()
     };
-    Ok(Some(Synced {
+    Ok(Synced {
         head,
         summary: snapshot.summary,
         outcomes: validation.files,
         seeds,
-    }))
+    })
 }
 
 /// After a restart, the engine has no last-known-good versions in memory; read them back

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use git2::{ObjectType, Tree};
 
-use super::{parse_sha, Repo, SourceError};
+use super::{bounded, parse_sha, Repo, SourceError};
 
 /// Distinguishes temporary directories of concurrent `ensure` calls in one process.
 static NEXT_TMP: AtomicUsize = AtomicUsize::new(0);
@@ -51,7 +51,13 @@ impl Checkouts {
 
     /// `<root>/<sha>` holding the commit's tree, created on first use and reused after.
     /// Errors: [`SourceError::BadSha`], [`SourceError::NoCommit`], [`SourceError::Corrupt`],
-    /// [`SourceError::Io`] (the temporary directory is removed on every error).
+    /// [`SourceError::DamagedObject`], [`SourceError::Io`] (the temporary directory is
+    /// removed on every error).
+    ///
+    /// The tree is written on a thread of its own (with `repo` opened again there) that
+    /// the caller stops waiting for after ten times the read time limit
+    /// ([`SourceError::TimedOut`]); should that thread end later, its checkout is as good
+    /// as any.
     pub fn ensure(&self, repo: &Repo, sha: &str) -> Result<PathBuf, SourceError> {
         let oid = parse_sha(sha)?;
         let sha = oid.to_string();
@@ -59,8 +65,19 @@ impl Checkouts {
         if target.is_dir() {
             return Ok(target);
         }
-        let commit = repo.find_commit(&sha)?;
-        let tree = commit.tree().map_err(|e| repo.corrupt(e))?;
+        let (checkouts, config) = (self.clone(), repo.config().clone());
+        let limit = bounded::read_timeout() * 10;
+        let path = config.repo.clone();
+        bounded::run_blocking(&path, "checking out from", limit, move || {
+            let repo = Repo::open(&config)?;
+            checkouts.write(&repo, &sha, target)
+        })
+    }
+
+    /// Writes the checkout of `sha` at `target`, through a temporary directory.
+    fn write(&self, repo: &Repo, sha: &str, target: PathBuf) -> Result<PathBuf, SourceError> {
+        let commit = repo.find_commit(sha)?;
+        let tree = repo.tree(commit.tree_id())?;
         fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
         let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -133,18 +150,12 @@ fn write_tree(repo: &Repo, tree: &Tree<'_>, dir: &Path, depth: usize) -> Result<
         let mode = entry.filemode();
         match entry.kind() {
             Some(ObjectType::Tree) => {
-                let sub = repo
-                    .git
-                    .find_tree(entry.id())
-                    .map_err(|e| repo.corrupt(e))?;
+                let sub = repo.tree(entry.id())?;
                 fs::create_dir(&path).map_err(io("create", &path))?;
                 write_tree(repo, &sub, &path, depth + 1)?;
             }
             Some(ObjectType::Blob) => {
-                let blob = repo
-                    .git
-                    .find_blob(entry.id())
-                    .map_err(|e| repo.corrupt(e))?;
+                let blob = repo.blob(entry.id())?;
                 if mode == super::MODE_LINK {
                     let target = Path::new(OsStr::from_bytes(blob.content()));
                     if link_stays_inside(target, depth) {

@@ -85,3 +85,30 @@ pub(crate) fn config(repo: &Path, branch: &str) -> SourceConfig {
 pub(crate) fn open(repo: &Path) -> Repo {
     Repo::open(&config(repo, "main")).expect("open repo")
 }
+
+/// The loose object file of `id` in the work tree `repo`.
+pub(crate) fn loose_object(repo: &Path, id: &str) -> PathBuf {
+    repo.join(".git/objects").join(&id[..2]).join(&id[2..])
+}
+
+/// Cuts the loose object `id` of `repo` to half its size: a zlib stream without its end,
+/// as a crash or a full disk leaves it.
+pub(crate) fn truncate_object(repo: &Path, id: &str) {
+    let path = loose_object(repo, id);
+    let bytes = std::fs::read(&path).expect("a loose object");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+/// A manifest large enough that half of its compressed object is a real truncated
+/// stream (several deflate blocks' worth of input).
+pub(crate) fn long_manifest() -> String {
+    let mut text = String::from("deployments:\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "  - name: job-{i}\n    entrypoint: flows/job_{i}.py:main\n    schedules:\n      - cron: \"{} * * * *\"\n",
+            i % 60
+        ));
+    }
+    text
+}

@@ -148,7 +148,8 @@ impl Lifecycle for Service {
 }
 
 /// The one-line `STATUS=`: what `systemctl status sundial` shows under the unit, e.g.
-/// `commit abc1234, 12 deployments, next: etl at 09:00 America/Chicago, 0 errors`.
+/// `commit abc1234, 12 deployments, next: etl at 09:00 America/Chicago, 0 errors`, then
+/// `; source error: ...` while fetching or reading the repository fails.
 /// The next fire is shown in its schedule's timezone, with the date unless it is within
 /// a day of `now`, and with seconds only when they are not zero.
 pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
@@ -157,15 +158,16 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         return format!("STATE DATABASE: {}", one_line(store_error, 200));
     }
     let errors = plural(status.errors.len(), "error");
+    let source = status.source.error.as_ref().map(|(_, e)| e.as_str());
     let Some(commit) = status.commit.as_deref().filter(|_| status.ready) else {
-        return match status.errors.first() {
-            Some(e) => format!(
-                "no commit applied yet: {}, {errors}",
-                one_line(&e.message, 200)
-            ),
+        return match source {
+            Some(e) => format!("no commit applied yet: {}", one_line(e, 200)),
             None => "starting: reading the repository".into(),
         };
     };
+    let source = source
+        .map(|e| format!("; source error: {}", one_line(e, 160)))
+        .unwrap_or_default();
     let short = commit.get(..7).unwrap_or(commit);
     let deployments = plural(status.deployments.len(), "deployment");
     let next = status
@@ -190,7 +192,7 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         ),
         None => String::new(),
     };
-    format!("commit {short}, {deployments}, next: {next}, {errors}{clock}")
+    format!("commit {short}, {deployments}, next: {next}, {errors}{source}{clock}")
 }
 
 fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {
@@ -231,7 +233,7 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::status::{DeploymentView, ScheduleView};
+    use crate::engine::status::{DeploymentView, ScheduleView, SourceErrorKind};
     use crate::store::FileError;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -345,10 +347,36 @@ mod tests {
             status_line(&status, Utc::now()),
             "starting: reading the repository"
         );
-        status.errors = vec![error("cannot open /srv/repo: not found\nhint: clone it")];
+        status.source.error = Some((
+            SourceErrorKind::Read,
+            "cannot open /srv/repo: not found\nhint: clone it".into(),
+        ));
         assert_eq!(
             status_line(&status, Utc::now()),
-            "no commit applied yet: cannot open /srv/repo: not found, 1 error"
+            "no commit applied yet: cannot open /srv/repo: not found"
+        );
+    }
+
+    #[test]
+    fn a_source_error_is_in_the_status_line_while_it_lasts() {
+        let mut status = Status {
+            ready: true,
+            commit: Some("abc1234def".into()),
+            ..Status::default()
+        };
+        status.source.error = Some((
+            SourceErrorKind::Fetch,
+            "`git fetch` from remote `origin` failed: fatal: no such remote".into(),
+        ));
+        assert_eq!(
+            status_line(&status, Utc::now()),
+            "commit abc1234, 0 deployments, next: nothing scheduled, 0 errors; source error: \
+             `git fetch` from remote `origin` failed: fatal: no such remote"
+        );
+        status.source.error = None;
+        assert_eq!(
+            status_line(&status, Utc::now()),
+            "commit abc1234, 0 deployments, next: nothing scheduled, 0 errors"
         );
     }
 }

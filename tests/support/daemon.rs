@@ -108,6 +108,8 @@ pub struct Setup {
     /// Leave the state directory (`state/` in a temporary directory) for the daemon to
     /// create.
     pub fresh_state_dir: bool,
+    /// Extra environment variables, e.g. `SUNDIAL_GIT_TIMEOUT`.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running daemon.
@@ -243,6 +245,7 @@ impl Daemon {
             .arg(state_dir)
             .args(["--listen", &listen, "--poll-interval", "1", "--grace", "2"])
             .args(&setup.extra)
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .env("SUNDIAL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -1,10 +1,11 @@
 //! `sundial logs RUN [--follow]`: a run's log; with `--follow`, new output as it is
-//! written, until the run has ended.
+//! written, until the run has ended. `--format json` prints one object, `{"run": ...,
+//! "log": "..."}`, or with `--follow` one line per chunk, `{"offset": N, "text": "..."}`.
 
 use std::io::Write;
 use std::time::Duration;
 
-use super::{Client, ClientArgs, ClientError};
+use super::{Client, ClientArgs, ClientError, Format};
 use crate::api::types::RunJson;
 use crate::store::RunState;
 
@@ -32,8 +33,20 @@ pub fn run(args: &LogsArgs) -> Result<(), ClientError> {
         let run: RunJson = client.get(&format!("/api/runs/{}", args.run))?;
         let ended = RunState::parse(&run.state).is_none_or(RunState::is_final);
         let text = client.get_text(&format!("/api/runs/{}/logs?offset={offset}", args.run))?;
+        let written = match (args.client.format, args.follow) {
+            (Format::Table, _) => out.write_all(text.as_bytes()),
+            (Format::Json, false) => {
+                let answer = serde_json::json!({"run": run, "log": text});
+                writeln!(out, "{answer}")
+            }
+            (Format::Json, true) if text.is_empty() => Ok(()),
+            (Format::Json, true) => {
+                let chunk = serde_json::json!({"offset": offset, "text": text});
+                writeln!(out, "{chunk}")
+            }
+        };
         offset += text.len();
-        out.write_all(text.as_bytes())
+        written
             .and_then(|()| out.flush())
             .map_err(anyhow::Error::from)?;
         if !args.follow || ended {

@@ -12,6 +12,7 @@ pub mod cancel;
 pub mod deployments;
 pub mod logs;
 pub mod runs;
+pub mod status;
 mod table;
 pub mod trigger;
 

@@ -1,5 +1,6 @@
-//! Plain-text tables that fit the terminal (80 columns unless `COLUMNS` says more), and
-//! times in the local zone with its name.
+//! Plain-text tables that fit the terminal (its real width; `COLUMNS` when the size cannot
+//! be read; never cut when the output is not a terminal), and times in the local zone with
+//! its name.
 
 use chrono::{DateTime, Utc};
 
@@ -70,13 +71,26 @@ impl Table {
     }
 
     pub fn print(&self) {
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .filter(|c: &usize| *c >= 40)
-            .unwrap_or(80);
-        print!("{}", self.render(width));
+        print!("{}", self.render(output_width()));
     }
+}
+
+/// How wide a table may be: the terminal's width when stdout is one (bash does not export
+/// `COLUMNS`, so it is only the fallback), unlimited when the output goes to a file or a
+/// pipe, where a cut cell would lose what a script reads.
+fn output_width() -> usize {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return usize::MAX;
+    }
+    if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size() {
+        return usize::from(w).max(40);
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|c: &usize| *c >= 40)
+        .unwrap_or(80)
 }
 
 /// An RFC 3339 time of the API, shown in the local zone with its abbreviation.
