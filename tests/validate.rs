@@ -489,3 +489,27 @@ fn two_schedules_with_one_identity_are_an_error_at_the_second() {
         "error[duplicate-schedule]: this schedule has the same slug as schedule 1 of this deployment: both would claim the same slots, and only one would fire",
     ).stdout_has("= help: give each schedule its own `slug`");
 }
+
+#[test]
+fn validate_skips_virtual_environments_and_what_gitignore_ignores() {
+    let broken = "deployments:\n  - name: x\n    schedulez: []\n";
+    let project = Project::new()
+        .file("deployments/ok.yaml", GOOD)
+        .file("venv/pyvenv.cfg", "home = /usr/bin\n")
+        .file(
+            "venv/lib/python3.11/site-packages/prefect/templates/prefect.yaml",
+            broken,
+        )
+        .file(".gitignore", "scratch/\n")
+        .file("scratch/prefect.yaml", broken);
+    let json = project
+        .run(&["validate", "--format", "json"])
+        .code(0)
+        .json();
+    assert_eq!(json["files"], 1, "{json}");
+    // Named explicitly, an ignored file is still checked.
+    project
+        .run(&["validate", "scratch/prefect.yaml"])
+        .code(1)
+        .stdout_has("unknown key `schedulez`");
+}

@@ -98,31 +98,37 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Files under `root` (hidden entries skipped) whose root-relative path passes `keep`,
-/// sorted so output and duplicate-name errors are deterministic.
+/// Files under `root` whose root-relative path passes `keep`, sorted so output and
+/// duplicate-name errors are deterministic. Skipped, as ripgrep skips them: hidden entries,
+/// what `.gitignore` (and `.git/info/exclude`, `.ignore`) ignores, and Python virtual
+/// environments (a directory with a `pyvenv.cfg`), whose packages ship YAML of their own.
 fn walk(root: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("cannot list `{}`", dir.display()))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "target" || name == "node_modules" {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(root).unwrap_or(&path);
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                if keep(&rel) {
-                    found.push(path);
-                }
-            }
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .require_git(false)
+        .filter_entry(|entry| {
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            let name = entry.file_name().to_string_lossy();
+            !(is_dir
+                && (name == "target"
+                    || name == "node_modules"
+                    || entry.path().join("pyvenv.cfg").is_file()))
+        })
+        .build();
+    for entry in walker {
+        let entry = entry.with_context(|| format!("cannot list `{}`", root.display()))?;
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.into_path();
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if keep(&rel) {
+            found.push(path);
         }
     }
     found.sort();
