@@ -10,6 +10,7 @@ mod client;
 mod croniter;
 mod daemon;
 mod dashboard;
+mod limits;
 mod next;
 mod policies;
 mod precommit;

@@ -5,13 +5,15 @@ use proptest::prelude::*;
 
 use super::{validate, SourceFile};
 
+mod bounds;
+
 const MANIFEST: &str = include_str!("../../deployments/analytics.yaml");
 
 fn check(bytes: Vec<u8>) {
     let file = SourceFile {
         display: "prefect.yaml".into(),
         repo_path: "prefect.yaml".into(),
-        bytes,
+        bytes: bytes.into(),
     };
     let validation = validate(&[file]);
     for d in validation.diagnostics() {
@@ -53,7 +55,7 @@ fn the_examples_build_their_deployments() {
     let file = SourceFile {
         display: "deployments/analytics.yaml".into(),
         repo_path: "deployments/analytics.yaml".into(),
-        bytes: MANIFEST.as_bytes().to_vec(),
+        bytes: MANIFEST.as_bytes().to_vec().into(),
     };
     let validation = validate(&[file]);
     let deployments = validation.files[0].deployments.as_ref().expect("valid");

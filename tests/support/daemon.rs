@@ -155,6 +155,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id (it leads its own process group).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     #[track_caller]
     pub fn wait_ready(&self) {
         wait_until(Duration::from_secs(30), "the daemon to be ready", || {
