@@ -15,7 +15,7 @@
 //!
 //! Non-goals: multiple documents in one file (a manifest is one document), custom tags.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as RawSpan};
 
@@ -159,7 +159,8 @@ pub fn load(bytes: &[u8]) -> Loaded {
     let mut builder = Builder::new(expanded_bytes_limit(bytes.len()));
     match builder.build(Parser::new_from_str(text)) {
         Ok(root) => loaded.root = Some(root),
-        Err(err) => {
+        Err(mut err) => {
+            err.span = inside(text, err.span);
             // A tab makes the parser stumble at or just before its line; the tab error
             // already says what is wrong there.
             let caused_by_tab = err.kind == LoadErrorKind::Syntax
@@ -175,6 +176,23 @@ pub fn load(bytes: &[u8]) -> Loaded {
     loaded.errors.sort_by_key(|e| e.span.start);
     loaded.cost = builder.cost;
     loaded
+}
+
+/// `span`, or the end of the text when `span` is past its last line: the parser puts an
+/// error at the end of a file without a final newline on the line after it.
+fn inside(text: &str, span: Span) -> Span {
+    let lines = text.split('\n').count();
+    if span.start.line <= lines {
+        return span;
+    }
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    Span {
+        start: Pos {
+            line: lines,
+            column: last.chars().count() + 1,
+        },
+        width: 1,
+    }
 }
 
 fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Loaded {
@@ -281,8 +299,11 @@ enum OpenKind {
     Seq(Vec<Node>),
     Map {
         entries: Vec<Entry>,
+        /// Where each key of `entries` is, so a mapping of many keys costs linear time.
+        index: HashMap<String, usize>,
         /// Entries of `<<` merges, added at the end where no explicit key has them.
         merged: Vec<Entry>,
+        merged_keys: HashSet<String>,
         /// A key read whose value has not been.
         key: Option<Key>,
     },
@@ -370,7 +391,9 @@ impl Builder {
                     } else {
                         OpenKind::Map {
                             entries: Vec::new(),
+                            index: HashMap::new(),
                             merged: Vec::new(),
+                            merged_keys: HashSet::new(),
                             key: None,
                         }
                     };
@@ -405,11 +428,12 @@ impl Builder {
         }))
     }
 
-    /// Charges `nodes` values and `bytes` of text to the document at `span`.
+    /// Charges `nodes` values and `bytes` of text to the document at `span`; a charge
+    /// that would cross a bound is refused, so the cost never exceeds the bounds.
     fn charge(&mut self, span: Span, nodes: usize, bytes: usize) -> Result<(), LoadError> {
-        self.cost.nodes = self.cost.nodes.saturating_add(nodes);
-        self.cost.bytes = self.cost.bytes.saturating_add(bytes);
-        if self.cost.nodes > MAX_NODES {
+        let total_nodes = self.cost.nodes.saturating_add(nodes);
+        let total_bytes = self.cost.bytes.saturating_add(bytes);
+        if total_nodes > MAX_NODES {
             return Err(LoadError {
                 kind: LoadErrorKind::TooLarge,
                 span,
@@ -419,7 +443,7 @@ impl Builder {
                 ),
             });
         }
-        if self.cost.bytes > self.byte_limit {
+        if total_bytes > self.byte_limit {
             let limit = format_bytes(self.byte_limit as u64);
             return Err(LoadError {
                 kind: LoadErrorKind::TooLarge,
@@ -430,6 +454,8 @@ impl Builder {
                 )),
             });
         }
+        self.cost.nodes = total_nodes;
+        self.cost.bytes = total_bytes;
         Ok(())
     }
 
@@ -489,27 +515,35 @@ impl Builder {
         merge: bool,
     ) -> Result<(), LoadError> {
         parent.height = parent.height.max(height);
-        let (entries, merged, pending) = match &mut parent.kind {
+        let (entries, index, merged, merged_keys, pending) = match &mut parent.kind {
             OpenKind::Seq(items) => {
                 items.push(node);
                 return Ok(());
             }
             OpenKind::Map {
                 entries,
+                index,
                 merged,
+                merged_keys,
                 key,
-            } => (entries, merged, key),
+            } => (entries, index, merged, merged_keys, key),
         };
         let Some(key) = pending.take() else {
             *pending = Some(Key { node, merge });
             return Ok(());
         };
         if key.merge {
-            return merge_into(merged, node);
+            return merge_into(merged, merged_keys, node);
         }
         let key_span = key.node.span;
+        let key_is_text = matches!(key.node.value, Value::Str { .. });
         let key = key_text(&key.node);
-        if let Some(first) = entries.iter().find(|e| e.key == key) {
+        if !key_is_text {
+            // `yes:` is stored as `true`, `[a]:` as `<complex key>`: charge the stored text
+            // too, so the count stays an upper bound of what the tree holds.
+            self.charge(key_span, 0, key.len())?;
+        }
+        if let Some(first) = index.get(&key).map(|i| &entries[*i]) {
             self.errors.push(LoadError {
                 kind: LoadErrorKind::DuplicateKey,
                 span: key_span,
@@ -521,6 +555,7 @@ impl Builder {
             });
             return Ok(());
         }
+        index.insert(key.clone(), entries.len());
         entries.push(Entry {
             key,
             key_span,
@@ -535,14 +570,11 @@ impl Builder {
             OpenKind::Seq(items) => Value::Seq(items),
             OpenKind::Map {
                 mut entries,
+                index,
                 merged,
                 ..
             } => {
-                for entry in merged {
-                    if !entries.iter().any(|e| e.key == entry.key) {
-                        entries.push(entry);
-                    }
-                }
+                entries.extend(merged.into_iter().filter(|e| !index.contains_key(&e.key)));
                 Value::Map(entries)
             }
         };
@@ -556,7 +588,13 @@ impl Builder {
     }
 }
 
-fn merge_into(merged: &mut Vec<Entry>, value: Node) -> Result<(), LoadError> {
+/// Adds the entries of a `<<` value (a mapping or a list of them) whose keys no earlier
+/// merged mapping had.
+fn merge_into(
+    merged: &mut Vec<Entry>,
+    merged_keys: &mut HashSet<String>,
+    value: Node,
+) -> Result<(), LoadError> {
     let sources = match value.value {
         Value::Map(_) => vec![value],
         Value::Seq(items) => items,
@@ -579,7 +617,7 @@ fn merge_into(merged: &mut Vec<Entry>, value: Node) -> Result<(), LoadError> {
             });
         };
         for entry in entries {
-            if !merged.iter().any(|e| e.key == entry.key) {
+            if merged_keys.insert(entry.key.clone()) {
                 merged.push(entry);
             }
         }
@@ -843,6 +881,16 @@ mod tests {
                 depth: 4,
             }
         );
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_a_final_newline_points_into_the_file() {
+        // The parser put it on line 2 of this one-line file.
+        let err = only_error("a: [b");
+        assert_eq!(err.kind, LoadErrorKind::Syntax);
+        assert_eq!(err.span.start, Pos { line: 1, column: 6 });
+        let err = only_error("a: [b\n");
+        assert_eq!(err.span.start, Pos { line: 2, column: 1 });
     }
 
     #[test]

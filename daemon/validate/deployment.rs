@@ -38,7 +38,7 @@ pub fn check(
     at: &str,
     raw: RawDeployment,
 ) -> Option<Deployment> {
-    let errors_before = report.diagnostics.iter().filter(|d| d.is_error()).count();
+    let errors_before = report.error_count();
     let name = match raw.name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => name.to_string(),
         _ => {
@@ -170,8 +170,7 @@ pub fn check(
             .collect(),
     };
 
-    let errors_after = report.diagnostics.iter().filter(|d| d.is_error()).count();
-    if errors_after > errors_before || report.has_error_under(at) {
+    if report.error_count() > errors_before || report.has_error_under(at) {
         return None;
     }
     Some(Deployment {

@@ -18,7 +18,7 @@ mod report;
 pub mod schema;
 mod templates;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value as Json;
 
@@ -165,9 +165,8 @@ fn check_file(
     if let Some(root) = loaded.root.as_ref() {
         deployments = check_root(&mut report, file, root, names, &mut declared, exists);
     }
-    let mut diagnostics = report.diagnostics;
-    diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
-    let valid = !diagnostics.iter().any(Diagnostic::is_error);
+    let valid = !report.has_errors();
+    let diagnostics = report.finish();
     FileOutcome {
         file: file.display.clone(),
         repo_path: file.repo_path.clone(),
@@ -194,7 +193,7 @@ fn too_large(file: &SourceFile, size: u64, limit: u64) -> FileOutcome {
     FileOutcome {
         file: file.display.clone(),
         repo_path: file.repo_path.clone(),
-        diagnostics: report.diagnostics,
+        diagnostics: report.finish(),
         declared: 0,
         deployments: None,
     }
@@ -361,16 +360,16 @@ fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
 fn raw_deployment(
     node: &Node,
     at: &str,
-    wrong: &[String],
+    wrong: &BTreeSet<String>,
 ) -> Result<RawDeployment, serde_json::Error> {
     let mut json = node.to_json();
-    for bad in wrong {
-        if let Some(rest) = bad.strip_prefix(at) {
-            if rest.starts_with('/') {
-                if let Some(slot) = json.pointer_mut(rest) {
-                    *slot = Json::Null;
-                }
-            }
+    let below = format!("{at}/");
+    for bad in wrong
+        .range(below.clone()..)
+        .take_while(|bad| bad.starts_with(&below))
+    {
+        if let Some(slot) = json.pointer_mut(&bad[at.len()..]) {
+            *slot = Json::Null;
         }
     }
     // Keys the schema does not know are ignored by serde; anything still mistyped is a gap
