@@ -225,12 +225,16 @@ fn launch(
                 None
             }
             Err(e) => {
+                let help = match e {
+                    crate::template::SplitError::Braces { .. } => "keep each `{{ ... }}` apart from quoted or escaped braces, e.g. `{ '{{ $X }}' }`",
+                    _ => "close the quote; sundial splits the command like a POSIX shell but runs no shell",
+                };
                 report.error(
                     &format!("{jv}/command"),
                     false,
                     Code::InvalidCommand,
                     format!("`command` cannot be split into words: {e}"),
-                    Some("close the quote; sundial splits the command like a POSIX shell but runs no shell".into()),
+                    Some(help.into()),
                 );
                 None
             }

@@ -106,3 +106,23 @@ fn the_examples_build_their_deployments() {
     assert_eq!(etl.env, vec![("LOG_LEVEL".to_string(), "info".to_string())]);
     assert!(etl.parameter_schema.is_some());
 }
+
+#[test]
+fn a_command_whose_quotes_join_braces_into_a_placeholder_is_refused() {
+    let file = SourceFile {
+        display: "prefect.yaml".into(),
+        repo_path: "prefect.yaml".into(),
+        bytes: b"deployments:\n  - name: q\n    work_pool:\n      job_variables:\n        command: echo {\\{$TOKEN}}\n"
+            .to_vec()
+            .into(),
+    };
+    let validation = validate(&[file]);
+    let errors: Vec<String> = validation
+        .diagnostics()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message_with_help()))
+        .collect();
+    assert_eq!(
+        errors,
+        ["5:18 `command` cannot be split into words: in `{{$TOKEN}}`, removing quotes or backslashes joins braces into a different `{{ }}` placeholder; keep each `{{ ... }}` apart from quoted or escaped braces, e.g. `{ '{{ $X }}' }`"]
+    );
+}
