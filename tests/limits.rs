@@ -89,6 +89,31 @@ fn a_list_nested_5000_deep_is_one_error_at_level_65_not_a_stack_overflow() {
 }
 
 #[test]
+fn the_human_report_of_a_10_kb_line_shows_100_characters_around_the_error() {
+    let text = nested_lists(5_000);
+    let run = Project::new()
+        .file("prefect.yaml", &text)
+        .run_within(MEMORY, &["validate", "prefect.yaml"])
+        .code(1);
+    // Characters 96 to 195 of the line, cut on both sides; column 129 is the 35th shown.
+    let shown = &text[95..195];
+    assert_eq!(
+        run.stdout,
+        format!(
+            "error[too-deep]: lists and mappings nest deeper than 64 levels here\n \
+             --> prefect.yaml:1:129\n  \
+             |\n\
+             1 | …{shown}…\n  \
+             | {}^\n  \
+             = help: {DEPTH_HELP}\n\
+             \n\
+             error: 1 error in 1 file\n",
+            " ".repeat(34)
+        )
+    );
+}
+
+#[test]
 fn mappings_nested_1500_deep_are_one_error_at_level_65_not_a_stack_overflow() {
     // `parameters:` is level 4 at column 17; each `{a: ` is one level more, 4 columns on.
     assert_eq!(
