@@ -143,7 +143,7 @@ mod tests {
             .map(|(path, text)| SourceFile {
                 display: path.to_string(),
                 repo_path: path.to_string(),
-                bytes: text.as_bytes().to_vec(),
+                bytes: text.as_bytes().to_vec().into(),
             })
             .collect();
         validate(&sources).files

@@ -108,10 +108,29 @@ pub fn render_env(text: &str) -> Result<String, Placeholder> {
     })
 }
 
+/// Why a command cannot be split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// An unclosed quote or a trailing backslash.
+    #[error(transparent)]
+    Syntax(#[from] shell_words::ParseError),
+    /// Removing quotes or backslashes would put a `{` or `}` next to a placeholder, or make
+    /// `{{ ... }}` out of text that was none: the run would then resolve a different
+    /// placeholder than the one validated.
+    #[error("in `{word}`, removing quotes or backslashes joins braces into a different `{{{{ }}}}` placeholder")]
+    Braces { word: String },
+    /// Every private-use character is in the command, so none can mark placeholders.
+    #[error("the command holds every private-use character (U+E000 to U+F8FF)")]
+    NoMark,
+}
+
 /// Splits a command into argv like a POSIX shell, without one, keeping each `{{ ... }}`
-/// whole (its inner spaces are not word breaks).
-pub fn split_command(command: &str) -> Result<Vec<String>, shell_words::ParseError> {
-    const MARK: char = '\u{E000}';
+/// whole (its inner spaces are not word breaks). Each word holds exactly the placeholders
+/// written in it, so a run renders what `validate` checked; when quote or backslash
+/// removal would make another one (`{\{$X}}`, `{"{{ $X }}"`), that is
+/// [`SplitError::Braces`].
+pub fn split_command(command: &str) -> Result<Vec<String>, SplitError> {
+    let mark = free_mark(command).ok_or(SplitError::NoMark)?;
     let mut protected = Vec::new();
     let mut masked = String::with_capacity(command.len());
     let mut rest = command;
@@ -120,24 +139,56 @@ pub fn split_command(command: &str) -> Result<Vec<String>, shell_words::ParseErr
             break;
         };
         masked.push_str(&rest[..open]);
-        masked.push(MARK);
+        masked.push(mark);
         masked.push_str(&protected.len().to_string());
-        masked.push(MARK);
-        protected.push(rest[open..open + close + 2].to_string());
+        masked.push(mark);
+        protected.push(&rest[open..open + close + 2]);
         rest = &rest[open + close + 2..];
     }
     masked.push_str(rest);
     let words = shell_words::split(&masked)?;
-    Ok(words
+    words
         .into_iter()
-        .map(|w| {
-            let mut word = w;
-            for (i, original) in protected.iter().enumerate() {
-                word = word.replace(&format!("{MARK}{i}{MARK}"), original);
+        .map(|masked_word| {
+            let mut word = String::with_capacity(masked_word.len());
+            let mut written = Vec::new();
+            let mut pieces = masked_word.split(mark);
+            word.push_str(pieces.next().unwrap_or_default());
+            // The mark always comes in pairs around an index: index, then text, repeated.
+            while let (Some(index), Some(text)) = (pieces.next(), pieces.next()) {
+                let original = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| protected.get(i))
+                    .copied()
+                    .unwrap_or_default();
+                word.push_str(original);
+                written.extend(placeholders(original));
+                word.push_str(text);
             }
-            word
+            if placeholders(&word) != written {
+                return Err(SplitError::Braces { word });
+            }
+            Ok(word)
         })
-        .collect())
+        .collect()
+}
+
+/// A private-use character that `command` does not hold, to mark placeholders with.
+fn free_mark(command: &str) -> Option<char> {
+    const FIRST: u32 = 0xE000;
+    const LAST: u32 = 0xF8FF;
+    let mut used = vec![false; (LAST - FIRST + 1) as usize];
+    for c in command.chars() {
+        if let Some(slot) = (c as u32)
+            .checked_sub(FIRST)
+            .and_then(|i| used.get_mut(i as usize))
+        {
+            *slot = true;
+        }
+    }
+    let free = used.iter().position(|u| !u)?;
+    char::from_u32(FIRST + free as u32)
 }
 
 #[cfg(test)]
@@ -184,6 +235,51 @@ mod tests {
         assert_eq!(
             split_command("echo pre{{ $X }}post").unwrap(),
             vec!["echo", "pre{{ $X }}post"]
+        );
+        assert_eq!(
+            split_command("echo '{{ $X }}' \"a {{ $Y }}\"").unwrap(),
+            vec!["echo", "{{ $X }}", "a {{ $Y }}"]
+        );
+    }
+
+    #[test]
+    fn removing_a_backslash_or_quotes_never_makes_a_new_placeholder() {
+        // Found by fuzzing: `{\{}}` split into `{{}}`, a placeholder the text does not
+        // have, so a run resolved what `validate` never saw.
+        for command in [
+            "{\\{}}",
+            "echo {\\{$X}}",
+            "echo {\"\"{prefect.variables.x}}",
+            "echo {'{{ $X }}'",
+            "w{'{x'}}",
+        ] {
+            assert!(
+                matches!(split_command(command), Err(SplitError::Braces { .. })),
+                "{command:?}: {:?}",
+                split_command(command)
+            );
+        }
+        // Braces that stay apart from a placeholder are fine, and stay text.
+        assert_eq!(
+            split_command("echo { '{{ $X }}' }").unwrap(),
+            vec!["echo", "{", "{{ $X }}", "}"]
+        );
+        assert_eq!(
+            split_command("echo {\\{ $X }}").unwrap(),
+            vec!["echo", "{{", "$X", "}}"]
+        );
+        assert_eq!(
+            split_command("echo \"{{ $X }}\"}").unwrap(),
+            vec!["echo", "{{ $X }}}"]
+        );
+    }
+
+    #[test]
+    fn the_placeholder_mark_is_a_character_the_command_does_not_hold() {
+        // `\u{E000}0\u{E000}` was the mark of the first placeholder, and was replaced by it.
+        assert_eq!(
+            split_command("a\u{E000}0\u{E000} {{ $X }}").unwrap(),
+            vec!["a\u{E000}0\u{E000}", "{{ $X }}"]
         );
     }
 }

@@ -16,6 +16,7 @@ mod faults;
 mod fds;
 mod gitfaults;
 mod invariants;
+mod limits;
 mod next;
 mod policies;
 mod precommit;

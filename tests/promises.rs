@@ -378,3 +378,43 @@ fn branch_and_remote_deploy_what_they_name() {
         },
     );
 }
+
+#[test]
+fn reordering_schedules_and_re_syncs_fire_no_slot_twice() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let out = marks.path().join("fired.txt");
+    let schedule = |region: &str, every: u32| {
+        format!("      - interval: {every}\n        parameters: {{region: {region}}}\n")
+    };
+    let text = |first: &str, second: &str| {
+        format!(
+            "deployments:\n  - name: ordered\n    work_pool:\n      job_variables:\n        command: sh -c 'echo \"$SUNDIAL_SCHEDULED_FOR $SUNDIAL_PARAMETERS\" >> {}'\n    schedules:\n{first}{second}",
+            out.display()
+        )
+    };
+    let (eu, us) = (schedule("eu", 1), schedule("us", 2));
+    repo.commit(&[("deployments/o.yaml", Some(&text(&eu, &us)))], "eu, us");
+    let daemon = Daemon::start(repo.path());
+    for round in 0..4 {
+        let (a, b) = if round % 2 == 0 {
+            (&us, &eu)
+        } else {
+            (&eu, &us)
+        };
+        let sha = repo.commit(&[("deployments/o.yaml", Some(&text(a, b)))], "reorder");
+        applied(&daemon, &sha);
+        // A re-sync of the same commit (SIGHUP) must not fire anything again either.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        wait_for_wall_time(Utc::now() + chrono::Duration::milliseconds(1200));
+    }
+    let fired = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = fired.lines().collect();
+    let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert!(lines.len() >= 6, "{fired}");
+    assert_eq!(unique.len(), lines.len(), "a slot fired twice:\n{fired}");
+}

@@ -62,6 +62,8 @@ pub struct DaemonArgs {
     pub grace: f64,
     #[command(flatten)]
     pub manifests: super::ManifestGlobs,
+    #[command(flatten)]
+    pub max_file_size: super::MaxFileSize,
     /// Finished runs kept per deployment (older ones are deleted with their logs).
     #[arg(
         long,
@@ -145,6 +147,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         repo: args.repo.clone(),
         branch,
         remote: args.remote.clone(),
+        max_file_size: args.max_file_size.bytes,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

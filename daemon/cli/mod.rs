@@ -69,6 +69,21 @@ impl ManifestGlobs {
     }
 }
 
+/// `--max-file-size BYTES`, shared by the commands that read manifests.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaxFileSize {
+    /// Manifests larger than this are reported as errors without being read: bytes, or a
+    /// whole number with K, M or G (binary units).
+    #[arg(
+        long = "max-file-size",
+        value_name = "BYTES",
+        env = "SUNDIAL_MAX_FILE_SIZE",
+        default_value = "4MiB",
+        value_parser = crate::manifest::limits::parse_size
+    )]
+    pub bytes: u64,
+}
+
 /// Bad input: a flag's value or a file could not be used (clap's usage errors are also 2).
 const EXIT_BAD_INPUT: u8 = 2;
 

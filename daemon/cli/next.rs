@@ -94,7 +94,7 @@ fn manifest(
     let file = SourceFile {
         display: display.clone(),
         repo_path: display.clone(),
-        bytes,
+        bytes: bytes.into(),
     };
     let validation = validate::validate(std::slice::from_ref(&file));
     let outcome = &validation.files[0];

@@ -1,9 +1,10 @@
 //! `sundial validate [PATH]...`: checks manifests the way the daemon will, for people
 //! (human), programs (json) and pull requests (github). Exit 0 valid (warnings allowed),
-//! 1 invalid, 2 when the files cannot be found or read.
+//! 1 invalid, 2 when the files cannot be found or read. A file over `--max-file-size` is
+//! invalid (exit 1, an error on that file) and is never read into memory.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 
 use crate::manifest::discover;
-use crate::validate::{self, render, SourceFile};
+use crate::validate::{self, render, Contents, SourceFile};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -20,6 +21,8 @@ pub struct ValidateArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub manifests: super::ManifestGlobs,
+    #[command(flatten)]
+    pub max_file_size: super::MaxFileSize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -58,8 +61,8 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let mut files = Vec::new();
     for path in paths {
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = read_within(&path, args.max_file_size.bytes)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         files.push(SourceFile {
             display: display(&path),
             repo_path: repo_path(&path),
@@ -81,7 +84,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                 .map(|f| {
                     (
                         f.display.clone(),
-                        String::from_utf8_lossy(&f.bytes).into_owned(),
+                        String::from_utf8_lossy(f.bytes.as_bytes()).into_owned(),
                     )
                 })
                 .collect();
@@ -95,6 +98,25 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// A file's bytes, or only its size when that is over `limit`; never reads more than
+/// `limit` bytes, even from a file that grows while it is read.
+fn read_within(path: &Path, limit: u64) -> std::io::Result<Contents> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let contents = Contents::read_within(size, limit, || {
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        Ok::<_, std::io::Error>(bytes)
+    })?;
+    Ok(match contents {
+        Contents::Bytes(bytes) if bytes.len() as u64 > limit => Contents::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        },
+        other => other,
     })
 }
 

@@ -6,6 +6,7 @@
 //! only `validate` builds the trusted `DesiredState`.
 
 pub mod discover;
+pub mod limits;
 pub mod model;
 mod scalar;
 pub mod yaml;

@@ -8,12 +8,18 @@
 //! Prefect) applies them, and plain scalars are typed by YAML 1.1's rules, which PyYAML
 //! uses, so `version: 1.10` and `on: yes` mean here what they mean to Prefect.
 //!
+//! Bounds (`limits`): the tree is never deeper than `MAX_DEPTH` levels of lists and
+//! mappings, aliases included, nor larger than `MAX_NODES` values or the expanded-text
+//! budget; loading stops with an error at the first value that crosses one, before
+//! anything is copied. Every recursive walk of a [`Node`] relies on the depth bound.
+//!
 //! Non-goals: multiple documents in one file (a manifest is one document), custom tags.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as RawSpan};
 
+use super::limits::{expanded_bytes_limit, format_bytes, MAX_DEPTH, MAX_NODES};
 use super::scalar::resolve_scalar;
 
 /// A position in a file: 1-based line and column (in characters).
@@ -112,7 +118,10 @@ pub enum LoadErrorKind {
     Tab,
     DuplicateKey,
     NotUtf8,
+    /// Aliases expand the document past the node or text budget (`limits`).
     TooLarge,
+    /// Lists and mappings nest deeper than [`MAX_DEPTH`].
+    TooDeep,
 }
 
 /// The outcome of loading one file: the tree if the file parsed, and every error found.
@@ -122,12 +131,24 @@ pub enum LoadErrorKind {
 pub struct Loaded {
     pub root: Option<Node>,
     pub errors: Vec<LoadError>,
+    /// What building the tree cost, aliases expanded, up to where it stopped.
+    pub cost: Cost,
 }
 
-/// Aliases may not expand a file into more nodes than this (a "billion laughs" guard).
-const MAX_NODES: usize = 1_000_000;
+/// The size of a tree (or of the part built before an error) with aliases expanded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Values: scalars (keys included), lists and mappings.
+    pub nodes: usize,
+    /// Bytes of scalar and key text.
+    pub bytes: usize,
+    /// The deepest nesting of lists and mappings (a collection at the top is 1).
+    pub depth: usize,
+}
 
 /// Loads YAML bytes. Never panics, whatever the bytes; an empty file loads as `Null`.
+/// Stops with a [`LoadErrorKind::TooDeep`] or [`LoadErrorKind::TooLarge`] error where the
+/// document crosses one of the bounds of [`super::limits`].
 pub fn load(bytes: &[u8]) -> Loaded {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
@@ -135,15 +156,17 @@ pub fn load(bytes: &[u8]) -> Loaded {
     };
     let mut loaded = Loaded::default();
     let tab_lines = find_tab_indentation(text, &mut loaded.errors);
-    let mut builder = Builder::default();
+    let mut builder = Builder::new(expanded_bytes_limit(bytes.len()));
     match builder.build(Parser::new_from_str(text)) {
         Ok(root) => loaded.root = Some(root),
-        Err(err) => {
+        Err(mut err) => {
+            err.span = inside(text, err.span);
             // A tab makes the parser stumble at or just before its line; the tab error
             // already says what is wrong there.
-            let caused_by_tab = tab_lines
-                .first()
-                .is_some_and(|first| err.span.start.line + 1 >= *first);
+            let caused_by_tab = err.kind == LoadErrorKind::Syntax
+                && tab_lines
+                    .first()
+                    .is_some_and(|first| err.span.start.line + 1 >= *first);
             if !caused_by_tab {
                 loaded.errors.push(err);
             }
@@ -151,7 +174,25 @@ pub fn load(bytes: &[u8]) -> Loaded {
     }
     loaded.errors.append(&mut builder.errors);
     loaded.errors.sort_by_key(|e| e.span.start);
+    loaded.cost = builder.cost;
     loaded
+}
+
+/// `span`, or the end of the text when `span` is past its last line: the parser puts an
+/// error at the end of a file without a final newline on the line after it.
+fn inside(text: &str, span: Span) -> Span {
+    let lines = text.split('\n').count();
+    if span.start.line <= lines {
+        return span;
+    }
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    Span {
+        start: Pos {
+            line: lines,
+            column: last.chars().count() + 1,
+        },
+        width: 1,
+    }
 }
 
 fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Loaded {
@@ -169,6 +210,7 @@ fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Loaded {
             message: format!("the file is not valid UTF-8 (byte {valid_up_to})"),
             help: Some("save the manifest as UTF-8 text".into()),
         }],
+        cost: Cost::default(),
     }
 }
 
@@ -220,31 +262,92 @@ fn find_tab_indentation(text: &str, errors: &mut Vec<LoadError>) -> Vec<usize> {
     lines
 }
 
-/// Builds the node tree from parser events.
-#[derive(Default)]
+/// Builds the node tree from parser events, keeping count of what it costs.
+///
+/// A loop over the events with an explicit stack of the lists and mappings still open, so
+/// reading uses the same small stack at any depth; [`MAX_DEPTH`] bounds that stack, and
+/// the depth of every later (recursive) walk of the tree. An alias is checked against
+/// every bound before its value is copied.
 struct Builder {
-    anchors: HashMap<usize, Node>,
-    nodes: usize,
+    anchors: HashMap<usize, Anchored>,
+    cost: Cost,
+    byte_limit: usize,
     errors: Vec<LoadError>,
+}
+
+/// An anchored value and what one more copy of it costs.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+    /// How many levels of lists and mappings it holds (0 for a scalar).
+    height: usize,
+}
+
+/// A list or mapping whose end has not been read yet.
+struct Open {
+    span: Span,
+    anchor: usize,
+    /// The cost before it opened: what it cost is the difference when it closes.
+    before: Cost,
+    /// The most levels of lists and mappings any child holds.
+    height: usize,
+    kind: OpenKind,
+}
+
+enum OpenKind {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<Entry>,
+        /// Where each key of `entries` is, so a mapping of many keys costs linear time.
+        index: HashMap<String, usize>,
+        /// Entries of `<<` merges, added at the end where no explicit key has them.
+        merged: Vec<Entry>,
+        merged_keys: HashSet<String>,
+        /// A key read whose value has not been.
+        key: Option<Key>,
+    },
+}
+
+struct Key {
+    node: Node,
+    /// A plain `<<`: the value is merged rather than stored.
+    merge: bool,
 }
 
 type Events<'a> = Parser<'a, saphyr_parser::StrInput<'a>>;
 
+fn depth_help() -> String {
+    format!("a prefect.yaml rarely nests more than 10 levels; sundial reads at most {MAX_DEPTH}, so that no file can exhaust the stack of the daemon that reads it; flatten this value")
+}
+
 impl Builder {
+    fn new(byte_limit: usize) -> Builder {
+        Builder {
+            anchors: HashMap::new(),
+            cost: Cost::default(),
+            byte_limit,
+            errors: Vec::new(),
+        }
+    }
+
     fn build(&mut self, mut parser: Events<'_>) -> Result<Node, LoadError> {
         let mut root = None;
         let mut documents = 0;
+        let mut open: Vec<Open> = Vec::new();
         loop {
-            let (event, span) = next(&mut parser)?;
-            match event {
-                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+            let (event, raw) = next(&mut parser)?;
+            let span = Span::from_raw(&raw);
+            let before = self.cost;
+            let (node, height, merge) = match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => continue,
                 Event::StreamEnd => break,
                 Event::DocumentStart(_) => {
                     documents += 1;
                     if documents > 1 {
                         return Err(LoadError {
                             kind: LoadErrorKind::Syntax,
-                            span: Span::from_raw(&span),
+                            span,
                             message: "a manifest holds one YAML document; found a second one"
                                 .into(),
                             help: Some(
@@ -253,8 +356,67 @@ impl Builder {
                             ),
                         });
                     }
+                    continue;
                 }
-                other => root = Some(self.node(&mut parser, other, span)?),
+                Event::Alias(id) => {
+                    let (node, height) = self.alias(id, span, open.len())?;
+                    (node, height, false)
+                }
+                Event::Scalar(text, style, anchor, tag) => {
+                    self.charge(span, 1, text.len())?;
+                    let merge = style == ScalarStyle::Plain && text == "<<";
+                    let node = Node {
+                        value: resolve_scalar(text, style, tag.as_deref()),
+                        span,
+                    };
+                    self.remember(anchor, &node, before, 0);
+                    (node, 0, merge)
+                }
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    let level = open.len() + 1;
+                    if level > MAX_DEPTH {
+                        return Err(LoadError {
+                            kind: LoadErrorKind::TooDeep,
+                            span,
+                            message: format!(
+                                "lists and mappings nest deeper than {MAX_DEPTH} levels here"
+                            ),
+                            help: Some(depth_help()),
+                        });
+                    }
+                    self.cost.depth = self.cost.depth.max(level);
+                    self.charge(span, 1, 0)?;
+                    let kind = if matches!(event, Event::SequenceStart(..)) {
+                        OpenKind::Seq(Vec::new())
+                    } else {
+                        OpenKind::Map {
+                            entries: Vec::new(),
+                            index: HashMap::new(),
+                            merged: Vec::new(),
+                            merged_keys: HashSet::new(),
+                            key: None,
+                        }
+                    };
+                    open.push(Open {
+                        span,
+                        anchor,
+                        before,
+                        height: 0,
+                        kind,
+                    });
+                    continue;
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let Some(closed) = open.pop() else {
+                        return Err(unexpected(span, &event));
+                    };
+                    let (node, height) = self.close(closed);
+                    (node, height, false)
+                }
+            };
+            match open.last_mut() {
+                Some(parent) => self.add(parent, node, height, merge)?,
+                None => root = Some(node),
             }
         }
         Ok(root.unwrap_or(Node {
@@ -266,167 +428,209 @@ impl Builder {
         }))
     }
 
-    fn count(&mut self, span: Span) -> Result<(), LoadError> {
-        self.nodes += 1;
-        if self.nodes > MAX_NODES {
+    /// Charges `nodes` values and `bytes` of text to the document at `span`; a charge
+    /// that would cross a bound is refused, so the cost never exceeds the bounds.
+    fn charge(&mut self, span: Span, nodes: usize, bytes: usize) -> Result<(), LoadError> {
+        let total_nodes = self.cost.nodes.saturating_add(nodes);
+        let total_bytes = self.cost.bytes.saturating_add(bytes);
+        if total_nodes > MAX_NODES {
             return Err(LoadError {
                 kind: LoadErrorKind::TooLarge,
                 span,
-                message: format!("the document expands to more than {MAX_NODES} nodes"),
+                message: format!("the document expands to more than {MAX_NODES} values"),
                 help: Some(
-                    "aliases (`*name`) nested this deep are almost certainly a mistake".into(),
+                    "aliases (`*name`) of aliases multiply what they copy; repeat less".into(),
                 ),
             });
         }
-        Ok(())
-    }
-
-    fn node(
-        &mut self,
-        parser: &mut Events<'_>,
-        event: Event<'_>,
-        raw: RawSpan,
-    ) -> Result<Node, LoadError> {
-        let span = Span::from_raw(&raw);
-        self.count(span)?;
-        match event {
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let node = node.clone();
-                    self.nodes += size(&node);
-                    self.count(span)?;
-                    Ok(node)
-                }
-                None => Err(LoadError {
-                    kind: LoadErrorKind::Syntax,
-                    span,
-                    message: "alias to an unknown anchor".into(),
-                    help: Some("define the anchor (`&name`) before using it (`*name`)".into()),
-                }),
-            },
-            Event::Scalar(text, style, anchor, tag) => {
-                let node = Node {
-                    value: resolve_scalar(text, style, tag.as_deref()),
-                    span,
-                };
-                self.remember(anchor, &node);
-                Ok(node)
-            }
-            Event::SequenceStart(anchor, _) => {
-                let mut items = Vec::new();
-                loop {
-                    let (event, span) = next(parser)?;
-                    if event == Event::SequenceEnd {
-                        break;
-                    }
-                    items.push(self.node(parser, event, span)?);
-                }
-                let node = Node {
-                    value: Value::Seq(items),
-                    span,
-                };
-                self.remember(anchor, &node);
-                Ok(node)
-            }
-            Event::MappingStart(anchor, _) => {
-                let node = Node {
-                    value: Value::Map(self.mapping(parser)?),
-                    span,
-                };
-                self.remember(anchor, &node);
-                Ok(node)
-            }
-            other => Err(LoadError {
-                kind: LoadErrorKind::Syntax,
+        if total_bytes > self.byte_limit {
+            let limit = format_bytes(self.byte_limit as u64);
+            return Err(LoadError {
+                kind: LoadErrorKind::TooLarge,
                 span,
-                message: format!("unexpected YAML event {other:?}"),
-                help: None,
-            }),
-        }
-    }
-
-    /// Reads key/value pairs up to the mapping's end, applying `<<` merges: explicit keys win
-    /// over merged ones whatever their order, and earlier merged mappings win over later ones.
-    fn mapping(&mut self, parser: &mut Events<'_>) -> Result<Vec<Entry>, LoadError> {
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut merged: Vec<Entry> = Vec::new();
-        loop {
-            let (event, raw) = next(parser)?;
-            if event == Event::MappingEnd {
-                break;
-            }
-            let key_span = Span::from_raw(&raw);
-            let is_merge =
-                matches!(&event, Event::Scalar(t, ScalarStyle::Plain, _, _) if t == "<<");
-            let key_node = self.node(parser, event, raw)?;
-            let (value_event, value_raw) = next(parser)?;
-            let value = self.node(parser, value_event, value_raw)?;
-            if is_merge {
-                self.merge_into(&mut merged, value)?;
-                continue;
-            }
-            let key = key_text(&key_node);
-            if let Some(first) = entries.iter().find(|e| e.key == key) {
-                self.errors.push(LoadError {
-                    kind: LoadErrorKind::DuplicateKey,
-                    span: key_span,
-                    message: format!("duplicate key `{key}`"),
-                    help: Some(format!(
-                        "`{key}` is already set on line {}; YAML keeps only one of them, so remove or rename one",
-                        first.key_span.start.line
-                    )),
-                });
-                continue;
-            }
-            entries.push(Entry {
-                key,
-                key_span,
-                value,
+                message: format!("aliases expand the document to more than {limit} of text"),
+                help: Some(format!(
+                    "each alias (`*name`) copies its anchor's whole value, and a file may expand to {limit} (or four times its size); anchor smaller values or repeat them less"
+                )),
             });
         }
-        for entry in merged {
-            if !entries.iter().any(|e| e.key == entry.key) {
-                entries.push(entry);
-            }
-        }
-        Ok(entries)
-    }
-
-    fn merge_into(&mut self, merged: &mut Vec<Entry>, value: Node) -> Result<(), LoadError> {
-        let sources = match value.value {
-            Value::Map(_) => vec![value],
-            Value::Seq(items) => items,
-            _ => {
-                return Err(LoadError {
-                    kind: LoadErrorKind::Syntax,
-                    span: value.span,
-                    message: "a `<<` merge key needs a mapping or a list of mappings".into(),
-                    help: Some("write `<<: *anchor` where `&anchor` names a mapping".into()),
-                })
-            }
-        };
-        for source in sources {
-            let Value::Map(entries) = source.value else {
-                return Err(LoadError {
-                    kind: LoadErrorKind::Syntax,
-                    span: source.span,
-                    message: "a `<<` merge list may hold only mappings".into(),
-                    help: None,
-                });
-            };
-            for entry in entries {
-                if !merged.iter().any(|e| e.key == entry.key) {
-                    merged.push(entry);
-                }
-            }
-        }
+        self.cost.nodes = total_nodes;
+        self.cost.bytes = total_bytes;
         Ok(())
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
-        if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// Keeps an anchored value for its aliases, with what building it cost since `before`.
+    fn remember(&mut self, anchor: usize, node: &Node, before: Cost, height: usize) {
+        if anchor == 0 {
+            return;
         }
+        self.anchors.insert(
+            anchor,
+            Anchored {
+                node: node.clone(),
+                nodes: self.cost.nodes - before.nodes,
+                bytes: self.cost.bytes - before.bytes,
+                height,
+            },
+        );
+    }
+
+    /// A copy of an anchored value placed inside `depth` lists and mappings, once it is
+    /// known to fit every bound; returns it with the levels it holds.
+    fn alias(&mut self, id: usize, span: Span, depth: usize) -> Result<(Node, usize), LoadError> {
+        let Some(anchored) = self.anchors.get(&id) else {
+            return Err(LoadError {
+                kind: LoadErrorKind::Syntax,
+                span,
+                message: "alias to an unknown anchor".into(),
+                help: Some("define the anchor (`&name`) before using it (`*name`)".into()),
+            });
+        };
+        let (nodes, bytes, height) = (anchored.nodes, anchored.bytes, anchored.height);
+        let level = depth + height;
+        if level > MAX_DEPTH {
+            return Err(LoadError {
+                kind: LoadErrorKind::TooDeep,
+                span,
+                message: format!(
+                    "this alias nests its anchor's value deeper than {MAX_DEPTH} levels of lists and mappings"
+                ),
+                help: Some(depth_help()),
+            });
+        }
+        self.cost.depth = self.cost.depth.max(level);
+        self.charge(span, nodes, bytes)?;
+        let node = self.anchors[&id].node.clone();
+        Ok((node, height))
+    }
+
+    /// Adds a finished value to the open list or mapping `parent`. In a mapping, `<<`
+    /// merges apply as PyYAML applies them: explicit keys win over merged ones whatever
+    /// their order, and earlier merged mappings win over later ones.
+    fn add(
+        &mut self,
+        parent: &mut Open,
+        node: Node,
+        height: usize,
+        merge: bool,
+    ) -> Result<(), LoadError> {
+        parent.height = parent.height.max(height);
+        let (entries, index, merged, merged_keys, pending) = match &mut parent.kind {
+            OpenKind::Seq(items) => {
+                items.push(node);
+                return Ok(());
+            }
+            OpenKind::Map {
+                entries,
+                index,
+                merged,
+                merged_keys,
+                key,
+            } => (entries, index, merged, merged_keys, key),
+        };
+        let Some(key) = pending.take() else {
+            *pending = Some(Key { node, merge });
+            return Ok(());
+        };
+        if key.merge {
+            return merge_into(merged, merged_keys, node);
+        }
+        let key_span = key.node.span;
+        let key_is_text = matches!(key.node.value, Value::Str { .. });
+        let key = key_text(&key.node);
+        if !key_is_text {
+            // `yes:` is stored as `true`, `[a]:` as `<complex key>`: charge the stored text
+            // too, so the count stays an upper bound of what the tree holds.
+            self.charge(key_span, 0, key.len())?;
+        }
+        if let Some(first) = index.get(&key).map(|i| &entries[*i]) {
+            self.errors.push(LoadError {
+                kind: LoadErrorKind::DuplicateKey,
+                span: key_span,
+                message: format!("duplicate key `{key}`"),
+                help: Some(format!(
+                    "`{key}` is already set on line {}; YAML keeps only one of them, so remove or rename one",
+                    first.key_span.start.line
+                )),
+            });
+            return Ok(());
+        }
+        index.insert(key.clone(), entries.len());
+        entries.push(Entry {
+            key,
+            key_span,
+            value: node,
+        });
+        Ok(())
+    }
+
+    /// The value of a list or mapping whose end was read, with the levels it holds.
+    fn close(&mut self, closed: Open) -> (Node, usize) {
+        let value = match closed.kind {
+            OpenKind::Seq(items) => Value::Seq(items),
+            OpenKind::Map {
+                mut entries,
+                index,
+                merged,
+                ..
+            } => {
+                entries.extend(merged.into_iter().filter(|e| !index.contains_key(&e.key)));
+                Value::Map(entries)
+            }
+        };
+        let node = Node {
+            value,
+            span: closed.span,
+        };
+        let height = closed.height + 1;
+        self.remember(closed.anchor, &node, closed.before, height);
+        (node, height)
+    }
+}
+
+/// Adds the entries of a `<<` value (a mapping or a list of them) whose keys no earlier
+/// merged mapping had.
+fn merge_into(
+    merged: &mut Vec<Entry>,
+    merged_keys: &mut HashSet<String>,
+    value: Node,
+) -> Result<(), LoadError> {
+    let sources = match value.value {
+        Value::Map(_) => vec![value],
+        Value::Seq(items) => items,
+        _ => {
+            return Err(LoadError {
+                kind: LoadErrorKind::Syntax,
+                span: value.span,
+                message: "a `<<` merge key needs a mapping or a list of mappings".into(),
+                help: Some("write `<<: *anchor` where `&anchor` names a mapping".into()),
+            })
+        }
+    };
+    for source in sources {
+        let Value::Map(entries) = source.value else {
+            return Err(LoadError {
+                kind: LoadErrorKind::Syntax,
+                span: source.span,
+                message: "a `<<` merge list may hold only mappings".into(),
+                help: None,
+            });
+        };
+        for entry in entries {
+            if merged_keys.insert(entry.key.clone()) {
+                merged.push(entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unexpected(span: Span, event: &Event<'_>) -> LoadError {
+    LoadError {
+        kind: LoadErrorKind::Syntax,
+        span,
+        message: format!("unexpected YAML event {event:?}"),
+        help: None,
     }
 }
 
@@ -453,14 +657,6 @@ fn scan_error(e: &ScanError) -> LoadError {
     }
 }
 
-fn size(node: &Node) -> usize {
-    match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|e| size(&e.value)).sum::<usize>(),
-        _ => 1,
-    }
-}
-
 /// A mapping key as the text a JSON object would use (PyYAML allows `1:` or `true:` keys).
 fn key_text(node: &Node) -> String {
     match &node.value {
@@ -476,6 +672,7 @@ fn key_text(node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::limits::MIN_EXPANDED_BYTES;
 
     fn root(text: &str) -> Node {
         let loaded = load(text.as_bytes());
@@ -554,6 +751,146 @@ mod tests {
         let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
         let loaded = load(bomb.as_bytes());
         assert_eq!(loaded.errors[0].kind, LoadErrorKind::TooLarge);
+    }
+
+    fn only_error(text: &str) -> LoadError {
+        let loaded = load(text.as_bytes());
+        assert!(loaded.root.is_none(), "no tree past a bound");
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        loaded.errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_list_nested_5000_deep_stops_at_level_65_instead_of_overflowing_the_stack() {
+        let err = only_error(&format!("{}x\n", "- ".repeat(5_000)));
+        assert_eq!(err.kind, LoadErrorKind::TooDeep);
+        assert_eq!(
+            err.span.start,
+            Pos {
+                line: 1,
+                column: 129
+            }
+        );
+        let at_limit = load(format!("{}x\n", "- ".repeat(MAX_DEPTH)).as_bytes());
+        assert!(at_limit.errors.is_empty(), "{:?}", at_limit.errors);
+        assert_eq!(at_limit.cost.depth, MAX_DEPTH);
+    }
+
+    #[test]
+    fn block_mappings_and_explicit_keys_count_as_levels() {
+        let block: String = (0..1_500)
+            .map(|i| format!("{}a:\n", " ".repeat(i)))
+            .collect();
+        let err = only_error(&block);
+        assert_eq!(
+            (err.kind, err.span.start),
+            (
+                LoadErrorKind::TooDeep,
+                Pos {
+                    line: 65,
+                    column: 65
+                }
+            )
+        );
+        // `? ? ? x`: each `?` opens a mapping whose key is the next one, two bytes a level.
+        let err = only_error(&format!("{}x\n", "? ".repeat(1_500)));
+        assert_eq!(
+            (err.kind, err.span.start),
+            (
+                LoadErrorKind::TooDeep,
+                Pos {
+                    line: 1,
+                    column: 129
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn an_alias_counts_the_levels_of_its_anchor_where_it_is_pasted() {
+        // Each line nests the previous anchor 40 levels deeper: 10 lines, 400 levels.
+        let mut text = format!("a0: &a0 {}{}\n", "[".repeat(40), "]".repeat(40));
+        for i in 1..10 {
+            text += &format!(
+                "a{i}: &a{i} {}*a{}{}\n",
+                "[".repeat(40),
+                i - 1,
+                "]".repeat(40)
+            );
+        }
+        let err = only_error(&text);
+        assert_eq!(err.kind, LoadErrorKind::TooDeep);
+        assert_eq!(
+            err.span.start,
+            Pos {
+                line: 2,
+                column: 49
+            }
+        );
+        assert_eq!(
+            err.message,
+            "this alias nests its anchor's value deeper than 64 levels of lists and mappings"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_of_strings_stops_at_the_text_budget_before_copying() {
+        // 50 aliases of a 20 KB string, repeated 1,000 times: 1 GB once expanded.
+        let text = format!(
+            "a: &a \"{}\"\nb: &b [{}]\nc: [{}]\n",
+            "x".repeat(20_000),
+            vec!["*a"; 50].join(","),
+            vec!["*b"; 1_000].join(",")
+        );
+        let loaded = load(text.as_bytes());
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let err = &loaded.errors[0];
+        assert_eq!(err.kind, LoadErrorKind::TooLarge);
+        // Lines 1 and 2 hold 1,020,003 bytes; the 16th `*b` (1,000,000 more each) crosses
+        // 16 MiB, and sits at column 5 + 3 * 15.
+        assert_eq!(
+            err.span.start,
+            Pos {
+                line: 3,
+                column: 50
+            }
+        );
+        assert_eq!(
+            err.message,
+            "aliases expand the document to more than 16 MiB of text"
+        );
+        assert!(
+            loaded.cost.bytes <= MIN_EXPANDED_BYTES + 1_000_000,
+            "{:?}",
+            loaded.cost
+        );
+    }
+
+    #[test]
+    fn cost_counts_what_aliases_copy() {
+        let loaded = load(b"a: &x [ab, {c: d}]\nb: *x\nc: [*x, *x]\n");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        // Values: the top mapping, the keys `a`, `b`, `c`, the list under `c`, and 5 per
+        // copy of the anchor (the list, `ab`, the mapping, `c`, `d`); text: `abc` and
+        // `abcd` per copy. The copies under `c` reach level 4.
+        assert_eq!(
+            loaded.cost,
+            Cost {
+                nodes: 1 + 3 + 1 + 5 * 4,
+                bytes: 3 + 4 * 4,
+                depth: 4,
+            }
+        );
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_a_final_newline_points_into_the_file() {
+        // The parser put it on line 2 of this one-line file.
+        let err = only_error("a: [b");
+        assert_eq!(err.kind, LoadErrorKind::Syntax);
+        assert_eq!(err.span.start, Pos { line: 1, column: 6 });
+        let err = only_error("a: [b\n");
+        assert_eq!(err.span.start, Pos { line: 2, column: 1 });
     }
 
     #[test]

@@ -126,7 +126,7 @@ mod tests {
         source.fetch().unwrap();
         assert_eq!(source.head().unwrap(), new);
         let snapshot = source.snapshot(&new, &is_default_manifest).unwrap();
-        assert_eq!(snapshot.files[0].bytes, b"v2\n");
+        assert_eq!(snapshot.files[0].bytes.as_bytes(), b"v2\n");
         // The clone's own branch and work tree are untouched.
         assert_eq!(fx.git(&clone, &["rev-parse", "main"]), old);
 

@@ -18,8 +18,10 @@
 //!   (a hung file system, another libgit2 bug) are for the caller to bound: see
 //!   [`bounded`], which the daemon runs every read through.
 //! - Inside a tree only blobs count: symlinks and submodules are skipped when reading
-//!   manifests, and nothing outside the tree is ever followed. Manifest files are read
-//!   whatever their size; limits on content belong to validation.
+//!   manifests, and nothing outside the tree is ever followed. A file larger than
+//!   [`SourceConfig::max_file_size`] is never read: its size comes from the object header,
+//!   and it reaches validation as [`Contents::TooLarge`], which reports it. Every other
+//!   limit on content belongs to validation.
 //! - [`Repo`] is `Send` but not `Sync` (git2's handles are not): use one per thread, e.g.
 //!   inside `tokio::task::spawn_blocking`.
 //!
@@ -42,7 +44,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
 use object::Damage;
 
-use crate::validate::SourceFile;
+use crate::validate::{Contents, SourceFile};
 
 pub use checkout::Checkouts;
 pub use fetch::FETCH_TIMEOUT;
@@ -58,6 +60,8 @@ pub struct SourceConfig {
     pub branch: String,
     /// The name of a configured remote (e.g. `origin`), not a URL.
     pub remote: Option<String>,
+    /// Files larger than this many bytes are not read (`--max-file-size`).
+    pub max_file_size: u64,
 }
 
 /// Why the source could not be read. Messages say what to do; the underlying git or I/O
@@ -303,11 +307,10 @@ impl Repo {
                     Some(ObjectType::Blob)
                         if entry.filemode() != MODE_LINK && is_manifest(&path) =>
                     {
-                        let blob = self.blob(entry.id())?;
                         files.push(SourceFile {
                             display: path.clone(),
                             repo_path: path,
-                            bytes: blob.content().to_vec(),
+                            bytes: self.contents(entry.id())?,
                         });
                     }
                     _ => {}
@@ -325,13 +328,25 @@ impl Repo {
         })
     }
 
-    /// The bytes of the file at `path` (`/`-separated, relative) in `commit`, or `None`
-    /// when the commit has no such file (or it is a directory, symlink or submodule).
-    pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+    /// The contents of the file at `path` (`/`-separated, relative) in `commit`, or `None`
+    /// when the commit has no such file (or it is a directory, symlink or submodule); only
+    /// its size when it is larger than the configured limit.
+    pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<Contents>, SourceError> {
         match self.file_entry(commit, path)? {
-            Some(id) => Ok(Some(self.blob(id)?.content().to_vec())),
+            Some(id) => self.contents(id).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A blob's bytes, or only its size (read from the object's header, without inflating
+    /// it) when that is over [`SourceConfig::max_file_size`]. The object is checked first.
+    fn contents(&self, blob: Oid) -> Result<Contents, SourceError> {
+        self.check(blob)?;
+        let odb = self.git.odb().map_err(|e| self.corrupt(e))?;
+        let (size, _) = odb.read_header(blob).map_err(|e| self.corrupt(e))?;
+        Contents::read_within(size as u64, self.config.max_file_size, || {
+            Ok(self.blob(blob)?.content().to_vec())
+        })
     }
 
     /// Whether `commit` has a file at `path` (as [`Repo::file_at`] would find it), without
@@ -503,7 +518,7 @@ mod tests {
         assert_eq!(snapshot.commit, sha);
         assert_eq!(snapshot.summary, "first");
         assert_eq!(paths(&snapshot), ["prefect.yaml"]);
-        assert_eq!(snapshot.files[0].bytes, b"committed\n");
+        assert_eq!(snapshot.files[0].bytes.as_bytes(), b"committed\n");
         assert_eq!(snapshot.files[0].display, "prefect.yaml");
         let age = Utc::now() - snapshot.committed_at;
         assert!(
@@ -538,13 +553,13 @@ mod tests {
             ["deployments/a/b.yaml", "prefect.yaml", "svc/prefect.yaml"]
         );
         assert_eq!(snapshot.summary, "second");
-        assert_eq!(snapshot.files[1].bytes, b"v2\n");
+        assert_eq!(snapshot.files[1].bytes.as_bytes(), b"v2\n");
 
         let old = source.snapshot(&first, &is_default_manifest).unwrap();
         assert_eq!(paths(&old), ["prefect.yaml"]);
         assert_eq!(
             source.file_at(&first, "prefect.yaml").unwrap().unwrap(),
-            b"v1\n"
+            Contents::Bytes(b"v1\n".to_vec())
         );
         assert_eq!(source.file_at(&first, "svc/prefect.yaml").unwrap(), None);
         assert_eq!(source.file_at(&second, "svc").unwrap(), None);
@@ -553,7 +568,41 @@ mod tests {
                 .file_at(&second, "deployments/a/b.yaml")
                 .unwrap()
                 .unwrap(),
-            b"nested\n"
+            Contents::Bytes(b"nested\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_reported_by_size_without_being_read() {
+        let fx = Fixture::new();
+        let repo = fx.init("work");
+        let sha = fx.commit(
+            &repo,
+            &[
+                ("prefect.yaml", "0123456789\n"),
+                ("deployments/small.yaml", "0123456789"),
+            ],
+            "first",
+        );
+        let source = Repo::open(&SourceConfig {
+            max_file_size: 10,
+            ..config(&repo, "main")
+        })
+        .unwrap();
+        let snapshot = source.snapshot(&sha, &is_default_manifest).unwrap();
+        assert_eq!(paths(&snapshot), ["deployments/small.yaml", "prefect.yaml"]);
+        assert_eq!(
+            snapshot.files[0].bytes,
+            Contents::Bytes(b"0123456789".to_vec())
+        );
+        let too_large = Contents::TooLarge {
+            size: 11,
+            limit: 10,
+        };
+        assert_eq!(snapshot.files[1].bytes, too_large);
+        assert_eq!(
+            source.file_at(&sha, "prefect.yaml").unwrap(),
+            Some(too_large)
         );
     }
 

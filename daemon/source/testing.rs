@@ -78,6 +78,7 @@ pub(crate) fn config(repo: &Path, branch: &str) -> SourceConfig {
         repo: repo.to_path_buf(),
         branch: branch.into(),
         remote: None,
+        max_file_size: crate::manifest::limits::DEFAULT_MAX_FILE_SIZE,
     }
 }
 

@@ -38,7 +38,7 @@ pub fn check(
     at: &str,
     raw: RawDeployment,
 ) -> Option<Deployment> {
-    let errors_before = report.diagnostics.iter().filter(|d| d.is_error()).count();
+    let errors_before = report.error_count();
     let name = match raw.name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => name.to_string(),
         _ => {
@@ -201,8 +201,7 @@ pub fn check(
             .collect(),
     };
 
-    let errors_after = report.diagnostics.iter().filter(|d| d.is_error()).count();
-    if errors_after > errors_before || report.has_error_under(at) {
+    if report.error_count() > errors_before || report.has_error_under(at) {
         return None;
     }
     Some(Deployment {
@@ -257,12 +256,16 @@ fn launch(
                 None
             }
             Err(e) => {
+                let help = match e {
+                    crate::template::SplitError::Braces { .. } => "keep each `{{ ... }}` apart from quoted or escaped braces, e.g. `{ '{{ $X }}' }`",
+                    _ => "close the quote; sundial splits the command like a POSIX shell but runs no shell",
+                };
                 report.error(
                     &format!("{jv}/command"),
                     false,
                     Code::InvalidCommand,
                     format!("`command` cannot be split into words: {e}"),
-                    Some("close the quote; sundial splits the command like a POSIX shell but runs no shell".into()),
+                    Some(help.into()),
                 );
                 None
             }

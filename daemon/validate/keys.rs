@@ -227,7 +227,10 @@ fn did_you_mean(key: &str, place: &Place) -> Option<&'static str> {
         .iter()
         .copied()
         .chain(place.ignored.iter().map(|(k, _)| *k));
+    let length = key.chars().count();
     candidates
+        // The distance is at least the difference in length: skip the costly comparison.
+        .filter(|c| c.chars().count().abs_diff(length) <= 2)
         .map(|c| (strsim::damerau_levenshtein(key, c), c))
         .filter(|(d, c)| *d <= 2 && *d < c.len().max(key.len()) / 2 + 1)
         .min_by_key(|(d, _)| *d)

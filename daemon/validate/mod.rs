@@ -18,13 +18,14 @@ mod report;
 pub mod schema;
 mod templates;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value as Json;
 
+use crate::manifest::limits::format_bytes;
 use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
-use crate::manifest::{pointer, Node, Value};
+use crate::manifest::{pointer, Node, Span, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
@@ -37,7 +38,45 @@ pub struct SourceFile {
     pub display: String,
     /// Its path relative to the repository root, `/`-separated.
     pub repo_path: String,
-    pub bytes: Vec<u8>,
+    /// Its bytes, or only its size when it is over the reader's limit.
+    pub bytes: Contents,
+}
+
+/// What the reader of a manifest got: its bytes, or only its size when that is over the
+/// limit (`--max-file-size`), so the file is reported without being read into memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    Bytes(Vec<u8>),
+    TooLarge { size: u64, limit: u64 },
+}
+
+impl Contents {
+    /// The bytes when they were read (empty for a file over the limit).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Contents::Bytes(bytes) => bytes,
+            Contents::TooLarge { .. } => &[],
+        }
+    }
+
+    /// What a reader with this `limit` makes of a file of `size` bytes whose content
+    /// `read` returns when asked.
+    pub fn read_within<E>(
+        size: u64,
+        limit: u64,
+        read: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Contents, E> {
+        if size > limit {
+            return Ok(Contents::TooLarge { size, limit });
+        }
+        read().map(Contents::Bytes)
+    }
+}
+
+impl From<Vec<u8>> for Contents {
+    fn from(bytes: Vec<u8>) -> Contents {
+        Contents::Bytes(bytes)
+    }
 }
 
 /// The verdict on one file.
@@ -104,7 +143,11 @@ fn check_file(
     names: &mut HashMap<String, (String, usize)>,
     exists: &Exists<'_>,
 ) -> FileOutcome {
-    let loaded = yaml::load(&file.bytes);
+    let bytes = match &file.bytes {
+        Contents::Bytes(bytes) => bytes,
+        Contents::TooLarge { size, limit } => return too_large(file, *size, *limit),
+    };
+    let loaded = yaml::load(bytes);
     let mut report = FileReport::new(&file.display, loaded.root.as_ref());
     for e in &loaded.errors {
         let code = match e.kind {
@@ -113,6 +156,7 @@ fn check_file(
             LoadErrorKind::DuplicateKey => Code::DuplicateKey,
             LoadErrorKind::NotUtf8 => Code::NotUtf8,
             LoadErrorKind::TooLarge => Code::TooLarge,
+            LoadErrorKind::TooDeep => Code::TooDeep,
         };
         report.error_at(e.span, code, e.message.clone(), e.help.clone());
     }
@@ -121,15 +165,37 @@ fn check_file(
     if let Some(root) = loaded.root.as_ref() {
         deployments = check_root(&mut report, file, root, names, &mut declared, exists);
     }
-    let mut diagnostics = report.diagnostics;
-    diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
-    let valid = !diagnostics.iter().any(Diagnostic::is_error);
+    let valid = !report.has_errors();
+    let diagnostics = report.finish();
     FileOutcome {
         file: file.display.clone(),
         repo_path: file.repo_path.clone(),
         diagnostics,
         declared,
         deployments: valid.then_some(deployments),
+    }
+}
+
+/// The verdict on a file that was not read because of its size: one error about the
+/// whole file (line 0), naming the flag that raises the limit.
+fn too_large(file: &SourceFile, size: u64, limit: u64) -> FileOutcome {
+    let mut report = FileReport::new(&file.display, None);
+    report.error_at(
+        Span::default(),
+        Code::TooLarge,
+        format!(
+            "the file is {} ({size} bytes), over the limit of {} for a manifest",
+            format_bytes(size),
+            format_bytes(limit)
+        ),
+        Some("split it into smaller manifests, or raise the limit with `--max-file-size` (on `sundial validate` and `sundial daemon`)".into()),
+    );
+    FileOutcome {
+        file: file.display.clone(),
+        repo_path: file.repo_path.clone(),
+        diagnostics: report.finish(),
+        declared: 0,
+        deployments: None,
     }
 }
 
@@ -294,16 +360,16 @@ fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
 fn raw_deployment(
     node: &Node,
     at: &str,
-    wrong: &[String],
+    wrong: &BTreeSet<String>,
 ) -> Result<RawDeployment, serde_json::Error> {
     let mut json = node.to_json();
-    for bad in wrong {
-        if let Some(rest) = bad.strip_prefix(at) {
-            if rest.starts_with('/') {
-                if let Some(slot) = json.pointer_mut(rest) {
-                    *slot = Json::Null;
-                }
-            }
+    let below = format!("{at}/");
+    for bad in wrong
+        .range(below.clone()..)
+        .take_while(|bad| bad.starts_with(&below))
+    {
+        if let Some(slot) = json.pointer_mut(&bad[at.len()..]) {
+            *slot = Json::Null;
         }
     }
     // Keys the schema does not know are ignored by serde; anything still mistyped is a gap

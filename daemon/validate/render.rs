@@ -27,11 +27,11 @@ pub fn human(validation: &Validation, sources: &HashMap<String, String>) -> Stri
                 let gutter = " ".repeat(d.line.to_string().len());
                 let _ = writeln!(out, "{gutter}--> {}:{}:{}", d.file, d.line, d.column);
                 let _ = writeln!(out, "{gutter} |");
-                let shown = line.replace('\t', " ");
+                let (shown, column) = excerpt(&line.replace('\t', " "), d.column);
                 let _ = writeln!(out, "{} | {shown}", d.line);
-                let available = shown.chars().count().saturating_sub(d.column - 1).max(1);
+                let available = shown.chars().count().saturating_sub(column - 1).max(1);
                 let caret = "^".repeat(d.width.clamp(1, available));
-                let _ = writeln!(out, "{gutter} | {}{caret}", " ".repeat(d.column - 1));
+                let _ = writeln!(out, "{gutter} | {}{caret}", " ".repeat(column - 1));
                 if let Some(help) = &d.help {
                     let _ = writeln!(out, "{gutter} = help: {help}");
                 }
@@ -116,6 +116,30 @@ pub fn github(validation: &Validation) -> String {
     out
 }
 
+/// How many characters of a source line are shown at most.
+const EXCERPT: usize = 100;
+
+/// The part of a source line to show under a diagnostic at `column` (1-based, in
+/// characters), with `…` where it was cut, and the column within it: a hostile file can
+/// be one line of 100 KB.
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    let length = line.chars().count();
+    if length <= EXCERPT {
+        return (line.to_string(), column.max(1));
+    }
+    let start = column.saturating_sub(1 + EXCERPT / 3).min(length - EXCERPT);
+    let mut shown: String = line.chars().skip(start).take(EXCERPT).collect();
+    let mut column = column.max(1) - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        column += 1;
+    }
+    if start + EXCERPT < length {
+        shown.push('…');
+    }
+    (shown, column)
+}
+
 fn location(d: &Diagnostic) -> String {
     if d.line == 0 {
         d.file.clone()
@@ -146,4 +170,24 @@ fn escape_data(s: &str) -> String {
 
 fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        assert_eq!(excerpt("short", 3), ("short".to_string(), 3));
+        let long = "- ".repeat(5_000);
+        let (shown, column) = excerpt(&long, 129);
+        assert_eq!(shown.chars().count(), 102);
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        assert_eq!(column, 129 - 95 + 1);
+        assert_eq!(shown.chars().nth(column - 1), Some('-'));
+        let (shown, column) = excerpt(&"x".repeat(200), 200);
+        assert_eq!((shown.chars().count(), column), (101, 101));
+        let (shown, column) = excerpt(&"x".repeat(200), 1);
+        assert_eq!((shown.chars().count(), column), (101, 1));
+    }
 }

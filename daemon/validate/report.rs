@@ -1,14 +1,26 @@
 //! Collects the diagnostics of one file, turning JSON Pointers into positions.
+//!
+//! A file lists at most [`MAX_DIAGNOSTICS`]; past that each finding is only counted (so
+//! the file's verdict stays right) and one last diagnostic says how many were left out.
+//! Nobody reads a hundred thousand errors, and finding each one's position costs time
+//! in proportion to the file: the cap keeps a file of many small mistakes linear to check.
 
 use crate::manifest::{Node, Span};
 
 use super::diagnostic::{Code, Diagnostic, Severity};
+
+/// How many diagnostics one file lists.
+pub const MAX_DIAGNOSTICS: usize = 1_000;
 
 /// The diagnostics of one file under construction; every check writes through this.
 pub struct FileReport<'a> {
     pub file: &'a str,
     root: Option<&'a Node>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Errors recorded, listed or not.
+    errors: usize,
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
 }
 
 impl<'a> FileReport<'a> {
@@ -17,7 +29,61 @@ impl<'a> FileReport<'a> {
             file,
             root,
             diagnostics: Vec::new(),
+            errors: 0,
+            unlisted_errors: 0,
+            unlisted_warnings: 0,
         }
+    }
+
+    /// Whether a diagnostic of `severity` still gets listed; counts it either way.
+    fn admit(&mut self, severity: Severity) -> bool {
+        if severity == Severity::Error {
+            self.errors += 1;
+        }
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            return true;
+        }
+        match severity {
+            Severity::Error => self.unlisted_errors += 1,
+            Severity::Warning => self.unlisted_warnings += 1,
+        }
+        false
+    }
+
+    /// How many errors were recorded, including those past the listing cap.
+    pub fn error_count(&self) -> usize {
+        self.errors
+    }
+
+    /// The listed diagnostics sorted by position, then one saying how many were left out.
+    pub fn finish(self) -> Vec<Diagnostic> {
+        let mut diagnostics = self.diagnostics;
+        diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
+        let unlisted = self.unlisted_errors + self.unlisted_warnings;
+        if unlisted > 0 {
+            diagnostics.push(Diagnostic {
+                severity: if self.unlisted_errors > 0 {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                file: self.file.to_string(),
+                line: 0,
+                column: 0,
+                width: 0,
+                pointer: String::new(),
+                code: Code::TooManyProblems,
+                message: format!(
+                    "{} ({}, {}) {} not listed: a file lists at most {MAX_DIAGNOSTICS}",
+                    count(unlisted, "more problem"),
+                    count(self.unlisted_errors, "error"),
+                    count(self.unlisted_warnings, "warning"),
+                    if unlisted == 1 { "is" } else { "are" }
+                ),
+                help: Some("fix the ones listed and validate again".into()),
+            });
+        }
+        diagnostics
     }
 
     /// Records an error at the node `pointer` names (its key when `at_key`).
@@ -52,6 +118,9 @@ impl<'a> FileReport<'a> {
 
     /// Records an error at an explicit span (for problems found before a tree exists).
     pub fn error_at(&mut self, span: Span, code: Code, message: String, help: Option<String>) {
+        if !self.admit(Severity::Error) {
+            return;
+        }
         self.diagnostics.push(Diagnostic {
             severity: Severity::Error,
             file: self.file.to_string(),
@@ -74,6 +143,9 @@ impl<'a> FileReport<'a> {
         message: String,
         help: Option<String>,
     ) {
+        if !self.admit(severity) {
+            return;
+        }
         let span = self
             .root
             .map(|r| r.span_of(pointer, at_key))
@@ -91,14 +163,26 @@ impl<'a> FileReport<'a> {
         });
     }
 
-    /// Whether an error was already recorded at `pointer` or below it.
+    /// Whether a listed error sits at `pointer` or below it.
     pub fn has_error_under(&self, pointer: &str) -> bool {
         self.diagnostics.iter().any(|d| {
-            d.is_error() && (d.pointer == pointer || d.pointer.starts_with(&format!("{pointer}/")))
+            d.is_error()
+                && d.pointer
+                    .strip_prefix(pointer)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
 
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
+        self.errors > 0
+    }
+}
+
+/// `1 error`, `2 errors`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

@@ -5,6 +5,7 @@
 //! Unknown keys are left to `keys`, which knows Prefect's vocabulary and suggests the right
 //! place, so `additionalProperties` findings are dropped here.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -29,8 +30,8 @@ fn validator() -> &'static Validator {
 
 /// Checks `instance` (the file as JSON) and reports each finding; returns the pointers of
 /// the nodes found wrong, so later checks can treat those values as absent.
-pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> Vec<String> {
-    let mut wrong = Vec::new();
+pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> BTreeSet<String> {
+    let mut wrong = BTreeSet::new();
     for error in validator().iter_errors(instance) {
         let at = error.instance_path().as_str().to_string();
         let node = root.at(&at);
@@ -93,7 +94,7 @@ pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> Vec<S
             ValidationErrorKind::AnyOf { .. } => {
                 if let Some(inner) = concurrency_detail(&at, node) {
                     report.error(&format!("{at}/limit"), false, Code::OutOfRange, inner, None);
-                    wrong.push(at);
+                    wrong.insert(at);
                     continue;
                 }
                 Some(any_of(&at, node))
@@ -108,7 +109,7 @@ pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> Vec<S
         }
         report.error(&at, false, code, message, help);
         if !matches!(code, Code::Required) {
-            wrong.push(at);
+            wrong.insert(at);
         }
     }
     wrong

@@ -277,6 +277,11 @@ impl Daemon {
         daemon
     }
 
+    /// The daemon's process id (it leads its own process group).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     #[track_caller]
     pub fn wait_ready(&self) {
         wait_until(Duration::from_secs(30), "the daemon to be ready", || {
@@ -446,11 +451,6 @@ impl Daemon {
     pub fn run_log(&self, id: i64) -> String {
         std::fs::read_to_string(self.state_dir.join("logs").join(format!("{id}.log")))
             .unwrap_or_default()
-    }
-
-    /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
     }
 
     /// The address it listens on (`127.0.0.1:PORT`).

@@ -55,6 +55,25 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Runs `sundial ARGS` in the project directory with its address space limited to
+    /// `bytes` (`ulimit -v`): an allocation past it fails, and so does the run.
+    #[track_caller]
+    pub fn run_within(&self, bytes: u64, args: &[&str]) -> Run {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -v "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg((bytes >> 10).to_string())
+            .arg(env!("CARGO_BIN_EXE_sundial"))
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("run sundial under sh");
+        Run::from(output)
+    }
+}
+
 /// What a command printed and how it exited.
 #[derive(Debug)]
 pub struct Run {
