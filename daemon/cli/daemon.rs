@@ -178,15 +178,14 @@ async fn serve(
                 args.listen
             )
         })?;
+    let listening = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(
-        "sundial {} watching {} branch {} (state in {}, API on http://{})",
+        "sundial {} watching {} branch {} (state in {}, API on http://{listening})",
         env!("CARGO_PKG_VERSION"),
         source.repo.display(),
         source.branch,
         args.state_dir.display(),
-        args.listen
     );
-    let listening = listener.local_addr().unwrap_or(args.listen);
     let hosts = hosts.listening_on(listening);
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (requests_tx, requests_rx) = mpsc::channel(64);
