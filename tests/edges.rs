@@ -282,3 +282,50 @@ fn defaults_that_push_the_parameters_over_128_kib_fail_clearly_not_with_e2big() 
         "{reason}"
     );
 }
+
+#[test]
+fn placeholders_in_a_working_directory_are_filled_in_and_kept_inside_the_checkout() {
+    let repo = GitRepo::new();
+    let text = format!(
+        "deployments:\n  - name: where\n    work_pool:\n      job_variables:\n        command: pwd\n        working_dir: \"sub/{{{{ $WHERE }}}}\"\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
+        crate::support::daemon::soon(2)
+    );
+    repo.commit(
+        &[
+            ("sub/inner/keep", Some("")),
+            ("deployments/w.yaml", Some(&text)),
+        ],
+        "where",
+    );
+    let inside = Daemon::launch(
+        repo.path(),
+        Setup {
+            env: vec![("WHERE".into(), "inner".into())],
+            ..Setup::default()
+        },
+    );
+    let run = inside.ended_run("where", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Completed, "{}", inside.run_log(run.id));
+    assert!(
+        inside.run_log(run.id).contains("/sub/inner\n"),
+        "{}",
+        inside.run_log(run.id)
+    );
+    drop(inside);
+    let outside = Daemon::launch(
+        repo.path(),
+        Setup {
+            env: vec![("WHERE".into(), "../../..".into())],
+            ..Setup::default()
+        },
+    );
+    // Its own state directory: the slot is gone, so the run is triggered.
+    let (code, body) = outside.post("/api/deployments/where/runs", "", Some(&outside.token()));
+    assert_eq!(code, 201, "{body}");
+    let run = outside.ended_run("where", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("the working directory `sub/../../..` (from `sub/{{ $WHERE }}`) is outside the checkout; name a directory of the repository")
+    );
+}

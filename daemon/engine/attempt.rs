@@ -164,7 +164,7 @@ async fn prepare_and_run(
         .iter()
         .map(|word| render(word))
         .collect::<Result<Vec<_>, _>>()?;
-    let cwd = launch::working_dir(d, &checkout);
+    let cwd = in_checkout(&checkout, &d.working_dir, "working directory")?;
     let mut env: Vec<(String, String)> = Vec::new();
     for (key, value) in &d.env {
         env.push((key.clone(), render(value)?));
@@ -280,6 +280,20 @@ fn render(text: &str) -> Result<String, Failure> {
     })
 }
 
+/// A directory of the run (`working_dir`, a pull step's `directory`) inside the checkout,
+/// with its `{{ $NAME }}` placeholders filled in now; one that would leave the checkout
+/// fails the attempt.
+fn in_checkout(checkout: &std::path::Path, dir: &str, what: &str) -> Result<PathBuf, Failure> {
+    let rendered = render(dir)?;
+    match crate::validate::paths::resolve_inside("", &rendered) {
+        Some(rel) if rel.is_empty() => Ok(checkout.to_path_buf()),
+        Some(rel) => Ok(checkout.join(rel)),
+        None => Err(Failure::Failed(format!(
+            "the {what} `{rendered}` (from `{dir}`) is outside the checkout; name a directory of the repository"
+        ))),
+    }
+}
+
 fn render_json(value: &Json) -> Result<Json, Failure> {
     Ok(match value {
         Json::String(s) => Json::String(render(s)?),
@@ -325,7 +339,8 @@ async fn pull_step(
                 "-r".into(),
                 checkout.join(requirements).display().to_string(),
             ];
-            vec![(argv, checkout.join(directory), Vec::new())]
+            let dir = in_checkout(checkout, directory, "pull step directory")?;
+            vec![(argv, dir, Vec::new())]
         }
         PullStep::Script {
             lines,
@@ -342,7 +357,11 @@ async fn pull_step(
                     .iter()
                     .map(|w| render(w))
                     .collect::<Result<Vec<_>, _>>()?;
-                out.push((argv, checkout.join(directory), rendered_env.clone()));
+                out.push((
+                    argv,
+                    in_checkout(checkout, directory, "pull step directory")?,
+                    rendered_env.clone(),
+                ));
             }
             out
         }
