@@ -52,6 +52,17 @@ fn a_job_failing_twice_then_succeeding_is_retried_with_its_delays() {
             .all(|r| r.scheduled_for == runs[0].scheduled_for),
         "one slot, three attempts"
     );
+    // The run page links the attempts of its slot, each with its commit.
+    let (code, page) = daemon.get(&format!("/runs/{}", runs[2].id));
+    assert_eq!(code, 200);
+    assert!(page.contains("Attempts of this slot"), "{page}");
+    for r in &runs[..2] {
+        assert!(page.contains(&format!("href=\"/runs/{}\"", r.id)), "{page}");
+    }
+    assert!(
+        page.contains(&format!("title=\"{}\"", runs[0].commit)),
+        "{page}"
+    );
     let gap = |a: usize| runs[a + 1].started_at.unwrap() - runs[a].ended_at.unwrap();
     assert!(
         gap(0) >= chrono::Duration::milliseconds(1000),

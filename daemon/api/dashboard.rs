@@ -81,7 +81,15 @@ pub async fn run_page(
     State(state): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let Some(run) = read(state.db.clone(), move |store| store.run(id)).await? else {
+    let found = read(state.db.clone(), move |store| {
+        let Some(run) = store.run(id)? else {
+            return Ok(None);
+        };
+        let attempts = store.attempts_of(&run)?;
+        Ok(Some((run, attempts)))
+    })
+    .await?;
+    let Some((run, attempts)) = found else {
         let body = html! { h1 { "No run " (id) } p { a href="/" { "Back to the dashboard" } } };
         let mut response = page("sundial: no such run", None, body);
         *response.status_mut() = StatusCode::NOT_FOUND;
@@ -111,6 +119,23 @@ pub async fn run_page(
             dt { "Exit code" } dd { @if let Some(c) = run.exit_code { (c) } @else { "–" } }
             dt { "Commit" } dd { code { (run.commit) } }
             dt { "Parameters" } dd { code { (run.parameters.to_string()) } }
+        }
+        @if attempts.len() > 1 {
+            h2 { "Attempts of this slot" }
+            table #attempts {
+                thead { tr { th { "Attempt" } th { "Run" } th { "State" } th { "Started" } th { "Commit" } } }
+                tbody {
+                    @for a in &attempts {
+                        tr {
+                            td { (a.attempt) }
+                            td { @if a.id == run.id { (a.id) } @else { a href=(format!("/runs/{}", a.id)) { (a.id) } } }
+                            td { (badge(a.state)) @if let Some(r) = &a.reason { " " span.mute { (r) } } }
+                            td { (utc(a.started_at)) }
+                            td { code title=(a.commit) { (a.commit.get(..7).unwrap_or(&a.commit)) } }
+                        }
+                    }
+                }
+            }
         }
         @if active {
             form.api data-post=(format!("/api/runs/{}/cancel", run.id)) data-goto="reload" {

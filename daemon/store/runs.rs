@@ -316,6 +316,20 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Every attempt of the slot `run` belongs to, first attempt first (just `run` for a
+    /// manual run, which has no slot).
+    pub fn attempts_of(&self, run: &Run) -> Result<Vec<Run>, StoreError> {
+        let (Some(schedule_id), Some(at)) = (&run.schedule_id, run.scheduled_for) else {
+            return Ok(vec![run.clone()]);
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE deployment = ?1 AND schedule_id = ?2 AND scheduled_for = ?3 ORDER BY attempt"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map((&run.deployment, schedule_id, time_text(at)), read_row)?;
+        rows.map(|r| r?).collect()
+    }
+
     /// Rows something may still happen to: the input of `recover` at start-up.
     pub fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE state IN ('Scheduled', 'Pending', 'Running', 'AwaitingRetry') ORDER BY id");
