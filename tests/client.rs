@@ -126,7 +126,7 @@ fn the_client_lists_triggers_follows_and_cancels() {
     let cancelled = cli(&daemon, &["cancel", &hello]).code(0);
     assert_eq!(
         cancelled.stdout,
-        format!("Cancelling run {hello} of hello (it was Running).\n")
+        format!("Cancelling run {hello} of hello (it was Running): SIGTERM to its process group, SIGKILL after the daemon's grace.\n")
     );
     wait_until(Duration::from_secs(20), "hello cancelled", || {
         (daemon.json(&format!("/api/runs/{hello}"))["state"] == "Cancelled").then_some(())

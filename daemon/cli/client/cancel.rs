@@ -19,9 +19,17 @@ pub fn run(args: &CancelArgs) -> Result<(), ClientError> {
     if args.client.format == Format::Json {
         return print_json(&run);
     }
-    println!(
-        "Cancelling run {} of {} (it was {}).",
-        run.id, run.deployment, run.state
-    );
+    if run.state == "Cancelled" {
+        // It was waiting (queued or retrying): it is cancelled already.
+        println!(
+            "Cancelled run {} of {} (it had not started).",
+            run.id, run.deployment
+        );
+    } else {
+        println!(
+            "Cancelling run {} of {} (it was {}): SIGTERM to its process group, SIGKILL after the daemon's grace.",
+            run.id, run.deployment, run.state
+        );
+    }
     Ok(())
 }

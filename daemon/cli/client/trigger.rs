@@ -30,10 +30,23 @@ pub fn run(args: &TriggerArgs) -> Result<(), ClientError> {
     if args.client.format == Format::Json {
         return print_json(&run);
     }
-    println!(
-        "Started run {} of {} ({}). Follow it with `sundial logs {} --follow`.",
-        run.id, run.deployment, run.state, run.id
-    );
+    let follow = format!("Follow it with `sundial logs {} --follow`.", run.id);
+    match run.state.as_str() {
+        "Pending" => println!(
+            "Queued run {} of {}: it waits for a place under the deployment's concurrency limit. {follow}",
+            run.id, run.deployment
+        ),
+        "Cancelled" => println!(
+            "Run {} of {} was not started: Cancelled ({}).",
+            run.id,
+            run.deployment,
+            run.reason.as_deref().unwrap_or("cancelled")
+        ),
+        state => println!(
+            "Started run {} of {} ({state}). {follow}",
+            run.id, run.deployment
+        ),
+    }
     Ok(())
 }
 
