@@ -7,6 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System tools from Debian's packages: installed when run as root (as CI is), else named
+# with the command that installs them.
+need_deb() { # COMMAND PACKAGE
+  command -v "$1" >/dev/null && return
+  install_deb "$1" "$2"
+}
+install_deb() { # WHAT PACKAGE
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "the tests need \`$1\`: run \`sudo apt-get install -y $2\`, then this script again" >&2
+    exit 1
+  fi
+  apt-get update -qq && apt-get install -y -qq "$2"
+}
+# Debian's python3 makes virtual environments only with python3-venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || install_deb "python3 -m venv" python3-venv
 # Python tools in a venv under target/ (never the system Python): pre-commit and
 # check-jsonschema for the validate tests, croniter for the cron cross-check. Its bin/
 # comes first on PATH, so `python3` in the tests is that venv's (a stock Python).
@@ -20,11 +35,11 @@ if ! "$tools/bin/python" -c 'import croniter' 2>/dev/null \
     pre-commit check-jsonschema croniter
 fi
 export PATH="$PWD/$tools/bin:$PATH"
-command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+need_deb git git
 # systemd-analyze checks systemd/sundial.service (verify, security); no running systemd needed.
-command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+need_deb systemd-analyze systemd
 # The dashboard test loads the page in real headless Chromium (Debian's package).
-command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+need_deb chromium chromium
 # A real Prefect in its own venv, for the test that runs a Prefect @flow under sundial.
 # (fastapi is held below 0.116: newer ones break Prefect 3.8's temporary server.)
 prefect_python=target/prefect-venv/bin/python
