@@ -204,9 +204,15 @@ fn retention_keeps_the_newest_runs_and_deletes_the_others_logs() {
 #[test]
 fn sigint_stops_like_sigterm_and_nothing_new_starts_during_the_stop() {
     let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let ready = marks.path().join("ignoring-term");
+    let command = format!(
+        "sh -c 'trap \"\" TERM; touch {}; sleep 60'",
+        ready.display()
+    );
     let stubborn = manifest(
         "stubborn",
-        "sh -c 'trap \"\" TERM; sleep 60'",
+        &command,
         &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
         "",
     );
@@ -219,15 +225,19 @@ fn sigint_stops_like_sigterm_and_nothing_new_starts_during_the_stop() {
         "two",
     );
     let mut daemon = Daemon::start(repo.path());
-    wait_until(Duration::from_secs(30), "the stubborn job running", || {
-        daemon
-            .stored_runs("stubborn")
-            .iter()
-            .any(|r| r.state == RunState::Running)
-            .then_some(())
-    });
+    // The job says when it ignores SIGTERM, so the stop cannot come before the trap.
+    wait_until(
+        Duration::from_secs(30),
+        "the stubborn job to ignore SIGTERM",
+        || ready.exists().then_some(()),
+    );
     let asked = Utc::now();
     assert_eq!(daemon.interrupt(), Some(0), "{}", daemon.log());
+    let stopped = Utc::now();
+    assert!(
+        stopped - asked >= chrono::Duration::milliseconds(1900),
+        "the stop did not wait the 2 s grace for the stubborn job"
+    );
     let stubborn = daemon.stored_runs("stubborn");
     assert_eq!(
         (stubborn[0].state, stubborn[0].reason.as_deref()),
@@ -417,4 +427,39 @@ fn reordering_schedules_and_re_syncs_fire_no_slot_twice() {
     let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
     assert!(lines.len() >= 6, "{fired}");
     assert_eq!(unique.len(), lines.len(), "a slot fired twice:\n{fired}");
+}
+
+#[test]
+fn a_retry_waits_for_the_place_a_manual_run_holds() {
+    let repo = GitRepo::new();
+    // Attempt 1 of the slot fails at once; manual runs (attempt 1 too) sleep 3 s.
+    let command =
+        "sh -c 'test \"$SUNDIAL_RUN_ID\" != 1 && sleep 3 || { test \"$SUNDIAL_ATTEMPT\" = 2; }'";
+    let text = manifest(
+        "shared",
+        command,
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    concurrency_limit: 1\n    retries: 1\n    retry_delay_seconds: 2\n",
+    );
+    repo.commit(&[("deployments/s.yaml", Some(&text))], "shared");
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "attempt 1 to fail", || {
+        daemon
+            .stored_runs("shared")
+            .iter()
+            .any(|r| r.state == RunState::Failed)
+            .then_some(())
+    });
+    let (code, body) = daemon.post("/api/deployments/shared/runs", "{}", Some(&daemon.token()));
+    assert_eq!(code, 201, "{body}");
+    let runs = wait_until(Duration::from_secs(30), "every run to end", || {
+        let runs = daemon.stored_runs("shared");
+        (runs.len() == 3 && runs.iter().all(|r| r.state.is_final())).then_some(runs)
+    });
+    let manual = runs.iter().find(|r| r.trigger == Trigger::Manual).unwrap();
+    let retry = runs.iter().find(|r| r.trigger == Trigger::Retry).unwrap();
+    assert!(
+        retry.started_at.unwrap() >= manual.ended_at.unwrap(),
+        "the retry ran beside the manual run: {runs:?}"
+    );
 }

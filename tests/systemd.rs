@@ -515,8 +515,12 @@ fn the_unit_sandbox_scores_as_well_exposed_as_it_did() {
 #[test]
 fn the_watchdog_is_fed_through_a_graceful_stop() {
     let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let ready = marks.path().join("ignoring-term");
+    // The job says when it ignores SIGTERM, so the stop cannot come before the trap.
     let stubborn = format!(
-        "deployments:\n  - name: stubborn\n    work_pool:\n      job_variables:\n        command: sh -c 'trap \"\" TERM; sleep 60'\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
+        "deployments:\n  - name: stubborn\n    work_pool:\n      job_variables:\n        command: sh -c 'trap \"\" TERM; touch {}; sleep 60'\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
+        ready.display(),
         crate::support::daemon::soon(2)
     );
     repo.commit(&[("deployments/s.yaml", Some(&stubborn))], "stubborn");
@@ -526,11 +530,8 @@ fn the_watchdog_is_fed_through_a_graceful_stop() {
         &[("NOTIFY_SOCKET", &notify.name), ("WATCHDOG_USEC", "400000")],
     );
     notify.wait_for(0, "READY=1");
-    wait_until(WAIT, "the stubborn job to start", || {
-        std::fs::read_to_string(&service.log)
-            .ok()?
-            .contains("process started")
-            .then_some(())
+    wait_until(WAIT, "the stubborn job to ignore SIGTERM", || {
+        ready.exists().then_some(())
     });
     let seen = notify.messages().len();
     service.signal(Signal::SIGTERM);
