@@ -550,3 +550,38 @@ fn the_watchdog_is_fed_through_a_graceful_stop() {
         service.log()
     );
 }
+
+#[test]
+fn a_failed_run_and_its_stderr_are_warnings_in_the_journal() {
+    let repo = GitRepo::new();
+    let text = format!(
+        "deployments:\n  - name: noisy\n    work_pool:\n      job_variables:\n        command: sh -c 'echo fine; echo broken >&2; exit 3'\n        stream_output: true\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
+        crate::support::daemon::soon(2)
+    );
+    repo.commit(&[("deployments/n.yaml", Some(&text))], "noisy");
+    let mut service = Service::start_with(repo.path(), &[], |log| {
+        let meta = std::fs::metadata(log).unwrap();
+        vec![(
+            "JOURNAL_STREAM".into(),
+            format!("{}:{}", meta.dev(), meta.ino()),
+        )]
+    });
+    wait_until(WAIT, "the run to end", || {
+        service.log().contains("noisy: run 1 Failed").then_some(())
+    });
+    service.signal(Signal::SIGTERM);
+    assert_eq!(service.wait_exit(), Some(0), "{}", service.log());
+    let log = service.log();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {log}"))
+            .to_string()
+    };
+    assert!(line("broken").starts_with("<4>"), "{log}");
+    assert!(line("fine").starts_with("<6>"), "{log}");
+    assert_eq!(
+        line("noisy: run 1 Failed"),
+        "<4>noisy: run 1 Failed (exit code 3)"
+    );
+}

@@ -488,7 +488,13 @@ async fn forward<R: AsyncRead + Unpin>(
 fn emit(label: &str, stream: &'static str, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches(['\n', '\r']);
-    tracing::info!(target: "sundial::output", run = %label, stream, "{text}");
+    // A job's stderr is where it says what went wrong: a warning, so that
+    // `journalctl -p warning` shows it; stdout is information.
+    if stream == "stderr" {
+        tracing::warn!(target: "sundial::output", run = %label, stream, "{text}");
+    } else {
+        tracing::info!(target: "sundial::output", run = %label, stream, "{text}");
+    }
 }
 
 fn describe_program(cause: &io::Error) -> String {
