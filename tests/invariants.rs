@@ -693,3 +693,65 @@ fn a_downtime_longer_than_ten_thousand_slots_is_recorded_in_full() {
     assert!(count > 0, "{reason}");
     assert_eq!(rows + count, (newest - back).num_seconds(), "{reason}");
 }
+
+#[test]
+fn a_run_cancelled_as_it_fails_on_its_own_gets_no_retry() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let ready = marks.path().join("ready");
+    // The main process fails on its own, leaving a process that ignores SIGTERM outside
+    // its group: the run stays in flight for the 2 s grace while that one is ended, and
+    // the cancel lands in that window, after the failure.
+    let job = format!(
+        "sh -c 'setsid sh -c \"trap \\\"\\\" TERM; touch {}; exec sleep 30\" & sleep 0.5; exit 1'",
+        ready.display()
+    );
+    let text = manifest(
+        "racing",
+        &job,
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "    retries: 2\n    retry_delay_seconds: 0\n",
+    );
+    repo.commit(&[("deployments/r.yaml", Some(&text))], "racing");
+    let daemon = Daemon::start(repo.path());
+    let run = runs_when(
+        &daemon,
+        "racing",
+        Duration::from_secs(30),
+        "the run",
+        |runs| !runs.is_empty(),
+    )[0]
+    .id;
+    wait_until(Duration::from_secs(20), "the failure's sweep", || {
+        daemon
+            .run_log(run)
+            .contains("the run left 1 process(es) outside its group")
+            .then_some(())
+    });
+    assert!(ready.exists());
+    let (code, body) = daemon.post(
+        &format!("/api/runs/{run}/cancel"),
+        "",
+        Some(&daemon.token()),
+    );
+    assert!(code == 200 || code == 202, "{code} {body}");
+    let runs = runs_when(
+        &daemon,
+        "racing",
+        Duration::from_secs(20),
+        "the run to end",
+        |runs| runs.iter().all(|r| r.state.is_final()),
+    );
+    // Give a retry the time it would need to appear (its delay is 0).
+    wait_for_wall_time(Utc::now() + chrono::Duration::seconds(1));
+    let runs_after = daemon.stored_runs("racing");
+    assert_eq!(
+        runs_after.len(),
+        1,
+        "a cancelled run was retried: {runs_after:?}"
+    );
+    assert_eq!(
+        (runs[0].state, runs[0].exit_code),
+        (RunState::Failed, Some(1))
+    );
+}
