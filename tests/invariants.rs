@@ -755,3 +755,37 @@ fn a_run_cancelled_as_it_fails_on_its_own_gets_no_retry() {
         (RunState::Failed, Some(1))
     );
 }
+
+#[test]
+fn identity_changes_in_the_arm_window_claim_no_slot_twice() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let out = marks.path().join("fired.txt");
+    // Each commit changes the schedule's identity (its parameters); with a commit every
+    // ~100 ms, some land in the 25 ms before a slot, after the old identity claimed it.
+    let text = |v: u32| {
+        manifest(
+            "flipping",
+            &format!("sh -c 'echo $SUNDIAL_SCHEDULED_FOR >> {}'", out.display()),
+            &format!("interval: 1\n        parameters: {{v: {v}}}"),
+            "",
+        )
+    };
+    repo.commit(&[("deployments/f.yaml", Some(&text(0)))], "v0");
+    let daemon = Daemon::start(repo.path());
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let mut v = 0;
+    while std::time::Instant::now() < end {
+        v += 1;
+        let sha = repo.commit(&[("deployments/f.yaml", Some(&text(v)))], "flip");
+        applied(&daemon, &sha);
+        // Pacing, not synchronisation: about ten identity changes a second.
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    wait_for_wall_time(Utc::now() + chrono::Duration::milliseconds(1500));
+    let fired = std::fs::read_to_string(&out).unwrap_or_default();
+    let lines: Vec<&str> = fired.lines().collect();
+    let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert!(lines.len() >= 5, "{v} commits, fired:\n{fired}");
+    assert_eq!(unique.len(), lines.len(), "a slot fired twice:\n{fired}");
+}
