@@ -40,6 +40,8 @@ need_deb git git
 need_deb systemd-analyze systemd
 # The dashboard test loads the page in real headless Chromium (Debian's package).
 need_deb chromium chromium
+# The clock-step test moves the daemon's wall clock with libfaketime (Debian's package).
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || install_deb libfaketime libfaketime
 # A real Prefect in its own venv, for the test that runs a Prefect @flow under sundial.
 # (fastapi is held below 0.116: newer ones break Prefect 3.8's temporary server.)
 prefect_python=target/prefect-venv/bin/python

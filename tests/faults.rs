@@ -174,3 +174,105 @@ fn a_deleted_state_database_stops_the_daemon_loudly_after_ending_its_jobs() {
     );
     assert_ne!(daemon.run_log(1), old_log);
 }
+
+/// libfaketime (Debian's package, installed by the test script): the daemon's wall clock
+/// follows the offset written in a file, while its monotonic clock stays real.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[test]
+fn a_wall_clock_stepped_back_inside_the_arm_window_stalls_nothing_and_shows_in_status() {
+    assert!(
+        Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: run ./scripts/test.sh, which installs libfaketime"
+    );
+    let repo = GitRepo::new();
+    let text = manifest("tick", "echo tick", "interval: 1", "");
+    repo.commit(&[("deployments/t.yaml", Some(&text))], "tick");
+    let clock = tempfile::tempdir().unwrap();
+    let offset = clock.path().join("offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let daemon = Daemon::launch(
+        repo.path(),
+        Setup {
+            env: vec![
+                ("LD_PRELOAD".into(), FAKETIME.into()),
+                (
+                    "FAKETIME_TIMESTAMP_FILE".into(),
+                    offset.display().to_string(),
+                ),
+                ("FAKETIME_NO_CACHE".into(), "1".into()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ],
+            ..Setup::default()
+        },
+    );
+    wait_until(Duration::from_secs(30), "a run", || {
+        daemon
+            .stored_runs("tick")
+            .iter()
+            .any(|r| r.state == RunState::Completed)
+            .then_some(())
+    });
+    // Step the clock back an hour 10 ms before a second boundary: the next slot is armed
+    // and its attempt waits to spawn on the dot.
+    let now = chrono::Utc::now();
+    let boundary =
+        now + chrono::Duration::milliseconds(2000 - i64::from(now.timestamp_subsec_millis()));
+    // Precisely: a poll would land anywhere in its 25 ms period, so the last moments are
+    // spun (at most 2 s of this test's own time).
+    let step_at = boundary - chrono::Duration::milliseconds(10);
+    while chrono::Utc::now() < step_at {
+        std::hint::spin_loop();
+    }
+    std::fs::write(&offset, "-3600\n").unwrap();
+    // The daemon keeps answering (one thread: a stalled spin would block the API too).
+    for _ in 0..10 {
+        let asked = std::time::Instant::now();
+        assert_eq!(daemon.get("/healthz").0, 200);
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the daemon stalled"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Noticed at the next wake-up (at most MAX_SLEEP, 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let status = daemon.json("/api/status");
+        if status["clock_warning"].is_string() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no clock warning: {status}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status["clock_warning"]
+            .as_str()
+            .unwrap()
+            .contains("the wall clock was stepped back by"),
+        "{status}"
+    );
+    // The clock comes back: the warning clears and slots fire again.
+    std::fs::write(&offset, "+0\n").unwrap();
+    let back = chrono::Utc::now();
+    wait_until(Duration::from_secs(15), "the warning to clear", || {
+        daemon.json("/api/status")["clock_warning"]
+            .is_null()
+            .then_some(())
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "a run after the clock came back",
+        || {
+            daemon
+                .stored_runs("tick")
+                .iter()
+                .any(|r| r.state == RunState::Completed && r.started_at.unwrap() > back)
+                .then_some(())
+        },
+    );
+}
