@@ -104,3 +104,41 @@ fn an_unquoted_operator_without_shell_true_is_still_an_error() {
         ["error 4:13 pull-step: script line `echo \"built\" && touch done` uses the shell operator `&&`, but sundial runs scripts without a shell; add `shell: true` to the step (as in Prefect 3.7 and later), or write the line as `sh -c 'echo \"built\" && touch done'`"]
     );
 }
+
+/// A Prefect 3 file from `prefect deploy` with a hand-added `is_paused` and pool type.
+const PAUSE_AND_POOL_TYPE: &str = r#"name: reports
+prefect-version: 3.1.0
+pull:
+- prefect.deployments.steps.set_working_directory:
+    directory: reports
+deployments:
+- name: weekly-report
+  description: null
+  entrypoint: weekly.py:weekly_report
+  is_paused: false   # keep it running
+  work_pool:
+    name: local
+    type: process
+    job_variables: {}
+  schedules:
+  - cron: 0 6 * * 1
+    timezone: Europe/Berlin
+- name: adhoc-report
+  entrypoint: weekly.py:weekly_report
+  is_paused: true
+  work_pool:
+    name: k8s
+    type: kubernetes
+"#;
+
+#[test]
+fn is_paused_false_and_work_pool_type_process_are_not_errors() {
+    assert_eq!(
+        findings(PAUSE_AND_POOL_TYPE),
+        [
+            "warning 10:3 ignored-key: `is_paused: false` asks for the default and is ignored; delete it; the key that changes this is `paused`",
+            "error 20:3 misplaced-key: `is_paused` does not belong in a deployment; move it to `paused`",
+            "warning 23:5 ignored-key: `type` is ignored: the type belongs to the pool; sundial runs a local process",
+        ]
+    );
+}
