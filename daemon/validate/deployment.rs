@@ -84,6 +84,22 @@ pub fn check(
     };
 
     let working_dir = match jobs.working_dir.as_deref() {
+        // An absolute path names a folder of Prefect's worker or image, as an absolute
+        // `set_working_directory` does: ignored the same way.
+        Some(dir) if dir.starts_with('/') || dir.starts_with('~') => {
+            let start = match pulled.directory.as_str() {
+                "" => "the root of the checkout".to_string(),
+                d => format!("`{d}` in the checkout"),
+            };
+            report.warning(
+                &format!("{jv}/working_dir"),
+                false,
+                Code::WorkingDir,
+                format!("working_dir `{dir}` is ignored: it is outside the checkout, and runs start in {start}"),
+                Some("give a path relative to the project root to start somewhere else in the checkout".into()),
+            );
+            pulled.directory.clone()
+        }
         Some(dir) => {
             match resolve_inside(&pulled.directory, dir) {
                 Some(resolved) => resolved,
@@ -92,7 +108,7 @@ pub fn check(
                     &format!("{jv}/working_dir"),
                     false,
                     Code::WorkingDir,
-                    format!("working_dir `{dir}` leaves the checkout"),
+                    format!("working_dir `{dir}` climbs out of the checkout"),
                     Some("give a path relative to the project root that stays inside the repository".into()),
                 );
                     String::new()

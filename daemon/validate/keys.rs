@@ -212,7 +212,7 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
                 true,
                 Code::MisplacedKey,
                 format!("`{key}` does not belong in {}", place.what),
-                Some(format!("move it to {right}")),
+                Some(move_hint(key, &entry.value, right)),
             );
             continue;
         }
@@ -248,6 +248,16 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
             ),
         }
     }
+}
+
+/// Where a misplaced key goes. A `working_dir` that is an absolute path would only be
+/// ignored there (runs start in the checkout), so it is better deleted.
+fn move_hint(key: &str, value: &Node, right: &str) -> String {
+    let absolute = matches!(&value.value, Value::Str { text, .. } if text.starts_with('/') || text.starts_with('~'));
+    if key == "working_dir" && absolute {
+        return format!("delete it: runs start in the checkout, which an absolute path is outside of; a path relative to the project root goes in {right}");
+    }
+    format!("move it to {right}")
 }
 
 /// Whether `node` is the scalar written `text` (`false`, `process`).

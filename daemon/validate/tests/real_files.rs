@@ -142,3 +142,37 @@ fn is_paused_false_and_work_pool_type_process_are_not_errors() {
         ]
     );
 }
+
+/// A file written for a process worker on a server: the flows live in /root/flows.
+const ABSOLUTE_WORKING_DIR: &str = r#"name: flows
+prefect-version: 3.0.4
+pull: null
+deployments:
+- name: ingest
+  entrypoint: ingest.py:ingest
+  work_pool:
+    name: vm-pool
+    job_variables:
+      working_dir: /root/flows   # where the worker keeps them
+      env: {}
+- name: export
+  entrypoint: export.py:export
+  working_dir: /root/flows
+- name: escape
+  entrypoint: export.py:export
+  work_pool:
+    job_variables:
+      working_dir: ../outside
+"#;
+
+#[test]
+fn an_absolute_working_dir_is_ignored_like_set_working_directory_and_dot_dot_stays_an_error() {
+    assert_eq!(
+        findings(ABSOLUTE_WORKING_DIR),
+        [
+            "warning 10:20 working-dir: working_dir `/root/flows` is ignored: it is outside the checkout, and runs start in the root of the checkout; give a path relative to the project root to start somewhere else in the checkout",
+            "error 14:3 misplaced-key: `working_dir` does not belong in a deployment; delete it: runs start in the checkout, which an absolute path is outside of; a path relative to the project root goes in `work_pool.job_variables.working_dir`",
+            "error 19:20 working-dir: working_dir `../outside` climbs out of the checkout; give a path relative to the project root that stays inside the repository",
+        ]
+    );
+}
