@@ -80,6 +80,7 @@ pub fn check(
         None => ctx.top_pulled.cloned().unwrap_or_else(|| pull::Pulled {
             steps: Vec::new(),
             directory: ctx.project_root.to_string(),
+            installs_at: None,
         }),
     };
 
@@ -119,14 +120,12 @@ pub fn check(
     };
 
     let env = env(report, &format!("{jv}/env"), jobs.env.as_ref());
-    let installs = pulled
-        .steps
-        .iter()
-        .any(|s| matches!(s, super::desired::PullStep::PipInstall { .. }));
-    if installs && jobs.python.is_none() {
+    // At the step, not the deployment: a top-level step shared by every deployment is
+    // one warning (the report merges the repeats).
+    if let (Some(step_at), None) = (&pulled.installs_at, &jobs.python) {
         report.warning(
-            at,
-            false,
+            step_at,
+            true,
             Code::PullStep,
             "pip_install_requirements installs into the system python3, which usually refuses installs outside a virtual environment",
             Some("set `work_pool.job_variables.python` to a virtualenv's python".into()),

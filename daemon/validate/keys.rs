@@ -30,11 +30,17 @@ pub struct Place {
 
 pub const TOP: Place = Place {
     what: "the top level",
-    honoured: &["name", "prefect-version", "pull", "deployments"],
+    // `definitions` only holds YAML anchors: nothing to say about it.
+    honoured: &[
+        "name",
+        "prefect-version",
+        "pull",
+        "deployments",
+        "definitions",
+    ],
     ignored: &[
         ("build", "sundial runs no build steps"),
         ("push", "sundial runs no push steps"),
-        ("definitions", "it only holds YAML anchors"),
     ],
     misplaced: &[
         ("deployment", "`deployments:` (a list)"),
@@ -96,7 +102,7 @@ pub const DEPLOYMENT: Place = Place {
         ("max_retries", "`retries`"),
         ("retry_delay", "`retry_delay_seconds`"),
     ],
-    defaults: &[("is_paused", "false")],
+    defaults: &[("is_paused", "false"), ("work_queue_name", "default")],
     open: false,
 };
 
@@ -116,7 +122,7 @@ pub const WORK_POOL: Place = Place {
         ("working_dir", "`work_pool.job_variables.working_dir`"),
         ("stream_output", "`work_pool.job_variables.stream_output`"),
     ],
-    defaults: &[("type", "process")],
+    defaults: &[("type", "process"), ("work_queue_name", "default")],
     open: false,
 };
 
@@ -232,7 +238,7 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
                 format!("unknown key `{key}` in {}", place.what),
                 Some(format!("known keys: {}", place.honoured.join(", "))),
             ),
-            (None, true) if std::ptr::eq(place, &JOB_VARIABLES) => report.warning(
+            (None, true) if place.what == JOB_VARIABLES.what => report.warning(
                 &here,
                 true,
                 Code::IgnoredKey,

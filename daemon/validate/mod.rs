@@ -263,6 +263,7 @@ fn check_root(
     };
     for (i, node) in list.items().iter().enumerate() {
         let at = pointer("/deployments", i);
+        report.checking_deployment(Some(i));
         if !matches!(node.value, Value::Map(_)) {
             continue; // the schema reported it
         }
@@ -310,6 +311,7 @@ fn check_root(
             out.push(built);
         }
     }
+    report.checking_deployment(None);
     out
 }
 

@@ -15,6 +15,8 @@ pub struct Pulled {
     pub steps: Vec<PullStep>,
     /// Relative to the repository root.
     pub directory: String,
+    /// Where the first `pip_install_requirements` step is, when there is one.
+    pub installs_at: Option<String>,
 }
 
 /// Shell syntax that only a shell understands; `run_shell_script` runs no shell unless
@@ -33,6 +35,7 @@ pub fn check(
     let mut pulled = Pulled {
         steps: Vec::new(),
         directory: project_root.to_string(),
+        installs_at: None,
     };
     for (i, step) in steps.items().iter().enumerate() {
         let step_at = pointer(at, i);
@@ -91,6 +94,7 @@ pub fn check(
                                 Some("commit it, or fix `requirements_file` (relative to the step's directory)".into()),
                             );
                         }
+                        pulled.installs_at.get_or_insert_with(|| name_at.clone());
                         pulled.steps.push(PullStep::PipInstall { requirements, directory })
                     }
                     None => report.error(&name_at, true, Code::PullStep, "`pip_install_requirements` names a file outside the checkout", None),

@@ -176,3 +176,60 @@ fn an_absolute_working_dir_is_ignored_like_set_working_directory_and_dot_dot_sta
         ]
     );
 }
+
+/// Many deployments sharing pull steps through an anchor and a top-level install, each
+/// with an image and the default work queue: what made one valid file give 100 warnings.
+const MANY_DEPLOYMENTS: &str = r#"name: warehouse
+prefect-version: 2.14.0
+definitions:
+  pull: &clone
+  - prefect.deployments.steps.git_clone:
+      repository: https://github.com/example/warehouse.git
+      branch: main
+  work_pool: &pool
+    name: docker
+    work_queue_name: default
+    job_variables:
+      image: ghcr.io/example/warehouse:latest
+pull:
+- prefect.deployments.steps.pip_install_requirements:
+    requirements_file: requirements.txt
+deployments:
+- name: orders
+  entrypoint: flows/orders.py:orders
+  work_pool: *pool
+- name: customers
+  entrypoint: flows/customers.py:customers
+  pull: *clone
+  work_pool: *pool
+- name: invoices
+  entrypoint: flows/invoices.py:invoices
+  pull: *clone
+  work_pool:
+    name: docker
+    work_queue_name: default
+    job_variables:
+      image: ghcr.io/example/warehouse:latest   # pinned by CI
+- name: refunds
+  entrypoint: flows/refunds.py:refunds
+  work_pool:
+    job_variables:
+      python: null
+- name: audit
+  entrypoint: flows/audit.py:audit
+  work_pool:
+    job_variables:
+      python: .venv/bin/python
+"#;
+
+#[test]
+fn repeated_warnings_are_said_once_at_their_node_with_how_many_more_deployments() {
+    assert_eq!(
+        findings(MANY_DEPLOYMENTS),
+        [
+            "warning 5:5 pull-step: `git_clone` is ignored: each run uses a checkout of the committed repository (in `customers` and 1 more deployment)",
+            "warning 12:7 ignored-key: job variable `image` is ignored; sundial runs a local process (in `orders` and 2 more deployments)",
+            "warning 14:3 pull-step: pip_install_requirements installs into the system python3, which usually refuses installs outside a virtual environment (in `orders` and 1 more deployment); set `work_pool.job_variables.python` to a virtualenv's python",
+        ]
+    );
+}
