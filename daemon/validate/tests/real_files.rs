@@ -233,3 +233,33 @@ fn repeated_warnings_are_said_once_at_their_node_with_how_many_more_deployments(
         ]
     );
 }
+
+/// A manifest committed in the middle of a merge.
+const MERGE_CONFLICT: &str = r#"# Deployments of the billing service.
+deployments:
+- name: invoices
+  entrypoint: flows/invoices.py:invoices
+  schedules:
+<<<<<<< HEAD
+  - cron: 0 6 * * *
+    timezone: Europe/Paris
+=======
+  - cron: 0 7 * * *
+    timezone: null
+>>>>>>> feature/later-invoices
+  pull:
+  - prefect.deployments.steps.set_working_directory:
+      directory: billing
+"#;
+
+#[test]
+fn merge_conflict_markers_are_reported_at_their_lines_not_as_a_yaml_error_a_line_late() {
+    assert_eq!(
+        findings(MERGE_CONFLICT),
+        [
+            "error 6:1 merge-conflict: `<<<<<<< HEAD` starts a merge conflict (this side is the current branch's); resolve the conflict: keep the side you mean (or combine them), delete the marker lines, and commit",
+            "error 9:1 merge-conflict: `=======` separates the two sides of a merge conflict",
+            "error 12:1 merge-conflict: `>>>>>>> feature/later-invoices` ends a merge conflict (the side above it is the merged branch's)",
+        ]
+    );
+}
