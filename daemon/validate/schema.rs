@@ -12,7 +12,7 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::Validator;
 use serde_json::Value as Json;
 
-use crate::manifest::{split_pointer, Node};
+use crate::manifest::{split_pointer, Node, Value};
 
 use super::diagnostic::Code;
 use super::report::FileReport;
@@ -42,6 +42,44 @@ pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> BTree
                 Some((
                     Code::Required,
                     format!("missing required key `{key}`"),
+                    None,
+                ))
+            }
+            // A mapping or list in block style starts on a line below its key, at its
+            // first entry: point at the key and name it instead.
+            ValidationErrorKind::Type { kind }
+                if node.is_some_and(|n| matches!(n.value, Value::Map(_) | Value::Seq(_))) =>
+            {
+                let (parent, field) = split_pointer(&at).unwrap_or_default();
+                let below_its_key = root
+                    .at(&parent)
+                    .and_then(|p| p.entry(&field))
+                    .is_some_and(|e| e.value.span.start.line > e.key_span.start.line);
+                if !wrong.contains(&at) && below_its_key {
+                    let help = (at == "/deployments").then(|| {
+                        "write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it".to_string()
+                    });
+                    report.error(
+                        &at,
+                        true,
+                        Code::Type,
+                        format!(
+                            "`{field}` must be {}, found {}",
+                            expected_types(kind),
+                            describe(node)
+                        ),
+                        help,
+                    );
+                    wrong.insert(at);
+                    continue;
+                }
+                Some((
+                    Code::Type,
+                    format!(
+                        "expected {}, found {}",
+                        expected_types(kind),
+                        describe(node)
+                    ),
                     None,
                 ))
             }
@@ -145,7 +183,6 @@ fn schedule_kind(node: Option<&Node>) -> Option<(Code, String, Option<String>)> 
 
 /// `concurrency_limit: {limit: 0}` deserves "limit must be at least 1", not "no branch matched".
 fn concurrency_detail(at: &str, node: Option<&Node>) -> Option<String> {
-    use crate::manifest::Value;
     if !at.ends_with("/concurrency_limit") {
         return None;
     }
@@ -223,7 +260,6 @@ fn list_options(options: &Json) -> String {
 
 /// A short description of what was found, for "expected X, found Y".
 pub fn describe(node: Option<&Node>) -> String {
-    use crate::manifest::Value;
     let Some(node) = node else {
         return "nothing".into();
     };

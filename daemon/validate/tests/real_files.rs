@@ -263,3 +263,23 @@ fn merge_conflict_markers_are_reported_at_their_lines_not_as_a_yaml_error_a_line
         ]
     );
 }
+
+/// Deployments keyed by name, as in a Helm values file.
+const DEPLOYMENTS_AS_MAPPING: &str = r#"name: crm
+prefect-version: 3.2.0
+deployments:
+  # one per source system
+  sync-accounts:
+    entrypoint: flows/sync.py:accounts
+    parameters: null
+  sync-contacts:
+    entrypoint: flows/sync.py:contacts
+"#;
+
+#[test]
+fn deployments_written_as_a_mapping_is_named_and_pointed_at() {
+    assert_eq!(
+        findings(DEPLOYMENTS_AS_MAPPING),
+        ["error 3:1 type: `deployments` must be a list, found a mapping; write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it"]
+    );
+}
