@@ -283,3 +283,25 @@ fn deployments_written_as_a_mapping_is_named_and_pointed_at() {
         ["error 3:1 type: `deployments` must be a list, found a mapping; write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it"]
     );
 }
+
+/// Prefect 3's concurrency options, with a strategy Prefect does not have.
+const CONCURRENCY_STRATEGY: &str = r#"deployments:
+- name: scraper
+  entrypoint: scrape.py:scrape
+  tags: null
+  concurrency_limit:
+    limit: 2
+    collision_strategy: DROP_OLDEST   # like a queue
+  retry_delay_seconds: [10, -5]
+"#;
+
+#[test]
+fn a_near_miss_of_one_branch_is_reported_at_its_own_node_with_the_allowed_values() {
+    assert_eq!(
+        findings(CONCURRENCY_STRATEGY),
+        [
+            "error 7:25 type: expected one of `ENQUEUE`, `CANCEL_NEW`, found the string \"DROP_OLDEST\"",
+            "error 8:29 out-of-range: must be at least 0",
+        ]
+    );
+}
