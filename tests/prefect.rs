@@ -146,14 +146,14 @@ fn unresolvable_placeholders_are_errors_with_a_hint_for_their_kind() {
     let run = project.run(&["validate", "prefect.yaml"]).code(1);
     assert!(
         run.stdout
-            .contains("error[template]: `{{ flow_run.id }}` exists only under Prefect"),
+            .contains("error[template]: `{{ flow_run.id }}` is not resolved in a prefect.yaml: Prefect 3 drops it too"),
         "{}",
         run.stdout
     );
     assert!(run.stdout.contains("EnvironmentFile="), "{}", run.stdout);
     assert!(
         run.stdout.contains(
-            "warning[template]: `{{ build_image.tag }}`: no pull step has the id `build_image`"
+            "warning[template]: `{{ build_image.tag }}`: no earlier step has id `build_image`"
         ),
         "{}",
         run.stdout

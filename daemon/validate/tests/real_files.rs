@@ -305,3 +305,32 @@ fn a_near_miss_of_one_branch_is_reported_at_its_own_node_with_the_allowed_values
         ]
     );
 }
+
+/// Placeholders copied from Prefect 2 examples and from a `run_shell_script` output.
+const PLACEHOLDERS: &str = r#"pull:
+- prefect.deployments.steps.git_clone:
+    id: clone-step
+    repository: https://github.com/example/etl.git
+- prefect.deployments.steps.run_shell_script:
+    script: echo "{{ clone-output }}"
+deployments:
+- name: etl
+  entrypoint: flows/etl.py:run
+  parameters:
+    run_name: "{{ flow_run.name }}"
+    owner: null
+    checkout: "{{ clone-step }}"
+"#;
+
+#[test]
+fn flow_run_placeholders_say_prefect_3_drops_them_and_step_ids_are_looked_up() {
+    assert_eq!(
+        findings(PLACEHOLDERS),
+        [
+            "warning 2:3 pull-step: `git_clone` is ignored: each run uses a checkout of the committed repository",
+            "error 6:13 template: `{{ clone-output }}`: no earlier step has id `clone-output`; give the step `id: clone-output`, or write `{{ $NAME }}` for an environment variable",
+            "error 11:15 template: `{{ flow_run.name }}` is not resolved in a prefect.yaml: Prefect 3 drops it too (its run-time form is `{{ ctx.flow_run.name }}`, filled in by Prefect's worker, which sundial does not have); a run sees SUNDIAL_RUN_ID, SUNDIAL_DEPLOYMENT, SUNDIAL_SCHEDULED_FOR and SUNDIAL_ATTEMPT in its environment",
+            "error 13:15 template: `{{ clone-step }}` is the whole output of step `clone-step`: name one of its fields; for the checkout root write `{{ clone-step.directory }}`",
+        ]
+    );
+}
