@@ -87,6 +87,7 @@ pub const DEPLOYMENT: Place = Place {
     ],
     misplaced: &[
         ("env", "`work_pool.job_variables.env`"),
+        ("environment", "`work_pool.job_variables.env`"),
         ("working_dir", "`work_pool.job_variables.working_dir`"),
         ("command", "`work_pool.job_variables.command`"),
         ("job_variables", "`work_pool.job_variables`"),
@@ -118,6 +119,11 @@ pub const WORK_POOL: Place = Place {
     ],
     misplaced: &[
         ("env", "`work_pool.job_variables.env`"),
+        ("environment", "`work_pool.job_variables.env`"),
+        (
+            "image",
+            "`work_pool.job_variables.image`, where Prefect reads it (sundial runs a local process and ignores it there)",
+        ),
         ("command", "`work_pool.job_variables.command`"),
         ("working_dir", "`work_pool.job_variables.working_dir`"),
         ("stream_output", "`work_pool.job_variables.stream_output`"),

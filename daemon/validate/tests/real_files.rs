@@ -334,3 +334,26 @@ fn flow_run_placeholders_say_prefect_3_drops_them_and_step_ids_are_looked_up() {
         ]
     );
 }
+
+/// Environment and image written where a docker-compose file would have them.
+const COMPOSE_HABITS: &str = r#"deployments:
+- name: nightly
+  entrypoint: flows/nightly.py:nightly
+  environment:
+    DATABASE_URL: "{{ $DATABASE_URL }}"
+  work_pool:
+    name: docker-pool
+    image: python:3.12-slim   # the runtime
+    job_variables: null
+"#;
+
+#[test]
+fn environment_on_a_deployment_and_work_pool_image_say_where_they_go() {
+    assert_eq!(
+        findings(COMPOSE_HABITS),
+        [
+            "error 4:3 misplaced-key: `environment` does not belong in a deployment; move it to `work_pool.job_variables.env`",
+            "error 8:5 misplaced-key: `image` does not belong in `work_pool`; move it to `work_pool.job_variables.image`, where Prefect reads it (sundial runs a local process and ignores it there)",
+        ]
+    );
+}
