@@ -388,6 +388,9 @@ fn planned_schedule(
     at: &str,
     raw: &RawSchedule,
 ) -> Option<PlannedSchedule> {
+    // A bad zone or anchor is reported and the expression still checked (in UTC), so a
+    // schedule with several mistakes shows them all.
+    let mut broken = false;
     let tz = match raw.timezone.as_deref() {
         None => Tz::UTC,
         Some(name) => match schedule::parse_timezone(name) {
@@ -400,7 +403,8 @@ fn planned_schedule(
                     e.to_string(),
                     Some("use an IANA name such as `America/Chicago` or `UTC`".into()),
                 );
-                return None;
+                broken = true;
+                Tz::UTC
             }
         },
     };
@@ -422,7 +426,8 @@ fn planned_schedule(
             }
             Err(e) => {
                 report.error(&pointer(at, "anchor_date"), false, Code::InvalidAnchor, e.to_string(), Some("write `2026-01-01T09:00:00` (a wall time in `timezone`) or an RFC 3339 instant".into()));
-                return None;
+                broken = true;
+                None
             }
         },
     };
@@ -459,7 +464,8 @@ fn planned_schedule(
         return None;
     };
     let schedule = match built {
-        Ok(schedule) => schedule,
+        Ok(schedule) if !broken => schedule,
+        Ok(_) => return None,
         Err((code, field, message)) => {
             report.error(&pointer(at, field), false, code, message, None);
             return None;

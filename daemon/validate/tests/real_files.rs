@@ -357,3 +357,24 @@ fn environment_on_a_deployment_and_work_pool_image_say_where_they_go() {
         ]
     );
 }
+
+/// A schedule with two mistakes: a zone abbreviation and a six-field cron.
+const TWO_SCHEDULE_MISTAKES: &str = r#"deployments:
+- name: morning
+  entrypoint: flows/morning.py:morning
+  schedules:
+  - cron: "0 0 9 * * MON-FRI"   # with seconds, as in Quartz
+    timezone: EST5EDTX
+    active: null
+"#;
+
+#[test]
+fn a_bad_timezone_does_not_hide_a_bad_cron_of_the_same_schedule() {
+    assert_eq!(
+        findings(TWO_SCHEDULE_MISTAKES),
+        [
+            "error 5:11 invalid-cron: cron expression \"0 0 9 * * MON-FRI\": 6 fields given; sundial takes 5 fields as Prefect/croniter do; a 6-field (seconds) expression is not supported",
+            "error 6:15 invalid-timezone: unknown time zone \"EST5EDTX\"; did you mean EST5EDT?; use an IANA name such as `America/Chicago` or `UTC`",
+        ]
+    );
+}
