@@ -1,6 +1,8 @@
 //! Pull steps (DESIGN.md "Pull steps"): which are honoured, which are ignored with a
 //! warning because the checkout of the commit stands in for them, and which are errors.
-//! A step is known by the last part of its dotted name.
+//! A step is known by the last part of its dotted name. `run_shell_script` lines are
+//! split into words as Prefect splits them and run without a shell, or, with
+//! `shell: true`, each run as `sh -c LINE`.
 
 use crate::manifest::{pointer, Node, Value};
 

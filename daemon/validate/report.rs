@@ -1,5 +1,9 @@
 //! Collects the diagnostics of one file, turning JSON Pointers into positions.
 //!
+//! A warning is said once per cause: when the checks of several deployments find the same
+//! one (a shared top-level step, a YAML alias, the same ignored key in each), the first is
+//! kept and names how many more deployments have it. Errors are all listed.
+//!
 //! A file lists at most [`MAX_DIAGNOSTICS`]; past that each finding is only counted (so
 //! the file's verdict stays right) and one last diagnostic says how many were left out.
 //! Nobody reads a hundred thousand errors, and finding each one's position costs time
