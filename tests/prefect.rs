@@ -68,7 +68,6 @@ fn a_prefect_2_19_file_with_legacy_keys_is_valid_with_warnings() {
         findings(PREFECT_2_19),
         vec![
             f("warning", "pull-step", 7),
-            f("warning", "ignored-key", 24),
             f("warning", "ignored-key", 25),
         ]
     );

@@ -171,7 +171,7 @@ pub const SCHEDULE: Place = Place {
             "`active: false` here, or the deployment's `paused`",
         ),
     ],
-    defaults: &[],
+    defaults: &[("catchup", "false")],
     open: false,
 };
 
