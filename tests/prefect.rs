@@ -68,8 +68,6 @@ fn a_prefect_2_19_file_with_legacy_keys_is_valid_with_warnings() {
         findings(PREFECT_2_19),
         vec![
             f("warning", "pull-step", 7),
-            f("warning", "ignored-key", 17),
-            f("warning", "ignored-key", 24),
             f("warning", "ignored-key", 25),
         ]
     );
@@ -147,14 +145,14 @@ fn unresolvable_placeholders_are_errors_with_a_hint_for_their_kind() {
     let run = project.run(&["validate", "prefect.yaml"]).code(1);
     assert!(
         run.stdout
-            .contains("error[template]: `{{ flow_run.id }}` exists only under Prefect"),
+            .contains("error[template]: `{{ flow_run.id }}` is not resolved in a prefect.yaml: Prefect 3 drops it too"),
         "{}",
         run.stdout
     );
     assert!(run.stdout.contains("EnvironmentFile="), "{}", run.stdout);
     assert!(
         run.stdout.contains(
-            "warning[template]: `{{ build_image.tag }}`: no pull step has the id `build_image`"
+            "warning[template]: `{{ build_image.tag }}`: no earlier step has id `build_image`"
         ),
         "{}",
         run.stdout
@@ -402,4 +400,20 @@ fn a_failing_pull_step_fails_the_attempt_with_its_output_in_the_log() {
         !log.lines().any(|l| l == "never"),
         "the command ran after a failed step: {log}"
     );
+}
+
+#[test]
+fn a_quoted_sh_c_and_a_shell_true_pipe_run_before_the_command() {
+    let repo = GitRepo::new();
+    let text = format!(
+        "# pull steps as uv projects write them\npull:\n- prefect.deployments.steps.run_shell_script:\n    script: sh -c \"mkdir -p build && echo quoted > build/a.txt\"\n- prefect.deployments.steps.run_shell_script:\n    script: echo piped | tr a-z A-Z > build/b.txt\n    shell: true\ndeployments:\n- name: prepared\n  description: null\n  work_pool:\n    job_variables:\n      command: cat build/a.txt build/b.txt\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        soon(2)
+    );
+    repo.commit(&[("prefect.yaml", Some(&text))], "shell steps");
+    let daemon = Daemon::start(repo.path());
+    let run = daemon.ended_run("prepared", Duration::from_secs(30));
+    let log = daemon.run_log(run.id);
+    assert_eq!(run.state, RunState::Completed, "{log}");
+    assert!(log.lines().any(|l| l == "quoted"), "{log}");
+    assert!(log.lines().any(|l| l == "PIPED"), "{log}");
 }

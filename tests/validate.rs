@@ -133,7 +133,8 @@ fn wrong_types_and_ranges() {
             e("out-of-range", 4, 14),
             e("out-of-range", 5, 22),
             e("type", 6, 14),
-            e("type", 7, 24),
+            // `concurrency_limit: 0` is a whole number, only too small.
+            e("out-of-range", 7, 24),
             e("type", 8, 11),
         ]
     );

@@ -419,12 +419,16 @@ impl Builder {
                 None => root = Some(node),
             }
         }
-        Ok(root.unwrap_or(Node {
-            value: Value::Null,
-            span: Span {
-                start: Pos { line: 1, column: 1 },
-                width: 1,
-            },
+        Ok(root.unwrap_or_else(|| {
+            // An empty document is one null value, and the cost says so.
+            self.cost.nodes += 1;
+            Node {
+                value: Value::Null,
+                span: Span {
+                    start: Pos { line: 1, column: 1 },
+                    width: 1,
+                },
+            }
         }))
     }
 
@@ -726,6 +730,15 @@ mod tests {
         assert_eq!(loaded.errors.len(), 1);
         assert_eq!(loaded.errors[0].kind, LoadErrorKind::DuplicateKey);
         assert_eq!(loaded.errors[0].span.start, Pos { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn an_empty_document_counts_its_null_root() {
+        for text in ["", "# only a comment\n", "\n\n"] {
+            let loaded = load(text.as_bytes());
+            assert_eq!(loaded.root.map(|r| r.value), Some(Value::Null), "{text:?}");
+            assert_eq!(loaded.cost.nodes, 1, "{text:?}");
+        }
     }
 
     #[test]

@@ -80,10 +80,27 @@ pub fn check(
         None => ctx.top_pulled.cloned().unwrap_or_else(|| pull::Pulled {
             steps: Vec::new(),
             directory: ctx.project_root.to_string(),
+            installs_at: None,
         }),
     };
 
     let working_dir = match jobs.working_dir.as_deref() {
+        // An absolute path names a folder of Prefect's worker or image, as an absolute
+        // `set_working_directory` does: ignored the same way.
+        Some(dir) if dir.starts_with('/') || dir.starts_with('~') => {
+            let start = match pulled.directory.as_str() {
+                "" => "the root of the checkout".to_string(),
+                d => format!("`{d}` in the checkout"),
+            };
+            report.warning(
+                &format!("{jv}/working_dir"),
+                false,
+                Code::WorkingDir,
+                format!("working_dir `{dir}` is ignored: it is outside the checkout, and runs start in {start}"),
+                Some("give a path relative to the project root to start somewhere else in the checkout".into()),
+            );
+            pulled.directory.clone()
+        }
         Some(dir) => {
             match resolve_inside(&pulled.directory, dir) {
                 Some(resolved) => resolved,
@@ -92,7 +109,7 @@ pub fn check(
                     &format!("{jv}/working_dir"),
                     false,
                     Code::WorkingDir,
-                    format!("working_dir `{dir}` leaves the checkout"),
+                    format!("working_dir `{dir}` climbs out of the checkout"),
                     Some("give a path relative to the project root that stays inside the repository".into()),
                 );
                     String::new()
@@ -103,14 +120,12 @@ pub fn check(
     };
 
     let env = env(report, &format!("{jv}/env"), jobs.env.as_ref());
-    let installs = pulled
-        .steps
-        .iter()
-        .any(|s| matches!(s, super::desired::PullStep::PipInstall { .. }));
-    if installs && jobs.python.is_none() {
+    // At the step, not the deployment: a top-level step shared by every deployment is
+    // one warning (the report merges the repeats).
+    if let (Some(step_at), None) = (&pulled.installs_at, &jobs.python) {
         report.warning(
-            at,
-            false,
+            step_at,
+            true,
             Code::PullStep,
             "pip_install_requirements installs into the system python3, which usually refuses installs outside a virtual environment",
             Some("set `work_pool.job_variables.python` to a virtualenv's python".into()),
@@ -373,6 +388,9 @@ fn planned_schedule(
     at: &str,
     raw: &RawSchedule,
 ) -> Option<PlannedSchedule> {
+    // A bad zone or anchor is reported and the expression still checked (in UTC), so a
+    // schedule with several mistakes shows them all.
+    let mut broken = false;
     let tz = match raw.timezone.as_deref() {
         None => Tz::UTC,
         Some(name) => match schedule::parse_timezone(name) {
@@ -385,7 +403,8 @@ fn planned_schedule(
                     e.to_string(),
                     Some("use an IANA name such as `America/Chicago` or `UTC`".into()),
                 );
-                return None;
+                broken = true;
+                Tz::UTC
             }
         },
     };
@@ -407,7 +426,8 @@ fn planned_schedule(
             }
             Err(e) => {
                 report.error(&pointer(at, "anchor_date"), false, Code::InvalidAnchor, e.to_string(), Some("write `2026-01-01T09:00:00` (a wall time in `timezone`) or an RFC 3339 instant".into()));
-                return None;
+                broken = true;
+                None
             }
         },
     };
@@ -444,7 +464,8 @@ fn planned_schedule(
         return None;
     };
     let schedule = match built {
-        Ok(schedule) => schedule,
+        Ok(schedule) if !broken => schedule,
+        Ok(_) => return None,
         Err((code, field, message)) => {
             report.error(&pointer(at, field), false, code, message, None);
             return None;

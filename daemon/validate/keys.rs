@@ -7,7 +7,7 @@
 //! it is misplaced, else a did-you-mean). At the top level and in `job_variables`, which
 //! legitimately hold other tools' keys, only a near miss of a known key is an error.
 
-use crate::manifest::{pointer, Node};
+use crate::manifest::{pointer, Node, Value};
 
 use super::diagnostic::Code;
 use super::report::FileReport;
@@ -20,23 +20,34 @@ pub struct Place {
     ignored: &'static [(&'static str, &'static str)],
     /// Keys people put here that belong elsewhere, with where.
     misplaced: &'static [(&'static str, &'static str)],
+    /// Ignored or misplaced keys with the value that asks for Prefect's default: that
+    /// value changes nothing, so an ignored key with it draws nothing, and a misplaced one
+    /// a warning instead of an error.
+    defaults: &'static [(&'static str, &'static str)],
     /// Whether other keys are allowed (with a warning) unless they look like typos.
     open: bool,
 }
 
 pub const TOP: Place = Place {
     what: "the top level",
-    honoured: &["name", "prefect-version", "pull", "deployments"],
+    // `definitions` only holds YAML anchors: nothing to say about it.
+    honoured: &[
+        "name",
+        "prefect-version",
+        "pull",
+        "deployments",
+        "definitions",
+    ],
     ignored: &[
         ("build", "sundial runs no build steps"),
         ("push", "sundial runs no push steps"),
-        ("definitions", "it only holds YAML anchors"),
     ],
     misplaced: &[
         ("deployment", "`deployments:` (a list)"),
         ("schedules", "a deployment under `deployments:`"),
         ("entrypoint", "a deployment under `deployments:`"),
     ],
+    defaults: &[],
     open: true,
 };
 
@@ -76,6 +87,7 @@ pub const DEPLOYMENT: Place = Place {
     ],
     misplaced: &[
         ("env", "`work_pool.job_variables.env`"),
+        ("environment", "`work_pool.job_variables.env`"),
         ("working_dir", "`work_pool.job_variables.working_dir`"),
         ("command", "`work_pool.job_variables.command`"),
         ("job_variables", "`work_pool.job_variables`"),
@@ -91,19 +103,32 @@ pub const DEPLOYMENT: Place = Place {
         ("max_retries", "`retries`"),
         ("retry_delay", "`retry_delay_seconds`"),
     ],
+    defaults: &[("is_paused", "false"), ("work_queue_name", "default")],
     open: false,
 };
 
 pub const WORK_POOL: Place = Place {
     what: "`work_pool`",
     honoured: &["name", "job_variables"],
-    ignored: &[("work_queue_name", "sundial has no work queues")],
+    ignored: &[
+        ("work_queue_name", "sundial has no work queues"),
+        (
+            "type",
+            "the type belongs to the pool; sundial runs a local process",
+        ),
+    ],
     misplaced: &[
         ("env", "`work_pool.job_variables.env`"),
+        ("environment", "`work_pool.job_variables.env`"),
+        (
+            "image",
+            "`work_pool.job_variables.image`, where Prefect reads it (sundial runs a local process and ignores it there)",
+        ),
         ("command", "`work_pool.job_variables.command`"),
         ("working_dir", "`work_pool.job_variables.working_dir`"),
         ("stream_output", "`work_pool.job_variables.stream_output`"),
     ],
+    defaults: &[("type", "process"), ("work_queue_name", "default")],
     open: false,
 };
 
@@ -112,6 +137,7 @@ pub const JOB_VARIABLES: Place = Place {
     honoured: &["command", "env", "working_dir", "stream_output", "python"],
     ignored: &[],
     misplaced: &[],
+    defaults: &[],
     open: true,
 };
 
@@ -145,6 +171,7 @@ pub const SCHEDULE: Place = Place {
             "`active: false` here, or the deployment's `paused`",
         ),
     ],
+    defaults: &[("catchup", "false")],
     open: false,
 };
 
@@ -153,6 +180,7 @@ pub const CONCURRENCY: Place = Place {
     honoured: &["limit", "collision_strategy"],
     ignored: &[("grace_period_seconds", "sundial does not lease slots")],
     misplaced: &[],
+    defaults: &[],
     open: false,
 };
 
@@ -164,8 +192,12 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
         if place.honoured.contains(&key) {
             continue;
         }
+        let default = place
+            .defaults
+            .iter()
+            .find(|(k, v)| *k == key && scalar_is(&entry.value, v));
         if let Some((_, why)) = place.ignored.iter().find(|(k, _)| *k == key) {
-            if !entry.value.is_placeholder() {
+            if !entry.value.is_placeholder() && default.is_none() {
                 report.warning(
                     &here,
                     true,
@@ -177,12 +209,22 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
             continue;
         }
         if let Some((_, right)) = place.misplaced.iter().find(|(k, _)| *k == key) {
+            if let Some((_, value)) = default {
+                report.warning(
+                    &here,
+                    true,
+                    Code::IgnoredKey,
+                    format!("`{key}: {value}` asks for the default and is ignored"),
+                    Some(format!("delete it; the key that changes this is {right}")),
+                );
+                continue;
+            }
             report.error(
                 &here,
                 true,
                 Code::MisplacedKey,
                 format!("`{key}` does not belong in {}", place.what),
-                Some(format!("move it to {right}")),
+                Some(move_hint(key, &entry.value, right)),
             );
             continue;
         }
@@ -202,7 +244,7 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
                 format!("unknown key `{key}` in {}", place.what),
                 Some(format!("known keys: {}", place.honoured.join(", "))),
             ),
-            (None, true) if std::ptr::eq(place, &JOB_VARIABLES) => report.warning(
+            (None, true) if place.what == JOB_VARIABLES.what => report.warning(
                 &here,
                 true,
                 Code::IgnoredKey,
@@ -217,6 +259,25 @@ pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) 
                 None,
             ),
         }
+    }
+}
+
+/// Where a misplaced key goes. A `working_dir` that is an absolute path would only be
+/// ignored there (runs start in the checkout), so it is better deleted.
+fn move_hint(key: &str, value: &Node, right: &str) -> String {
+    let absolute = matches!(&value.value, Value::Str { text, .. } if text.starts_with('/') || text.starts_with('~'));
+    if key == "working_dir" && absolute {
+        return format!("delete it: runs start in the checkout, which an absolute path is outside of; a path relative to the project root goes in {right}");
+    }
+    format!("move it to {right}")
+}
+
+/// Whether `node` is the scalar written `text` (`false`, `process`).
+fn scalar_is(node: &Node, text: &str) -> bool {
+    match &node.value {
+        Value::Bool(b) => b.value.to_string() == text,
+        Value::Str { text: s, .. } => s == text,
+        _ => false,
     }
 }
 

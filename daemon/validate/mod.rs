@@ -7,6 +7,7 @@
 //! run reports everything. A file with an error contributes no deployments; the daemon
 //! keeps that file's last-known-good ones instead.
 
+mod conflicts;
 mod deployment;
 pub mod desired;
 pub mod diagnostic;
@@ -147,6 +148,10 @@ fn check_file(
         Contents::Bytes(bytes) => bytes,
         Contents::TooLarge { size, limit } => return too_large(file, *size, *limit),
     };
+    let markers = conflicts::markers(bytes);
+    if !markers.is_empty() {
+        return merge_conflict(file, &markers);
+    }
     let loaded = yaml::load(bytes);
     let mut report = FileReport::new(&file.display, loaded.root.as_ref());
     for e in &loaded.errors {
@@ -173,6 +178,30 @@ fn check_file(
         diagnostics,
         declared,
         deployments: valid.then_some(deployments),
+    }
+}
+
+/// The verdict on a file with an unresolved merge conflict: each marker line, as what it
+/// is; the YAML is not read, since which side is meant is unknown.
+fn merge_conflict(file: &SourceFile, markers: &[conflicts::Marker]) -> FileOutcome {
+    let mut report = FileReport::new(&file.display, None);
+    for marker in markers {
+        let help = marker.text.starts_with('<').then(|| {
+            "resolve the conflict: keep the side you mean (or combine them), delete the marker lines, and commit".to_string()
+        });
+        report.error_at(
+            marker.span,
+            Code::MergeConflict,
+            format!("`{}` {}", marker.text, marker.role),
+            help,
+        );
+    }
+    FileOutcome {
+        file: file.display.clone(),
+        repo_path: file.repo_path.clone(),
+        diagnostics: report.finish(),
+        declared: 0,
+        deployments: None,
     }
 }
 
@@ -263,6 +292,7 @@ fn check_root(
     };
     for (i, node) in list.items().iter().enumerate() {
         let at = pointer("/deployments", i);
+        report.checking_deployment(Some(i));
         if !matches!(node.value, Value::Map(_)) {
             continue; // the schema reported it
         }
@@ -310,6 +340,7 @@ fn check_root(
             out.push(built);
         }
     }
+    report.checking_deployment(None);
     out
 }
 

@@ -1,6 +1,8 @@
 //! Pull steps (DESIGN.md "Pull steps"): which are honoured, which are ignored with a
 //! warning because the checkout of the commit stands in for them, and which are errors.
-//! A step is known by the last part of its dotted name.
+//! A step is known by the last part of its dotted name. `run_shell_script` lines are
+//! split into words as Prefect splits them and run without a shell, or, with
+//! `shell: true`, each run as `sh -c LINE`.
 
 use crate::manifest::{pointer, Node, Value};
 
@@ -15,10 +17,15 @@ pub struct Pulled {
     pub steps: Vec<PullStep>,
     /// Relative to the repository root.
     pub directory: String,
+    /// Where the first `pip_install_requirements` step is, when there is one.
+    pub installs_at: Option<String>,
 }
 
-/// Shell syntax that only a shell understands; `run_shell_script` runs no shell.
-const SHELL_OPERATORS: &[&str] = &["|", "||", "&&", ";", ">", ">>", "<", "&"];
+/// Shell syntax that only a shell understands; `run_shell_script` runs no shell unless
+/// the step says `shell: true`.
+const SHELL_OPERATORS: &[&str] = &[
+    "|", "||", "&&", ";", ">", ">>", "<", "&", "2>", "2>>", "2>&1", "&>",
+];
 
 pub fn check(
     report: &mut FileReport<'_>,
@@ -30,6 +37,7 @@ pub fn check(
     let mut pulled = Pulled {
         steps: Vec::new(),
         directory: project_root.to_string(),
+        installs_at: None,
     };
     for (i, step) in steps.items().iter().enumerate() {
         let step_at = pointer(at, i);
@@ -88,6 +96,7 @@ pub fn check(
                                 Some("commit it, or fix `requirements_file` (relative to the step's directory)".into()),
                             );
                         }
+                        pulled.installs_at.get_or_insert_with(|| name_at.clone());
                         pulled.steps.push(PullStep::PipInstall { requirements, directory })
                     }
                     None => report.error(&name_at, true, Code::PullStep, "`pip_install_requirements` names a file outside the checkout", None),
@@ -98,7 +107,8 @@ pub fn check(
                     report.error(&name_at, true, Code::PullStep, "`run_shell_script` needs `script`", None);
                     continue;
                 };
-                if let Some(lines) = script_lines(report, &pointer(&name_at, "script"), &script) {
+                let shell = args.get("shell").is_some_and(|s| matches!(&s.value, Value::Bool(b) if b.value));
+                if let Some(lines) = script_lines(report, &pointer(&name_at, "script"), &script, shell) {
                     let env = args
                         .get("env")
                         .map(|e| e.entries().iter().filter_map(|e| scalar(&e.value).map(|v| (e.key.clone(), v))).collect())
@@ -121,13 +131,25 @@ pub fn check(
     pulled
 }
 
-fn script_lines(report: &mut FileReport<'_>, at: &str, script: &str) -> Option<Vec<Vec<String>>> {
+/// Each line of a `run_shell_script` as argv: split into words as Prefect splits it
+/// (POSIX quoting, no shell), or, with `shell: true`, run as `sh -c LINE` as Prefect's
+/// `create_subprocess_shell` does.
+fn script_lines(
+    report: &mut FileReport<'_>,
+    at: &str,
+    script: &str,
+    shell: bool,
+) -> Option<Vec<Vec<String>>> {
     let mut lines = Vec::new();
     for line in script
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
+        if shell {
+            lines.push(vec!["sh".to_string(), "-c".to_string(), line.to_string()]);
+            continue;
+        }
         let words = match shell_words::split(line) {
             Ok(words) => words,
             Err(e) => {
@@ -141,21 +163,69 @@ fn script_lines(report: &mut FileReport<'_>, at: &str, script: &str) -> Option<V
                 return None;
             }
         };
-        // Quoted operators are arguments; only bare words are shell syntax.
-        let bare: Vec<&str> = line.split_whitespace().collect();
-        if let Some(op) = bare.iter().find(|w| SHELL_OPERATORS.contains(w)) {
+        // Quoted operators are arguments (`sh -c "a && b"`); only unquoted words are
+        // shell syntax.
+        if let Some(op) = unquoted_words(line)
+            .into_iter()
+            .find(|w| SHELL_OPERATORS.contains(&w.as_str()))
+        {
             report.error(
                 at,
                 false,
                 Code::PullStep,
                 format!("script line `{line}` uses the shell operator `{op}`, but sundial runs scripts without a shell"),
-                Some(format!("write it as `sh -c '{}'` to ask for a shell explicitly", line.replace('\'', "'\\''"))),
+                Some(format!(
+                    "add `shell: true` to the step (as in Prefect 3.7 and later), or write the line as `sh -c '{}'`",
+                    line.replace('\'', "'\\''")
+                )),
             );
             return None;
         }
         lines.push(words);
     }
     Some(lines)
+}
+
+/// The words of `line` that have no quote or backslash in them, as written. The line is
+/// known to split (its quotes are closed).
+fn unquoted_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars();
+    let end = |word: &mut String, quoted: &mut bool, words: &mut Vec<String>| {
+        if !word.is_empty() && !*quoted {
+            words.push(std::mem::take(word));
+        }
+        word.clear();
+        *quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => end(&mut word, &mut quoted, &mut words),
+            '\'' => {
+                quoted = true;
+                word.extend(chars.by_ref().take_while(|&c| c != '\''));
+            }
+            '"' => {
+                quoted = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => word.extend(chars.next()),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                quoted = true;
+                word.extend(chars.next());
+            }
+            c => word.push(c),
+        }
+    }
+    end(&mut word, &mut quoted, &mut words);
+    words
 }
 
 /// A step's `directory`, relative to the repository root: relative to `current` as

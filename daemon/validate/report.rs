@@ -1,11 +1,17 @@
 //! Collects the diagnostics of one file, turning JSON Pointers into positions.
 //!
+//! A warning is said once per cause: when the checks of several deployments find the same
+//! one (a shared top-level step, a YAML alias, the same ignored key in each), the first is
+//! kept and names how many more deployments have it. Errors are all listed.
+//!
 //! A file lists at most [`MAX_DIAGNOSTICS`]; past that each finding is only counted (so
 //! the file's verdict stays right) and one last diagnostic says how many were left out.
 //! Nobody reads a hundred thousand errors, and finding each one's position costs time
 //! in proportion to the file: the cap keeps a file of many small mistakes linear to check.
 
-use crate::manifest::{Node, Span};
+use std::collections::HashMap;
+
+use crate::manifest::{Node, Span, Value};
 
 use super::diagnostic::{Code, Diagnostic, Severity};
 
@@ -17,6 +23,10 @@ pub struct FileReport<'a> {
     pub file: &'a str,
     root: Option<&'a Node>,
     pub diagnostics: Vec<Diagnostic>,
+    /// For each listed diagnostic, the deployment (its index) whose check found it.
+    origins: Vec<Option<usize>>,
+    /// The deployment being checked, if any.
+    deployment: Option<usize>,
     /// Errors recorded, listed or not.
     errors: usize,
     unlisted_errors: usize,
@@ -29,6 +39,8 @@ impl<'a> FileReport<'a> {
             file,
             root,
             diagnostics: Vec::new(),
+            origins: Vec::new(),
+            deployment: None,
             errors: 0,
             unlisted_errors: 0,
             unlisted_warnings: 0,
@@ -50,6 +62,11 @@ impl<'a> FileReport<'a> {
         false
     }
 
+    /// Attributes what is recorded from now on to the deployment at `index` (or to none).
+    pub fn checking_deployment(&mut self, index: Option<usize>) {
+        self.deployment = index;
+    }
+
     /// How many errors were recorded, including those past the listing cap.
     pub fn error_count(&self) -> usize {
         self.errors
@@ -57,8 +74,10 @@ impl<'a> FileReport<'a> {
 
     /// The listed diagnostics sorted by position, then one saying how many were left out.
     pub fn finish(self) -> Vec<Diagnostic> {
-        let mut diagnostics = self.diagnostics;
-        diagnostics.sort_by_key(|d| (d.line, d.column, d.severity));
+        let mut found: Vec<(Diagnostic, Option<usize>)> =
+            self.diagnostics.into_iter().zip(self.origins).collect();
+        found.sort_by_key(|(d, _)| (d.line, d.column, d.severity));
+        let mut diagnostics = merge_repeated_warnings(found, self.root);
         let unlisted = self.unlisted_errors + self.unlisted_warnings;
         if unlisted > 0 {
             diagnostics.push(Diagnostic {
@@ -121,6 +140,7 @@ impl<'a> FileReport<'a> {
         if !self.admit(Severity::Error) {
             return;
         }
+        self.origins.push(self.deployment);
         self.diagnostics.push(Diagnostic {
             severity: Severity::Error,
             file: self.file.to_string(),
@@ -150,6 +170,7 @@ impl<'a> FileReport<'a> {
             .root
             .map(|r| r.span_of(pointer, at_key))
             .unwrap_or_default();
+        self.origins.push(self.deployment);
         self.diagnostics.push(Diagnostic {
             severity,
             file: self.file.to_string(),
@@ -176,6 +197,56 @@ impl<'a> FileReport<'a> {
     pub fn has_errors(&self) -> bool {
         self.errors > 0
     }
+}
+
+/// What a warning says: its code, message and help.
+type Cause = (Code, String, Option<String>);
+
+/// One warning per cause: a warning said again in other deployments (the same key in
+/// each, or one node that YAML aliases share) is kept once, at its first place, naming the
+/// deployment and how many more have it. Errors are all kept: each must be fixed.
+fn merge_repeated_warnings(
+    diagnostics: Vec<(Diagnostic, Option<usize>)>,
+    root: Option<&Node>,
+) -> Vec<Diagnostic> {
+    let mut kept: Vec<Diagnostic> = Vec::with_capacity(diagnostics.len());
+    // For each kept warning: its deployments, in order of first appearance.
+    let mut groups: HashMap<Cause, (usize, Vec<usize>)> = HashMap::new();
+    for (d, origin) in diagnostics {
+        let Some(index) = origin.filter(|_| !d.is_error()) else {
+            kept.push(d);
+            continue;
+        };
+        let cause = (d.code, d.message.clone(), d.help.clone());
+        match groups.get_mut(&cause) {
+            Some((_, deployments)) => {
+                if !deployments.contains(&index) {
+                    deployments.push(index);
+                }
+            }
+            None => {
+                groups.insert(cause, (kept.len(), vec![index]));
+                kept.push(d);
+            }
+        }
+    }
+    for (at, deployments) in groups.into_values() {
+        if deployments.len() < 2 {
+            continue;
+        }
+        let name = root
+            .and_then(|r| r.get("deployments"))
+            .and_then(|list| list.items().get(deployments[0]))
+            .and_then(|d| d.get("name"))
+            .and_then(|n| match &n.value {
+                Value::Str { text, .. } => Some(format!("`{text}`")),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("deployment {}", deployments[0] + 1));
+        let more = count(deployments.len() - 1, "more deployment");
+        kept[at].message = format!("{} (in {name} and {more})", kept[at].message);
+    }
+    kept
 }
 
 /// `1 error`, `2 errors`.

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use jsonschema::Validator;
+use jsonschema::{ValidationError, Validator};
 use serde_json::Value as Json;
 
-use crate::manifest::{split_pointer, Node};
+use crate::manifest::{split_pointer, Node, Value};
 
 use super::diagnostic::Code;
 use super::report::FileReport;
@@ -33,19 +33,83 @@ fn validator() -> &'static Validator {
 pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> BTreeSet<String> {
     let mut wrong = BTreeSet::new();
     for error in validator().iter_errors(instance) {
-        let at = error.instance_path().as_str().to_string();
-        let node = root.at(&at);
-        let finding = match error.kind() {
-            ValidationErrorKind::AdditionalProperties { .. } => continue,
-            ValidationErrorKind::Required { property } => {
-                let key = property.as_str().unwrap_or_default();
-                Some((
-                    Code::Required,
-                    format!("missing required key `{key}`"),
-                    None,
-                ))
+        translate(report, root, &error, &mut wrong);
+    }
+    wrong
+}
+
+/// Of the branches of an `anyOf` or `oneOf` that the value at `at` failed, the one it
+/// nearly fits: the only branch whose type it has (its errors are all deeper, or about
+/// its content). `{limit: 2, collision_strategy: DROP_OLDEST}` fails the whole-number
+/// branch by its type, and the mapping branch only by the strategy: that is the error.
+fn near_miss<'e>(
+    at: &str,
+    branches: &'e [Vec<ValidationError<'static>>],
+) -> Option<&'e [ValidationError<'static>]> {
+    let mut fitting = branches.iter().filter(|errors| {
+        !errors.is_empty()
+            && !errors.iter().any(|e| {
+                e.instance_path().as_str() == at
+                    && matches!(
+                        e.kind(),
+                        ValidationErrorKind::Type { .. }
+                            | ValidationErrorKind::Constant { .. }
+                            | ValidationErrorKind::MaxProperties { .. }
+                    )
+            })
+    });
+    let branch = fitting.next()?;
+    fitting.next().is_none().then_some(branch.as_slice())
+}
+
+/// Reports one schema finding as a diagnostic, recording the nodes found wrong.
+fn translate(
+    report: &mut FileReport<'_>,
+    root: &Node,
+    error: &ValidationError<'_>,
+    wrong: &mut BTreeSet<String>,
+) {
+    let at = error.instance_path().as_str().to_string();
+    let node = root.at(&at);
+    let finding = match error.kind() {
+        ValidationErrorKind::AdditionalProperties { .. } => return,
+        ValidationErrorKind::Required { property } => {
+            let key = property.as_str().unwrap_or_default();
+            Some((
+                Code::Required,
+                format!("missing required key `{key}`"),
+                None,
+            ))
+        }
+        // A mapping or list in block style starts on a line below its key, at its
+        // first entry: point at the key and name it instead.
+        ValidationErrorKind::Type { kind }
+            if node.is_some_and(|n| matches!(n.value, Value::Map(_) | Value::Seq(_))) =>
+        {
+            let (parent, field) = split_pointer(&at).unwrap_or_default();
+            let below_its_key = root
+                .at(&parent)
+                .and_then(|p| p.entry(&field))
+                .is_some_and(|e| e.value.span.start.line > e.key_span.start.line);
+            if !wrong.contains(&at) && below_its_key {
+                let help = (at == "/deployments").then(|| {
+                    "write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it".to_string()
+                });
+                report.error(
+                    &at,
+                    true,
+                    Code::Type,
+                    format!(
+                        "`{field}` must be {}, found {}",
+                        expected_types(kind),
+                        describe(node)
+                    ),
+                    help,
+                );
+                wrong.insert(at);
+                return;
             }
-            ValidationErrorKind::Type { kind } => Some((
+            Some((
                 Code::Type,
                 format!(
                     "expected {}, found {}",
@@ -53,66 +117,82 @@ pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> BTree
                     describe(node)
                 ),
                 None,
-            )),
-            ValidationErrorKind::Enum { options } => Some((
-                Code::Type,
-                format!(
-                    "expected one of {}, found {}",
-                    list_options(options),
-                    describe(node)
-                ),
-                None,
-            )),
-            ValidationErrorKind::Minimum { limit } => {
-                Some((Code::OutOfRange, format!("must be at least {limit}"), None))
-            }
-            ValidationErrorKind::ExclusiveMinimum { limit } => Some((
-                Code::OutOfRange,
-                format!("must be greater than {limit}"),
-                None,
-            )),
-            ValidationErrorKind::Maximum { limit } => {
-                Some((Code::OutOfRange, format!("must be at most {limit}"), None))
-            }
-            ValidationErrorKind::MinLength { .. } => {
-                Some((Code::Type, "must not be empty".into(), None))
-            }
-            ValidationErrorKind::MinItems { .. } => {
-                Some((Code::Type, "the list must not be empty".into(), None))
-            }
-            ValidationErrorKind::MinProperties { .. }
-            | ValidationErrorKind::MaxProperties { .. } => Some((
+            ))
+        }
+        ValidationErrorKind::Type { kind } => Some((
+            Code::Type,
+            format!(
+                "expected {}, found {}",
+                expected_types(kind),
+                describe(node)
+            ),
+            None,
+        )),
+        ValidationErrorKind::Enum { options } => Some((
+            Code::Type,
+            format!(
+                "expected one of {}, found {}",
+                list_options(options),
+                describe(node)
+            ),
+            None,
+        )),
+        ValidationErrorKind::Minimum { limit } => {
+            Some((Code::OutOfRange, format!("must be at least {limit}"), None))
+        }
+        ValidationErrorKind::ExclusiveMinimum { limit } => Some((
+            Code::OutOfRange,
+            format!("must be greater than {limit}"),
+            None,
+        )),
+        ValidationErrorKind::Maximum { limit } => {
+            Some((Code::OutOfRange, format!("must be at most {limit}"), None))
+        }
+        ValidationErrorKind::MinLength { .. } => {
+            Some((Code::Type, "must not be empty".into(), None))
+        }
+        ValidationErrorKind::MinItems { .. } => {
+            Some((Code::Type, "the list must not be empty".into(), None))
+        }
+        ValidationErrorKind::MinProperties { .. } | ValidationErrorKind::MaxProperties { .. } => {
+            Some((
                 Code::PullStep,
                 "a pull step is a mapping with exactly one step name".into(),
                 Some(
                     "write `- prefect.deployments.steps.set_working_directory: {directory: ...}`"
                         .into(),
                 ),
-            )),
-            ValidationErrorKind::OneOfNotValid { .. }
-            | ValidationErrorKind::OneOfMultipleValid { .. } => schedule_kind(node),
-            ValidationErrorKind::AnyOf { .. } => {
-                if let Some(inner) = concurrency_detail(&at, node) {
-                    report.error(&format!("{at}/limit"), false, Code::OutOfRange, inner, None);
-                    wrong.insert(at);
-                    continue;
-                }
-                Some(any_of(&at, node))
+            ))
+        }
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => schedule_kind(node),
+        ValidationErrorKind::AnyOf { context } => {
+            if let Some(inner) = concurrency_detail(&at, node) {
+                report.error(&format!("{at}/limit"), false, Code::OutOfRange, inner, None);
+                wrong.insert(at);
+                return;
             }
-            _ => Some((Code::Type, error.to_string(), None)),
-        };
-        let Some((code, message, help)) = finding else {
-            continue;
-        };
-        if wrong.contains(&at) && code != Code::Required {
-            continue;
+            if let Some(branch) = near_miss(&at, context) {
+                for inner in branch {
+                    translate(report, root, inner, wrong);
+                }
+                wrong.insert(at);
+                return;
+            }
+            Some(any_of(&at, node))
         }
-        report.error(&at, false, code, message, help);
-        if !matches!(code, Code::Required) {
-            wrong.insert(at);
-        }
+        _ => Some((Code::Type, error.to_string(), None)),
+    };
+    let Some((code, message, help)) = finding else {
+        return;
+    };
+    if wrong.contains(&at) && code != Code::Required {
+        return;
     }
-    wrong
+    report.error(&at, false, code, message, help);
+    if !matches!(code, Code::Required) {
+        wrong.insert(at);
+    }
 }
 
 /// A schedule entry must name exactly one kind. When exactly one is named, its own type
@@ -145,7 +225,6 @@ fn schedule_kind(node: Option<&Node>) -> Option<(Code, String, Option<String>)> 
 
 /// `concurrency_limit: {limit: 0}` deserves "limit must be at least 1", not "no branch matched".
 fn concurrency_detail(at: &str, node: Option<&Node>) -> Option<String> {
-    use crate::manifest::Value;
     if !at.ends_with("/concurrency_limit") {
         return None;
     }
@@ -223,7 +302,6 @@ fn list_options(options: &Json) -> String {
 
 /// A short description of what was found, for "expected X, found Y".
 pub fn describe(node: Option<&Node>) -> String {
-    use crate::manifest::Value;
     let Some(node) = node else {
         return "nothing".into();
     };

@@ -45,6 +45,12 @@ struct StepIds {
     other: HashSet<String>,
 }
 
+impl StepIds {
+    fn contains(&self, id: &str) -> bool {
+        self.checkout.contains(id) || self.build.contains(id) || self.other.contains(id)
+    }
+}
+
 pub fn check(report: &mut FileReport<'_>, root: &Node) {
     let mut ids = StepIds::default();
     for (section, at) in [("build", "/build"), ("push", "/push")] {
@@ -172,24 +178,50 @@ fn judge(
             Some("only `directory` of a git_clone or pull_from_* step resolves (to the checkout root)".to_string()),
         ),
         Placeholder::StepOutput { step, .. } => (
-            format!("`{written}`: no pull step has the id `{step}`"),
-            Some("give the step `id: {step}`, or fix the name".to_string()),
+            format!("`{written}`: no earlier step has id `{step}`"),
+            Some(format!("give the step `id: {step}`, or fix the name")),
         ),
         Placeholder::PrefectServer(_) => (
             format!("`{written}` lives on a Prefect server, which sundial does not use"),
             Some("use `{{ $NAME }}` and set NAME through the systemd unit's `EnvironmentFile=`".to_string()),
         ),
-        Placeholder::FlowRun(_) => (
-            format!("`{written}` exists only under Prefect"),
-            Some("a run sees SUNDIAL_RUN_ID, SUNDIAL_DEPLOYMENT, SUNDIAL_SCHEDULED_FOR and SUNDIAL_ATTEMPT in its environment".to_string()),
+        Placeholder::FlowRun(inner) => (
+            format!("`{written}` is not resolved in a prefect.yaml: Prefect 3 drops it too (its run-time form is `{{{{ ctx.{inner} }}}}`, filled in by Prefect's worker, which sundial does not have)"),
+            Some(RUN_ENVIRONMENT.to_string()),
         ),
-        Placeholder::Other(_) => (format!("`{written}` is not a placeholder sundial can resolve"), Some("sundial resolves `{{ $NAME }}` from its environment".to_string())),
+        Placeholder::Other(inner) if inner.starts_with("ctx.flow_run.") || inner.starts_with("ctx.deployment.") => (
+            format!("`{written}` is filled in by Prefect's worker at run time, which sundial does not have"),
+            Some(RUN_ENVIRONMENT.to_string()),
+        ),
+        // `{{ clone-output }}`: a step's id without a field.
+        Placeholder::Other(inner) if is_step_id(inner) => match ids.contains(inner) {
+            true => (
+                format!("`{written}` is the whole output of step `{inner}`: name one of its fields"),
+                Some(format!("for the checkout root write `{{{{ {inner}.directory }}}}`")),
+            ),
+            false => (
+                format!("`{written}`: no earlier step has id `{inner}`"),
+                Some(format!("give the step `id: {inner}`, or write `{{{{ $NAME }}}}` for an environment variable")),
+            ),
+        },
+        Placeholder::Other(_) => (format!("`{written}` is not a placeholder sundial can resolve"), Some("sundial resolves `{{ $NAME }}` from its environment and `{{ step-id.directory }}` of a git_clone or pull_from_* step".to_string())),
     };
     if informational {
         report.warning(at, false, Code::Template, message, help);
     } else {
         report.error(at, false, Code::Template, message, help);
     }
+}
+
+/// What a run has instead of Prefect's run context.
+const RUN_ENVIRONMENT: &str = "a run sees SUNDIAL_RUN_ID, SUNDIAL_DEPLOYMENT, SUNDIAL_SCHEDULED_FOR and SUNDIAL_ATTEMPT in its environment";
+
+/// Whether `text` could be a step's `id` (`clone-output`, `build_image`).
+fn is_step_id(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn step_name(step: &Node) -> &str {

@@ -9,6 +9,7 @@ use super::{validate, SourceFile};
 
 mod bounds;
 mod property;
+mod real_files;
 
 use property::check;
 
