@@ -68,13 +68,7 @@ fn a_full_disk_keeps_the_daemon_up_says_so_and_recovers_when_space_returns() {
     let text = manifest("tick", "echo tick", "interval: 1", "");
     repo.commit(&[("deployments/t.yaml", Some(&text))], "tick");
     let daemon = Daemon::launch_in(repo.path(), &disk.path().join("state"), Setup::default());
-    wait_until(Duration::from_secs(30), "a run", || {
-        daemon
-            .stored_runs("tick")
-            .iter()
-            .any(|r| r.state == RunState::Completed)
-            .then_some(())
-    });
+    daemon.completed("tick");
     let filler = disk.fill();
     let status = wait_until(
         Duration::from_secs(20),
@@ -206,13 +200,7 @@ fn a_wall_clock_stepped_back_inside_the_arm_window_stalls_nothing_and_shows_in_s
             ..Setup::default()
         },
     );
-    wait_until(Duration::from_secs(30), "a run", || {
-        daemon
-            .stored_runs("tick")
-            .iter()
-            .any(|r| r.state == RunState::Completed)
-            .then_some(())
-    });
+    daemon.completed("tick");
     // Step the clock back an hour 10 ms before a second boundary: the next slot is armed
     // and its attempt waits to spawn on the dot.
     let now = chrono::Utc::now();

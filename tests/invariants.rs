@@ -11,42 +11,6 @@ use sundial::store::{Run, RunState, Trigger};
 use crate::support::daemon::{manifest, soon, wait_for_wall_time, wait_until, Daemon, GitRepo};
 use crate::support::sundial;
 
-/// Waits until the daemon has applied `sha`.
-#[track_caller]
-fn applied(daemon: &Daemon, sha: &str) {
-    wait_until(Duration::from_secs(20), "the commit applied", || {
-        (daemon.json("/api/status")["commit"] == sha).then_some(())
-    });
-}
-
-/// Waits until `deployment` has runs matching `cond`; returns them then. On time-out the
-/// panic shows the runs and the end of the daemon's log.
-#[track_caller]
-fn runs_when(
-    daemon: &Daemon,
-    deployment: &str,
-    within: Duration,
-    what: &str,
-    cond: impl Fn(&[Run]) -> bool,
-) -> Vec<Run> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let runs = daemon.stored_runs(deployment);
-        if cond(&runs) {
-            return runs;
-        }
-        if std::time::Instant::now() > deadline {
-            let log = daemon.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            panic!(
-                "timed out after {within:?} waiting for {what}\nruns: {runs:#?}\nlog tail:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn pid_alive(pid: i32) -> bool {
     sundial::runner::contain::alive(pid as u32)
 }
@@ -61,35 +25,16 @@ fn pid_in(path: &Path) -> i32 {
 
 #[test]
 fn a_retry_due_while_the_daemon_was_down_runs_after_the_restart() {
-    let repo = GitRepo::new();
-    let once = "import os, sys\nsys.exit(0 if os.environ['SUNDIAL_ATTEMPT'] == '2' else 1)\n";
-    let text = manifest(
-        "once",
-        "python3 once.py",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
-        "    retries: 1\n    retry_delay_seconds: 2\n",
-    );
-    repo.commit(
-        &[
-            ("once.py", Some(once)),
-            ("deployments/once.yaml", Some(&text)),
-        ],
-        "once",
-    );
+    let repo = crate::policies::fails_once_then_succeeds(2);
     let mut daemon = Daemon::start(repo.path());
-    let runs = runs_when(
-        &daemon,
-        "once",
-        Duration::from_secs(30),
-        "the retry row",
-        |runs| runs.iter().any(|r| r.state == RunState::AwaitingRetry),
-    );
+    let runs = daemon.runs_when("once", Duration::from_secs(30), "the retry row", |runs| {
+        runs.iter().any(|r| r.state == RunState::AwaitingRetry)
+    });
     daemon.kill_9();
     let retry = runs.iter().find(|r| r.attempt == 2).unwrap();
     wait_for_wall_time(retry.not_before.unwrap() + chrono::Duration::seconds(1));
     daemon.restart();
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "once",
         Duration::from_secs(30),
         "attempt 2 to end",
@@ -121,15 +66,14 @@ fn a_slugged_schedule_whose_timing_changes_is_armed_anew() {
     );
     let first = repo.commit(&[("deployments/s.yaml", Some(&hourly))], "hourly");
     let daemon = Daemon::start(repo.path());
-    applied(&daemon, &first);
+    daemon.wait_applied(&first);
     let every_second = manifest("slugged", "echo ok", "interval: 1\n        slug: main", "");
     repo.commit(
         &[("deployments/s.yaml", Some(&every_second))],
         "every second",
     );
     // Before the fix the old fire time, half an hour away, stayed armed.
-    runs_when(
-        &daemon,
+    daemon.runs_when(
         "slugged",
         Duration::from_secs(20),
         "a run of the new timing",
@@ -155,20 +99,16 @@ fn a_changed_timing_does_not_catch_up_slots_from_before_the_change() {
     };
     repo.commit(&[("deployments/m.yaml", Some(&text(6, anchor)))], "first");
     let daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
-        "moved",
-        Duration::from_secs(30),
-        "the first slot",
-        |runs| !runs.is_empty(),
-    );
+    daemon.runs_when("moved", Duration::from_secs(30), "the first slot", |runs| {
+        !runs.is_empty()
+    });
     // The new timing has a slot 2 s after the first one, already past when it is applied
     // at +3 s: like `0 10 * * *` changed to `0 9 * * *` at 09:30, it must never be due,
     // neither now nor when the old timing would have fired next (+6 s).
     let moved = anchor + chrono::Duration::seconds(2);
     wait_for_wall_time(anchor + chrono::Duration::seconds(3));
     let sha = repo.commit(&[("deployments/m.yaml", Some(&text(3600, moved)))], "moved");
-    applied(&daemon, &sha);
+    daemon.wait_applied(&sha);
     wait_for_wall_time(anchor + chrono::Duration::seconds(7));
     let runs = daemon.stored_runs("moved");
     let slots: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
@@ -181,20 +121,16 @@ fn a_deployment_removed_and_added_back_does_not_catch_up_its_absence() {
     let text = manifest("returning", "echo ok", "interval: 1", "    catchup: all\n");
     repo.commit(&[("deployments/r.yaml", Some(&text))], "add");
     let daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
-        "returning",
-        Duration::from_secs(30),
-        "a run",
-        |runs| runs.iter().any(|r| r.state == RunState::Completed),
-    );
+    daemon.runs_when("returning", Duration::from_secs(30), "a run", |runs| {
+        runs.iter().any(|r| r.state == RunState::Completed)
+    });
     let removed = repo.commit(&[("deployments/r.yaml", None)], "remove");
-    applied(&daemon, &removed);
+    daemon.wait_applied(&removed);
     let gone_from = Utc::now() + chrono::Duration::seconds(1);
     wait_for_wall_time(gone_from + chrono::Duration::seconds(4));
     let back_at = Utc::now();
     let back = repo.commit(&[("deployments/r.yaml", Some(&text))], "add back");
-    applied(&daemon, &back);
+    daemon.wait_applied(&back);
     let during: Vec<Run> = daemon
         .stored_runs("returning")
         .into_iter()
@@ -215,17 +151,11 @@ fn two_schedules_that_differ_only_in_parameters_both_fire() {
     let text = "deployments:\n  - name: regions\n    work_pool:\n      job_variables:\n        command: \"true\"\n    schedules:\n      - interval: 1\n        parameters: {region: eu}\n      - interval: 1\n        parameters: {region: us}\n";
     repo.commit(&[("deployments/r.yaml", Some(text))], "regions");
     let daemon = Daemon::start(repo.path());
-    let runs = runs_when(
-        &daemon,
-        "regions",
-        Duration::from_secs(30),
-        "both regions",
-        |runs| {
-            ["eu", "us"]
-                .iter()
-                .all(|region| runs.iter().any(|r| r.parameters["region"] == *region))
-        },
-    );
+    let runs = daemon.runs_when("regions", Duration::from_secs(30), "both regions", |runs| {
+        ["eu", "us"]
+            .iter()
+            .all(|region| runs.iter().any(|r| r.parameters["region"] == *region))
+    });
     let ids: std::collections::BTreeSet<_> = runs.iter().map(|r| r.schedule_id.clone()).collect();
     assert_eq!(ids.len(), 2, "two identities: {ids:?}");
 }
@@ -241,8 +171,7 @@ fn queued_runs_keep_slot_order_across_a_restart() {
     );
     repo.commit(&[("deployments/q.yaml", Some(&text))], "queued");
     let mut daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
+    daemon.runs_when(
         "queued",
         Duration::from_secs(30),
         "three queued runs",
@@ -253,8 +182,7 @@ fn queued_runs_keep_slot_order_across_a_restart() {
     wait_for_wall_time(Utc::now() + chrono::Duration::milliseconds(2500));
     let restarted = Utc::now();
     daemon.restart();
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "queued",
         Duration::from_secs(40),
         "four starts after the restart",
@@ -299,8 +227,7 @@ fn a_queued_run_started_after_a_new_commit_runs_that_commits_definition_and_chec
         "one",
     );
     let daemon = Daemon::start(repo.path());
-    let running = runs_when(
-        &daemon,
+    let running = daemon.runs_when(
         "moving",
         Duration::from_secs(30),
         "the slot running",
@@ -318,9 +245,8 @@ fn a_queued_run_started_after_a_new_commit_runs_that_commits_definition_and_chec
         ],
         "two",
     );
-    applied(&daemon, &second);
-    let runs = runs_when(
-        &daemon,
+    daemon.wait_applied(&second);
+    let runs = daemon.runs_when(
         "moving",
         Duration::from_secs(30),
         "the queued run to end",
@@ -366,8 +292,7 @@ fn a_run_whose_pid_was_never_recorded_is_ended_at_restart_before_its_retry() {
     assert!(pid_alive(job_pid), "the job outlives a killed daemon");
     std::fs::remove_file(&pid_file).unwrap();
     daemon.restart();
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "lost",
         Duration::from_secs(30),
         "the retry running",
@@ -405,8 +330,7 @@ fn a_crashed_runs_retry_survives_a_stop_before_the_first_apply() {
     );
     repo.commit(&[("deployments/d.yaml", Some(&text))], "durable");
     let mut daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
+    daemon.runs_when(
         "durable",
         Duration::from_secs(30),
         "attempt 1 running",
@@ -421,8 +345,7 @@ fn a_crashed_runs_retry_survives_a_stop_before_the_first_apply() {
     let hidden = repo.path().with_extension("hidden");
     std::fs::rename(repo.path().join(".git"), &hidden).unwrap();
     daemon.restart_unready();
-    runs_when(
-        &daemon,
+    daemon.runs_when(
         "durable",
         Duration::from_secs(30),
         "attempt 1 recorded Crashed",
@@ -431,8 +354,7 @@ fn a_crashed_runs_retry_survives_a_stop_before_the_first_apply() {
     assert_eq!(daemon.terminate(), Some(0));
     std::fs::rename(&hidden, repo.path().join(".git")).unwrap();
     daemon.restart();
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "durable",
         Duration::from_secs(30),
         "attempt 2 to end",
@@ -483,21 +405,16 @@ fn a_paused_deployments_queued_runs_are_cancelled_not_started() {
     };
     repo.commit(&[("deployments/p.yaml", Some(&text("")))], "go");
     let daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
-        "pausing",
-        Duration::from_secs(30),
-        "queued runs",
-        |runs| runs.iter().filter(|r| r.state == RunState::Pending).count() >= 2,
-    );
+    daemon.runs_when("pausing", Duration::from_secs(30), "queued runs", |runs| {
+        runs.iter().filter(|r| r.state == RunState::Pending).count() >= 2
+    });
     let paused = repo.commit(
         &[("deployments/p.yaml", Some(&text("    paused: true\n")))],
         "pause",
     );
-    applied(&daemon, &paused);
+    daemon.wait_applied(&paused);
     let paused_at = Utc::now();
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "pausing",
         Duration::from_secs(20),
         "nothing running",
@@ -527,8 +444,7 @@ fn a_second_daemon_on_the_same_state_directory_exits_and_leaves_the_first_alone(
     );
     repo.commit(&[("deployments/s.yaml", Some(&text))], "steady");
     let daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
+    daemon.runs_when(
         "steady",
         Duration::from_secs(30),
         "the job running",
@@ -648,13 +564,9 @@ fn a_downtime_longer_than_ten_thousand_slots_is_recorded_in_full() {
     let text = manifest("frequent", "echo hi", "interval: 1", "");
     repo.commit(&[("deployments/f.yaml", Some(&text))], "frequent");
     let mut daemon = Daemon::start(repo.path());
-    runs_when(
-        &daemon,
-        "frequent",
-        Duration::from_secs(30),
-        "a run",
-        |runs| runs.iter().any(|r| r.state == RunState::Completed),
-    );
+    daemon.runs_when("frequent", Duration::from_secs(30), "a run", |runs| {
+        runs.iter().any(|r| r.state == RunState::Completed)
+    });
     daemon.kill_9();
     // As if the daemon had been down for three hours: 10,800 one-second slots.
     let db = rusqlite::Connection::open(daemon.state_dir.join("state.db")).unwrap();
@@ -714,14 +626,10 @@ fn a_run_cancelled_as_it_fails_on_its_own_gets_no_retry() {
     );
     repo.commit(&[("deployments/r.yaml", Some(&text))], "racing");
     let daemon = Daemon::start(repo.path());
-    let run = runs_when(
-        &daemon,
-        "racing",
-        Duration::from_secs(30),
-        "the run",
-        |runs| !runs.is_empty(),
-    )[0]
-    .id;
+    let run = daemon.runs_when("racing", Duration::from_secs(30), "the run", |runs| {
+        !runs.is_empty()
+    })[0]
+        .id;
     wait_until(Duration::from_secs(20), "the failure's sweep", || {
         daemon
             .run_log(run)
@@ -735,8 +643,7 @@ fn a_run_cancelled_as_it_fails_on_its_own_gets_no_retry() {
         Some(&daemon.token()),
     );
     assert!(code == 200 || code == 202, "{code} {body}");
-    let runs = runs_when(
-        &daemon,
+    let runs = daemon.runs_when(
         "racing",
         Duration::from_secs(20),
         "the run to end",
@@ -778,7 +685,7 @@ fn identity_changes_in_the_arm_window_claim_no_slot_twice() {
     while std::time::Instant::now() < end {
         v += 1;
         let sha = repo.commit(&[("deployments/f.yaml", Some(&text(v)))], "flip");
-        applied(&daemon, &sha);
+        daemon.wait_applied(&sha);
         // Pacing, not synchronisation: about ten identity changes a second.
         std::thread::sleep(Duration::from_millis(60));
     }

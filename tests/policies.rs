@@ -76,15 +76,16 @@ fn a_job_failing_twice_then_succeeding_is_retried_with_its_delays() {
     );
 }
 
-#[test]
-fn a_pending_retry_survives_kill_9_and_restart() {
+/// A repository whose deployment `once` fails its first attempt in 2 s and succeeds on
+/// its retry, `delay` seconds later.
+pub fn fails_once_then_succeeds(delay: u32) -> GitRepo {
     let repo = GitRepo::new();
     let once = "import os, sys\nsys.exit(0 if os.environ['SUNDIAL_ATTEMPT'] == '2' else 1)\n";
     let text = manifest(
         "once",
         "python3 once.py",
         &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
-        "    retries: 1\n    retry_delay_seconds: 4\n",
+        &format!("    retries: 1\n    retry_delay_seconds: {delay}\n"),
     );
     repo.commit(
         &[
@@ -93,6 +94,12 @@ fn a_pending_retry_survives_kill_9_and_restart() {
         ],
         "once",
     );
+    repo
+}
+
+#[test]
+fn a_pending_retry_survives_kill_9_and_restart() {
+    let repo = fails_once_then_succeeds(4);
     let mut daemon = Daemon::start(repo.path());
     wait_until(Duration::from_secs(30), "a retry waiting", || {
         daemon

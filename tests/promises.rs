@@ -11,13 +11,6 @@ use sundial::store::{RunState, Trigger};
 use crate::support::daemon::{manifest, soon, wait_for_wall_time, wait_until, Daemon, GitRepo};
 use crate::support::git_ok;
 
-#[track_caller]
-fn applied(daemon: &Daemon, sha: &str) {
-    wait_until(Duration::from_secs(20), "the commit applied", || {
-        (daemon.json("/api/status")["commit"] == sha).then_some(())
-    });
-}
-
 #[test]
 fn an_inactive_schedule_records_skipped_and_the_api_shows_each_next_fire() {
     let repo = GitRepo::new();
@@ -63,7 +56,7 @@ fn un_pausing_starts_from_now_without_a_flood() {
         (daemon.stored_runs("flood").len() >= 3).then_some(())
     });
     let resumed = repo.commit(&[("deployments/f.yaml", Some(&text("")))], "resume");
-    applied(&daemon, &resumed);
+    daemon.wait_applied(&resumed);
     let resumed_at = Utc::now();
     wait_until(Duration::from_secs(20), "runs after resuming", || {
         let runs = daemon.stored_runs("flood");
@@ -267,13 +260,7 @@ fn downtime_runs(catchup: &str) -> Vec<sundial::store::Run> {
     );
     repo.commit(&[("deployments/t.yaml", Some(&text))], "tick");
     let mut daemon = Daemon::start(repo.path());
-    wait_until(Duration::from_secs(30), "a run", || {
-        daemon
-            .stored_runs("tick")
-            .iter()
-            .any(|r| r.state == RunState::Completed)
-            .then_some(())
-    });
+    daemon.completed("tick");
     daemon.kill_9();
     let down = Utc::now();
     wait_for_wall_time(down + chrono::Duration::seconds(4));
@@ -331,7 +318,7 @@ fn a_bad_commit_is_in_the_daemon_log_with_file_line_and_column() {
     let daemon = Daemon::start(repo.path());
     let bad = good.replace("interval: 3600", "cron: \"61 * * * *\"");
     let sha = repo.commit(&[("deployments/f.yaml", Some(&bad))], "bad");
-    applied(&daemon, &sha);
+    daemon.wait_applied(&sha);
     let log = daemon.log();
     assert!(
         log.lines()
@@ -350,7 +337,7 @@ fn branch_and_remote_deploy_what_they_name() {
     let on_branch = repo.commit(&[("deployments/b.yaml", Some(&text))], "on deploy");
     git_ok(repo.path(), &["checkout", "-q", "main"]);
     let daemon = Daemon::start_with(repo.path(), &["--branch", "deploy"]);
-    applied(&daemon, &on_branch);
+    daemon.wait_applied(&on_branch);
     drop(daemon);
 
     // --remote: the daemon fetches `origin` and deploys its branch, not the local one.
@@ -375,7 +362,7 @@ fn branch_and_remote_deploy_what_they_name() {
         )],
         "remote",
     );
-    applied(&daemon, &pushed);
+    daemon.wait_applied(&pushed);
     wait_until(
         Duration::from_secs(20),
         "the fetched deployment to run",
@@ -413,7 +400,7 @@ fn reordering_schedules_and_re_syncs_fire_no_slot_twice() {
             (&eu, &us)
         };
         let sha = repo.commit(&[("deployments/o.yaml", Some(&text(a, b)))], "reorder");
-        applied(&daemon, &sha);
+        daemon.wait_applied(&sha);
         // A re-sync of the same commit (SIGHUP) must not fire anything again either.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(daemon.pid() as i32),

@@ -447,6 +447,56 @@ impl Daemon {
         })
     }
 
+    /// Waits until `deployment`'s runs (read from the store, oldest first) satisfy `cond`;
+    /// returns them then. On time-out the panic shows the runs and the end of the log.
+    #[track_caller]
+    pub fn runs_when(
+        &self,
+        deployment: &str,
+        within: Duration,
+        what: &str,
+        cond: impl Fn(&[sundial::store::Run]) -> bool,
+    ) -> Vec<sundial::store::Run> {
+        let deadline = Instant::now() + within;
+        loop {
+            let runs = self.stored_runs(deployment);
+            if cond(&runs) {
+                return runs;
+            }
+            if Instant::now() > deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "timed out after {within:?} waiting for {what}\nruns: {runs:#?}\nlog tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until `deployment` has a Completed run; returns its runs then.
+    #[track_caller]
+    pub fn completed(&self, deployment: &str) -> Vec<sundial::store::Run> {
+        self.runs_when(
+            deployment,
+            Duration::from_secs(30),
+            "a completed run",
+            |runs| {
+                runs.iter()
+                    .any(|r| r.state == sundial::store::RunState::Completed)
+            },
+        )
+    }
+
+    /// Waits until the daemon has applied commit `sha`.
+    #[track_caller]
+    pub fn wait_applied(&self, sha: &str) {
+        wait_until(Duration::from_secs(20), "the commit applied", || {
+            (self.json("/api/status")["commit"] == sha).then_some(())
+        });
+    }
+
     /// A run's log file ("" when it has none).
     pub fn run_log(&self, id: i64) -> String {
         std::fs::read_to_string(self.state_dir.join("logs").join(format!("{id}.log")))
