@@ -264,3 +264,81 @@ fn a_wall_clock_stepped_back_inside_the_arm_window_stalls_nothing_and_shows_in_s
         },
     );
 }
+
+/// Makes files immutable (`chattr +i`, ext4 and most Linux file systems; root) and undoes
+/// it on drop, so the temporary directory can be removed.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    #[track_caller]
+    fn set(paths: Vec<PathBuf>) -> Immutable {
+        for path in &paths {
+            let out = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .output()
+                .expect("run chattr");
+            assert!(
+                out.status.success(),
+                "chattr +i {} (needs root and a file system with attributes, as CI has): {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Immutable(paths)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(path)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_state_database_stops_the_daemon_loudly_after_ending_its_jobs() {
+    let repo = GitRepo::new();
+    let marks = tempfile::tempdir().unwrap();
+    let pid_file = marks.path().join("job.pid");
+    let long = manifest(
+        "long",
+        &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        "",
+    );
+    let tick = manifest("tick", "echo tick", "interval: 1", "");
+    repo.commit(
+        &[
+            ("deployments/l.yaml", Some(&long)),
+            ("deployments/t.yaml", Some(&tick)),
+        ],
+        "two",
+    );
+    let mut daemon = Daemon::start(repo.path());
+    let pid: u32 = wait_until(Duration::from_secs(30), "the job's pid", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    // Writes through the daemon's open descriptors now fail (EPERM), as on a disk that
+    // turned read-only under it.
+    let db = daemon.state_dir.join("state.db");
+    let _unwritable = Immutable::set(vec![db.clone(), db.with_extension("db-wal")]);
+    let code = daemon.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("the state database failed")
+            && daemon
+                .log()
+                .contains("ending the running jobs, then stopping"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        !sundial::runner::contain::alive(pid),
+        "the job outlived the daemon"
+    );
+}
