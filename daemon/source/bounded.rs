@@ -226,28 +226,21 @@ mod tests {
     use crate::manifest::discover::is_default_manifest;
     use std::time::Instant;
 
-    /// Abandoned threads are counted process-wide, so this runs in a child process (this
-    /// test binary running `abandon_child`), where no other test reads a repository.
+    /// Abandoned threads are counted process-wide, so the body runs in a child process
+    /// (this test again, see `testing::in_child`), where no other test reads a repository.
     #[test]
     fn reads_that_hang_are_abandoned_and_capped() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["source::bounded::tests::abandon_child", "--exact"])
-            .args(["--ignored", "--nocapture", "--test-threads=1"])
-            .env("SUNDIAL_TEST_ABANDON", "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    #[test]
-    #[ignore = "run by reads_that_hang_are_abandoned_and_capped in a process of its own"]
-    fn abandon_child() {
-        if std::env::var_os("SUNDIAL_TEST_ABANDON").is_none() {
+        const NAME: &str = "source::bounded::tests::reads_that_hang_are_abandoned_and_capped";
+        if !crate::source::testing::is_child(NAME) {
+            let out = crate::source::testing::in_child(NAME, &[])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return;
         }
         let fx = Fixture::new();

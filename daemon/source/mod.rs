@@ -696,19 +696,38 @@ mod tests {
 
     /// Regression (issue 12.5): with every file descriptor in use, reading the branch was
     /// reported as "the git repository is damaged: run `git fsck`". The reads run in a
-    /// child process (this test binary again, running `out_of_descriptors_child`), since
-    /// using up the descriptors here would break the tests running beside this one.
+    /// child process (this test again, see `testing::in_child`), since using up the
+    /// descriptors here would break the tests running beside this one.
     #[test]
     fn reads_out_of_descriptors_say_too_many_open_files() {
+        const NAME: &str = "source::tests::reads_out_of_descriptors_say_too_many_open_files";
+        if crate::source::testing::is_child(NAME) {
+            let repo = std::env::var_os("SUNDIAL_TEST_FD_REPO").unwrap();
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
+            let source = open(Path::new(&repo));
+            let mut hog = Vec::new();
+            while let Ok(file) = std::fs::File::open("/dev/null") {
+                hog.push(file);
+            }
+            let answer = match source.head() {
+                Ok(sha) => format!("Ok: {sha}"),
+                Err(e @ SourceError::TooManyOpenFiles { .. }) => {
+                    format!("TooManyOpenFiles: {}", crate::engine::error_chain(&e))
+                }
+                Err(e) => format!("{e:?}: {}", crate::engine::error_chain(&e)),
+            };
+            drop(hog);
+            println!("head: {answer}");
+            return;
+        }
         let fx = Fixture::new();
         let repo = fx.init("work");
         fx.commit(&repo, &[("prefect.yaml", "x\n")], "first");
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["source::tests::out_of_descriptors_child", "--exact"])
-            .args(["--ignored", "--nocapture", "--test-threads=1"])
-            .env("SUNDIAL_TEST_FD_REPO", &repo)
-            .output()
-            .unwrap();
+        let out =
+            crate::source::testing::in_child(NAME, &[("SUNDIAL_TEST_FD_REPO", repo.as_os_str())])
+                .output()
+                .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -726,30 +745,6 @@ mod tests {
             line.contains("Too many open files"),
             "the cause is kept: {line}"
         );
-    }
-
-    #[test]
-    #[ignore = "run by reads_out_of_descriptors_say_too_many_open_files in a process of its own"]
-    fn out_of_descriptors_child() {
-        let Some(repo) = std::env::var_os("SUNDIAL_TEST_FD_REPO") else {
-            return;
-        };
-        use nix::sys::resource::{setrlimit, Resource};
-        setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
-        let source = open(Path::new(&repo));
-        let mut hog = Vec::new();
-        while let Ok(file) = std::fs::File::open("/dev/null") {
-            hog.push(file);
-        }
-        let answer = match source.head() {
-            Ok(sha) => format!("Ok: {sha}"),
-            Err(e @ SourceError::TooManyOpenFiles { .. }) => {
-                format!("TooManyOpenFiles: {}", crate::engine::error_chain(&e))
-            }
-            Err(e) => format!("{e:?}: {}", crate::engine::error_chain(&e)),
-        };
-        drop(hog);
-        println!("head: {answer}");
     }
 
     #[test]
@@ -882,23 +877,34 @@ mod tests {
 
     /// What the check in `object` works around: the bundled libgit2 never returns from
     /// reading a truncated loose object. When this fails, libgit2 has the fix (libgit2
-    /// PR 7346) and the check may go. Run in a child process (this test binary running
-    /// `libgit2_loop_child`), which is killed: a looping thread cannot be.
+    /// PR 7346) and the check may go. The read runs in a child process (this test again,
+    /// see `testing::in_child`), which is killed: a looping thread cannot be.
     #[test]
     fn the_bundled_libgit2_still_loops_on_a_truncated_object() {
+        const NAME: &str = "source::tests::the_bundled_libgit2_still_loops_on_a_truncated_object";
+        if crate::source::testing::is_child(NAME) {
+            let repo = std::env::var_os("SUNDIAL_TEST_LOOP_REPO").unwrap();
+            let blob = std::env::var("SUNDIAL_TEST_LOOP_BLOB").unwrap();
+            let git = Repository::open(repo).unwrap();
+            let answer = git.find_blob(Oid::from_str(&blob).unwrap()).map(|_| ());
+            println!("find_blob returned: {answer:?}");
+            return;
+        }
         let fx = Fixture::new();
         let repo = fx.init("work");
         fx.commit(&repo, &[("prefect.yaml", &long_manifest())], "big");
         let blob = fx.git(&repo, &["rev-parse", "HEAD:prefect.yaml"]);
         truncate_object(&repo, &blob);
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["source::tests::libgit2_loop_child", "--exact"])
-            .args(["--ignored", "--nocapture", "--test-threads=1"])
-            .env("SUNDIAL_TEST_LOOP_REPO", &repo)
-            .env("SUNDIAL_TEST_LOOP_BLOB", &blob)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = crate::source::testing::in_child(
+            NAME,
+            &[
+                ("SUNDIAL_TEST_LOOP_REPO", repo.as_os_str()),
+                ("SUNDIAL_TEST_LOOP_BLOB", std::ffi::OsStr::new(&blob)),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let mut ended = None;
         while std::time::Instant::now() < deadline && ended.is_none() {
@@ -912,19 +918,5 @@ mod tests {
             "libgit2 returned from a truncated object ({ended:?}): {}",
             String::from_utf8_lossy(&out.stdout)
         );
-    }
-
-    #[test]
-    #[ignore = "run by the_bundled_libgit2_still_loops_on_a_truncated_object in a process of its own"]
-    fn libgit2_loop_child() {
-        let (Some(repo), Some(blob)) = (
-            std::env::var_os("SUNDIAL_TEST_LOOP_REPO"),
-            std::env::var("SUNDIAL_TEST_LOOP_BLOB").ok(),
-        ) else {
-            return;
-        };
-        let git = Repository::open(repo).unwrap();
-        let answer = git.find_blob(Oid::from_str(&blob).unwrap()).map(|_| ());
-        println!("find_blob returned: {answer:?}");
     }
 }

@@ -113,3 +113,26 @@ pub(crate) fn long_manifest() -> String {
     }
     text
 }
+
+/// The variable that tells a re-executed test binary it is the child of [`in_child`].
+const CHILD_VAR: &str = "SUNDIAL_TEST_CHILD";
+
+/// Whether this process is the child [`in_child`] started for the test `name`.
+pub fn is_child(name: &str) -> bool {
+    std::env::var(CHILD_VAR).is_ok_and(|v| v == name)
+}
+
+/// Starts this test binary again running only the test `name` (its full path), as a
+/// child of its own, with `env` added: for a test whose body must not share the process
+/// with the tests beside it (process-wide counters, descriptors used up, a thread that
+/// never returns). The test checks [`is_child`] first and, in the child, does the work.
+pub fn in_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, name);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
