@@ -23,6 +23,7 @@ mod precommit;
 mod prefect;
 mod promises;
 mod quickstart;
+mod recovery;
 mod schemathesis;
 mod systemd;
 mod validate;

@@ -26,7 +26,10 @@
 //! that same commit, which the run row records. Nothing starts before the first commit
 //! is applied after a start, so recovered retries and queued runs meet their deployment.
 
+mod apply;
 pub mod attempt;
+mod due;
+mod faults;
 mod policy;
 mod recover;
 pub mod request;
@@ -35,31 +38,27 @@ pub mod status;
 pub mod sync;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 
-use crate::reconcile::{reconcile, Applied, AppliedFile};
+use crate::reconcile::Applied;
 use crate::runner::contain;
 use crate::runner::process::StopRequest;
-use crate::scheduler::slots::{decide, due_slots, Action};
-use crate::scheduler::{ClockWatch, Jump, Key, Timer};
+use crate::scheduler::{ClockWatch, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
-use crate::store::{
-    AppliedCommit, FileError, NewRun, RunState, SlotCursor, Store, StoreError, Trigger,
-};
-use crate::validate::Diagnostic;
+use crate::store::{RunState, Store, StoreError};
 
 use attempt::{RunContext, RunEvent};
+use faults::{ignore_full, set_aside_old_logs};
 pub use request::{CancelError, Lifecycle, NoLifecycle, Request, TriggerError};
-use status::{DeploymentView, ScheduleView, Status};
-use sync::{SyncMessage, Synced};
+use status::Status;
+use sync::Synced;
 
 /// The longest the loop sleeps without looking at the wall clock.
 /// Five seconds: a stepped clock shows in the status within that, for a wake-up that costs
@@ -186,28 +185,6 @@ pub async fn run(
     outcome.and(stopped)
 }
 
-/// A new database beside the logs of an old one (deleted, or a fresh start on an old
-/// state directory): run ids start again at 1, so the old logs move to
-/// `logs.before-<time>` rather than mix with new runs' logs.
-fn set_aside_old_logs(logs_dir: &std::path::Path) {
-    let has_logs = std::fs::read_dir(logs_dir).is_ok_and(|mut d| d.next().is_some());
-    if !has_logs {
-        return;
-    }
-    let aside = logs_dir.with_file_name(format!(
-        "logs.before-{}",
-        Utc::now().format("%Y%m%dT%H%M%S")
-    ));
-    match std::fs::rename(logs_dir, &aside) {
-        Ok(()) => tracing::warn!(
-            "the state database is new but {} holds run logs: moved them to {} so no two runs' logs mix",
-            logs_dir.display(),
-            aside.display()
-        ),
-        Err(e) => tracing::error!("cannot move the old run logs out of {}: {e}", logs_dir.display()),
-    }
-}
-
 struct Engine {
     store: Store,
     ctx: Arc<RunContext>,
@@ -275,246 +252,6 @@ impl Engine {
         tokio::time::Instant::now() + wait
     }
 
-    /// After each turn: a full disk is reported in the status (and cleared once writes
-    /// succeed again) and the loop goes on; any other store error is returned (fatal).
-    fn settle_turn(&mut self, turn: Result<(), StoreError>) -> Result<(), StoreError> {
-        match turn {
-            Ok(()) => {
-                let waiting = !self.deferred_events.is_empty() || self.deferred_sync.is_some();
-                if self.status.store_error.is_some() && !waiting {
-                    tracing::info!("the state database is writable again");
-                    self.status.store_error = None;
-                    self.publish();
-                }
-                Ok(())
-            }
-            Err(e) if e.is_disk_full() => {
-                if self.status.store_error.is_none() {
-                    tracing::error!(
-                        "the disk of the state directory is full: {}; slots and run ends wait until it can be written",
-                        error_chain(&e)
-                    );
-                    self.status.store_error = Some(format!(
-                        "the disk of {} is full: new slots wait (and follow the catch-up rule once recorded), run ends are recorded when space returns; free some space",
-                        self.ctx.logs_dir.with_file_name("state.db").display()
-                    ));
-                    self.publish();
-                }
-                Ok(())
-            }
-            Err(fatal) => Err(fatal),
-        }
-    }
-
-    /// Retries what a full disk held back: run ends, then a commit.
-    fn retry_deferred(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for event in std::mem::take(&mut self.deferred_events) {
-            self.on_event(event, now)?;
-        }
-        if let Some(synced) = self.deferred_sync.take() {
-            self.on_sync(SyncMessage::Synced(synced), now)?;
-        }
-        Ok(())
-    }
-
-    /// Handles every schedule that is due at `now`.
-    fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.ticked_at = Instant::now();
-        self.store.check_file()?;
-        self.retry_deferred(now)?;
-        match self.clock.observe(now, Instant::now()) {
-            Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),
-            Some(Jump::Backward(by)) => {
-                let resume = now + chrono::Duration::from_std(by).unwrap_or_default();
-                let warning = format!(
-                    "the wall clock was stepped back by {by:?} at {}: slots already handled do not fire again, so schedules resume at about {}",
-                    time(Some(now)),
-                    time(Some(resume))
-                );
-                tracing::warn!("{warning}");
-                self.status.clock_warning = Some((warning, resume));
-                self.publish();
-            }
-            None => {}
-        }
-        if self
-            .status
-            .clock_warning
-            .as_ref()
-            .is_some_and(|(_, resume)| now >= *resume)
-        {
-            self.status.clock_warning = None;
-            self.publish();
-        }
-        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
-        let due = self.timer.pop_due(horizon);
-        let mut full = None;
-        for key in &due {
-            match self.handle_due(key, now) {
-                Ok(()) => {}
-                // Not claimed: tried again in a second, then due or missed by the rule.
-                Err(e) if e.is_disk_full() => {
-                    self.timer
-                        .set(key.clone(), Some(now + chrono::Duration::seconds(1)));
-                    full = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(e) = full {
-            return Err(e);
-        }
-        self.due_retries(now)?;
-        self.cap_logs();
-        self.maybe_prune(now)?;
-        // Views change only when a schedule's next fire moved; most wake-ups (log checks,
-        // retries, the clock watch) leave them as they were.
-        if !due.is_empty() {
-            self.publish();
-        }
-        Ok(())
-    }
-
-    /// Settles every slot of `key` between its cursor and `now` (run or recorded), then
-    /// arms the timer for its next fire. A schedule seen for the first time, or whose
-    /// timing changed since its cursor was planned, is planned from the arm horizon: no
-    /// slot before the commit that brought it is due, and no slot already armed under
-    /// another identity is claimed twice.
-    fn handle_due(&mut self, key: &Key, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
-            return Ok(());
-        };
-        let Some(planned) = deployment.schedules.iter().find(|s| s.id == key.1) else {
-            return Ok(());
-        };
-        let (deployment, commit, planned) =
-            (deployment.clone(), commit.to_string(), planned.clone());
-        let name = shown(&key.0);
-        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
-        let cursor = match self.store.cursor(&key.0, &key.1)? {
-            // A cursor from before fingerprints were kept adopts the current timing.
-            Some(c) if c.fingerprint == planned.fingerprint || c.fingerprint.is_empty() => {
-                c.last_slot
-            }
-            found => {
-                if found.is_some() {
-                    tracing::info!(
-                        "{name}: schedule {} changed its timing; planned anew from now",
-                        key.1
-                    );
-                }
-                self.store
-                    .set_cursor(&key.0, &key.1, horizon, &planned.fingerprint)?;
-                horizon
-            }
-        };
-        self.fingerprints
-            .insert(key.clone(), planned.fingerprint.clone());
-        let (due, dropped) = due_slots(&planned.schedule, cursor, horizon);
-        let mut parameters: Map<String, Json> = deployment.parameters.clone();
-        parameters.extend(planned.parameters.clone());
-        let parameters = Json::Object(parameters);
-        let inactive = deployment.paused || !planned.active;
-        let mut rows = Vec::new();
-        if let Some(d) = dropped {
-            // Nothing vanishes: slots beyond the per-schedule limit are one summary row.
-            tracing::warn!(
-                "{name}: {} slots from {} to {} were missed; recorded as one Skipped row",
-                d.count,
-                time(Some(d.first)),
-                time(Some(d.last))
-            );
-            rows.push(NewRun {
-                deployment: key.0.clone(),
-                schedule_id: Some(key.1.clone()),
-                scheduled_for: Some(d.first),
-                trigger: Trigger::Schedule,
-                state: RunState::Skipped,
-                reason: Some(format!(
-                    "missed: {} slots from {} to {}, recorded as this one row",
-                    d.count,
-                    time(Some(d.first)),
-                    time(Some(d.last))
-                )),
-                attempt: 1,
-                commit: commit.clone(),
-                parameters: parameters.clone(),
-                started_at: None,
-                not_before: None,
-            });
-        }
-        let mut admitted = 0;
-        for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
-            let (trigger, state, reason, started_at) = match action {
-                Action::Skip => (Trigger::Schedule, RunState::Skipped, Some("missed"), None),
-                Action::Run { .. } if inactive => {
-                    (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
-                }
-                Action::Run { catchup } => {
-                    let trigger = if catchup {
-                        Trigger::Catchup
-                    } else {
-                        Trigger::Schedule
-                    };
-                    match self.admission(&deployment, admitted) {
-                        policy::Admission::Start => {
-                            admitted += 1;
-                            (trigger, RunState::Running, None, Some(now))
-                        }
-                        policy::Admission::Queue => (trigger, RunState::Pending, None, None),
-                        policy::Admission::Refuse => {
-                            (trigger, RunState::Cancelled, Some("overlap"), None)
-                        }
-                    }
-                }
-            };
-            rows.push(NewRun {
-                deployment: key.0.clone(),
-                schedule_id: Some(key.1.clone()),
-                scheduled_for: Some(at),
-                trigger,
-                state,
-                reason: reason.map(str::to_string),
-                attempt: 1,
-                commit: commit.clone(),
-                parameters: parameters.clone(),
-                started_at,
-                not_before: None,
-            });
-        }
-        if let Some(last) = due.last() {
-            let cursor = SlotCursor {
-                deployment: &key.0,
-                schedule_id: &key.1,
-                last_slot: *last,
-                fingerprint: &planned.fingerprint,
-            };
-            let ids = self.store.claim_slots(&rows, Some(cursor), now)?;
-            for (row, id) in rows.iter().zip(ids) {
-                match (id, row.state) {
-                    (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
-                    (Some(id), RunState::Pending) => {
-                        tracing::info!("{name}: run {id} waits for a place (concurrency limit)");
-                        self.enqueue(&key.0, id, row.scheduled_for.unwrap_or(now));
-                    }
-                    (Some(_), _) => tracing::info!(
-                        "{name}: slot {} recorded Skipped ({})",
-                        time(row.scheduled_for),
-                        row.reason.as_deref().unwrap_or("")
-                    ),
-                    (None, _) => {
-                        tracing::debug!("{name}: slot {} already handled", time(row.scheduled_for))
-                    }
-                }
-            }
-        }
-        self.timer.set(
-            key.clone(),
-            planned.schedule.next_after(horizon).map(|f| f.at),
-        );
-        Ok(())
-    }
-
     fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
         match event {
             // Informational: lost (not retried) when the disk is full.
@@ -573,192 +310,6 @@ impl Engine {
         }
     }
 
-    fn on_sync(&mut self, message: SyncMessage, now: DateTime<Utc>) -> Result<(), StoreError> {
-        match message {
-            SyncMessage::Source(attempt) => {
-                self.status.source.record(&attempt, now);
-                self.publish();
-                Ok(())
-            }
-            SyncMessage::Synced(synced) => {
-                let applied = self.apply(&synced, now);
-                if applied.as_ref().is_err_and(StoreError::is_disk_full) {
-                    self.deferred_sync = Some(synced);
-                }
-                applied
-            }
-        }
-    }
-
-    /// Applies a validated commit: reconcile per file against the last-known-good state,
-    /// record it, and re-plan the schedules that appeared or disappeared.
-    fn apply(&mut self, synced: &Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
-        if self.applied.files.is_empty() {
-            for seed in &synced.seeds {
-                if let Some(deployments) = &seed.outcome.deployments {
-                    let file = AppliedFile {
-                        commit: seed.commit.clone(),
-                        deployments: deployments.clone(),
-                        held_back: true,
-                    };
-                    self.applied
-                        .files
-                        .insert(seed.outcome.repo_path.clone(), file);
-                }
-            }
-        }
-        let (next, plan) = reconcile(&self.applied, &synced.head, &synced.outcomes);
-        let short = attempt::short(&synced.head).to_string();
-        let held = if plan.held_back.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; kept at their last good version: {}",
-                plan.held_back.join(", ")
-            )
-        };
-        if self.recovered.is_settled() {
-            tracing::info!(
-                "applied commit {short} ({}): {}, {}, {}{held}",
-                synced.summary,
-                listed("added", &plan.added),
-                listed("changed", &plan.changed),
-                listed("removed", &plan.removed),
-            );
-        } else {
-            // The first commit since the start: everything is loaded, nothing "added".
-            let count = plan.added.len() + plan.changed.len();
-            tracing::info!(
-                "loaded commit {short} ({}): {count} deployment{}{held}",
-                synced.summary,
-                if count == 1 { "" } else { "s" }
-            );
-        }
-        let findings = |errors: bool| -> Vec<FileError> {
-            synced
-                .outcomes
-                .iter()
-                .flat_map(|o| o.diagnostics.iter())
-                .filter(|d| d.is_error() == errors)
-                .map(file_error)
-                .collect()
-        };
-        let (errors, warnings) = (findings(true), findings(false));
-        for e in &errors {
-            tracing::error!("{}:{}:{}: {}", e.file, e.line, e.column, e.message);
-        }
-        for w in &warnings {
-            tracing::warn!("{}:{}:{}: {}", w.file, w.line, w.column, w.message);
-        }
-        let good: Vec<String> = synced
-            .outcomes
-            .iter()
-            .filter(|o| o.is_valid())
-            .map(|o| o.repo_path.clone())
-            .collect();
-        let commit = AppliedCommit {
-            sha: synced.head.clone(),
-            applied_at: now,
-            summary: synced.summary.clone(),
-            errors: errors.clone(),
-            warnings: warnings.clone(),
-        };
-        self.store.record_commit(&commit, &good)?;
-        for gone in self
-            .applied
-            .files
-            .keys()
-            .filter(|p| !synced.outcomes.iter().any(|o| &o.repo_path == *p))
-        {
-            self.store.forget_file(gone)?;
-        }
-        self.applied = next;
-
-        let wanted: BTreeSet<Key> = self
-            .applied
-            .deployments()
-            .flat_map(|(d, _)| {
-                d.schedules
-                    .iter()
-                    .map(move |s| (d.name.clone(), s.id.clone()))
-            })
-            .collect();
-        let stale: Vec<Key> = self
-            .timer
-            .keys()
-            .filter(|k| !wanted.contains(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            tracing::info!("{}: schedule {} unscheduled", shown(&key.0), key.1);
-            self.fingerprints.remove(&key);
-            self.timer.set(key, None);
-        }
-        // A schedule that left the branch forgets its cursor: if it comes back, it is
-        // planned from then and does not catch up the time it was gone.
-        for (deployment, schedule) in self.store.forget_cursors_except(&wanted)? {
-            tracing::debug!(
-                "{}: forgot the cursor of schedule {schedule}",
-                shown(&deployment)
-            );
-        }
-        self.prepare_checkouts();
-        // Runs that already wait go first: recovered retries are decided, queued runs
-        // start in slot order, then new slots line up behind them.
-        self.settle_recovered(now)?;
-        let names: Vec<String> = self.queues.keys().cloned().collect();
-        for name in names {
-            self.drain_queue(&name, now)?;
-        }
-        for key in &wanted {
-            let planned_for = self.applied.deployment(&key.0).and_then(|(d, _)| {
-                d.schedules
-                    .iter()
-                    .find(|s| s.id == key.1)
-                    .map(|s| s.fingerprint.clone())
-            });
-            let changed = self.fingerprints.get(key) != planned_for.as_ref();
-            if changed || self.timer.next_of(key).is_none() {
-                self.handle_due(key, now)?;
-            }
-        }
-        self.due_retries(now)?;
-        self.status.ready = true;
-        self.status.commit = Some(synced.head.clone());
-        self.status.synced_at = Some(now);
-        self.status.errors = errors;
-        self.status.warnings = warnings;
-        self.publish();
-        Ok(())
-    }
-
-    /// Creates the checkouts of the commits in force ahead of their first run (so a slot
-    /// does not wait for one) and removes those nothing needs any more.
-    fn prepare_checkouts(&self) {
-        let mut keep: std::collections::HashSet<String> =
-            self.applied.commits().into_iter().collect();
-        keep.extend(self.running.values().map(|f| f.commit.clone()));
-        let ctx = Arc::clone(&self.ctx);
-        tokio::task::spawn_blocking(move || {
-            let repo = match crate::source::Repo::open(&ctx.source) {
-                Ok(repo) => repo,
-                Err(e) => return tracing::warn!("cannot prepare checkouts: {}", error_chain(&e)),
-            };
-            for commit in &keep {
-                if let Err(e) = ctx.checkouts.ensure(&repo, commit) {
-                    tracing::warn!(
-                        "cannot check out {}: {}",
-                        attempt::short(commit),
-                        error_chain(&e)
-                    );
-                }
-            }
-            if let Err(e) = ctx.checkouts.prune(&keep) {
-                tracing::warn!("cannot prune checkouts: {}", error_chain(&e));
-            }
-        });
-    }
-
     /// The graceful stop: no new starts; every running process group gets SIGTERM, then
     /// SIGKILL after the grace period; every end is recorded.
     async fn stop(
@@ -794,71 +345,11 @@ impl Engine {
         }
         Ok(())
     }
-
-    fn publish(&mut self) {
-        let deployments = self
-            .applied
-            .files
-            .values()
-            .flat_map(|f| f.deployments.iter().map(move |d| (d, f)))
-            .map(|(d, f)| DeploymentView {
-                name: d.name.clone(),
-                file: d.file.clone(),
-                commit: f.commit.clone(),
-                description: d.description.clone(),
-                tags: d.tags.clone(),
-                paused: d.paused,
-                held_back: f.held_back,
-                schedules: d
-                    .schedules
-                    .iter()
-                    .map(|s| ScheduleView {
-                        id: s.id.clone(),
-                        description: s.description.clone(),
-                        timezone: s.schedule.timezone().to_string(),
-                        active: s.active,
-                        next: self.timer.next_of(&(d.name.clone(), s.id.clone())),
-                    })
-                    .collect(),
-            })
-            .collect();
-        self.status.deployments = deployments;
-        self.status_tx.send_replace(self.status.clone());
-    }
-}
-
-fn file_error(d: &Diagnostic) -> FileError {
-    FileError {
-        file: d.file.clone(),
-        line: d.line,
-        column: d.column,
-        message: d.message_with_help(),
-    }
 }
 
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(crate::store::time_text)
         .unwrap_or_else(|| "-".into())
-}
-
-/// `2 added (a, b)` / `none added`, for the applied-commit line.
-fn listed(what: &str, names: &[String]) -> String {
-    if names.is_empty() {
-        return format!("none {what}");
-    }
-    let names: Vec<_> = names.iter().map(|n| shown(n)).collect();
-    format!("{} {what} ({})", names.len(), names.join(", "))
-}
-
-/// A store write whose loss is harmless when the disk is full; other errors stay errors.
-fn ignore_full(written: Result<(), StoreError>) -> Result<(), StoreError> {
-    match written {
-        Err(e) if e.is_disk_full() => {
-            tracing::debug!("not recorded (disk full): {}", error_chain(&e));
-            Ok(())
-        }
-        other => other,
-    }
 }
 
 /// A deployment name as it appears in the daemon's log: control characters (a newline in

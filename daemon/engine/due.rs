@@ -1,0 +1,213 @@
+//! Due slots: the tick (the clock watch, due slots, due retries, log caps, retention) and
+//! the settling of one schedule's due slots into run rows. The at-most-once claim and the
+//! planning of new or changed schedules from the arm horizon live here.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use std::time::Instant;
+
+use crate::scheduler::slots::{decide, due_slots, Action};
+use crate::scheduler::{Jump, Key};
+use crate::store::{NewRun, RunState, SlotCursor, StoreError, Trigger};
+
+use super::{policy, shown, time, Engine, ARM_AHEAD};
+
+impl Engine {
+    /// Handles every schedule that is due at `now`.
+    pub(super) fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.ticked_at = Instant::now();
+        self.store.check_file()?;
+        self.retry_deferred(now)?;
+        match self.clock.observe(now, Instant::now()) {
+            Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),
+            Some(Jump::Backward(by)) => {
+                let resume = now + chrono::Duration::from_std(by).unwrap_or_default();
+                let warning = format!(
+                    "the wall clock was stepped back by {by:?} at {}: slots already handled do not fire again, so schedules resume at about {}",
+                    time(Some(now)),
+                    time(Some(resume))
+                );
+                tracing::warn!("{warning}");
+                self.status.clock_warning = Some((warning, resume));
+                self.publish();
+            }
+            None => {}
+        }
+        if self
+            .status
+            .clock_warning
+            .as_ref()
+            .is_some_and(|(_, resume)| now >= *resume)
+        {
+            self.status.clock_warning = None;
+            self.publish();
+        }
+        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        let due = self.timer.pop_due(horizon);
+        let mut full = None;
+        for key in &due {
+            match self.handle_due(key, now) {
+                Ok(()) => {}
+                // Not claimed: tried again in a second, then due or missed by the rule.
+                Err(e) if e.is_disk_full() => {
+                    self.timer
+                        .set(key.clone(), Some(now + chrono::Duration::seconds(1)));
+                    full = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = full {
+            return Err(e);
+        }
+        self.due_retries(now)?;
+        self.cap_logs();
+        self.maybe_prune(now)?;
+        // Views change only when a schedule's next fire moved; most wake-ups (log checks,
+        // retries, the clock watch) leave them as they were.
+        if !due.is_empty() {
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Settles every slot of `key` between its cursor and `now` (run or recorded), then
+    /// arms the timer for its next fire. A schedule seen for the first time, or whose
+    /// timing changed since its cursor was planned, is planned from the arm horizon: no
+    /// slot before the commit that brought it is due, and no slot already armed under
+    /// another identity is claimed twice.
+    pub(super) fn handle_due(&mut self, key: &Key, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
+            return Ok(());
+        };
+        let Some(planned) = deployment.schedules.iter().find(|s| s.id == key.1) else {
+            return Ok(());
+        };
+        let (deployment, commit, planned) =
+            (deployment.clone(), commit.to_string(), planned.clone());
+        let name = shown(&key.0);
+        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        let cursor = match self.store.cursor(&key.0, &key.1)? {
+            // A cursor from before fingerprints were kept adopts the current timing.
+            Some(c) if c.fingerprint == planned.fingerprint || c.fingerprint.is_empty() => {
+                c.last_slot
+            }
+            found => {
+                if found.is_some() {
+                    tracing::info!(
+                        "{name}: schedule {} changed its timing; planned anew from now",
+                        key.1
+                    );
+                }
+                self.store
+                    .set_cursor(&key.0, &key.1, horizon, &planned.fingerprint)?;
+                horizon
+            }
+        };
+        self.fingerprints
+            .insert(key.clone(), planned.fingerprint.clone());
+        let (due, dropped) = due_slots(&planned.schedule, cursor, horizon);
+        let mut parameters: Map<String, Json> = deployment.parameters.clone();
+        parameters.extend(planned.parameters.clone());
+        let parameters = Json::Object(parameters);
+        let inactive = deployment.paused || !planned.active;
+        let mut rows = Vec::new();
+        if let Some(d) = dropped {
+            // Nothing vanishes: slots beyond the per-schedule limit are one summary row.
+            tracing::warn!(
+                "{name}: {} slots from {} to {} were missed; recorded as one Skipped row",
+                d.count,
+                time(Some(d.first)),
+                time(Some(d.last))
+            );
+            rows.push(NewRun {
+                deployment: key.0.clone(),
+                schedule_id: Some(key.1.clone()),
+                scheduled_for: Some(d.first),
+                trigger: Trigger::Schedule,
+                state: RunState::Skipped,
+                reason: Some(format!(
+                    "missed: {} slots from {} to {}, recorded as this one row",
+                    d.count,
+                    time(Some(d.first)),
+                    time(Some(d.last))
+                )),
+                attempt: 1,
+                commit: commit.clone(),
+                parameters: parameters.clone(),
+                started_at: None,
+                not_before: None,
+            });
+        }
+        let mut admitted = 0;
+        for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
+            let (trigger, state, reason, started_at) = match action {
+                Action::Skip => (Trigger::Schedule, RunState::Skipped, Some("missed"), None),
+                Action::Run { .. } if inactive => {
+                    (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
+                }
+                Action::Run { catchup } => {
+                    let trigger = if catchup {
+                        Trigger::Catchup
+                    } else {
+                        Trigger::Schedule
+                    };
+                    match self.admission(&deployment, admitted) {
+                        policy::Admission::Start => {
+                            admitted += 1;
+                            (trigger, RunState::Running, None, Some(now))
+                        }
+                        policy::Admission::Queue => (trigger, RunState::Pending, None, None),
+                        policy::Admission::Refuse => {
+                            (trigger, RunState::Cancelled, Some("overlap"), None)
+                        }
+                    }
+                }
+            };
+            rows.push(NewRun {
+                deployment: key.0.clone(),
+                schedule_id: Some(key.1.clone()),
+                scheduled_for: Some(at),
+                trigger,
+                state,
+                reason: reason.map(str::to_string),
+                attempt: 1,
+                commit: commit.clone(),
+                parameters: parameters.clone(),
+                started_at,
+                not_before: None,
+            });
+        }
+        if let Some(last) = due.last() {
+            let cursor = SlotCursor {
+                deployment: &key.0,
+                schedule_id: &key.1,
+                last_slot: *last,
+                fingerprint: &planned.fingerprint,
+            };
+            let ids = self.store.claim_slots(&rows, Some(cursor), now)?;
+            for (row, id) in rows.iter().zip(ids) {
+                match (id, row.state) {
+                    (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
+                    (Some(id), RunState::Pending) => {
+                        tracing::info!("{name}: run {id} waits for a place (concurrency limit)");
+                        self.enqueue(&key.0, id, row.scheduled_for.unwrap_or(now));
+                    }
+                    (Some(_), _) => tracing::info!(
+                        "{name}: slot {} recorded Skipped ({})",
+                        time(row.scheduled_for),
+                        row.reason.as_deref().unwrap_or("")
+                    ),
+                    (None, _) => {
+                        tracing::debug!("{name}: slot {} already handled", time(row.scheduled_for))
+                    }
+                }
+            }
+        }
+        self.timer.set(
+            key.clone(),
+            planned.schedule.next_after(horizon).map(|f| f.at),
+        );
+        Ok(())
+    }
+}
