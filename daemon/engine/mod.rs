@@ -106,7 +106,7 @@ pub async fn run(
     // it is part of the state directory sundial cannot work without.
     let instance = contain::instance_id(&config.state_dir).map_err(|e| {
         StoreError::Corrupt(format!(
-            "cannot read or create {}: {e}",
+            "cannot read or create {}: {e}; check that --state-dir is writable by the daemon's user",
             config.state_dir.join("instance").display()
         ))
     })?;

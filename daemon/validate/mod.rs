@@ -181,6 +181,17 @@ fn check_file(
     }
 }
 
+/// The verdict on a file that was not read as YAML: its diagnostics, no deployments.
+fn unread(file: &SourceFile, report: FileReport<'_>) -> FileOutcome {
+    FileOutcome {
+        file: file.display.clone(),
+        repo_path: file.repo_path.clone(),
+        diagnostics: report.finish(),
+        declared: 0,
+        deployments: None,
+    }
+}
+
 /// The verdict on a file with an unresolved merge conflict: each marker line, as what it
 /// is; the YAML is not read, since which side is meant is unknown.
 fn merge_conflict(file: &SourceFile, markers: &[conflicts::Marker]) -> FileOutcome {
@@ -196,13 +207,7 @@ fn merge_conflict(file: &SourceFile, markers: &[conflicts::Marker]) -> FileOutco
             help,
         );
     }
-    FileOutcome {
-        file: file.display.clone(),
-        repo_path: file.repo_path.clone(),
-        diagnostics: report.finish(),
-        declared: 0,
-        deployments: None,
-    }
+    unread(file, report)
 }
 
 /// The verdict on a file that was not read because of its size: one error about the
@@ -219,13 +224,7 @@ fn too_large(file: &SourceFile, size: u64, limit: u64) -> FileOutcome {
         ),
         Some("split it into smaller manifests, or raise the limit with `--max-file-size` (on `sundial validate` and `sundial daemon`)".into()),
     );
-    FileOutcome {
-        file: file.display.clone(),
-        repo_path: file.repo_path.clone(),
-        diagnostics: report.finish(),
-        declared: 0,
-        deployments: None,
-    }
+    unread(file, report)
 }
 
 fn check_root(

@@ -81,33 +81,33 @@ fn translate(
                 None,
             ))
         }
-        // A mapping or list in block style starts on a line below its key, at its
-        // first entry: point at the key and name it instead.
-        ValidationErrorKind::Type { kind }
-            if node.is_some_and(|n| matches!(n.value, Value::Map(_) | Value::Seq(_))) =>
-        {
-            let (parent, field) = split_pointer(&at).unwrap_or_default();
-            let below_its_key = root
-                .at(&parent)
-                .and_then(|p| p.entry(&field))
-                .is_some_and(|e| e.value.span.start.line > e.key_span.start.line);
-            if !wrong.contains(&at) && below_its_key {
-                let help = (at == "/deployments").then(|| {
-                    "write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it".to_string()
-                });
-                report.error(
-                    &at,
-                    true,
-                    Code::Type,
-                    format!(
-                        "`{field}` must be {}, found {}",
-                        expected_types(kind),
-                        describe(node)
-                    ),
-                    help,
-                );
-                wrong.insert(at);
-                return;
+        ValidationErrorKind::Type { kind } => {
+            // A mapping or list in block style starts on a line below its key, at its
+            // first entry: point at the key and name it instead.
+            if node.is_some_and(|n| matches!(n.value, Value::Map(_) | Value::Seq(_))) {
+                let (parent, field) = split_pointer(&at).unwrap_or_default();
+                let below_its_key = root
+                    .at(&parent)
+                    .and_then(|p| p.entry(&field))
+                    .is_some_and(|e| e.value.span.start.line > e.key_span.start.line);
+                if !wrong.contains(&at) && below_its_key {
+                    let help = (at == "/deployments").then(|| {
+                        "write each deployment as a list entry: `- name: etl` on its own line, its keys indented under it".to_string()
+                    });
+                    report.error(
+                        &at,
+                        true,
+                        Code::Type,
+                        format!(
+                            "`{field}` must be {}, found {}",
+                            expected_types(kind),
+                            describe(node)
+                        ),
+                        help,
+                    );
+                    wrong.insert(at);
+                    return;
+                }
             }
             Some((
                 Code::Type,
@@ -119,15 +119,6 @@ fn translate(
                 None,
             ))
         }
-        ValidationErrorKind::Type { kind } => Some((
-            Code::Type,
-            format!(
-                "expected {}, found {}",
-                expected_types(kind),
-                describe(node)
-            ),
-            None,
-        )),
         ValidationErrorKind::Enum { options } => Some((
             Code::Type,
             format!(
