@@ -1,6 +1,6 @@
 //! The disk and the database (issue 12, point 8): a full disk under the state directory
 //! (a real tmpfs this test mounts, so it needs root, as CI has) and a database deleted
-//! under the running daemon.
+//! under the running daemon; a row the database refuses (a value over its limit).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -340,5 +340,87 @@ fn an_unwritable_state_database_stops_the_daemon_loudly_after_ending_its_jobs() 
     assert!(
         !sundial::runner::contain::alive(pid),
         "the job outlived the daemon"
+    );
+}
+
+/// A row the state database refuses (a value over its limit, lowered here with
+/// `SUNDIAL_STORE_MAX_VALUE`) fails that run, that trigger or that record with the reason;
+/// the store is fine, so the daemon and every other deployment go on.
+#[test]
+fn a_row_the_store_refuses_fails_that_run_and_the_daemon_goes_on() {
+    let repo = GitRepo::new();
+    let blob = "x".repeat(6000);
+    let big = manifest(
+        "big",
+        "echo big",
+        "interval: 1",
+        &format!("    parameters:\n      blob: {blob}\n"),
+    );
+    let tick = manifest("tick", "echo tick", "interval: 1", "");
+    repo.commit(
+        &[
+            ("deployments/b.yaml", Some(&big)),
+            ("deployments/t.yaml", Some(&tick)),
+        ],
+        "big and tick",
+    );
+    let setup = Setup {
+        env: vec![("SUNDIAL_STORE_MAX_VALUE".into(), "4096".into())],
+        ..Setup::default()
+    };
+    let daemon = Daemon::launch(repo.path(), setup);
+    // Each slot of `big` is claimed once, as a run that failed without starting.
+    let runs = daemon.runs_when("big", Duration::from_secs(30), "two failed slots", |runs| {
+        runs.iter().filter(|r| r.state == RunState::Failed).count() >= 2
+    });
+    for run in &runs {
+        assert_eq!(run.state, RunState::Failed, "{run:?}");
+        assert!(run.started_at.is_none() && run.pid.is_none(), "{run:?}");
+        let reason = run.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("refused its row") && reason.contains("SUNDIAL_STORE_MAX_VALUE"),
+            "{reason}"
+        );
+        assert_eq!(run.parameters, serde_json::json!({}), "{run:?}");
+    }
+    let mut slots: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
+    slots.dedup();
+    assert_eq!(slots.len(), runs.len(), "a slot recorded twice: {runs:#?}");
+    // Nothing of `big` ran, and the other deployment did.
+    assert!(
+        !daemon.log().contains("big: run 1 Completed"),
+        "{}",
+        daemon.log()
+    );
+    daemon.completed("tick");
+
+    // A manual run whose row is refused is answered 413, and nothing is recorded.
+    let body = format!("{{\"parameters\": {{\"blob\": \"{blob}\"}}}}");
+    let (code, answer) = daemon.post("/api/deployments/tick/runs", &body, Some(&daemon.token()));
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer.contains("refused this run's row"), "{answer}");
+
+    // A commit whose findings are too large to record is recorded one line per file.
+    let mut bad = String::from("deployments:\n");
+    for i in 0..80 {
+        bad.push_str(&format!(
+            "  - name: bad-{i}\n    colour: red\n    work_pool:\n      job_variables:\n        command: echo\n"
+        ));
+    }
+    let head = repo.commit(&[("deployments/x.yaml", Some(&bad))], "many errors");
+    daemon.wait_applied(&head);
+    assert!(
+        daemon.log().contains("too large to record"),
+        "{}",
+        daemon.log()
+    );
+    let done = daemon.completed("tick").len();
+    daemon.runs_when("tick", Duration::from_secs(30), "tick going on", |runs| {
+        runs.len() > done
+    });
+    assert!(
+        sundial::runner::contain::alive(daemon.pid()),
+        "{}",
+        daemon.log()
     );
 }

@@ -91,7 +91,9 @@ pub async fn trigger(
     match answer {
         Ok(run) => Ok((StatusCode::CREATED, Json(RunJson::from(&run)))),
         Err(e @ TriggerError::UnknownDeployment(_)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ TriggerError::TooLarge(_)) => Err(ApiError::PayloadTooLarge(e.to_string())),
+        Err(e @ (TriggerError::TooLarge(_) | TriggerError::Unstorable(_))) => {
+            Err(ApiError::PayloadTooLarge(e.to_string()))
+        }
         Err(TriggerError::Parameters(errors)) => Err(ApiError::Unprocessable {
             message: "the parameters do not match the deployment's parameter schema".into(),
             errors,

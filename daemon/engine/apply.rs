@@ -111,7 +111,16 @@ impl Engine {
             errors: errors.clone(),
             warnings: warnings.clone(),
         };
-        self.store.record_commit(&commit, &good)?;
+        match self.store.record_commit(&commit, &good) {
+            Err(e) if e.is_row_error() => {
+                tracing::error!(
+                    "the findings of commit {short} are too large to record ({}); recorded as one line per file",
+                    error_chain(&e)
+                );
+                self.store.record_commit(&compacted(&commit), &good)?;
+            }
+            recorded => recorded?,
+        }
         for gone in self
             .applied
             .files
@@ -245,6 +254,36 @@ pub(super) fn file_error(d: &Diagnostic) -> FileError {
         line: d.line,
         column: d.column,
         message: d.message_with_help(),
+    }
+}
+
+/// A commit record small enough to store: its summary cut short and, per file, one line
+/// that counts its errors and warnings and says how to list them.
+fn compacted(commit: &AppliedCommit) -> AppliedCommit {
+    let per_file = |findings: &[FileError], what: &str| -> Vec<FileError> {
+        let mut counts: std::collections::BTreeMap<&str, (usize, &FileError)> =
+            std::collections::BTreeMap::new();
+        for f in findings {
+            counts.entry(&f.file).or_insert((0, f)).0 += 1;
+        }
+        counts
+            .into_values()
+            .map(|(count, first)| FileError {
+                file: first.file.clone(),
+                line: first.line,
+                column: first.column,
+                message: format!(
+                    "{count} {what} here (the list is too large to record); run `sundial validate {}` to see them",
+                    first.file
+                ),
+            })
+            .collect()
+    };
+    AppliedCommit {
+        summary: commit.summary.chars().take(200).collect(),
+        errors: per_file(&commit.errors, "errors"),
+        warnings: per_file(&commit.warnings, "warnings"),
+        ..commit.clone()
     }
 }
 

@@ -185,7 +185,24 @@ impl Engine {
                 last_slot: *last,
                 fingerprint: &planned.fingerprint,
             };
-            let ids = self.store.claim_slots(&rows, Some(cursor), now)?;
+            let ids = match self.store.claim_slots(&rows, Some(cursor), now) {
+                Err(e) if e.is_row_error() => {
+                    // The slot is still claimed (at most once, nothing lost), as a run that
+                    // failed without starting: the reason says why, without the value.
+                    let reason = unstorable(&e, &rows);
+                    tracing::error!("{name}: {reason}");
+                    for row in &mut rows {
+                        row.parameters = Json::Object(Map::new());
+                        if matches!(row.state, RunState::Running | RunState::Pending) {
+                            row.state = RunState::Failed;
+                            row.started_at = None;
+                            row.reason = Some(reason.clone());
+                        }
+                    }
+                    self.store.claim_slots(&rows, Some(cursor), now)?
+                }
+                claimed => claimed?,
+            };
             for (row, id) in rows.iter().zip(ids) {
                 match (id, row.state) {
                     (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
@@ -210,4 +227,18 @@ impl Engine {
         );
         Ok(())
     }
+}
+
+/// Why the rows of a slot could not be stored as they were: the store's word and the
+/// largest parameters among them, with what to do.
+pub(super) fn unstorable(error: &StoreError, rows: &[NewRun]) -> String {
+    let size = rows
+        .iter()
+        .map(|r| r.parameters.to_string().len())
+        .max()
+        .unwrap_or(0);
+    format!(
+        "not started: the state database refused its row ({}); its parameters are {size} bytes as JSON and are left out of this record; make them smaller (or raise $SUNDIAL_STORE_MAX_VALUE)",
+        super::error_chain(error)
+    )
 }

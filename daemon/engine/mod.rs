@@ -267,10 +267,14 @@ impl Engine {
                 // before anything else changes: when the disk is full, the event waits and
                 // the run keeps its place until it is.
                 self.cap_log(id);
-                if let Err(e) = self
-                    .store
-                    .finish_run(id, state, exit_code, reason.as_deref(), now)
-                {
+                let mut finished =
+                    self.store
+                        .finish_run(id, state, exit_code, reason.as_deref(), now);
+                if finished.as_ref().is_err_and(StoreError::is_row_error) {
+                    // A reason too long to store: the end is recorded without it.
+                    finished = self.store.finish_run(id, state, exit_code, None, now);
+                }
+                if let Err(e) = finished {
                     if e.is_disk_full() {
                         self.deferred_events.push(event);
                     }

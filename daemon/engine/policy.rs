@@ -263,7 +263,21 @@ impl Engine {
             started_at: None,
             not_before: Some(not_before),
         };
-        if let Some(id) = self.store.insert_retry(ended.id, &row, now)? {
+        let inserted = match self.store.insert_retry(ended.id, &row, now) {
+            Err(e) if e.is_row_error() => {
+                // The next attempt cannot be recorded: it is not made (nothing starts
+                // unrecorded), and the ended attempt's retry is decided.
+                tracing::error!(
+                    "{}: run {} is not retried: {}",
+                    super::shown(&ended.deployment),
+                    ended.id,
+                    super::due::unstorable(&e, std::slice::from_ref(&row))
+                );
+                return self.store.retry_decided(ended.id);
+            }
+            inserted => inserted?,
+        };
+        if let Some(id) = inserted {
             tracing::info!(
                 "{}: run {id} will retry in {delay:?} (attempt {})",
                 super::shown(&ended.deployment),

@@ -13,7 +13,7 @@ use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
 
 use super::policy::Admission;
 use super::status::Status;
-use super::Engine;
+use super::{error_chain, Engine};
 
 /// A request to the engine; each carries where to send its answer.
 #[derive(Debug)]
@@ -43,6 +43,10 @@ pub enum TriggerError {
     /// The merged parameters (defaults and overrides) are too large to hand to a run.
     #[error("the parameters, merged with the deployment's defaults, are {0} bytes as JSON, over the limit of {max}: they reach the run in the SUNDIAL_PARAMETERS environment variable, which Linux limits to 128 KiB; pass large inputs another way (e.g. a path or URL as a parameter)", max = crate::runner::launch::MAX_PARAMETERS_BYTES)]
     TooLarge(usize),
+    /// The state database refused the run's row (a value over its limit): nothing was
+    /// recorded or started, and the daemon goes on.
+    #[error("the state database refused this run's row ({0}); nothing was started: make the parameters smaller")]
+    Unstorable(String),
     #[error("the state database failed")]
     Store(#[from] StoreError),
     /// The answer sent when the store failed (the daemon then stops).
@@ -98,6 +102,9 @@ impl Engine {
                 parameters,
                 reply,
             } => match self.trigger(&deployment, parameters, now) {
+                Err(TriggerError::Store(e)) if e.is_row_error() => {
+                    let _ = reply.send(Err(TriggerError::Unstorable(error_chain(&e))));
+                }
                 Err(TriggerError::Store(e)) => {
                     let _ = reply.send(Err(TriggerError::Unavailable));
                     return Err(e);

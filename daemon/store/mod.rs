@@ -5,7 +5,9 @@
 //! the unique index on (deployment, schedule, scheduled_for, attempt) is what makes a slot
 //! fire at most once across restarts, re-syncs and edits. A broken store is the one fatal
 //! error of the daemon (ripgrep's `errored()` decision, written down): without it sundial
-//! could neither promise at-most-once nor record what it did.
+//! could neither promise at-most-once nor record what it did. A row the database refuses
+//! ([`StoreError::is_row_error`]: a value over its length limit) is not a broken store:
+//! the engine fails that run or shortens that record and goes on.
 //!
 //! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
 
@@ -61,6 +63,30 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the error is about one row, not the store: a value too large to store
+    /// (`SQLITE_TOOBIG`, past `$SUNDIAL_STORE_MAX_VALUE` or SQLite's own limit) or one that
+    /// could not be converted. The engine fails that run (or shortens that record) with
+    /// the reason and goes on; the store itself is fine.
+    pub fn is_row_error(&self) -> bool {
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::TooBig
+            }
+            StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The largest text the writer stores in one value, in bytes: `$SUNDIAL_STORE_MAX_VALUE`
+/// when set to a positive number, else SQLite's own limit (about 1 GB). Lowering it bounds
+/// what one row may hold (and is how the tests reach a value that is too large).
+fn max_value() -> Option<i32> {
+    std::env::var("SUNDIAL_STORE_MAX_VALUE")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|n| *n > 0)
 }
 
 /// One connection to the state database. The daemon's writer and each API reader hold
@@ -89,6 +115,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        if let Some(max) = max_value() {
+            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
+        }
         let mut conn = conn;
         let created = migrations::migrate(&mut conn)?;
         let file = std::fs::metadata(path).ok().map(|m| {
