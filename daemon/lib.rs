@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod manifest;
+pub mod notify;
 pub mod reconcile;
 pub mod runner;
 pub mod schedule;

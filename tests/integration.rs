@@ -18,6 +18,7 @@ mod gitfaults;
 mod invariants;
 mod limits;
 mod next;
+mod notifications;
 mod policies;
 mod precommit;
 mod prefect;

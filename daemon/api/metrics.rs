@@ -178,6 +178,31 @@ fn registry(
         "1 while the state database cannot be written because its disk is full",
         gauge(i64::from(status.store_error.is_some())),
     );
+    let outbox = &status.notifications;
+    for (name, help, value) in [
+        (
+            "notifications_delivered",
+            "Notification deliveries made (kept as long as run history)",
+            outbox.delivered,
+        ),
+        (
+            "notifications_waiting",
+            "Notification deliveries waiting for their first try or a retry",
+            outbox.waiting,
+        ),
+        (
+            "notifications_failing",
+            "Notification deliveries waiting after at least one failed try",
+            outbox.failing,
+        ),
+        (
+            "notifications_given_up",
+            "Notification deliveries that failed for a day and were given up",
+            outbox.given_up,
+        ),
+    ] {
+        registry.register(name, help, gauge(value as i64));
+    }
     registry.register(
         "sync_warnings",
         "Validation warnings of the newest commit",

@@ -56,6 +56,37 @@ pub struct StatusJson {
     pub clock_warning: Option<String>,
     /// Fetching and reading the repository, apart from the files' errors.
     pub source: SourceJson,
+    /// How notification deliveries stand.
+    pub notifications: NotificationsJson,
+}
+
+/// The outbox of notifications at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationsJson {
+    pub delivered: u64,
+    /// Waiting for their first try or a retry.
+    pub waiting: u64,
+    /// Waiting after at least one failed try.
+    pub failing: u64,
+    /// Failed for a day and given up.
+    pub given_up: u64,
+    /// The newest failure of a delivery not yet made: where it went and why, or null.
+    pub last_error: Option<String>,
+}
+
+impl From<&crate::store::OutboxCounts> for NotificationsJson {
+    fn from(c: &crate::store::OutboxCounts) -> NotificationsJson {
+        NotificationsJson {
+            delivered: c.delivered,
+            waiting: c.waiting,
+            failing: c.failing,
+            given_up: c.given_up,
+            last_error: c
+                .last_error
+                .as_ref()
+                .map(|(target, error, at)| format!("{}: {target}: {error}", time_text(*at))),
+        }
+    }
 }
 
 impl From<&Status> for StatusJson {
@@ -69,6 +100,7 @@ impl From<&Status> for StatusJson {
             clock_warning: s.clock_warning.as_ref().map(|(text, _)| text.clone()),
             warnings: s.warnings.clone(),
             source: SourceJson::from(&s.source),
+            notifications: NotificationsJson::from(&s.notifications),
         }
     }
 }

@@ -101,6 +101,10 @@ pub struct DaemonArgs {
     /// Default: a quarter of the open-file limit, between 16 and 1024.
     #[arg(long, env = "SUNDIAL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// The dashboard's address as people reach it (e.g. behind a proxy), for the links in
+    /// notifications. Default: `http://` and the address the API listens on.
+    #[arg(long, env = "SUNDIAL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +245,10 @@ async fn serve(
         poll_interval: poll,
         grace,
         discovery: args.manifests.discovery()?,
+        public_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{listening}")),
         retention: engine::Retention {
             keep_runs: args.keep_runs.max(1),
             keep_for: seconds(args.keep_days * 86_400.0, "--keep-days")?,

@@ -30,6 +30,7 @@ mod apply;
 pub mod attempt;
 mod due;
 mod faults;
+mod notices;
 mod policy;
 mod recover;
 pub mod request;
@@ -79,6 +80,8 @@ pub struct EngineConfig {
     pub retention: retention::Retention,
     /// Which files of the commit are manifests.
     pub discovery: crate::manifest::discover::Discovery,
+    /// The dashboard's address as notifications link to it, without a trailing slash.
+    pub public_url: String,
 }
 
 pub use retention::Retention;
@@ -119,6 +122,7 @@ pub async fn run(
         instance,
     });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (deliveries_tx, mut deliveries_rx) = mpsc::unbounded_channel();
     let mut engine = Engine {
         store,
         ctx,
@@ -140,7 +144,13 @@ pub async fn run(
         ticked_at: Instant::now(),
         deferred_events: Vec::new(),
         deferred_sync: None,
+        public_url: config.public_url.trim_end_matches('/').to_string(),
+        next_notice: None,
+        delivering: 0,
+        deliveries: deliveries_tx,
     };
+    engine.status.notifications = engine.store.outbox_counts()?;
+    engine.next_notice = engine.store.next_notice_at()?;
     engine.recover(Utc::now()).await?;
     let (sync_tx, mut sync_rx) = mpsc::channel(4);
     let (force_tx, force_rx) = mpsc::channel(1);
@@ -167,7 +177,10 @@ pub async fn run(
                 applied
             }
             Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now()),
+            Some(done) = deliveries_rx.recv() => engine.on_delivered(done, Utc::now()),
         };
+        // What the turn changed is noticed before anything else happens.
+        let turn = turn.and_then(|()| engine.notice(Utc::now()));
         if let Err(fatal) = engine.settle_turn(turn) {
             break Err(fatal);
         }
@@ -210,6 +223,13 @@ struct Engine {
     deferred_events: Vec<RunEvent>,
     /// A commit that could not be recorded (disk full), applied again every turn.
     deferred_sync: Option<Box<Synced>>,
+    /// The dashboard's address, for the links in notifications.
+    public_url: String,
+    /// When the next waiting delivery is due.
+    next_notice: Option<DateTime<Utc>>,
+    /// Deliveries under way.
+    delivering: usize,
+    deliveries: mpsc::UnboundedSender<notices::Delivered>,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,
@@ -241,10 +261,7 @@ impl Engine {
             .timer
             .earliest()
             .map(|at| at - chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default());
-        let earliest = match (armed, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let earliest = [armed, retry, self.next_notice].into_iter().flatten().min();
         let wait = match earliest {
             Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(cap),
             None => cap,

@@ -55,6 +55,7 @@ impl Engine {
             - chrono::Duration::from_std(self.retention.keep_for)
                 .unwrap_or_else(|_| chrono::Duration::days(36_500));
         let deleted = self.store.prune_runs(self.retention.keep_runs, cut)?;
+        self.store.prune_outbox(cut)?;
         for id in &deleted {
             let _ = std::fs::remove_file(log_path(&self.ctx.logs_dir, *id));
         }

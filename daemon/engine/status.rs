@@ -27,6 +27,8 @@ pub struct Status {
     pub store_error: Option<String>,
     /// The wall clock was stepped back: what it means, and when schedules resume.
     pub clock_warning: Option<(String, DateTime<Utc>)>,
+    /// How notification deliveries stand.
+    pub notifications: crate::store::OutboxCounts,
 }
 
 /// Which step of reading the source failed.

@@ -191,6 +191,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         retries: 0,
         retry_delays: vec![Duration::ZERO],
         catchup: Default::default(),
+        notifications: Vec::new(),
         late_grace: Duration::from_secs(60),
     }
 }

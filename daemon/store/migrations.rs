@@ -57,6 +57,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN retry_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_retry_pending ON runs (retry_pending) WHERE retry_pending = 1;
     ",
+    // 4: notifications. A run row whose state changed is marked until its events are
+    //    derived (`noticed`: the state they were derived for); each deployment's recent
+    //    outcomes; the outbox of deliveries, kept until delivered or given up.
+    "
+    ALTER TABLE runs ADD COLUMN notice_due INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN noticed TEXT;
+    CREATE INDEX runs_notice_due ON runs (notice_due) WHERE notice_due = 1;
+    CREATE TABLE health (
+        deployment        TEXT PRIMARY KEY,
+        failing           INTEGER NOT NULL,
+        failures_in_a_row INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY,
+        deployment   TEXT NOT NULL,
+        run_id       INTEGER,
+        event        TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_at      TEXT NOT NULL,
+        delivered_at TEXT,
+        gave_up_at   TEXT,
+        last_error   TEXT
+    );
+    CREATE INDEX outbox_waiting ON outbox (next_at) WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+    ",
 ];
 
 /// The schema version this binary writes.

@@ -12,6 +12,7 @@
 //! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
 
 mod migrations;
+mod notices;
 mod runs;
 mod state;
 mod stats;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
+pub use notices::{NewNotice, Notice, Noticed, OutboxCounts};
 pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger};
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};

@@ -157,6 +157,8 @@ pub struct Run {
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
     pub not_before: Option<DateTime<Utc>>,
+    /// An ended attempt whose retry is still to be decided.
+    pub retry_pending: bool,
 }
 
 /// Which runs to list: newest first.
@@ -169,7 +171,7 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before";
+pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending";
 
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
@@ -215,7 +217,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
-            "UPDATE runs SET state = 'Running', started_at = ?2, commit_sha = ?3 WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
+            "UPDATE runs SET state = 'Running', started_at = ?2, commit_sha = ?3, notice_due = 1 WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
             (id, time_text(at), commit),
         )?;
         Ok(changed == 1)
@@ -248,15 +250,21 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let tx = self.conn.transaction()?;
         let id = insert(&tx, next, now)?;
-        tx.execute("UPDATE runs SET retry_pending = 0 WHERE id = ?1", [ended])?;
+        // A retry follows: the ended attempt has nothing more to say.
+        tx.execute(
+            "UPDATE runs SET retry_pending = 0, notice_due = 0 WHERE id = ?1",
+            [ended],
+        )?;
         tx.commit()?;
         Ok(id)
     }
 
     /// Marks the retry of an ended attempt decided: it gets none.
     pub fn retry_decided(&mut self, id: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE runs SET retry_pending = 0 WHERE id = ?1", [id])?;
+        self.conn.execute(
+            "UPDATE runs SET retry_pending = 0, notice_due = 1 WHERE id = ?1",
+            [id],
+        )?;
         Ok(())
     }
 
@@ -282,7 +290,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ended = state.is_final().then(|| time_text(at));
         self.conn.execute(
-            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5, retry_pending = ?6 WHERE id = ?1",
+            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1",
             (id, state.as_str(), exit_code, reason, ended, state.may_retry()),
         )?;
         Ok(())
@@ -394,8 +402,8 @@ fn insert(
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let changed = tx.execute(
-        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT DO NOTHING",
         rusqlite::params![
             new.deployment,
@@ -411,12 +419,17 @@ fn insert(
             new.state.is_final().then(|| time_text(now)),
             new.started_at.map(time_text),
             new.not_before.map(time_text),
+            // A row that waits (queued, retrying) has nothing to say yet.
+            !matches!(
+                new.state,
+                RunState::Pending | RunState::Scheduled | RunState::AwaitingRetry
+            ),
         ],
     )?;
     Ok((changed == 1).then(|| tx.last_insert_rowid()))
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
+pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
     let text = |i: usize| row.get::<_, Option<String>>(i);
     let scheduled_for: Option<String> = text(3)?;
     let trigger: String = row.get(4)?;
@@ -426,6 +439,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
     let started_at = text(11)?;
     let ended_at = text(12)?;
     let not_before = text(15)?;
+    let retry_pending: bool = row.get(16)?;
     let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
         row.get(0)?,
         row.get(1)?,
@@ -457,6 +471,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
             exit_code,
             pid,
             not_before: not_before.as_deref().map(parse_time).transpose()?,
+            retry_pending,
         })
     })())
 }

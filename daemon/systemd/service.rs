@@ -192,7 +192,12 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         ),
         None => String::new(),
     };
-    format!("commit {short}, {deployments}, next: {next}, {errors}{source}{clock}")
+    let outbox = &status.notifications;
+    let notices = match (outbox.failing, outbox.given_up) {
+        (0, 0) => String::new(),
+        (failing, given_up) => format!(", notifications failing: {failing}, given up: {given_up}"),
+    };
+    format!("commit {short}, {deployments}, next: {next}, {errors}{source}{clock}{notices}")
 }
 
 fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {

@@ -26,6 +26,8 @@ pub struct Context<'a> {
     pub repo_path: &'a str,
     /// The top-level `pull` steps (checked once), used unless the deployment has its own.
     pub top_pulled: Option<&'a pull::Pulled>,
+    /// The top-level `notifications` (checked once), used unless the deployment has its own.
+    pub top_notifications: Option<&'a [crate::notify::Notification]>,
     /// Whether a repository path exists in the commit.
     pub exists: &'a super::Exists<'a>,
 }
@@ -69,6 +71,10 @@ pub fn check(
         jobs.command.as_deref(),
     );
 
+    let notifications = match node.get("notifications").filter(|n| !n.is_null()) {
+        Some(list) => super::notify::check(report, list, &pointer(at, "notifications")),
+        None => ctx.top_notifications.map(<[_]>::to_vec).unwrap_or_default(),
+    };
     let pulled = match node.get("pull").filter(|p| !p.is_null()) {
         Some(steps) => pull::check(
             report,
@@ -247,6 +253,7 @@ pub fn check(
         retry_delays,
         catchup: raw.catchup.unwrap_or_default(),
         late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
+        notifications,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Deployment {
     pub retry_delays: Vec<Duration>,
     pub catchup: Catchup,
     pub late_grace: Duration,
+    /// Who is told about its runs (its own list, else its file's default).
+    pub notifications: Vec<crate::notify::Notification>,
 }
 
 /// How the process is started.

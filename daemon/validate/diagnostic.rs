@@ -51,6 +51,7 @@ pub enum Code {
     WorkingDir,
     PullStep,
     Template,
+    Notification,
     PrefectDifference,
 }
 
@@ -94,6 +95,7 @@ impl Code {
             Code::WorkingDir => "working-dir",
             Code::PullStep => "pull-step",
             Code::Template => "template",
+            Code::Notification => "notification",
             Code::PrefectDifference => "prefect-difference",
         }
     }

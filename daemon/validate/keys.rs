@@ -37,6 +37,7 @@ pub const TOP: Place = Place {
         "pull",
         "deployments",
         "definitions",
+        "notifications",
     ],
     ignored: &[
         ("build", "sundial runs no build steps"),
@@ -74,6 +75,7 @@ pub const DEPLOYMENT: Place = Place {
         "catchup",
         "late_grace_seconds",
         "is_schedule_active",
+        "notifications",
     ],
     ignored: &[
         ("build", "sundial runs no build steps"),

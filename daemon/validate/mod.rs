@@ -12,6 +12,7 @@ mod deployment;
 pub mod desired;
 pub mod diagnostic;
 mod keys;
+mod notify;
 pub mod paths;
 mod pull;
 pub mod render;
@@ -279,10 +280,15 @@ fn check_root(
         .get("pull")
         .filter(|p| !p.is_null())
         .map(|steps| pull::check(report, steps, "/pull", &project_root, exists));
+    let top_notifications = root
+        .get("notifications")
+        .filter(|n| !n.is_null())
+        .map(|list| notify::check(report, list, "/notifications"));
     let ctx = deployment::Context {
         project_root: &project_root,
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
+        top_notifications: top_notifications.as_deref(),
         exists,
     };
     let mut out = Vec::new();

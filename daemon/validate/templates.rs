@@ -102,6 +102,8 @@ fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepId
         }
         match key {
             "pull" => walk_pull(report, &entry.value, &here, ids),
+            // Checked by `notify`: only `{{ $NAME }}` resolves there.
+            "notifications" => {}
             "work_pool" => {
                 for pool_entry in entry.value.entries() {
                     let pool_at = pointer(&here, &pool_entry.key);

@@ -198,3 +198,4 @@ pub fn failure_of(args: &[&str], code: i32) -> String {
 }
 
 pub mod daemon;
+pub mod receiver;
