@@ -258,8 +258,7 @@ fn read_commit(
     first: bool,
 ) -> Result<Synced, SourceError> {
     let snapshot = repo.snapshot(&head, &|path| discovery.is_manifest(path))?;
-    let exists = |path: &str| repo.has_file(&head, path).ok();
-    let validation = validate::validate_in(&snapshot.files, &exists);
+    let validation = validate::validate_in(&snapshot.files, &repo.view(&head));
     let seeds = if first {
         seeds(repo, state_db, &head, &validation.files)
     } else {
@@ -298,7 +297,8 @@ fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> 
             repo_path: path.clone(),
             bytes,
         };
-        let mut validation = validate::validate(std::slice::from_ref(&file));
+        let mut validation =
+            validate::validate_in(std::slice::from_ref(&file), &repo.view(&commit));
         if let Some(outcome) = validation.files.pop().filter(FileOutcome::is_valid) {
             seeds.push(Seed { commit, outcome });
         }

@@ -44,11 +44,42 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
 use object::Damage;
 
+use crate::validate::locate::{Entry, View};
 use crate::validate::{Contents, SourceFile};
 
 pub use checkout::Checkouts;
 pub use fetch::FETCH_TIMEOUT;
 pub use watch::watch;
+
+/// What a tree path is, for [`Repo::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TreeEntry {
+    File,
+    Dir,
+}
+
+/// A commit's tree seen through `validate::locate`'s [`View`].
+pub struct CommitView<'a> {
+    repo: &'a Repo,
+    commit: &'a str,
+}
+
+impl View for CommitView<'_> {
+    fn entry(&self, path: &str) -> Option<Entry> {
+        match self.repo.lookup(self.commit, path).ok()? {
+            Some((_, TreeEntry::File)) => Some(Entry::File),
+            Some((_, TreeEntry::Dir)) => Some(Entry::Dir),
+            None => Some(Entry::Missing),
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        match self.repo.file_at(self.commit, path).ok()?? {
+            Contents::Bytes(bytes) => Some(bytes),
+            Contents::TooLarge { .. } => None,
+        }
+    }
+}
 
 /// Git's file mode of a symbolic link tree entry.
 const MODE_LINK: i32 = 0o120000;
@@ -358,9 +389,21 @@ impl Repo {
     /// The blob id of the file at `path` in `commit`, walking the trees one checked
     /// object at a time.
     fn file_entry(&self, commit: &str, path: &str) -> Result<Option<Oid>, SourceError> {
+        Ok(match self.lookup(commit, path)? {
+            Some((id, TreeEntry::File)) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// What `path` is in `commit`: a file (a blob that is not a symlink), a directory, or
+    /// nothing (also for a symlink or submodule), with its object id.
+    fn lookup(&self, commit: &str, path: &str) -> Result<Option<(Oid, TreeEntry)>, SourceError> {
         let commit = self.find_commit(commit)?;
         let mut tree = self.tree(commit.tree_id())?;
         let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
+        if parts.peek().is_none() {
+            return Ok(Some((tree.id(), TreeEntry::Dir)));
+        }
         while let Some(name) = parts.next() {
             let Some((id, kind, mode)) = tree
                 .get_name(name)
@@ -369,8 +412,11 @@ impl Repo {
                 return Ok(None);
             };
             if parts.peek().is_none() {
-                let file = kind == Some(ObjectType::Blob) && mode != MODE_LINK;
-                return Ok(file.then_some(id));
+                return Ok(match kind {
+                    Some(ObjectType::Blob) if mode != MODE_LINK => Some((id, TreeEntry::File)),
+                    Some(ObjectType::Tree) => Some((id, TreeEntry::Dir)),
+                    _ => None,
+                });
             }
             if kind != Some(ObjectType::Tree) {
                 return Ok(None);
@@ -378,6 +424,12 @@ impl Repo {
             tree = self.tree(id)?;
         }
         Ok(None)
+    }
+
+    /// `commit`'s tree as a [`View`] for `validate::locate`: a read that fails "cannot
+    /// tell", and a file over the size limit cannot be read.
+    pub fn view<'a>(&'a self, commit: &'a str) -> CommitView<'a> {
+        CommitView { repo: self, commit }
     }
 
     /// Checks object `id` before libgit2 inflates it (see [`object`]).

@@ -52,6 +52,8 @@ pub enum Code {
     PullStep,
     Template,
     PrefectDifference,
+    Entrypoint,
+    RepositoryRoot,
 }
 
 impl Code {
@@ -95,6 +97,8 @@ impl Code {
             Code::PullStep => "pull-step",
             Code::Template => "template",
             Code::PrefectDifference => "prefect-difference",
+            Code::Entrypoint => "entrypoint",
+            Code::RepositoryRoot => "repository-root",
         }
     }
 }

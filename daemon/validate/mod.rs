@@ -11,7 +11,9 @@ mod conflicts;
 mod deployment;
 pub mod desired;
 pub mod diagnostic;
+mod entrypoint;
 mod keys;
+pub mod locate;
 pub mod paths;
 mod pull;
 pub mod render;
@@ -121,20 +123,17 @@ impl Validation {
 /// Validates files in the order given; a deployment name seen in an earlier file makes
 /// the later one the error.
 pub fn validate(files: &[SourceFile]) -> Validation {
-    validate_in(files, &|_| None)
+    validate_in(files, &locate::Unknown)
 }
 
-/// Whether a repository path exists in the commit (or tree) the files come from; `None`
-/// when that cannot be known, and the check is skipped.
-pub type Exists<'a> = dyn Fn(&str) -> Option<bool> + 'a;
-
-/// Like [`validate`], also checking that files the manifests name (requirements files)
-/// exist, through `exists`.
-pub fn validate_in(files: &[SourceFile], exists: &Exists<'_>) -> Validation {
+/// Like [`validate`], also finding what the manifests name (entrypoints, requirements
+/// files, directories) in `view`, the repository the files come from, by the rule of
+/// [`locate`].
+pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
     let mut names: HashMap<String, (String, usize)> = HashMap::new();
     let files = files
         .iter()
-        .map(|f| check_file(f, &mut names, exists))
+        .map(|f| check_file(f, &mut names, view))
         .collect();
     Validation { files }
 }
@@ -142,7 +141,7 @@ pub fn validate_in(files: &[SourceFile], exists: &Exists<'_>) -> Validation {
 fn check_file(
     file: &SourceFile,
     names: &mut HashMap<String, (String, usize)>,
-    exists: &Exists<'_>,
+    view: &dyn locate::View,
 ) -> FileOutcome {
     let bytes = match &file.bytes {
         Contents::Bytes(bytes) => bytes,
@@ -168,7 +167,7 @@ fn check_file(
     let mut declared = 0;
     let mut deployments = Vec::new();
     if let Some(root) = loaded.root.as_ref() {
-        deployments = check_root(&mut report, file, root, names, &mut declared, exists);
+        deployments = check_root(&mut report, file, root, names, &mut declared, view);
     }
     let valid = !report.has_errors();
     let diagnostics = report.finish();
@@ -233,7 +232,7 @@ fn check_root(
     root: &Node,
     names: &mut HashMap<String, (String, usize)>,
     declared: &mut usize,
-    exists: &Exists<'_>,
+    view: &dyn locate::View,
 ) -> Vec<Deployment> {
     match &root.value {
         Value::Map(_) => {}
@@ -278,12 +277,12 @@ fn check_root(
     let top_pulled = root
         .get("pull")
         .filter(|p| !p.is_null())
-        .map(|steps| pull::check(report, steps, "/pull", &project_root, exists));
+        .map(|steps| pull::check(report, steps, "/pull", &project_root, view));
     let ctx = deployment::Context {
         project_root: &project_root,
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
-        exists,
+        view,
     };
     let mut out = Vec::new();
     let Some(list) = root.get("deployments") else {
