@@ -124,7 +124,9 @@ fn a_docker_template_validates_and_resolves_the_clone_directory() {
             f("warning", "ignored-key", 3),
             f("warning", "ignored-key", 10),
             f("warning", "pull-step", 16),
-            f("warning", "ignored-key", 31)
+            f("warning", "ignored-key", 31),
+            // `interval: PT15M` without `anchor_date`: anchored at its introducing commit.
+            f("warning", "prefect-difference", 36)
         ]
     );
 }

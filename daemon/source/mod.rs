@@ -51,6 +51,11 @@ pub use checkout::Checkouts;
 pub use fetch::FETCH_TIMEOUT;
 pub use watch::watch;
 
+/// How many commits [`Repo::introduced`] walks back at most.
+pub const HISTORY_COMMITS: usize = 2_000;
+/// How many versions of the file [`Repo::introduced`] reads at most.
+pub const HISTORY_READS: usize = 100;
+
 /// What a tree path is, for [`Repo::lookup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TreeEntry {
@@ -424,6 +429,53 @@ impl Repo {
             tree = self.tree(id)?;
         }
         Ok(None)
+    }
+
+    /// Where what `present` looks for in the file at `path` came in: walking `head`'s
+    /// first-parent history (newest first) while the file is there and `present` holds
+    /// for its bytes, the oldest commit of that unbroken run, with its commit time. The
+    /// file is read only where its blob changed. Bounded: at most [`HISTORY_COMMITS`]
+    /// commits and [`HISTORY_READS`] reads, after which the oldest commit examined is the
+    /// answer. `None` when `present` does not hold at `head` itself.
+    pub fn introduced(
+        &self,
+        head: &str,
+        path: &str,
+        present: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<(String, DateTime<Utc>)>, SourceError> {
+        let mut commit = self.find_commit(head)?;
+        let mut found = None;
+        let mut last: Option<(Oid, bool)> = None;
+        let mut reads = 0;
+        for _ in 0..HISTORY_COMMITS {
+            let sha = commit.id().to_string();
+            let holds = match self.file_entry(&sha, path)? {
+                None => false,
+                Some(id) => match last {
+                    Some((seen, holds)) if seen == id => holds,
+                    _ if reads >= HISTORY_READS => break,
+                    _ => {
+                        reads += 1;
+                        let holds = match self.contents(id)? {
+                            Contents::Bytes(bytes) => present(&bytes),
+                            Contents::TooLarge { .. } => false,
+                        };
+                        last = Some((id, holds));
+                        holds
+                    }
+                },
+            };
+            if !holds {
+                break;
+            }
+            let time = DateTime::from_timestamp(commit.time().seconds(), 0).unwrap_or_default();
+            found = Some((sha, time));
+            let Some(parent) = commit.parent_ids().next() else {
+                break;
+            };
+            commit = self.find_commit(&parent.to_string())?;
+        }
+        Ok(found)
     }
 
     /// `commit`'s tree as a [`View`] for `validate::locate`: a read that fails "cannot

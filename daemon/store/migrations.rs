@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN retry_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_retry_pending ON runs (retry_pending) WHERE retry_pending = 1;
     ",
+    // 4: the anchor of an interval without `anchor_date` (the time of the commit that
+    //    introduced it), kept with its cursor so that it never moves once planned.
+    "ALTER TABLE cursors ADD COLUMN anchor TEXT;",
 ];
 
 /// The schema version this binary writes.

@@ -393,6 +393,17 @@ fn planned_schedule(
         let text = interval.as_text();
         let built = schedule::parse_interval(&text)
             .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
+            .inspect(|every| {
+                if anchor.is_none() && !broken && schedule::anchor_shifts_fires(*every) {
+                    report.warning(
+                        &pointer(at, "interval"),
+                        false,
+                        Code::PrefectDifference,
+                        "without `anchor_date`, sundial anchors this interval at the time of the commit that introduces it (Prefect anchors it when `prefect deploy` runs), so the time of day it fires depends on that commit",
+                        Some("write `anchor_date` (e.g. `2026-01-01T09:00:00`) to pin when it fires".into()),
+                    );
+                }
+            })
             .and_then(|every| {
                 Schedule::interval(every, anchor, tz)
                     .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
@@ -439,6 +450,8 @@ fn planned_schedule(
         id,
         fingerprint,
         description: format!("{kind} {expression} ({tz})"),
+        anchored_at_commit: kind == "interval" && raw.anchor_date.is_none(),
+        introduced_at: None,
         schedule,
         active: raw.active.unwrap_or(true),
         parameters: raw.parameters.clone().unwrap_or_default(),

@@ -88,6 +88,12 @@ pub struct PlannedSchedule {
     /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
     pub description: String,
     pub schedule: Schedule,
+    /// An interval without `anchor_date`: the daemon anchors it at the time of the commit
+    /// that introduced it (found in git by the syncer, then kept with its cursor).
+    pub anchored_at_commit: bool,
+    /// That time, once the syncer found it in the branch's history; `schedule` is then
+    /// anchored there.
+    pub introduced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub active: bool,
     /// This schedule's parameter overrides.
     pub parameters: Map<String, Json>,
