@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use chrono::Timelike;
+
 use crate::support::daemon::{wait_for_wall_time, wait_until, Daemon, GitRepo};
+use crate::support::git_ok;
 
 /// A Python program that appends its environment and working directory to a JSON-lines
 /// file named by `OUT` (set through `job_variables.env`).
@@ -338,4 +341,63 @@ fn a_missing_repository_is_an_error_in_status_not_a_crash() {
         "ready after the repository appears",
         || (get("/readyz")?.0 == 200).then_some(()),
     );
+}
+
+/// An interval without `anchor_date` fired at midnight UTC plus multiples of it (anchored at
+/// 2020-01-01), where Prefect anchors it at deploy time: now it is anchored at the time of
+/// the commit that introduced it, found in the history, and kept with its cursor.
+#[test]
+fn an_interval_without_anchor_date_is_anchored_at_its_introducing_commit_for_good() {
+    let repo = GitRepo::new();
+    let now = chrono::Utc::now().with_nanosecond(0).unwrap();
+    // Introduced 90 minutes and 17 seconds ago: the next fire is about 29 minutes away,
+    // and at 17 seconds past a minute, which no midnight anchor gives.
+    let introduced = now - chrono::Duration::seconds(90 * 60 + 17);
+    let day_before = introduced - chrono::Duration::days(1);
+    let text = |description: &str| {
+        format!("deployments:\n  - name: hourly\n    description: {description}\n    work_pool:\n      job_variables:\n        command: \"true\"\n    schedules:\n      - interval: 3600\n        slug: hourly\n")
+    };
+    let without = "deployments:\n  - name: hourly\n    work_pool:\n      job_variables:\n        command: \"true\"\n";
+    repo.commit_at(
+        &[("prefect.yaml", Some(without))],
+        "no schedule yet",
+        Some(day_before),
+    );
+    repo.commit_at(
+        &[("prefect.yaml", Some(&text("first")))],
+        "the schedule",
+        Some(introduced),
+    );
+    // Later commits, to the file and to others, do not move it.
+    let later = introduced + chrono::Duration::seconds(600);
+    repo.commit_at(&[("README", Some("hi\n"))], "other", Some(later));
+    repo.commit_at(
+        &[("prefect.yaml", Some(&text("edited")))],
+        "edit",
+        Some(later),
+    );
+    let mut daemon = Daemon::start(repo.path());
+    let expected = introduced + chrono::Duration::seconds(2 * 3600);
+    assert_eq!(daemon_next(&daemon), expected);
+    assert!(daemon.log().contains("anchored at"), "{}", daemon.log());
+
+    // History rewritten to one commit of another time: the anchor planned first stays,
+    // across a restart too.
+    git_ok(repo.path(), &["checkout", "-q", "--orphan", "rewritten"]);
+    let rewritten = repo.commit_at(&[], "squashed", Some(now - chrono::Duration::seconds(5)));
+    git_ok(repo.path(), &["branch", "-q", "-D", "main"]);
+    git_ok(repo.path(), &["branch", "-q", "-m", "main"]);
+    daemon.wait_applied(&rewritten);
+    assert_eq!(daemon.terminate(), Some(0));
+    daemon.restart();
+    assert_eq!(daemon_next(&daemon), expected);
+}
+
+/// The next fire of the daemon's only schedule.
+fn daemon_next(daemon: &Daemon) -> chrono::DateTime<chrono::Utc> {
+    let json = daemon.json("/api/deployments");
+    let next = json[0]["schedules"][0]["next"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no next fire: {json}"));
+    next.parse().unwrap()
 }

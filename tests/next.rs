@@ -152,8 +152,30 @@ fn manifest_schedules_are_previewed_per_deployment() {
             {"deployment": "etl", "schedule": "nightly", "active": true,
              "fires": ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]},
             {"deployment": "other", "schedule": "interval-9c005a421c0e", "active": false,
-             "fires": ["2026-03-07T13:00:00+00:00", "2026-03-07T14:00:00+00:00"]}
+             "fires": ["2026-03-07T13:00:00+00:00", "2026-03-07T14:00:00+00:00"],
+             "anchor": "default: the daemon anchors it at the time of the commit that introduces it"}
         ])
+    );
+    // `next` reads no history: an interval without `anchor_date` says so.
+    let text = project
+        .run(&[
+            "next",
+            "--manifest",
+            "prefect.yaml",
+            "--deployment",
+            "other",
+            "--after",
+            "2026-03-07T12:00:00Z",
+            "--count",
+            "1",
+        ])
+        .code(0)
+        .stdout;
+    assert_eq!(
+        text,
+        "other · interval PT1H (UTC) · id interval-9c005a421c0e  [paused: slots are recorded Skipped]\n\
+         (no anchor_date: the daemon anchors this interval at the time of the commit that introduces it, so these times are from 2020-01-01T00:00:00 in its zone; write anchor_date to pin them)\n\
+         2026-03-07 13:00:00 UTC (+00:00)  2026-03-07T13:00:00Z\n\n"
     );
     let text = project
         .run(&[

@@ -13,7 +13,9 @@ use crate::support::Project;
 fn findings(text: &str) -> Vec<(String, String, u64)> {
     let project = Project::new()
         .file("prefect.yaml", text)
-        .file("requirements.txt", "requests\n");
+        .file("requirements.txt", "requests\n")
+        .file("flows/nightly.py", "@flow\ndef nightly():\n    pass\n")
+        .file("flows/orders.py", "async def sync_orders():\n    pass\n");
     let run = project.run(&["validate", "--format", "json", "prefect.yaml"]);
     let json = run.json();
     let mut out = Vec::new();
@@ -122,7 +124,9 @@ fn a_docker_template_validates_and_resolves_the_clone_directory() {
             f("warning", "ignored-key", 3),
             f("warning", "ignored-key", 10),
             f("warning", "pull-step", 16),
-            f("warning", "ignored-key", 31)
+            f("warning", "ignored-key", 31),
+            // `interval: PT15M` without `anchor_date`: anchored at its introducing commit.
+            f("warning", "prefect-difference", 36)
         ]
     );
 }
@@ -309,6 +313,63 @@ fn module_and_file_entrypoints_run_with_their_parameters_and_env_placeholders_re
     );
 }
 
+/// `prefect deploy` at the repository root writes `flows/prefect.yaml` with paths from the
+/// root: sundial used to look for `flows/flows/job.py`, and every run failed.
+#[test]
+fn a_subfolder_manifest_with_root_relative_entrypoints_runs_them() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let writer = |name: &str| {
+        format!(
+            "import os\n\n\ndef run(word):\n    open(os.path.join({:?}, {name:?}), 'w').write(word + ' in ' + os.path.basename(os.getcwd()))\n",
+            out.display().to_string()
+        )
+    };
+    let anchor = soon(2);
+    let text = format!(
+        "# written by `prefect deploy` at the repository root\nname: jobs\nprefect-version: 3.1.0\nbuild: null\npush: null\npull: null\ndeployments:\n- name: root-file\n  description: null\n  entrypoint: flows/job.py:run\n  parameters: {{word: file}}\n  work_pool:\n    name: local\n    job_variables:\n      working_dir: flows\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: root-module\n  entrypoint: lib.tasks:run\n  parameters: {{word: module}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n"
+    );
+    repo.commit(
+        &[
+            ("flows/job.py", Some(&writer("file.txt"))),
+            ("lib/__init__.py", Some("")),
+            ("lib/tasks.py", Some(&writer("module.txt"))),
+            ("flows/prefect.yaml", Some(&text)),
+        ],
+        "root-relative entrypoints",
+    );
+    let daemon = Daemon::start(repo.path());
+    for name in ["root-file", "root-module"] {
+        let run = daemon.ended_run(name, Duration::from_secs(40));
+        assert_eq!(
+            run.state,
+            RunState::Completed,
+            "{name}: {}",
+            daemon.run_log(run.id)
+        );
+    }
+    // Both from the repository root: `working_dir: flows` is `flows`, not `flows/flows`.
+    assert_eq!(
+        std::fs::read_to_string(out.join("file.txt")).unwrap(),
+        "file in flows"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("module.txt")).unwrap(),
+        "module in flows"
+    );
+    let log = daemon.run_log(daemon.ended_run("root-file", Duration::from_secs(1)).id);
+    assert!(
+        log.contains("# sundial: working directory `flows` was found from the repository root, not from the manifest's folder `flows`\n# sundial: entrypoint file `flows/job.py` was found from the repository root, not from the manifest's folder `flows`\n"),
+        "{log}"
+    );
+    let log = daemon.run_log(daemon.ended_run("root-module", Duration::from_secs(1)).id);
+    assert!(
+        log.contains("# sundial: entrypoint module `lib/tasks.py` was found from the repository root, not from the manifest's folder `flows`\n"),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_naive_anchor_in_a_zone_warns_that_prefect_reads_it_as_utc() {
     let text = "deployments:\n- name: a\n  entrypoint: a.py:f\n  schedules:\n  - interval: 86400\n    anchor_date: \"2026-01-01T09:00:00\"\n    timezone: America/Chicago\n";
@@ -323,7 +384,7 @@ fn a_requirements_file_missing_from_the_repository_is_an_error() {
     let run = project
         .run(&["validate", "--format", "json", "prefect.yaml"])
         .code(1);
-    assert_eq!(run.json()["errors"][0]["message"], "requirements file `requirements.txt` is not in the repository; commit it, or fix `requirements_file` (relative to the step's directory)");
+    assert_eq!(run.json()["errors"][0]["message"], "requirements file `requirements.txt` is not in the repository: looked for `requirements.txt`; commit it, or fix `requirements_file` (relative to the step's directory, or to the repository root)");
     let project = project.file("requirements.txt", "requests\n");
     project.run(&["validate", "prefect.yaml"]).code(0);
 }

@@ -80,6 +80,13 @@ pub fn run(args: NextArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .context("writing the fire times")
 }
 
+/// Said under an interval without `anchor_date`: `next` reads no git history, so it shows
+/// the interval from the default anchor, which the daemon replaces.
+const UNANCHORED: &str = "(no anchor_date: the daemon anchors this interval at the time of the commit that introduces it, so these times are from 2020-01-01T00:00:00 in its zone; write anchor_date to pin them)";
+/// The same, in `--format json`.
+const UNANCHORED_JSON: &str =
+    "default: the daemon anchors it at the time of the commit that introduces it";
+
 /// Previews every schedule of a manifest's deployments (or of one of them).
 fn manifest(
     path: &std::path::Path,
@@ -135,12 +142,16 @@ fn manifest(
                                 .to_rfc3339_opts(SecondsFormat::AutoSi, false)
                         })
                         .collect();
-                    entries.push(serde_json::json!({
+                    let mut entry = serde_json::json!({
                         "deployment": d.name,
                         "schedule": s.id,
                         "active": s.active && !d.paused,
                         "fires": fires,
-                    }));
+                    });
+                    if s.anchored_at_commit {
+                        entry["anchor"] = UNANCHORED_JSON.into();
+                    }
+                    entries.push(entry);
                 }
             }
             serde_json::to_writer_pretty(&mut *out, &entries)?;
@@ -160,6 +171,9 @@ fn manifest(
                         ""
                     };
                     writeln!(out, "{} · {} · id {}{state}", d.name, s.description, s.id)?;
+                    if s.anchored_at_commit {
+                        writeln!(out, "{UNANCHORED}")?;
+                    }
                     print_fires(&s.schedule, after, args.count as usize, Format::Text, out)?;
                     writeln!(out)?;
                 }

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 
 use crate::manifest::discover;
+use crate::runner::launch::OnDisk;
 use crate::validate::{self, render, Contents, SourceFile};
 
 #[derive(Debug, clap::Args)]
@@ -69,14 +70,17 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             bytes,
         });
     }
-    // Files the manifests name (requirements files) are looked up in the work tree of the
-    // repository that holds them.
+    // Files the manifests name (entrypoints, requirements files, directories) are found in
+    // the work tree of the repository that holds them, by the rule the daemon uses on a
+    // commit; with files of several roots, nothing is looked up.
     let roots: std::collections::BTreeSet<PathBuf> = paths_roots(&files);
     let root = (roots.len() == 1)
         .then(|| roots.into_iter().next())
         .flatten();
-    let exists = |rel: &str| root.as_ref().map(|r| r.join(rel).exists());
-    let validation = validate::validate_in(&files, &exists);
+    let validation = match &root {
+        Some(root) => validate::validate_in(&files, &OnDisk(root)),
+        None => validate::validate(&files),
+    };
     let text = match args.format {
         Format::Human => {
             let sources: HashMap<String, String> = files

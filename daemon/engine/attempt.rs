@@ -159,8 +159,9 @@ async fn prepare_and_run(
     };
     let d = &attempt.deployment;
     // `{{ $NAME }}` placeholders are read from the daemon's environment now, at run start.
-    let argv = launch::argv(d, &checkout)
-        .map_err(|e| Failure::Crashed(error_chain(&e)))?
+    let plan = launch::plan(d, &checkout).map_err(|e| Failure::Crashed(error_chain(&e)))?;
+    let argv = plan
+        .argv
         .iter()
         .map(|word| render(word))
         .collect::<Result<Vec<_>, _>>()?;
@@ -168,6 +169,21 @@ async fn prepare_and_run(
     let mut env: Vec<(String, String)> = Vec::new();
     for (key, value) in &d.env {
         env.push((key.clone(), render(value)?));
+    }
+    if let Some(dir) = &plan.python_path {
+        // A module found only from the repository root: put the root first on its path.
+        let inherited = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PYTHONPATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("PYTHONPATH").ok())
+            .filter(|v| !v.is_empty());
+        let mut value = dir.display().to_string();
+        if let Some(rest) = inherited {
+            value = format!("{value}:{rest}");
+        }
+        env.push(("PYTHONPATH".into(), value));
     }
     env.push(("SUNDIAL_RUN_ID".into(), attempt.run_id.to_string()));
     env.push(("SUNDIAL_DEPLOYMENT".into(), d.name.clone()));
@@ -213,6 +229,9 @@ async fn prepare_and_run(
         shell_words::join(&shown)
     );
     let _ = process::append_log_line(&log, &header);
+    for note in &plan.notes {
+        let _ = process::append_log_line(&log, &format!("# sundial: {note}"));
+    }
     let mut spec = ProcessSpec {
         argv,
         cwd,

@@ -83,13 +83,15 @@ impl Engine {
         let Some(planned) = deployment.schedules.iter().find(|s| s.id == key.1) else {
             return Ok(());
         };
-        let (deployment, commit, planned) =
+        let (deployment, commit, mut planned) =
             (deployment.clone(), commit.to_string(), planned.clone());
         let name = shown(&key.0);
         let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        let mut kept_anchor = None;
         let cursor = match self.store.cursor(&key.0, &key.1)? {
             // A cursor from before fingerprints were kept adopts the current timing.
             Some(c) if c.fingerprint == planned.fingerprint || c.fingerprint.is_empty() => {
+                kept_anchor = c.anchor;
                 c.last_slot
             }
             found => {
@@ -104,6 +106,29 @@ impl Engine {
                 horizon
             }
         };
+        if planned.anchored_at_commit {
+            // Planned once from the commit that introduced it, then kept with the cursor,
+            // so a restart or a longer history never moves it.
+            let anchor = match kept_anchor {
+                Some(anchor) => anchor,
+                None => {
+                    let anchor = planned.introduced_at.unwrap_or(now);
+                    self.store.set_anchor(&key.0, &key.1, anchor)?;
+                    tracing::info!(
+                        "{name}: interval schedule {} anchored at {}{}",
+                        key.1,
+                        time(Some(anchor)),
+                        if planned.introduced_at.is_some() {
+                            ", the time of the commit that introduced it"
+                        } else {
+                            " (its introducing commit was not found)"
+                        }
+                    );
+                    anchor
+                }
+            };
+            planned.schedule = planned.schedule.anchored_at(anchor);
+        }
         self.fingerprints
             .insert(key.clone(), planned.fingerprint.clone());
         let (due, dropped) = due_slots(&planned.schedule, cursor, horizon);

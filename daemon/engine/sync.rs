@@ -258,8 +258,10 @@ fn read_commit(
     first: bool,
 ) -> Result<Synced, SourceError> {
     let snapshot = repo.snapshot(&head, &|path| discovery.is_manifest(path))?;
-    let exists = |path: &str| repo.has_file(&head, path).ok();
-    let validation = validate::validate_in(&snapshot.files, &exists);
+    let mut validation = validate::validate_in(&snapshot.files, &repo.view(&head));
+    for outcome in &mut validation.files {
+        anchor_intervals(repo, &head, outcome);
+    }
     let seeds = if first {
         seeds(repo, state_db, &head, &validation.files)
     } else {
@@ -298,10 +300,59 @@ fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> 
             repo_path: path.clone(),
             bytes,
         };
-        let mut validation = validate::validate(std::slice::from_ref(&file));
-        if let Some(outcome) = validation.files.pop().filter(FileOutcome::is_valid) {
+        let mut validation =
+            validate::validate_in(std::slice::from_ref(&file), &repo.view(&commit));
+        if let Some(mut outcome) = validation.files.pop().filter(FileOutcome::is_valid) {
+            anchor_intervals(repo, &commit, &mut outcome);
             seeds.push(Seed { commit, outcome });
         }
     }
     seeds
+}
+
+/// Anchors each interval of `outcome` that has no `anchor_date` at the time of the commit
+/// that introduced it: the oldest commit of the unbroken first-parent run, back from
+/// `commit`, in which the file declares that deployment with that schedule (same identity
+/// and timing). The same history gives the same answer to every daemon and after a
+/// restart; the engine keeps the first anchor it plans with in the cursor. A history that
+/// cannot be read leaves the schedule to the engine's fallback (the time it is planned).
+fn anchor_intervals(repo: &Repo, commit: &str, outcome: &mut FileOutcome) {
+    let Some(deployments) = outcome.deployments.as_mut() else {
+        return;
+    };
+    let path = outcome.repo_path.clone();
+    for deployment in deployments.iter_mut() {
+        for planned in deployment.schedules.iter_mut() {
+            if !planned.anchored_at_commit {
+                continue;
+            }
+            let (name, id, fingerprint) = (&deployment.name, &planned.id, &planned.fingerprint);
+            let mut present = |bytes: &[u8]| {
+                let file = SourceFile {
+                    display: path.clone(),
+                    repo_path: path.clone(),
+                    bytes: bytes.to_vec().into(),
+                };
+                validate::validate(std::slice::from_ref(&file))
+                    .files
+                    .iter()
+                    .filter_map(|f| f.deployments.as_ref())
+                    .flatten()
+                    .filter(|d| &d.name == name)
+                    .flat_map(|d| &d.schedules)
+                    .any(|s| &s.id == id && &s.fingerprint == fingerprint)
+            };
+            match repo.introduced(commit, &path, &mut present) {
+                Ok(Some((_, at))) => {
+                    planned.introduced_at = Some(at);
+                    planned.schedule = planned.schedule.anchored_at(at);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    "{path}: cannot read the history of the file to anchor schedule {id}: {}",
+                    super::error_chain(&e)
+                ),
+            }
+        }
+    }
 }

@@ -14,14 +14,19 @@
 //! `python` is `job_variables.python`, else `python3`. [`BOOTSTRAP`] reads
 //! `SUNDIAL_PARAMETERS` and calls `func(**parameters)`; see `bootstrap.py`.
 //!
-//! Pure apart from one existence check (the no-colon form asks whether the path is a file
-//! in the checkout). Nothing here reaches outside the checkout: a path that climbs out of
-//! it is a [`LaunchError`].
+//! A path is found by the one rule `validate` uses too (`validate::locate`): from the
+//! project root first, then from the repository root, looking in the checkout ([`OnDisk`]).
+//! A file found only from the repository root runs from there (what [`Plan::notes`] says in
+//! the run's log); a module found only there gets the checkout root on `PYTHONPATH`.
+//!
+//! Reads only the checkout (what is there). Nothing here reaches outside the checkout: a
+//! path that climbs out of it is a [`LaunchError`].
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::validate::desired::{Deployment, Launch};
-use crate::validate::paths::resolve_inside;
+use crate::validate::locate::{self, Entry, Found, Kind, View};
 
 /// The largest the parameters may be, as compact JSON (what the run receives): they reach
 /// the run in the `SUNDIAL_PARAMETERS` environment variable, and Linux refuses to start a
@@ -52,15 +57,57 @@ pub enum LaunchError {
     NotUtf8 { entrypoint: String, path: PathBuf },
 }
 
+/// What to run for a deployment, and what the run's log should say about where it was
+/// found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub argv: Vec<String>,
+    /// One sentence per path found from the repository root rather than from the
+    /// manifest's folder (the entrypoint, the working directory).
+    pub notes: Vec<String>,
+    /// A directory to put first on `PYTHONPATH`: the checkout root, for a module found
+    /// only from there.
+    pub python_path: Option<PathBuf>,
+}
+
+/// The program to run for a deployment in a checkout; see [`plan`].
+pub fn argv(deployment: &Deployment, checkout: &Path) -> Result<Vec<String>, LaunchError> {
+    plan(deployment, checkout).map(|p| p.argv)
+}
+
 /// The program to run for a deployment in a checkout. `checkout` is `<state>/checkouts/<sha>`;
 /// `deployment.project_root` and `deployment.working_dir` are `/`-separated paths relative
 /// to the checkout root.
 ///
 /// Errors when an entrypoint matches none of the accepted forms or leaves the checkout.
-pub fn argv(deployment: &Deployment, checkout: &Path) -> Result<Vec<String>, LaunchError> {
+pub fn plan(deployment: &Deployment, checkout: &Path) -> Result<Plan, LaunchError> {
+    let mut notes = Vec::new();
+    if deployment.working_dir_from_root {
+        notes.push(format!(
+            "working directory `{}` was found from the repository root, not from the manifest's folder `{}`",
+            deployment.working_dir, deployment.project_root
+        ));
+    }
+    let view = OnDisk(checkout);
     let entry = match &deployment.launch {
-        Launch::Command(argv) => return Ok(argv.clone()),
+        Launch::Command(argv) => {
+            return Ok(Plan {
+                argv: argv.clone(),
+                notes,
+                python_path: None,
+            })
+        }
         Launch::Entrypoint(entry) => entry.trim(),
+    };
+    let mut python_path = None;
+    let mut note = |found: &Found, what: &str| {
+        if found.from_repository_root() {
+            notes.push(format!(
+                "entrypoint {what} `{}` was found from the repository root, not from the manifest's folder `{}`",
+                found.path(),
+                deployment.project_root
+            ));
+        }
     };
     let python = || {
         deployment
@@ -81,30 +128,63 @@ pub fn argv(deployment: &Deployment, checkout: &Path) -> Result<Vec<String>, Lau
     let unrecognised = || LaunchError::Unrecognised {
         entrypoint: entry.to_string(),
     };
+    let outside = || LaunchError::OutsideCheckout {
+        entrypoint: entry.to_string(),
+        project_root: deployment.project_root.clone(),
+    };
 
     if let Some((path, func)) = entry.rsplit_once(':') {
         if path.is_empty() || !is_identifier(func) {
             return Err(unrecognised());
         }
         if path.contains('/') || path.ends_with(".py") {
-            let file = in_checkout(deployment, checkout, entry, path)?;
-            return Ok(bootstrap("file", file, func));
+            let found = locate::locate(&view, &deployment.project_root, path, Kind::File)
+                .map_err(|_| outside())?;
+            if found.path().is_empty() {
+                return Err(outside());
+            }
+            note(&found, "file");
+            let file = utf8(entry, checkout.join(found.path()))?;
+            let argv = bootstrap("file", file, func);
+            return Ok(Plan {
+                argv,
+                notes,
+                python_path,
+            });
         }
         if !is_dotted_name(path) {
             return Err(unrecognised());
         }
-        return Ok(bootstrap("module", path.to_string(), func));
+        python_path = module_root(&view, deployment, path, checkout, &mut note);
+        let argv = bootstrap("module", path.to_string(), func);
+        return Ok(Plan {
+            argv,
+            notes,
+            python_path,
+        });
     }
 
     // No colon: an executable when the file is in the commit, else `module.function`.
-    if let Some(rel) = resolve_inside(&deployment.project_root, entry) {
-        if !rel.is_empty() && checkout.join(&rel).is_file() {
-            return Ok(vec![utf8(entry, checkout.join(rel))?]);
-        }
+    if let Ok(found @ Found::At { .. }) =
+        locate::locate(&view, &deployment.project_root, entry, Kind::File)
+    {
+        note(&found, "executable");
+        let argv = vec![utf8(entry, checkout.join(found.path()))?];
+        return Ok(Plan {
+            argv,
+            notes,
+            python_path,
+        });
     }
     match entry.rsplit_once('.') {
         Some((module, func)) if is_dotted_name(module) && is_identifier(func) => {
-            Ok(bootstrap("module", module.to_string(), func))
+            python_path = module_root(&view, deployment, module, checkout, &mut note);
+            let argv = bootstrap("module", module.to_string(), func);
+            Ok(Plan {
+                argv,
+                notes,
+                python_path,
+            })
         }
         _ if entry.starts_with('/') || entry.split('/').any(|p| p == "..") => {
             Err(LaunchError::OutsideCheckout {
@@ -126,19 +206,50 @@ pub fn working_dir(deployment: &Deployment, checkout: &Path) -> PathBuf {
         .fold(checkout.to_path_buf(), |dir, part| dir.join(part))
 }
 
-/// `path` (relative to the project root) as an absolute path string inside the checkout.
-fn in_checkout(
+/// The checkout root when `module` is found only from the repository root (the bootstrap
+/// puts the working directory on `sys.path`, which would miss it); `None` otherwise.
+fn module_root(
+    view: &OnDisk<'_>,
     deployment: &Deployment,
+    module: &str,
     checkout: &Path,
-    entry: &str,
-    path: &str,
-) -> Result<String, LaunchError> {
-    match resolve_inside(&deployment.project_root, path) {
-        Some(rel) if !rel.is_empty() => utf8(entry, checkout.join(rel)),
-        _ => Err(LaunchError::OutsideCheckout {
-            entrypoint: entry.to_string(),
-            project_root: deployment.project_root.clone(),
-        }),
+    note: &mut impl FnMut(&Found, &str),
+) -> Option<PathBuf> {
+    let found = locate::locate_module(view, &deployment.working_dir, module).ok()?;
+    note(&found, "module");
+    found.from_repository_root().then(|| checkout.to_path_buf())
+}
+
+/// A directory on disk (a checkout, or a work tree for `sundial validate`) as a
+/// [`View`]: paths are joined under it; a read takes at most [`locate::MAX_SCANNED`] + 1
+/// bytes, so a larger file is "too large" to the function check.
+pub struct OnDisk<'a>(pub &'a Path);
+
+impl View for OnDisk<'_> {
+    fn entry(&self, path: &str) -> Option<Entry> {
+        match std::fs::metadata(self.0.join(path)) {
+            Ok(meta) if meta.is_file() => Some(Entry::File),
+            Ok(meta) if meta.is_dir() => Some(Entry::Dir),
+            Ok(_) => Some(Entry::Missing),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Some(Entry::Missing)
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let file = std::fs::File::open(self.0.join(path)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(locate::MAX_SCANNED as u64 + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        Some(bytes)
     }
 }
 
@@ -181,6 +292,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         parameter_schema: None,
         pull: Vec::new(),
         working_dir: String::new(),
+        working_dir_from_root: false,
         env: Vec::new(),
         stream_output: false,
         python: None,

@@ -7,7 +7,9 @@
 //!
 //! The anchor with an offset is that instant; a naive one is a wall time in the schedule's
 //! zone (a gap moves it to the gap end, a repeat takes the first occurrence); absent, it is
-//! 2020-01-01T00:00:00 in the zone. A whole number of days steps calendar days from the
+//! 2020-01-01T00:00:00 in the zone here, and the daemon re-anchors the schedule at the time
+//! of the commit that introduced it ([`super::Schedule::anchored_at`]; this module reads no
+//! git and no clock). A whole number of days steps calendar days from the
 //! anchor's wall time under the fixed-time DST policy (09:00 stays 09:00); anything else steps
 //! exact elapsed time: fires are `anchor + k * every` for every integer k, found by arithmetic.
 
@@ -90,6 +92,12 @@ pub fn parse_anchor(text: &str, tz: Tz) -> Result<Anchor, ScheduleError> {
                  time in the schedule's timezone such as 2026-01-01T09:00:00 or 2026-01-01"
             .to_string(),
     })
+}
+
+/// Whether two anchors a whole number of seconds apart (commit times are whole seconds)
+/// can give different fires: false only for an interval that divides one second.
+pub fn anchor_shifts_fires(every: Duration) -> bool {
+    every.is_zero() || !1_000_000_000u128.is_multiple_of(every.as_nanos())
 }
 
 /// Parses an interval: seconds, an ISO 8601 duration or `HH:MM:SS`. Must be ≥ 1 ms.
@@ -237,6 +245,14 @@ impl Interval {
             anchor: anchor.unwrap_or_else(|| Anchor::default_for(tz)),
             step,
         })
+    }
+
+    /// The same interval from another anchor instant (its wall time read in the zone).
+    pub(crate) fn anchored_at(&self, instant: DateTime<Utc>) -> Interval {
+        Interval {
+            anchor: Anchor::from_instant(instant, self.tz),
+            ..self.clone()
+        }
     }
 
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<Fire> {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 
 pub use self::cron::{Cron, CronError, CronField};
-pub use self::interval::{parse_anchor, parse_interval, Anchor};
+pub use self::interval::{anchor_shifts_fires, parse_anchor, parse_interval, Anchor};
 pub use self::timezone::parse_timezone;
 pub use chrono_tz::Tz;
 
@@ -172,6 +172,19 @@ impl Schedule {
 
     pub fn timezone(&self) -> Tz {
         self.tz
+    }
+
+    /// This schedule with its interval anchored at `instant` instead (an interval whose
+    /// manifest gives no `anchor_date` is anchored at the commit that introduced it).
+    /// Cron and rrule schedules are returned unchanged.
+    pub fn anchored_at(&self, instant: DateTime<Utc>) -> Schedule {
+        match &self.kind {
+            Kind::Interval(interval) => Schedule {
+                tz: self.tz,
+                kind: Kind::Interval(interval.anchored_at(instant)),
+            },
+            _ => self.clone(),
+        }
     }
 
     /// The next fire strictly after `after`, or `None` if the schedule has ended or never

@@ -44,11 +44,47 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
 use object::Damage;
 
+use crate::validate::locate::{Entry, View};
 use crate::validate::{Contents, SourceFile};
 
 pub use checkout::Checkouts;
 pub use fetch::FETCH_TIMEOUT;
 pub use watch::watch;
+
+/// How many commits [`Repo::introduced`] walks back at most.
+pub const HISTORY_COMMITS: usize = 2_000;
+/// How many versions of the file [`Repo::introduced`] reads at most.
+pub const HISTORY_READS: usize = 100;
+
+/// What a tree path is, for [`Repo::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TreeEntry {
+    File,
+    Dir,
+}
+
+/// A commit's tree seen through `validate::locate`'s [`View`].
+pub struct CommitView<'a> {
+    repo: &'a Repo,
+    commit: &'a str,
+}
+
+impl View for CommitView<'_> {
+    fn entry(&self, path: &str) -> Option<Entry> {
+        match self.repo.lookup(self.commit, path).ok()? {
+            Some((_, TreeEntry::File)) => Some(Entry::File),
+            Some((_, TreeEntry::Dir)) => Some(Entry::Dir),
+            None => Some(Entry::Missing),
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        match self.repo.file_at(self.commit, path).ok()?? {
+            Contents::Bytes(bytes) => Some(bytes),
+            Contents::TooLarge { .. } => None,
+        }
+    }
+}
 
 /// Git's file mode of a symbolic link tree entry.
 const MODE_LINK: i32 = 0o120000;
@@ -358,9 +394,21 @@ impl Repo {
     /// The blob id of the file at `path` in `commit`, walking the trees one checked
     /// object at a time.
     fn file_entry(&self, commit: &str, path: &str) -> Result<Option<Oid>, SourceError> {
+        Ok(match self.lookup(commit, path)? {
+            Some((id, TreeEntry::File)) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// What `path` is in `commit`: a file (a blob that is not a symlink), a directory, or
+    /// nothing (also for a symlink or submodule), with its object id.
+    fn lookup(&self, commit: &str, path: &str) -> Result<Option<(Oid, TreeEntry)>, SourceError> {
         let commit = self.find_commit(commit)?;
         let mut tree = self.tree(commit.tree_id())?;
         let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
+        if parts.peek().is_none() {
+            return Ok(Some((tree.id(), TreeEntry::Dir)));
+        }
         while let Some(name) = parts.next() {
             let Some((id, kind, mode)) = tree
                 .get_name(name)
@@ -369,8 +417,11 @@ impl Repo {
                 return Ok(None);
             };
             if parts.peek().is_none() {
-                let file = kind == Some(ObjectType::Blob) && mode != MODE_LINK;
-                return Ok(file.then_some(id));
+                return Ok(match kind {
+                    Some(ObjectType::Blob) if mode != MODE_LINK => Some((id, TreeEntry::File)),
+                    Some(ObjectType::Tree) => Some((id, TreeEntry::Dir)),
+                    _ => None,
+                });
             }
             if kind != Some(ObjectType::Tree) {
                 return Ok(None);
@@ -378,6 +429,59 @@ impl Repo {
             tree = self.tree(id)?;
         }
         Ok(None)
+    }
+
+    /// Where what `present` looks for in the file at `path` came in: walking `head`'s
+    /// first-parent history (newest first) while the file is there and `present` holds
+    /// for its bytes, the oldest commit of that unbroken run, with its commit time. The
+    /// file is read only where its blob changed. Bounded: at most [`HISTORY_COMMITS`]
+    /// commits and [`HISTORY_READS`] reads, after which the oldest commit examined is the
+    /// answer. `None` when `present` does not hold at `head` itself.
+    pub fn introduced(
+        &self,
+        head: &str,
+        path: &str,
+        present: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<(String, DateTime<Utc>)>, SourceError> {
+        let mut commit = self.find_commit(head)?;
+        let mut found = None;
+        let mut last: Option<(Oid, bool)> = None;
+        let mut reads = 0;
+        for _ in 0..HISTORY_COMMITS {
+            let sha = commit.id().to_string();
+            let holds = match self.file_entry(&sha, path)? {
+                None => false,
+                Some(id) => match last {
+                    Some((seen, holds)) if seen == id => holds,
+                    _ if reads >= HISTORY_READS => break,
+                    _ => {
+                        reads += 1;
+                        let holds = match self.contents(id)? {
+                            Contents::Bytes(bytes) => present(&bytes),
+                            Contents::TooLarge { .. } => false,
+                        };
+                        last = Some((id, holds));
+                        holds
+                    }
+                },
+            };
+            if !holds {
+                break;
+            }
+            let time = DateTime::from_timestamp(commit.time().seconds(), 0).unwrap_or_default();
+            found = Some((sha, time));
+            let Some(parent) = commit.parent_ids().next() else {
+                break;
+            };
+            commit = self.find_commit(&parent.to_string())?;
+        }
+        Ok(found)
+    }
+
+    /// `commit`'s tree as a [`View`] for `validate::locate`: a read that fails "cannot
+    /// tell", and a file over the size limit cannot be read.
+    pub fn view<'a>(&'a self, commit: &'a str) -> CommitView<'a> {
+        CommitView { repo: self, commit }
     }
 
     /// Checks object `id` before libgit2 inflates it (see [`object`]).

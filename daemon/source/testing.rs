@@ -25,10 +25,17 @@ impl Fixture {
     /// Runs git in `cwd` and returns its trimmed stdout; panics with git's stderr on failure.
     #[track_caller]
     pub fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        self.git_with(cwd, args, &[])
+    }
+
+    /// [`Fixture::git`] with extra environment variables (`GIT_COMMITTER_DATE`).
+    #[track_caller]
+    pub fn git_with(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(cwd)
             .env_clear()
+            .envs(env.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -57,11 +64,29 @@ impl Fixture {
     /// Writes `files` (path, contents) into the work tree, stages everything and commits;
     /// returns the new commit's sha.
     pub fn commit(&self, repo: &Path, files: &[(&str, &str)], message: &str) -> String {
+        self.commit_at(repo, files, message, None)
+    }
+
+    /// [`Fixture::commit`] with the commit time `date` (RFC 3339) when given.
+    pub fn commit_at(
+        &self,
+        repo: &Path,
+        files: &[(&str, &str)],
+        message: &str,
+        date: Option<&str>,
+    ) -> String {
         for (rel, text) in files {
             write(repo, rel, text);
         }
         self.git(repo, &["add", "-A"]);
-        self.git(repo, &["commit", "-q", "--allow-empty", "-m", message]);
+        let env: Vec<(&str, &str)> = date
+            .map(|d| vec![("GIT_COMMITTER_DATE", d), ("GIT_AUTHOR_DATE", d)])
+            .unwrap_or_default();
+        self.git_with(
+            repo,
+            &["commit", "-q", "--allow-empty", "-m", message],
+            &env,
+        );
         self.git(repo, &["rev-parse", "HEAD"])
     }
 }

@@ -426,3 +426,52 @@ fn the_bundled_libgit2_still_loops_on_a_truncated_object() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn the_commit_that_introduced_a_schedule_is_the_oldest_of_its_unbroken_run() {
+    let fx = Fixture::new();
+    let repo = fx.init("work");
+    let before = "deployments:\n- name: a\n  schedules:\n  - cron: 0 9 * * *\n";
+    let with = format!("{before}  - interval: 86400\n");
+    let commit = |files: &[(&str, &str)], date: &str| fx.commit_at(&repo, files, date, Some(date));
+    commit(&[("prefect.yaml", before)], "2026-01-01T00:00:00Z");
+    let introduced = commit(&[("prefect.yaml", &with)], "2026-01-02T10:17:23Z");
+    commit(
+        &[("flows/etl.py", "def run(): pass\n")],
+        "2026-01-03T00:00:00Z",
+    );
+    let head = commit(
+        &[("prefect.yaml", &format!("# edited\n{with}"))],
+        "2026-01-04T00:00:00Z",
+    );
+    let source = open(&repo);
+    let mut has_interval =
+        |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("interval: 86400");
+    assert_eq!(
+        source
+            .introduced(&head, "prefect.yaml", &mut has_interval)
+            .unwrap(),
+        Some((introduced, "2026-01-02T10:17:23Z".parse().unwrap()))
+    );
+    // Removed and brought back: the run starts again where it came back.
+    commit(&[("prefect.yaml", before)], "2026-01-05T00:00:00Z");
+    let back = commit(&[("prefect.yaml", &with)], "2026-01-06T06:00:00Z");
+    assert_eq!(
+        source
+            .introduced(&back, "prefect.yaml", &mut has_interval)
+            .unwrap(),
+        Some((back.clone(), "2026-01-06T06:00:00Z".parse().unwrap()))
+    );
+    assert_eq!(
+        source
+            .introduced(&back, "prefect.yaml", &mut |_| false)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        source
+            .introduced(&back, "missing.yaml", &mut |_| true)
+            .unwrap(),
+        None
+    );
+}

@@ -85,6 +85,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_waiting ON outbox (next_at) WHERE delivered_at IS NULL AND gave_up_at IS NULL;
     ",
+    // 5: the anchor of an interval without `anchor_date` (the time of the commit that
+    //    introduced it), kept with its cursor so that it never moves once planned.
+    "ALTER TABLE cursors ADD COLUMN anchor TEXT;",
 ];
 
 /// The schema version this binary writes.

@@ -26,12 +26,13 @@ pub struct AppliedCommit {
     pub warnings: Vec<FileError>,
 }
 
-/// A schedule's cursor: the latest slot handled, and the fingerprint of the definition
-/// it was planned for.
+/// A schedule's cursor: the latest slot handled, the fingerprint of the definition it was
+/// planned for and, for an interval without `anchor_date`, the anchor it was planned with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub last_slot: DateTime<Utc>,
     pub fingerprint: String,
+    pub anchor: Option<DateTime<Utc>>,
 }
 
 pub(super) fn set_cursor(
@@ -41,10 +42,12 @@ pub(super) fn set_cursor(
     at: DateTime<Utc>,
     fingerprint: &str,
 ) -> Result<(), StoreError> {
-    // A cursor only moves forward: re-handling an old slot never rewinds it.
+    // A cursor only moves forward: re-handling an old slot never rewinds it. A changed
+    // definition forgets the anchor it was planned with (the right side reads old values).
     tx.execute(
         "INSERT INTO cursors (deployment, schedule_id, last_slot, fingerprint) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot), fingerprint = excluded.fingerprint",
+         ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot), fingerprint = excluded.fingerprint,
+             anchor = CASE WHEN fingerprint = excluded.fingerprint THEN anchor END",
         (deployment, schedule_id, time_text(at), fingerprint),
     )?;
     Ok(())
@@ -57,21 +60,37 @@ impl Store {
         deployment: &str,
         schedule_id: &str,
     ) -> Result<Option<Cursor>, StoreError> {
-        let row: Option<(String, String)> = self
+        let row: Option<(String, String, Option<String>)> = self
             .conn
             .query_row(
-                "SELECT last_slot, fingerprint FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
+                "SELECT last_slot, fingerprint, anchor FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
                 (deployment, schedule_id),
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()?;
-        row.map(|(at, fingerprint)| {
+        row.map(|(at, fingerprint, anchor)| {
             Ok(Cursor {
                 last_slot: parse_time(&at)?,
                 fingerprint,
+                anchor: anchor.as_deref().map(parse_time).transpose()?,
             })
         })
         .transpose()
+    }
+
+    /// Records the anchor a schedule is planned with (an interval without `anchor_date`),
+    /// on its existing cursor; kept until the schedule's definition changes or it leaves.
+    pub fn set_anchor(
+        &mut self,
+        deployment: &str,
+        schedule_id: &str,
+        anchor: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE cursors SET anchor = ?3 WHERE deployment = ?1 AND schedule_id = ?2",
+            (deployment, schedule_id, time_text(anchor)),
+        )?;
+        Ok(())
     }
 
     /// Plans a schedule anew from `at`: the cursor moves there (never back) and remembers

@@ -164,10 +164,43 @@ fn cursors_only_move_forward_and_travel_with_their_slots() {
         store.cursor("etl", "daily").unwrap(),
         Some(Cursor {
             last_slot: at("2026-03-01T09:00:00Z"),
-            fingerprint: "f2".into()
+            fingerprint: "f2".into(),
+            anchor: None,
         })
     );
     assert_eq!(store.cursor("etl", "other").unwrap(), None);
+}
+
+#[test]
+fn an_interval_anchor_stays_with_its_cursor_until_the_timing_changes() {
+    let (_dir, mut store) = open();
+    let anchor = at("2026-01-02T10:17:23Z");
+    store
+        .set_cursor("etl", "hourly", at("2026-03-01T09:00:00Z"), "f1")
+        .unwrap();
+    store.set_anchor("etl", "hourly", anchor).unwrap();
+    // Slots claimed under the same timing keep it.
+    store
+        .claim_slots(
+            &[slot("etl", "2026-03-01T10:17:23Z")],
+            Some(SlotCursor {
+                deployment: "etl",
+                schedule_id: "hourly",
+                last_slot: at("2026-03-01T10:17:23Z"),
+                fingerprint: "f1",
+            }),
+            at("2026-03-01T10:17:23Z"),
+        )
+        .unwrap();
+    assert_eq!(
+        store.cursor("etl", "hourly").unwrap().unwrap().anchor,
+        Some(anchor)
+    );
+    // A schedule planned anew (another timing) forgets it.
+    store
+        .set_cursor("etl", "hourly", at("2026-03-02T00:00:00Z"), "f2")
+        .unwrap();
+    assert_eq!(store.cursor("etl", "hourly").unwrap().unwrap().anchor, None);
 }
 
 #[test]

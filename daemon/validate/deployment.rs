@@ -13,7 +13,8 @@ use crate::schedule::{self, Schedule, Tz};
 
 use super::desired::{Concurrency, Deployment, Launch, PlannedSchedule};
 use super::diagnostic::Code;
-use super::paths::resolve_inside;
+use super::entrypoint::{self, launch, Bases};
+use super::locate::{self, Kind, View};
 use super::pull;
 use super::report::FileReport;
 
@@ -28,8 +29,8 @@ pub struct Context<'a> {
     pub top_pulled: Option<&'a pull::Pulled>,
     /// The top-level `notifications` (checked once), used unless the deployment has its own.
     pub top_notifications: Option<&'a [crate::notify::Notification]>,
-    /// Whether a repository path exists in the commit.
-    pub exists: &'a super::Exists<'a>,
+    /// The repository the file comes from (a commit's tree or a work tree).
+    pub view: &'a dyn View,
 }
 
 /// Checks the deployment at `at` (its raw form read with wrong values nulled) and builds it.
@@ -81,15 +82,15 @@ pub fn check(
             steps,
             &pointer(at, "pull"),
             ctx.project_root,
-            ctx.exists,
+            ctx.view,
         ),
-        None => ctx.top_pulled.cloned().unwrap_or_else(|| pull::Pulled {
-            steps: Vec::new(),
-            directory: ctx.project_root.to_string(),
-            installs_at: None,
-        }),
+        None => ctx
+            .top_pulled
+            .cloned()
+            .unwrap_or_else(|| pull::Pulled::at(ctx.project_root)),
     };
 
+    let mut working_dir_from_root = pulled.directory_from_root;
     let working_dir = match jobs.working_dir.as_deref() {
         // An absolute path names a folder of Prefect's worker or image, as an absolute
         // `set_working_directory` does: ignored the same way.
@@ -108,9 +109,18 @@ pub fn check(
             pulled.directory.clone()
         }
         Some(dir) => {
-            match resolve_inside(&pulled.directory, dir) {
-                Some(resolved) => resolved,
-                None => {
+            match locate::locate(ctx.view, &pulled.directory, dir, Kind::Dir) {
+                Ok(found) => {
+                    entrypoint::note_root(
+                        report,
+                        &format!("{jv}/working_dir"),
+                        &found,
+                        ctx.project_root,
+                    );
+                    working_dir_from_root = found.from_repository_root();
+                    found.path().to_string()
+                }
+                Err(_) => {
                     report.error(
                     &format!("{jv}/working_dir"),
                     false,
@@ -125,6 +135,13 @@ pub fn check(
         None => pulled.directory.clone(),
     };
 
+    if let (Some(Launch::Entrypoint(entry)), None) = (&launch, &jobs.command) {
+        let bases = Bases {
+            project_root: ctx.project_root,
+            working_dir: &working_dir,
+        };
+        entrypoint::check_exists(report, ctx.view, at, entry, &bases);
+    }
     let env = env(report, &format!("{jv}/env"), jobs.env.as_ref());
     // At the step, not the deployment: a top-level step shared by every deployment is
     // one warning (the report merges the repeats).
@@ -242,6 +259,7 @@ pub fn check(
         parameter_schema,
         pull: pulled.steps,
         working_dir,
+        working_dir_from_root,
         env,
         stream_output: jobs.stream_output.unwrap_or(false),
         python: jobs.python,
@@ -255,79 +273,6 @@ pub fn check(
         late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
         notifications,
     })
-}
-
-fn launch(
-    report: &mut FileReport<'_>,
-    at: &str,
-    jv: &str,
-    entrypoint: Option<&str>,
-    command: Option<&str>,
-) -> Option<Launch> {
-    if let Some(command) = command {
-        return match crate::template::split_command(command) {
-            Ok(argv) if !argv.is_empty() => Some(Launch::Command(argv)),
-            Ok(_) => {
-                report.error(
-                    &format!("{jv}/command"),
-                    false,
-                    Code::InvalidCommand,
-                    "`command` is empty",
-                    Some("give the program and its arguments, e.g. `python -m etl.main`".into()),
-                );
-                None
-            }
-            Err(e) => {
-                let help = match e {
-                    crate::template::SplitError::Braces { .. } => "keep each `{{ ... }}` apart from quoted or escaped braces, e.g. `{ '{{ $X }}' }`",
-                    _ => "close the quote; sundial splits the command like a POSIX shell but runs no shell",
-                };
-                report.error(
-                    &format!("{jv}/command"),
-                    false,
-                    Code::InvalidCommand,
-                    format!("`command` cannot be split into words: {e}"),
-                    Some(help.into()),
-                );
-                None
-            }
-        };
-    }
-    match entrypoint.map(str::trim) {
-        Some(entry) if !entry.is_empty() => {
-            if let Some((_, func)) = entry.rsplit_once(':') {
-                if !is_identifier(func) {
-                    report.error(
-                        &pointer(at, "entrypoint"),
-                        false,
-                        Code::NoEntrypoint,
-                        format!("entrypoint `{entry}` does not end in a function name"),
-                        Some(
-                            "write `path/to/file.py:function` or `package.module:function`".into(),
-                        ),
-                    );
-                    return None;
-                }
-            }
-            Some(Launch::Entrypoint(entry.to_string()))
-        }
-        _ => {
-            report.error(
-                at,
-                false,
-                Code::NoEntrypoint,
-                "this deployment has neither `entrypoint` nor `work_pool.job_variables.command`, so there is nothing to run",
-                Some("add `entrypoint: path/to/file.py:function`".into()),
-            );
-            None
-        }
-    }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn env(
@@ -455,6 +400,17 @@ fn planned_schedule(
         let text = interval.as_text();
         let built = schedule::parse_interval(&text)
             .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
+            .inspect(|every| {
+                if anchor.is_none() && !broken && schedule::anchor_shifts_fires(*every) {
+                    report.warning(
+                        &pointer(at, "interval"),
+                        false,
+                        Code::PrefectDifference,
+                        "without `anchor_date`, sundial anchors this interval at the time of the commit that introduces it (Prefect anchors it when `prefect deploy` runs), so the time of day it fires depends on that commit",
+                        Some("write `anchor_date` (e.g. `2026-01-01T09:00:00`) to pin when it fires".into()),
+                    );
+                }
+            })
             .and_then(|every| {
                 Schedule::interval(every, anchor, tz)
                     .map_err(|e| (Code::InvalidInterval, "interval", e.to_string()))
@@ -501,6 +457,8 @@ fn planned_schedule(
         id,
         fingerprint,
         description: format!("{kind} {expression} ({tz})"),
+        anchored_at_commit: kind == "interval" && raw.anchor_date.is_none(),
+        introduced_at: None,
         schedule,
         active: raw.active.unwrap_or(true),
         parameters: raw.parameters.clone().unwrap_or_default(),

@@ -34,6 +34,9 @@ pub struct Deployment {
     pub pull: Vec<PullStep>,
     /// Directory the process starts in, relative to the repository root.
     pub working_dir: String,
+    /// Whether `validate::locate` found that directory from the repository root rather
+    /// than from the manifest's folder (the run's log says so).
+    pub working_dir_from_root: bool,
     pub env: Vec<(String, String)>,
     pub stream_output: bool,
     pub python: Option<String>,
@@ -62,7 +65,8 @@ pub enum Launch {
 /// A pull step sundial performs before each attempt (ignored steps are not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullStep {
-    /// `pip_install_requirements`: the requirements file, relative to the repository root.
+    /// `pip_install_requirements`: the requirements file, relative to the repository root
+    /// (found by `validate::locate`: from the step's directory, else the repository root).
     PipInstall {
         requirements: String,
         directory: String,
@@ -86,6 +90,12 @@ pub struct PlannedSchedule {
     /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
     pub description: String,
     pub schedule: Schedule,
+    /// An interval without `anchor_date`: the daemon anchors it at the time of the commit
+    /// that introduced it (found in git by the syncer, then kept with its cursor).
+    pub anchored_at_commit: bool,
+    /// That time, once the syncer found it in the branch's history; `schedule` is then
+    /// anchored there.
+    pub introduced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub active: bool,
     /// This schedule's parameter overrides.
     pub parameters: Map<String, Json>,

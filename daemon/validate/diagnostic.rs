@@ -53,6 +53,8 @@ pub enum Code {
     Template,
     Notification,
     PrefectDifference,
+    Entrypoint,
+    RepositoryRoot,
 }
 
 impl Code {
@@ -97,6 +99,8 @@ impl Code {
             Code::Template => "template",
             Code::Notification => "notification",
             Code::PrefectDifference => "prefect-difference",
+            Code::Entrypoint => "entrypoint",
+            Code::RepositoryRoot => "repository-root",
         }
     }
 }

@@ -11,7 +11,9 @@ mod conflicts;
 mod deployment;
 pub mod desired;
 pub mod diagnostic;
+mod entrypoint;
 mod keys;
+pub mod locate;
 mod notify;
 pub mod paths;
 mod pull;
@@ -122,20 +124,17 @@ impl Validation {
 /// Validates files in the order given; a deployment name seen in an earlier file makes
 /// the later one the error.
 pub fn validate(files: &[SourceFile]) -> Validation {
-    validate_in(files, &|_| None)
+    validate_in(files, &locate::Unknown)
 }
 
-/// Whether a repository path exists in the commit (or tree) the files come from; `None`
-/// when that cannot be known, and the check is skipped.
-pub type Exists<'a> = dyn Fn(&str) -> Option<bool> + 'a;
-
-/// Like [`validate`], also checking that files the manifests name (requirements files)
-/// exist, through `exists`.
-pub fn validate_in(files: &[SourceFile], exists: &Exists<'_>) -> Validation {
+/// Like [`validate`], also finding what the manifests name (entrypoints, requirements
+/// files, directories) in `view`, the repository the files come from, by the rule of
+/// [`locate`].
+pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
     let mut names: HashMap<String, (String, usize)> = HashMap::new();
     let files = files
         .iter()
-        .map(|f| check_file(f, &mut names, exists))
+        .map(|f| check_file(f, &mut names, view))
         .collect();
     Validation { files }
 }
@@ -143,7 +142,7 @@ pub fn validate_in(files: &[SourceFile], exists: &Exists<'_>) -> Validation {
 fn check_file(
     file: &SourceFile,
     names: &mut HashMap<String, (String, usize)>,
-    exists: &Exists<'_>,
+    view: &dyn locate::View,
 ) -> FileOutcome {
     let bytes = match &file.bytes {
         Contents::Bytes(bytes) => bytes,
@@ -169,7 +168,7 @@ fn check_file(
     let mut declared = 0;
     let mut deployments = Vec::new();
     if let Some(root) = loaded.root.as_ref() {
-        deployments = check_root(&mut report, file, root, names, &mut declared, exists);
+        deployments = check_root(&mut report, file, root, names, &mut declared, view);
     }
     let valid = !report.has_errors();
     let diagnostics = report.finish();
@@ -234,7 +233,7 @@ fn check_root(
     root: &Node,
     names: &mut HashMap<String, (String, usize)>,
     declared: &mut usize,
-    exists: &Exists<'_>,
+    view: &dyn locate::View,
 ) -> Vec<Deployment> {
     match &root.value {
         Value::Map(_) => {}
@@ -279,7 +278,7 @@ fn check_root(
     let top_pulled = root
         .get("pull")
         .filter(|p| !p.is_null())
-        .map(|steps| pull::check(report, steps, "/pull", &project_root, exists));
+        .map(|steps| pull::check(report, steps, "/pull", &project_root, view));
     let top_notifications = root
         .get("notifications")
         .filter(|n| !n.is_null())
@@ -289,7 +288,7 @@ fn check_root(
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
         top_notifications: top_notifications.as_deref(),
-        exists,
+        view,
     };
     let mut out = Vec::new();
     let Some(list) = root.get("deployments") else {

@@ -8,6 +8,8 @@ use crate::manifest::{pointer, Node, Value};
 
 use super::desired::PullStep;
 use super::diagnostic::Code;
+use super::entrypoint::{note_root, places};
+use super::locate::{self, Found, Kind, View};
 use super::paths::resolve_inside;
 use super::report::FileReport;
 
@@ -17,8 +19,23 @@ pub struct Pulled {
     pub steps: Vec<PullStep>,
     /// Relative to the repository root.
     pub directory: String,
+    /// Whether `directory` was found from the repository root rather than from the
+    /// manifest's folder (see `validate::locate`).
+    pub directory_from_root: bool,
     /// Where the first `pip_install_requirements` step is, when there is one.
     pub installs_at: Option<String>,
+}
+
+impl Pulled {
+    /// No steps: the process starts in `project_root`.
+    pub fn at(project_root: &str) -> Pulled {
+        Pulled {
+            steps: Vec::new(),
+            directory: project_root.to_string(),
+            directory_from_root: false,
+            installs_at: None,
+        }
+    }
 }
 
 /// Shell syntax that only a shell understands; `run_shell_script` runs no shell unless
@@ -32,13 +49,9 @@ pub fn check(
     steps: &Node,
     at: &str,
     project_root: &str,
-    exists: &super::Exists<'_>,
+    view: &dyn View,
 ) -> Pulled {
-    let mut pulled = Pulled {
-        steps: Vec::new(),
-        directory: project_root.to_string(),
-        installs_at: None,
-    };
+    let mut pulled = Pulled::at(project_root);
     for (i, step) in steps.items().iter().enumerate() {
         let step_at = pointer(at, i);
         let Some(entry) = step.entries().first() else {
@@ -54,8 +67,12 @@ pub fn check(
                     report.error(&name_at, true, Code::PullStep, "`set_working_directory` needs `directory`", None);
                     continue;
                 };
-                match resolve_dir(&pulled.directory, &dir) {
-                    Some(resolved) => pulled.directory = resolved,
+                match resolve_dir(view, &pulled.directory, &dir) {
+                    Some(found) => {
+                        note_root(report, &pointer(&name_at, "directory"), &found, project_root);
+                        pulled.directory_from_root = found.from_repository_root();
+                        pulled.directory = found.path().to_string();
+                    }
                     None => report.warning(
                         &pointer(&name_at, "directory"),
                         false,
@@ -82,22 +99,24 @@ pub fn check(
             "pip_install_requirements" => {
                 let file = text(args, "requirements_file").unwrap_or_else(|| "requirements.txt".into());
                 let directory = match text(args, "directory") {
-                    Some(d) => resolve_dir(&pulled.directory, &d),
+                    Some(d) => resolve_dir(view, &pulled.directory, &d).map(|f| f.path().to_string()),
                     None => Some(pulled.directory.clone()),
                 };
-                match directory.and_then(|d| resolve_inside(&d, &file).map(|r| (d, r))) {
-                    Some((directory, requirements)) => {
-                        if exists(&requirements) == Some(false) {
+                let found = directory.and_then(|d| locate::locate(view, &d, &file, Kind::File).ok().map(|f| (d, f)));
+                match found {
+                    Some((directory, found)) => {
+                        if let Found::Neither { tried } = &found {
                             report.error(
                                 &name_at,
                                 true,
                                 Code::PullStep,
-                                format!("requirements file `{requirements}` is not in the repository"),
-                                Some("commit it, or fix `requirements_file` (relative to the step's directory)".into()),
+                                format!("requirements file `{file}` is not in the repository: looked for {}", places(tried)),
+                                Some("commit it, or fix `requirements_file` (relative to the step's directory, or to the repository root)".into()),
                             );
                         }
+                        note_root(report, &name_at, &found, project_root);
                         pulled.installs_at.get_or_insert_with(|| name_at.clone());
-                        pulled.steps.push(PullStep::PipInstall { requirements, directory })
+                        pulled.steps.push(PullStep::PipInstall { requirements: found.path().to_string(), directory })
                     }
                     None => report.error(&name_at, true, Code::PullStep, "`pip_install_requirements` names a file outside the checkout", None),
                 }
@@ -114,7 +133,8 @@ pub fn check(
                         .map(|e| e.entries().iter().filter_map(|e| scalar(&e.value).map(|v| (e.key.clone(), v))).collect())
                         .unwrap_or_default();
                     let directory = text(args, "directory")
-                        .and_then(|d| resolve_dir(&pulled.directory, &d))
+                        .and_then(|d| resolve_dir(view, &pulled.directory, &d))
+                        .map(|found| found.path().to_string())
                         .unwrap_or_else(|| pulled.directory.clone());
                     pulled.steps.push(PullStep::Script { lines, directory, env });
                 }
@@ -228,10 +248,11 @@ fn unquoted_words(line: &str) -> Vec<String> {
     words
 }
 
-/// A step's `directory`, relative to the repository root: relative to `current` as
-/// written, or to the checkout root when it starts with `{{ step.directory }}` of a
-/// clone/pull step (that output is the checkout root).
-fn resolve_dir(current: &str, dir: &str) -> Option<String> {
+/// A step's `directory`, relative to the repository root: found by the rule of
+/// `validate::locate` from `current` as written, or from the checkout root when it starts
+/// with `{{ step.directory }}` of a clone/pull step (that output is the checkout root).
+/// `None` when it leaves the checkout.
+fn resolve_dir(view: &dyn View, current: &str, dir: &str) -> Option<Found> {
     let rendered = crate::template::render(dir, &|p| match p {
         crate::template::Placeholder::StepOutput { field, .. } if field == "directory" => {
             Some(String::new())
@@ -240,9 +261,12 @@ fn resolve_dir(current: &str, dir: &str) -> Option<String> {
     })
     .unwrap_or_else(|_| dir.to_string());
     if rendered == dir {
-        resolve_inside(current, dir)
+        locate::locate(view, current, dir, Kind::Dir).ok()
     } else {
-        resolve_inside("", rendered.trim_start_matches('/'))
+        resolve_inside("", rendered.trim_start_matches('/')).map(|path| Found::At {
+            path,
+            root: locate::Root::Base,
+        })
     }
 }
 

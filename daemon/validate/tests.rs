@@ -8,6 +8,7 @@ use proptest::test_runner::{Config, TestRunner};
 use super::{validate, SourceFile};
 
 mod bounds;
+mod entrypoints;
 mod notify;
 mod property;
 mod real_files;

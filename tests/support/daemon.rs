@@ -76,6 +76,17 @@ impl GitRepo {
     /// else of the work tree; returns the commit's sha.
     #[track_caller]
     pub fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
+        self.commit_at(files, message, None)
+    }
+
+    /// [`GitRepo::commit`] with the commit's time (author and committer) set to `at`.
+    #[track_caller]
+    pub fn commit_at(
+        &self,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
         for (rel, text) in files {
             match text {
                 Some(text) => {
@@ -85,9 +96,19 @@ impl GitRepo {
                 None => super::git_ok(self.path(), &["rm", "-q", rel]),
             }
         }
-        super::git_ok(
-            self.path(),
-            &["commit", "-q", "--allow-empty", "-m", message],
+        let mut commit = git(self.path());
+        commit.args(["commit", "-q", "--allow-empty", "-m", message]);
+        if let Some(at) = at {
+            let date = at.to_rfc3339();
+            commit
+                .env("GIT_AUTHOR_DATE", &date)
+                .env("GIT_COMMITTER_DATE", &date);
+        }
+        let out = commit.output().expect("run git commit");
+        assert!(
+            out.status.success(),
+            "git commit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         let out = git(self.path())
             .args(["rev-parse", "HEAD"])

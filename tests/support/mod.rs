@@ -16,12 +16,33 @@ pub struct Project {
     dir: tempfile::TempDir,
 }
 
+/// The flow files the tests' manifests name, each defining its function: `sundial
+/// validate` finds entrypoints in the work tree, and a missing one is an error.
+const FLOWS: &[(&str, &str)] = &[
+    (
+        "flows/etl.py",
+        "def run():\n    pass\n\n\ndef daily_job():\n    pass\n",
+    ),
+    (
+        "flows/hello.py",
+        "def hello(name=\"world\"):\n    print(name)\n",
+    ),
+    ("a.py", "def f():\n    pass\n"),
+    ("x.py", "def f():\n    pass\n"),
+    ("y.py", "def g():\n    pass\n"),
+];
+
 impl Project {
+    /// An empty directory but for the flow files of [`FLOWS`].
     #[track_caller]
     pub fn new() -> Project {
-        Project {
+        let project = Project {
             dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        for (rel, text) in FLOWS {
+            project.write(rel, text.as_bytes());
         }
+        project
     }
 
     pub fn path(&self) -> &Path {

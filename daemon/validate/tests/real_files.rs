@@ -378,3 +378,19 @@ fn a_bad_timezone_does_not_hide_a_bad_cron_of_the_same_schedule() {
         ]
     );
 }
+
+/// `interval: 86400` ran at midnight UTC under sundial and at the deploy's time of day
+/// under Prefect: now anchored at the introducing commit, and `validate` says so where the
+/// anchor can move the fires (not for an interval that divides a second).
+#[test]
+fn an_interval_without_anchor_date_warns_at_the_interval_that_the_commit_anchors_it() {
+    let text = "deployments:\n- name: daily\n  entrypoint: flows/etl.py:run\n  schedules:\n  - interval: 86400   # daily\n    timezone: Europe/Madrid\n  - interval: 1\n  - interval: 3600\n    anchor_date: \"2026-01-01T00:00:00Z\"\n";
+    assert_eq!(
+        findings(text),
+        ["warning 5:15 prefect-difference: without `anchor_date`, sundial anchors this interval at the time of the commit that introduces it (Prefect anchors it when `prefect deploy` runs), so the time of day it fires depends on that commit; write `anchor_date` (e.g. `2026-01-01T09:00:00`) to pin when it fires"]
+    );
+    let validation = run(text);
+    let schedules = &validation.files[0].deployments.as_ref().expect("valid")[0].schedules;
+    let floating: Vec<bool> = schedules.iter().map(|s| s.anchored_at_commit).collect();
+    assert_eq!(floating, [true, true, false]);
+}
