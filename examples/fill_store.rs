@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     started_at: (state != RunState::Skipped)
                         .then(|| slot + Duration::milliseconds(5 + i % 50)),
                     not_before: None,
+                    retry_of: None,
                 }
             })
             .collect();

@@ -27,7 +27,7 @@ pub const HELLO: &str = r#"deployments:
       job_variables:
         command: python3 -c "print('done <script>alert(1)</script>')"
 "#;
-pub const BAD: &str = "deployments:\n  - name: broken\n    entrypoint: x.py:f\n    schedulez: []\n";
+pub const BAD: &str = "deployments:\n  - name: broken\n    work_pool: {job_variables: {command: echo}}\n    schedulez: []\n";
 
 pub fn start() -> (GitRepo, Daemon) {
     let repo = GitRepo::new();

@@ -217,6 +217,7 @@ fn deployment_row(d: &DeploymentView, last: Option<&Run>, now: DateTime<Utc>) ->
             td {
                 strong { (d.name) }
                 @if d.paused { " " span.tag { "paused" } }
+                @if let Some(p) = &d.paused_after_failures { " " span.tag.bad title=(p.note) { "paused after failures" } }
                 @if d.held_back { " " span.tag.bad title="its file fails at the newest commit" { "held back" } }
                 br; small.mute { (d.file) }
             }

@@ -1,4 +1,5 @@
-//! `GET /api/deployments` and `POST /api/deployments/{name}/runs` (a manual run).
+//! `GET /api/deployments`, `POST /api/deployments/{name}/runs` (a manual run) and
+//! `POST /api/deployments/{name}/resume` (end a pause after failures).
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use axum::Json;
 
 use super::types::{DeploymentJson, RunJson, TriggerJson, MAX_PARAMETERS_BYTES};
 use super::{ask, read, ApiError, ApiState, Authorized, MAX_BODY_BYTES};
-use crate::engine::request::TriggerError;
+use crate::engine::request::{ResumeError, TriggerError};
 use crate::engine::Request;
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJson>>, ApiError> {
@@ -101,5 +102,35 @@ pub async fn trigger(
         Err(e @ (TriggerError::Store(_) | TriggerError::Unavailable)) => {
             Err(ApiError::Unavailable(e.to_string()))
         }
+    }
+}
+
+/// 200 with the deployment, running again.
+pub async fn resume(
+    _: Authorized,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeploymentJson>, ApiError> {
+    let deployment = name.clone();
+    match ask(&state, |reply| Request::Resume { deployment, reply }).await? {
+        Ok(()) => {}
+        Err(e @ ResumeError::UnknownDeployment(_)) => {
+            return Err(ApiError::NotFound(e.to_string()))
+        }
+        Err(e @ ResumeError::NotPaused(_)) => return Err(ApiError::Conflict(e.to_string())),
+        Err(e @ (ResumeError::Store(_) | ResumeError::Unavailable)) => {
+            return Err(ApiError::Unavailable(e.to_string()))
+        }
+    }
+    let filter = crate::store::RunFilter {
+        deployment: Some(name.clone()),
+        limit: 1,
+        ..Default::default()
+    };
+    let last = read(state.db.clone(), move |store| store.runs(&filter)).await?;
+    let status = state.status.borrow();
+    match status.deployments.iter().find(|d| d.name == name) {
+        Some(view) => Ok(Json(DeploymentJson::new(view, last.first()))),
+        None => Err(ApiError::NotFound(format!("no deployment named `{name}`"))),
     }
 }

@@ -99,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/status", get(status::status))
         .route("/api/deployments", get(deployments::list))
         .route("/api/deployments/{name}/runs", post(deployments::trigger))
+        .route("/api/deployments/{name}/resume", post(deployments::resume))
         .route("/api/runs", get(runs::list))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/logs", get(runs::logs))

@@ -21,6 +21,9 @@ pub struct RunJson {
     pub exit_code: Option<i32>,
     pub parameters: Json,
     pub reason: Option<String>,
+    /// For a retry: the id of the attempt it follows.
+    #[serde(default)]
+    pub retry_of: Option<i64>,
 }
 
 impl From<&Run> for RunJson {
@@ -38,6 +41,7 @@ impl From<&Run> for RunJson {
             exit_code: run.exit_code,
             parameters: run.parameters.clone(),
             reason: run.reason.clone(),
+            retry_of: run.retry_of,
         }
     }
 }
@@ -146,6 +150,13 @@ pub struct ScheduleJson {
     pub next: Option<String>,
 }
 
+/// A pause after failures: since when, and the note that says why and how to resume.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PauseJson {
+    pub since: String,
+    pub note: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeploymentJson {
     pub name: String,
@@ -154,6 +165,8 @@ pub struct DeploymentJson {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub paused: bool,
+    /// Paused at run time after failing runs in a row (git says otherwise), or null.
+    pub paused_after_failures: Option<PauseJson>,
     /// True when its file fails at the newest commit and this is its last good version.
     pub held_back: bool,
     /// The earliest next fire of its schedules.
@@ -173,6 +186,10 @@ impl DeploymentJson {
             description: d.description.clone(),
             tags: d.tags.clone(),
             paused: d.paused,
+            paused_after_failures: d.paused_after_failures.as_ref().map(|p| PauseJson {
+                since: time_text(p.since),
+                note: p.note.clone(),
+            }),
             held_back: d.held_back,
             next: d
                 .schedules

@@ -44,6 +44,8 @@ pub enum Command {
     Trigger(client::trigger::TriggerArgs),
     /// Cancel a run.
     Cancel(client::cancel::CancelArgs),
+    /// Resume a deployment paused after failures.
+    Resume(client::resume::ResumeArgs),
 }
 
 /// `--manifests GLOB`, shared by the commands that discover manifests.
@@ -104,6 +106,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Logs(a) => client::finish(client::logs::run(&a)),
         Command::Trigger(a) => client::finish(client::trigger::run(&a)),
         Command::Cancel(a) => client::finish(client::cancel::run(&a)),
+        Command::Resume(a) => client::finish(client::resume::run(&a)),
     };
     match outcome {
         Ok(code) => code,

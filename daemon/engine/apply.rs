@@ -130,6 +130,12 @@ impl Engine {
             self.store.forget_file(gone)?;
         }
         self.applied = next;
+        // A commit that changes a paused deployment is its fix: it runs again.
+        for name in &plan.changed {
+            if self.pauses.contains_key(name) {
+                self.resume(name, "resumed: a new commit changed it")?;
+            }
+        }
 
         let wanted: BTreeSet<Key> = self
             .applied
@@ -229,6 +235,7 @@ impl Engine {
                 description: d.description.clone(),
                 tags: d.tags.clone(),
                 paused: d.paused,
+                paused_after_failures: self.pauses.get(&d.name).cloned(),
                 held_back: f.held_back,
                 schedules: d
                     .schedules

@@ -136,6 +136,7 @@ impl Engine {
         parameters.extend(planned.parameters.clone());
         let parameters = Json::Object(parameters);
         let inactive = deployment.paused || !planned.active;
+        let paused_after_failures = self.pauses.contains_key(&key.0);
         let mut rows = Vec::new();
         if let Some(d) = dropped {
             // Nothing vanishes: slots beyond the per-schedule limit are one summary row.
@@ -162,6 +163,7 @@ impl Engine {
                 parameters: parameters.clone(),
                 started_at: None,
                 not_before: None,
+                retry_of: None,
             });
         }
         let mut admitted = 0;
@@ -171,6 +173,12 @@ impl Engine {
                 Action::Run { .. } if inactive => {
                     (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
                 }
+                Action::Run { .. } if paused_after_failures => (
+                    Trigger::Schedule,
+                    RunState::Skipped,
+                    Some(PAUSED_AFTER_FAILURES),
+                    None,
+                ),
                 Action::Run { catchup } => {
                     let trigger = if catchup {
                         Trigger::Catchup
@@ -201,6 +209,7 @@ impl Engine {
                 parameters: parameters.clone(),
                 started_at,
                 not_before: None,
+                retry_of: None,
             });
         }
         if let Some(last) = due.last() {
@@ -253,6 +262,9 @@ impl Engine {
         Ok(())
     }
 }
+
+/// The reason of a slot skipped while its deployment is paused after failures.
+pub const PAUSED_AFTER_FAILURES: &str = "paused after failures";
 
 /// Why the rows of a slot could not be stored as they were: the store's word and the
 /// largest parameters among them, with what to do.

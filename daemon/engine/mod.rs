@@ -57,7 +57,7 @@ use crate::store::{RunState, Store, StoreError};
 
 use attempt::{RunContext, RunEvent};
 use faults::{ignore_full, set_aside_old_logs};
-pub use request::{CancelError, Lifecycle, NoLifecycle, Request, TriggerError};
+pub use request::{CancelError, Lifecycle, NoLifecycle, Request, ResumeError, TriggerError};
 use status::Status;
 use sync::Synced;
 
@@ -146,9 +146,13 @@ pub async fn run(
         deferred_sync: None,
         public_url: config.public_url.trim_end_matches('/').to_string(),
         next_notice: None,
-        delivering: 0,
+        delivering: Default::default(),
         deliveries: deliveries_tx,
+        pauses: HashMap::new(),
     };
+    for pause in engine.store.pauses()? {
+        engine.pauses.insert(pause.deployment.clone(), pause);
+    }
     engine.status.notifications = engine.store.outbox_counts()?;
     engine.next_notice = engine.store.next_notice_at()?;
     engine.recover(Utc::now()).await?;
@@ -227,9 +231,11 @@ struct Engine {
     public_url: String,
     /// When the next waiting delivery is due.
     next_notice: Option<DateTime<Utc>>,
-    /// Deliveries under way.
-    delivering: usize,
+    /// The targets of the deliveries under way (one at a time each).
+    delivering: std::collections::HashSet<crate::notify::Target>,
     deliveries: mpsc::UnboundedSender<notices::Delivered>,
+    /// Deployments paused at run time (`pause_after_failures`), until resumed.
+    pauses: HashMap<String, crate::store::Pause>,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,

@@ -3,6 +3,8 @@
 //! store's outbox; due deliveries are handed to threads the loop never waits for, and
 //! their answers come back as [`Delivered`].
 //!
+//! One delivery at a time goes to each target, oldest first, so a receiver hears a
+//! deployment's events in the order they happened (a failure before its recovery).
 //! A delivery is leased before it starts (its next try moved past its time limit), so a
 //! daemon that dies mid-delivery tries it again after a restart: at least once. A failed
 //! try is retried with backoff (10 s doubling, at most 10 min) for a day, then given up;
@@ -15,8 +17,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::notify::{self, deliver, Payload, RunLinks};
-use crate::store::{NewNotice, Notice, Noticed, StoreError};
+use crate::notify::{self, deliver, Event, Payload, RunLinks};
+use crate::store::{NewNotice, Notice, Noticed, Pause, StoreError};
 
 use super::attempt::log_path;
 use super::Engine;
@@ -54,10 +56,27 @@ impl Engine {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => v.insert(self.store.health(&run.deployment)?),
                 };
-                let events = notify::events(run, *seen, h);
+                let mut events = notify::events(run, *seen, h);
                 let Some((deployment, _)) = self.applied.deployment(&run.deployment) else {
                     continue;
                 };
+                // `pause_after_failures`: the failure that reaches the count pauses it.
+                let mut pause_note = None;
+                let reached = deployment
+                    .pause_after_failures
+                    .is_some_and(|n| h.failures_in_a_row >= n);
+                let pausing = self.pauses.contains_key(&run.deployment)
+                    || noticed.pauses.iter().any(|(d, _)| d == &run.deployment);
+                if events.contains(&Event::Failure) && reached && !pausing {
+                    let name = &run.deployment;
+                    let note = format!(
+                        "{name} paused after {} failed runs in a row (the last: run {}); its slots are skipped until it is resumed (`sundial resume {name}`, POST /api/deployments/{name}/resume or the dashboard) or a commit changes it",
+                        h.failures_in_a_row, run.id
+                    );
+                    noticed.pauses.push((name.clone(), note.clone()));
+                    events.push(Event::Paused);
+                    pause_note = Some(note);
+                }
                 let log = log_path(&self.ctx.logs_dir, run.id);
                 let links = RunLinks {
                     base_url: &self.public_url,
@@ -65,9 +84,18 @@ impl Engine {
                 };
                 for event in events {
                     for n in deployment.notifications.iter().filter(|n| n.wants(event)) {
+                        let mut payload = Payload::new(event, run, &links);
+                        if event == Event::Paused {
+                            payload.note = pause_note.clone();
+                            payload.text = format!(
+                                "sundial: {}: {}",
+                                pause_note.as_deref().unwrap_or_default(),
+                                payload.url
+                            );
+                        }
                         noticed.outbox.push(NewNotice {
                             target: n.target.clone(),
-                            payload: Payload::new(event, run, &links),
+                            payload,
                         });
                     }
                 }
@@ -78,26 +106,62 @@ impl Engine {
                 self.next_notice = Some(now);
             }
             self.store.record_noticed(&noticed, now)?;
+            for (deployment, note) in noticed.pauses {
+                tracing::warn!("{note}");
+                let pause = Pause {
+                    deployment: deployment.clone(),
+                    since: now,
+                    note,
+                };
+                self.pauses.insert(deployment, pause);
+                self.publish();
+            }
             if done {
                 break;
             }
         }
-        self.deliver_due(now)
+        if self.next_notice.is_some_and(|at| at <= now) {
+            self.deliver_due(now)?;
+        }
+        Ok(())
     }
 
-    /// Hands due deliveries to threads, leasing each for its time limit.
+    /// Ends a deployment's pause after failures: its next slots run again.
+    pub(super) fn resume(&mut self, deployment: &str, why: &str) -> Result<(), StoreError> {
+        if self.store.resume(deployment)? {
+            tracing::info!(
+                "{}: {why}; its schedules run again",
+                super::shown(deployment)
+            );
+        }
+        self.pauses.remove(deployment);
+        self.publish();
+        Ok(())
+    }
+
+    /// Hands due deliveries to threads (one per target at a time, oldest first), leasing
+    /// each for its time limit. What waits for its target or a free place is handed on
+    /// when a delivery ends; the timer wakes the loop only for retries to come.
     fn deliver_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        if self.stopping || self.next_notice.is_none_or(|at| at > now) {
+        if self.stopping {
             return Ok(());
         }
-        let room = IN_FLIGHT.saturating_sub(self.delivering);
+        let room = IN_FLIGHT.saturating_sub(self.delivering.len());
         if room > 0 {
-            for notice in self.store.due_notices(now, room)? {
+            let mut picked = 0;
+            for notice in self.store.due_notices(now, BATCH)? {
+                if picked == room {
+                    break;
+                }
+                if !self.delivering.insert(notice.target.clone()) {
+                    continue; // its target is busy: after that delivery
+                }
+                picked += 1;
                 let lease =
                     now + chrono::Duration::from_std(deliver::TIME_LIMIT * 2).unwrap_or_default();
                 self.store.lease_notice(notice.id, lease)?;
-                self.delivering += 1;
                 let answers = self.deliveries.clone();
+                let target = notice.target.clone();
                 // A thread of its own, never joined: a hung endpoint holds up nothing.
                 let spawned = std::thread::Builder::new()
                     .name("sundial-notify".into())
@@ -106,12 +170,13 @@ impl Engine {
                         let _ = answers.send(Delivered { notice, result });
                     });
                 if let Err(e) = spawned {
-                    self.delivering -= 1;
-                    tracing::warn!("cannot start a notification delivery: {e}; tried again later");
+                    // Tried again when its lease ends.
+                    self.delivering.remove(&target);
+                    tracing::warn!("cannot start a notification delivery: {e}");
                 }
             }
         }
-        self.next_notice = self.store.next_notice_at()?;
+        self.next_notice = self.store.next_notice_after(now)?;
         Ok(())
     }
 
@@ -121,8 +186,8 @@ impl Engine {
         done: Delivered,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.delivering = self.delivering.saturating_sub(1);
         let Delivered { notice, result } = done;
+        self.delivering.remove(&notice.target);
         let what = format!(
             "{} notification of run {} to {}",
             notice.payload.event.as_str(),
@@ -159,7 +224,6 @@ impl Engine {
         }
         self.status.notifications = self.store.outbox_counts()?;
         self.publish();
-        self.next_notice = self.store.next_notice_at()?;
         self.deliver_due(now)
     }
 }

@@ -152,10 +152,9 @@ impl Engine {
             };
             // A gone or paused deployment admits every queued run, and `start_waiting`
             // records each Cancelled.
-            let blocked = self
-                .applied
-                .deployment(deployment)
-                .is_some_and(|(d, _)| !d.paused && !self.has_place(d, 0));
+            let blocked = self.applied.deployment(deployment).is_some_and(|(d, _)| {
+                !d.paused && !self.pauses.contains_key(&d.name) && !self.has_place(d, 0)
+            });
             if blocked {
                 return Ok(());
             }
@@ -188,6 +187,10 @@ impl Engine {
         };
         if deployment.paused {
             return self.cancel_waiting(id, "deployment paused", now);
+        }
+        // A manual run asked for now starts; what waited on a schedule's behalf does not.
+        if self.pauses.contains_key(&deployment.name) && run.trigger != Trigger::Manual {
+            return self.cancel_waiting(id, super::due::PAUSED_AFTER_FAILURES, now);
         }
         // The deployment as it is now: its definition and the checkout of the same commit.
         let (deployment, commit) = (deployment.clone(), commit.to_string());
@@ -262,6 +265,7 @@ impl Engine {
             parameters: ended.parameters.clone(),
             started_at: None,
             not_before: Some(not_before),
+            retry_of: Some(ended.id),
         };
         let inserted = match self.store.insert_retry(ended.id, &row, now) {
             Err(e) if e.is_row_error() => {
@@ -326,6 +330,7 @@ fn row_of(run: &Run, commit: &str) -> NewRun {
         parameters: run.parameters.clone(),
         started_at: None,
         not_before: None,
+        retry_of: run.retry_of,
     }
 }
 

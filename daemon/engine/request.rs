@@ -29,8 +29,26 @@ pub enum Request {
         run: i64,
         reply: oneshot::Sender<Result<Run, CancelError>>,
     },
+    /// End a deployment's pause after failures.
+    Resume {
+        deployment: String,
+        reply: oneshot::Sender<Result<(), ResumeError>>,
+    },
     /// Re-read the repository now (SIGHUP).
     Reload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("no deployment named `{0}`")]
+    UnknownDeployment(String),
+    #[error("`{0}` is not paused after failures (a `paused: true` in git is resumed by a commit)")]
+    NotPaused(String),
+    #[error("the state database failed")]
+    Store(#[from] StoreError),
+    /// The answer sent when the store failed (the daemon then stops).
+    #[error("the daemon's state database failed; the daemon is stopping")]
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +140,23 @@ impl Engine {
                     let _ = reply.send(answer);
                 }
             },
+            Request::Resume { deployment, reply } => {
+                let answer = if self.applied.deployment(&deployment).is_none() {
+                    Err(ResumeError::UnknownDeployment(deployment))
+                } else if !self.pauses.contains_key(&deployment) {
+                    Err(ResumeError::NotPaused(deployment))
+                } else {
+                    match self.resume(&deployment, "resumed by request") {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.is_disk_full() => Err(ResumeError::Store(e)),
+                        Err(e) => {
+                            let _ = reply.send(Err(ResumeError::Unavailable));
+                            return Err(e);
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
             Request::Reload => {
                 self.lifecycle.reloading();
                 let _ = force_sync.try_send(());
@@ -167,6 +202,7 @@ impl Engine {
             parameters,
             started_at: Some(now),
             not_before: None,
+            retry_of: None,
         };
         let admission = self.admission(&deployment, 0);
         let mut row = row;

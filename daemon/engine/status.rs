@@ -102,6 +102,8 @@ pub struct DeploymentView {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub paused: bool,
+    /// Paused at run time after failing runs in a row (not what git says), until resumed.
+    pub paused_after_failures: Option<crate::store::Pause>,
     /// True when its file fails at the newest commit and this is the last good version.
     pub held_back: bool,
     pub schedules: Vec<ScheduleView>,

@@ -32,6 +32,7 @@ pub struct RawDeployment {
     pub catchup: Option<Catchup>,
     pub late_grace_seconds: Option<f64>,
     pub is_schedule_active: Option<bool>,
+    pub pause_after_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -38,18 +38,22 @@ pub enum Event {
     Recovery,
     /// A slot that did not run: skipped (missed, inactive) or refused (`CANCEL_NEW`).
     Skipped,
+    /// The deployment's schedules were paused after failing slots in a row
+    /// (`pause_after_failures`).
+    Paused,
 }
 
 impl Event {
     /// The events a notification may ask for in `events:`.
-    pub const CHOOSABLE: [Event; 4] = [
+    pub const CHOOSABLE: [Event; 5] = [
         Event::Success,
         Event::Failure,
         Event::Recovery,
         Event::Skipped,
+        Event::Paused,
     ];
     /// What a webhook or command hears without `events:`.
-    pub const DEFAULT: [Event; 2] = [Event::Failure, Event::Recovery];
+    pub const DEFAULT: [Event; 3] = [Event::Failure, Event::Recovery, Event::Paused];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +62,7 @@ impl Event {
             Event::Failure => "failure",
             Event::Recovery => "recovery",
             Event::Skipped => "skipped",
+            Event::Paused => "paused",
         }
     }
 
@@ -71,7 +76,7 @@ impl Event {
 
 /// Where a notification goes. Text may hold `{{ $NAME }}` placeholders, resolved from
 /// the daemon's environment at each delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// A JSON POST of the [`Payload`], with extra headers (e.g. a secret).

@@ -34,6 +34,9 @@ pub struct Payload {
     pub url: String,
     /// A one-line summary for chat tools.
     pub text: String,
+    /// For `paused`: why, and how to resume.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Where a run's page is, and where its log is.
@@ -70,6 +73,7 @@ impl Payload {
             log_tail: log_tail(links.log),
             text: summary(event, run, duration, &url),
             url,
+            note: None,
         }
     }
 }
@@ -99,6 +103,9 @@ fn summary(event: Event, run: &Run, duration: Option<f64>, url: &str) -> String 
             "{name} run {id} {}{how}{attempts}",
             run.state.as_str().to_lowercase()
         ),
+        Event::Paused => {
+            format!("{name} paused after failing slots in a row (last: run {id}{how})")
+        }
         Event::Skipped => format!(
             "{name} slot {} did not run{how}",
             run.scheduled_for

@@ -31,6 +31,7 @@ fn run(state: RunState) -> Run {
         pid: None,
         not_before: None,
         retry_pending: false,
+        retry_of: None,
     }
 }
 

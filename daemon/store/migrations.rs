@@ -88,6 +88,16 @@ const MIGRATIONS: &[&str] = &[
     // 5: the anchor of an interval without `anchor_date` (the time of the commit that
     //    introduced it), kept with its cursor so that it never moves once planned.
     "ALTER TABLE cursors ADD COLUMN anchor TEXT;",
+    // 6: which attempt a retry follows (provenance), and deployments paused at run time
+    //    after failing slots in a row, until resumed.
+    "
+    ALTER TABLE runs ADD COLUMN retry_of INTEGER;
+    CREATE TABLE pauses (
+        deployment TEXT PRIMARY KEY,
+        since      TEXT NOT NULL,
+        note       TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this binary writes.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
-pub use notices::{NewNotice, Notice, Noticed, OutboxCounts};
+pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
 pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger};
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};

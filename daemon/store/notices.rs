@@ -49,6 +49,16 @@ pub struct Noticed {
     pub runs: Vec<(i64, RunState)>,
     pub health: Vec<(String, Health)>,
     pub outbox: Vec<NewNotice>,
+    /// Deployments to pause, with the note that says why.
+    pub pauses: Vec<(String, String)>,
+}
+
+/// A deployment paused at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    pub deployment: String,
+    pub since: DateTime<Utc>,
+    pub note: String,
 }
 
 impl Store {
@@ -59,7 +69,7 @@ impl Store {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([limit as i64], |row| {
-            let noticed: Option<String> = row.get(17)?;
+            let noticed: Option<String> = row.get(18)?;
             Ok(read_row(row)?.map(|run| (run, noticed.as_deref().and_then(RunState::parse))))
         })?;
         rows.map(|r| r?).collect()
@@ -105,6 +115,12 @@ impl Store {
                 (deployment, h.failing, h.failures_in_a_row),
             )?;
         }
+        for (deployment, note) in &noticed.pauses {
+            tx.execute(
+                "INSERT INTO pauses (deployment, since, note) VALUES (?1, ?2, ?3) ON CONFLICT (deployment) DO NOTHING",
+                (deployment, time_text(now), note),
+            )?;
+        }
         for notice in &noticed.outbox {
             tx.execute(
                 "INSERT INTO outbox (deployment, run_id, event, target, payload, created_at, next_at)
@@ -121,6 +137,43 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every deployment paused at run time.
+    pub fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT deployment, since, note FROM pauses ORDER BY deployment")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (deployment, since, note) = row?;
+            out.push(Pause {
+                deployment,
+                since: parse_time(&since)?,
+                note,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends a deployment's pause, and starts its count of failures in a row again (it
+    /// stays failing, so its next success is a recovery). False if it was not paused.
+    pub fn resume(&mut self, deployment: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let gone = tx.execute("DELETE FROM pauses WHERE deployment = ?1", [deployment])?;
+        tx.execute(
+            "UPDATE health SET failures_in_a_row = 0 WHERE deployment = ?1",
+            [deployment],
+        )?;
+        tx.commit()?;
+        Ok(gone == 1)
     }
 
     /// Deliveries due at `now`, oldest first, at most `limit`.
@@ -182,6 +235,20 @@ impl Store {
             "DELETE FROM outbox WHERE delivered_at < ?1 OR gave_up_at < ?1",
             [cut],
         )?)
+    }
+
+    /// When the next waiting delivery falls due after `now` (what is due already waits
+    /// for a place or its target).
+    pub fn next_notice_after(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<String> = self.conn.query_row(
+            "SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_at > ?1",
+            [time_text(now)],
+            |r| r.get(0),
+        )?;
+        next.as_deref().map(parse_time).transpose()
     }
 
     pub fn notice_delivered(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -136,6 +136,8 @@ pub struct NewRun {
     pub started_at: Option<DateTime<Utc>>,
     /// For an `AwaitingRetry` row: the earliest time it may start.
     pub not_before: Option<DateTime<Utc>>,
+    /// For a retry: the attempt it follows.
+    pub retry_of: Option<i64>,
 }
 
 /// A stored run.
@@ -159,6 +161,8 @@ pub struct Run {
     pub not_before: Option<DateTime<Utc>>,
     /// An ended attempt whose retry is still to be decided.
     pub retry_pending: bool,
+    /// For a retry: the attempt it follows.
+    pub retry_of: Option<i64>,
 }
 
 /// Which runs to list: newest first.
@@ -171,7 +175,7 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending";
+pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending, retry_of";
 
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
@@ -402,8 +406,8 @@ fn insert(
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
     let changed = tx.execute(
-        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due, retry_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT DO NOTHING",
         rusqlite::params![
             new.deployment,
@@ -424,6 +428,7 @@ fn insert(
                 new.state,
                 RunState::Pending | RunState::Scheduled | RunState::AwaitingRetry
             ),
+            new.retry_of,
         ],
     )?;
     Ok((changed == 1).then(|| tx.last_insert_rowid()))
@@ -440,6 +445,7 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
     let ended_at = text(12)?;
     let not_before = text(15)?;
     let retry_pending: bool = row.get(16)?;
+    let retry_of: Option<i64> = row.get(17)?;
     let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
         row.get(0)?,
         row.get(1)?,
@@ -472,6 +478,7 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
             pid,
             not_before: not_before.as_deref().map(parse_time).transpose()?,
             retry_pending,
+            retry_of,
         })
     })())
 }

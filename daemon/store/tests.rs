@@ -20,6 +20,7 @@ fn slot(deployment: &str, when: &str) -> NewRun {
         parameters: json!({"a": 1}),
         started_at: None,
         not_before: None,
+        retry_of: None,
     }
 }
 

@@ -253,6 +253,7 @@ mod tests {
             description: None,
             tags: vec![],
             paused,
+            paused_after_failures: None,
             held_back: false,
             schedules: schedules
                 .iter()

@@ -272,6 +272,7 @@ pub fn check(
         catchup: raw.catchup.unwrap_or_default(),
         late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
         notifications,
+        pause_after_failures: raw.pause_after_failures,
     })
 }
 

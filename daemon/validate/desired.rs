@@ -51,6 +51,8 @@ pub struct Deployment {
     pub late_grace: Duration,
     /// Who is told about its runs (its own list, else its file's default).
     pub notifications: Vec<crate::notify::Notification>,
+    /// Slots in a row whose last attempt failed before the schedules pause at run time.
+    pub pause_after_failures: Option<u32>,
 }
 
 /// How the process is started.

@@ -76,6 +76,7 @@ pub const DEPLOYMENT: Place = Place {
         "late_grace_seconds",
         "is_schedule_active",
         "notifications",
+        "pause_after_failures",
     ],
     ignored: &[
         ("build", "sundial runs no build steps"),

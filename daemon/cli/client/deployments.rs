@@ -26,6 +26,9 @@ pub fn run(args: &DeploymentsArgs) -> Result<(), ClientError> {
         if d.paused {
             name.push_str(" (paused)");
         }
+        if d.paused_after_failures.is_some() {
+            name.push_str(" (paused after failures: `sundial resume`)");
+        }
         if d.held_back {
             name.push_str(" (held back)");
         }

@@ -11,6 +11,7 @@
 pub mod cancel;
 pub mod deployments;
 pub mod logs;
+pub mod resume;
 pub mod runs;
 pub mod status;
 mod table;

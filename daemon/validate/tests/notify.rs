@@ -150,3 +150,24 @@ deployments:
         "{all}"
     );
 }
+
+#[test]
+fn pause_after_failures_is_a_whole_number_from_one() {
+    let ok =
+        run("deployments:\n  - name: a\n    entrypoint: f.py:g\n    pause_after_failures: 3\n");
+    assert_eq!(
+        ok.files[0].deployments.as_ref().unwrap()[0].pause_after_failures,
+        Some(3)
+    );
+    for (bad, code) in [
+        ("0", "out-of-range"),
+        ("-1", "out-of-range"),
+        ("2.5", "type"),
+        ("yes", "type"),
+    ] {
+        let text = format!(
+            "deployments:\n  - name: a\n    entrypoint: f.py:g\n    pause_after_failures: {bad}\n"
+        );
+        assert_eq!(errors(&text), [(code.to_string(), 4, 27)], "{bad}");
+    }
+}
