@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod explain;
 pub mod manifest;
 pub mod notify;
 pub mod reconcile;

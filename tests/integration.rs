@@ -12,6 +12,7 @@ mod croniter;
 mod daemon;
 mod dashboard;
 mod edges;
+mod explain;
 mod faults;
 mod fds;
 mod gitfaults;

@@ -14,6 +14,7 @@
 
 mod dashboard;
 mod deployments;
+mod explain;
 mod host;
 mod metrics;
 mod runs;
@@ -100,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/deployments", get(deployments::list))
         .route("/api/deployments/{name}/runs", post(deployments::trigger))
         .route("/api/deployments/{name}/resume", post(deployments::resume))
+        .route("/api/deployments/{name}/explain", get(explain::explain))
         .route("/api/runs", get(runs::list))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/logs", get(runs::logs))

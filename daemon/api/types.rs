@@ -232,3 +232,68 @@ pub struct TriggerJson {
     #[serde(default)]
     pub parameters: serde_json::Map<String, Json>,
 }
+
+/// `GET /api/deployments/{name}/explain`: what happened at each slot, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExplanationJson {
+    pub deployment: String,
+    /// What holds for the whole deployment now (paused, held back, no schedules).
+    pub notes: Vec<String>,
+    pub slots: Vec<SlotJson>,
+    /// For an instant no slot falls on: why, with the nearest fires; else null.
+    pub no_slot: Option<NoSlotJson>,
+    /// More slots fell in the range than are listed (the first 1000 are).
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlotJson {
+    pub at: String,
+    pub schedule: String,
+    /// `ran`, `failed`, `running`, `waiting`, `skipped`, `refused`, `cancelled`,
+    /// `upcoming`, `not_deployed_yet` or `not_in_force`.
+    pub what: String,
+    /// The first attempt's run.
+    pub run_id: Option<i64>,
+    /// The last attempt's state.
+    pub state: Option<String>,
+    pub attempts: u32,
+    pub lateness_seconds: Option<f64>,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NoSlotJson {
+    pub why: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl From<&crate::explain::Explanation> for ExplanationJson {
+    fn from(e: &crate::explain::Explanation) -> ExplanationJson {
+        ExplanationJson {
+            deployment: e.deployment.clone(),
+            notes: e.notes.clone(),
+            slots: e
+                .slots
+                .iter()
+                .map(|s| SlotJson {
+                    at: time_text(s.at),
+                    schedule: s.schedule.clone(),
+                    what: s.what.to_string(),
+                    run_id: s.run_id,
+                    state: s.state.clone(),
+                    attempts: s.attempts,
+                    lateness_seconds: s.lateness_seconds,
+                    why: s.why.clone(),
+                })
+                .collect(),
+            no_slot: e.no_slot.as_ref().map(|n| NoSlotJson {
+                why: n.why.clone(),
+                before: n.before.map(time_text),
+                after: n.after.map(time_text),
+            }),
+            truncated: e.truncated,
+        }
+    }
+}

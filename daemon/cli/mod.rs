@@ -46,6 +46,8 @@ pub enum Command {
     Cancel(client::cancel::CancelArgs),
     /// Resume a deployment paused after failures.
     Resume(client::resume::ResumeArgs),
+    /// Say what happened at a deployment's slots, and why ("why didn't it run?").
+    Explain(client::explain::ExplainArgs),
 }
 
 /// `--manifests GLOB`, shared by the commands that discover manifests.
@@ -107,6 +109,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Trigger(a) => client::finish(client::trigger::run(&a)),
         Command::Cancel(a) => client::finish(client::cancel::run(&a)),
         Command::Resume(a) => client::finish(client::resume::run(&a)),
+        Command::Explain(a) => client::finish(client::explain::run(&a)),
     };
     match outcome {
         Ok(code) => code,

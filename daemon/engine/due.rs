@@ -176,7 +176,7 @@ impl Engine {
                 Action::Run { .. } if paused_after_failures => (
                     Trigger::Schedule,
                     RunState::Skipped,
-                    Some(PAUSED_AFTER_FAILURES),
+                    Some(crate::store::PAUSED_AFTER_FAILURES),
                     None,
                 ),
                 Action::Run { catchup } => {
@@ -262,9 +262,6 @@ impl Engine {
         Ok(())
     }
 }
-
-/// The reason of a slot skipped while its deployment is paused after failures.
-pub const PAUSED_AFTER_FAILURES: &str = "paused after failures";
 
 /// Why the rows of a slot could not be stored as they were: the store's word and the
 /// largest parameters among them, with what to do.

@@ -190,7 +190,7 @@ impl Engine {
         }
         // A manual run asked for now starts; what waited on a schedule's behalf does not.
         if self.pauses.contains_key(&deployment.name) && run.trigger != Trigger::Manual {
-            return self.cancel_waiting(id, super::due::PAUSED_AFTER_FAILURES, now);
+            return self.cancel_waiting(id, crate::store::PAUSED_AFTER_FAILURES, now);
         }
         // The deployment as it is now: its definition and the checkout of the same commit.
         let (deployment, commit) = (deployment.clone(), commit.to_string());

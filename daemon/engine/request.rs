@@ -29,6 +29,11 @@ pub enum Request {
         run: i64,
         reply: oneshot::Sender<Result<Run, CancelError>>,
     },
+    /// A deployment as the engine plans it, for explaining its slots.
+    Planned {
+        deployment: String,
+        reply: oneshot::Sender<Option<Planned>>,
+    },
     /// End a deployment's pause after failures.
     Resume {
         deployment: String,
@@ -36,6 +41,15 @@ pub enum Request {
     },
     /// Re-read the repository now (SIGHUP).
     Reload,
+}
+
+/// A deployment as the engine plans it: its definition with each interval's kept anchor,
+/// the error that holds its file back (if it does), and its pause after failures.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub deployment: crate::validate::desired::Deployment,
+    pub held_back: Option<String>,
+    pub pause: Option<crate::store::Pause>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +154,10 @@ impl Engine {
                     let _ = reply.send(answer);
                 }
             },
+            Request::Planned { deployment, reply } => {
+                let planned = self.planned(&deployment)?;
+                let _ = reply.send(planned);
+            }
             Request::Resume { deployment, reply } => {
                 let answer = if self.applied.deployment(&deployment).is_none() {
                     Err(ResumeError::UnknownDeployment(deployment))
@@ -163,6 +181,45 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// `name` as its slots are planned: anchors kept with the cursors applied.
+    fn planned(&self, name: &str) -> Result<Option<Planned>, StoreError> {
+        let Some((deployment, _)) = self.applied.deployment(name) else {
+            return Ok(None);
+        };
+        let mut deployment = deployment.clone();
+        for s in deployment
+            .schedules
+            .iter_mut()
+            .filter(|s| s.anchored_at_commit)
+        {
+            let kept = self
+                .store
+                .cursor(name, &s.id)?
+                .filter(|c| c.fingerprint == s.fingerprint)
+                .and_then(|c| c.anchor);
+            if let Some(anchor) = kept.or(s.introduced_at) {
+                s.schedule = s.schedule.anchored_at(anchor);
+            }
+        }
+        let held_back = self
+            .applied
+            .files
+            .get(&deployment.file)
+            .filter(|f| f.held_back)
+            .and_then(|_| {
+                self.status
+                    .errors
+                    .iter()
+                    .find(|e| e.file == deployment.file)
+            })
+            .map(|e| format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message));
+        Ok(Some(Planned {
+            held_back,
+            pause: self.pauses.get(name).cloned(),
+            deployment,
+        }))
     }
 
     /// A manual run: defaults then the trigger's overrides, checked against the

@@ -24,7 +24,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
 pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
-pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger};
+pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES};
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};
 

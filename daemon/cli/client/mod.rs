@@ -10,6 +10,7 @@
 
 pub mod cancel;
 pub mod deployments;
+pub mod explain;
 pub mod logs;
 pub mod resume;
 pub mod runs;
