@@ -236,7 +236,16 @@ mod tests {
             .env(MARK_VAR, mark("inst2", 42))
             .spawn()
             .unwrap();
-        let found = scan("inst1");
+        // A child that has not exec'd yet still shows its parent's environment: poll
+        // until the marked one is seen (a deadline, not a sleep).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let found = scan("inst1");
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::yield_now();
+        };
         let _ = marked.kill();
         let _ = other.kill();
         let _ = marked.wait();
