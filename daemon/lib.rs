@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod sla;
 pub mod source;
 pub mod store;
 pub mod systemd;

@@ -84,7 +84,7 @@ pub fn fails_once_then_succeeds(delay: u32) -> GitRepo {
     let text = manifest(
         "once",
         "python3 once.py",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         &format!("    retries: 1\n    retry_delay_seconds: {delay}\n"),
     );
     repo.commit(

@@ -27,7 +27,7 @@ type Labels = Vec<(&'static str, String)>;
 
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let commit = state.status.borrow().commit.clone();
-    let (counts, lateness, applied_at) = read(state.db.clone(), move |store| {
+    let (counts, lateness, applied_at, breaches) = read(state.db.clone(), move |store| {
         let applied = match &commit {
             Some(sha) => store.applied_at(sha)?,
             None => None,
@@ -36,10 +36,22 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
             store.run_counts()?,
             store.lateness(&LATENESS_BOUNDS)?,
             applied,
+            store.breach_counts()?,
         ))
     })
     .await?;
-    let registry = registry(&state, &counts, lateness, applied_at);
+    let mut registry = registry(&state, &counts, lateness, applied_at);
+    let breached = Family::<Labels, Counter>::default();
+    for (deployment, sla, count) in breaches {
+        breached
+            .get_or_create(&vec![("deployment", deployment), ("sla", sla)])
+            .inc_by(count);
+    }
+    registry.register(
+        "sla_breaches",
+        "SLA breaches recorded, by deployment and SLA name",
+        breached,
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;

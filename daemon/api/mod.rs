@@ -12,6 +12,7 @@
 //! request body is read past [`MAX_BODY_BYTES`]. How connections are served (timeouts,
 //! the connection cap) is [`serve`]'s.
 
+mod breaches;
 mod dashboard;
 mod deployments;
 mod explain;
@@ -103,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/deployments/{name}/resume", post(deployments::resume))
         .route("/api/deployments/{name}/explain", get(explain::explain))
         .route("/api/runs", get(runs::list))
+        .route("/api/breaches", get(breaches::list))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/logs", get(runs::logs))
         .route("/api/runs/{id}/cancel", post(runs::cancel))

@@ -297,3 +297,36 @@ impl From<&crate::explain::Explanation> for ExplanationJson {
         }
     }
 }
+
+/// An SLA breach, as `GET /api/breaches` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BreachJson {
+    pub id: i64,
+    pub deployment: String,
+    pub sla: String,
+    /// `time_to_completion`, `lateness`, `frequency` or `min_duration`.
+    pub kind: String,
+    pub severity: String,
+    /// What it is about: `run:ID`, `slot:TIME` or `stale:SINCE`.
+    pub subject: String,
+    pub run_id: Option<i64>,
+    /// When it was found.
+    pub at: String,
+    pub detail: String,
+}
+
+impl From<&crate::store::StoredBreach> for BreachJson {
+    fn from(b: &crate::store::StoredBreach) -> BreachJson {
+        BreachJson {
+            id: b.id,
+            deployment: b.deployment.clone(),
+            sla: b.sla.clone(),
+            kind: b.kind.clone(),
+            severity: b.severity.clone(),
+            subject: b.subject.clone(),
+            run_id: b.run_id,
+            at: time_text(b.at),
+            detail: b.detail.clone(),
+        }
+    }
+}

@@ -48,6 +48,8 @@ pub enum Command {
     Resume(client::resume::ResumeArgs),
     /// Say what happened at a deployment's slots, and why ("why didn't it run?").
     Explain(client::explain::ExplainArgs),
+    /// List SLA breaches, newest first.
+    Breaches(client::breaches::BreachesArgs),
 }
 
 /// `--manifests GLOB`, shared by the commands that discover manifests.
@@ -110,6 +112,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Cancel(a) => client::finish(client::cancel::run(&a)),
         Command::Resume(a) => client::finish(client::resume::run(&a)),
         Command::Explain(a) => client::finish(client::explain::run(&a)),
+        Command::Breaches(a) => client::finish(client::breaches::run(&a)),
     };
     match outcome {
         Ok(code) => code,

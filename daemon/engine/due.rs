@@ -61,6 +61,7 @@ impl Engine {
             return Err(e);
         }
         self.due_retries(now)?;
+        self.check_slas(now)?;
         self.cap_logs();
         self.maybe_prune(now)?;
         // Views change only when a schedule's next fire moved; most wake-ups (log checks,

@@ -35,6 +35,7 @@ mod policy;
 mod recover;
 pub mod request;
 mod retention;
+mod sla;
 pub mod status;
 pub mod sync;
 

@@ -60,6 +60,12 @@ impl Engine {
                 let Some((deployment, _)) = self.applied.deployment(&run.deployment) else {
                     continue;
                 };
+                let started_now = events.contains(&Event::Start);
+                let breaches = self.run_breaches(deployment, run, started_now, now);
+                if breaches.iter().any(|b| !b.notices.is_empty()) {
+                    self.next_notice = Some(now);
+                }
+                noticed.breaches.extend(breaches);
                 // `pause_after_failures`: the failure that reaches the count pauses it.
                 let mut pause_note = None;
                 let reached = deployment
@@ -105,7 +111,9 @@ impl Engine {
             if !noticed.outbox.is_empty() {
                 self.next_notice = Some(now);
             }
-            self.store.record_noticed(&noticed, now)?;
+            for b in self.store.record_noticed(&noticed, now)? {
+                tracing::warn!("SLA `{}` breached ({}): {}", b.sla, b.severity, b.detail);
+            }
             for (deployment, note) in noticed.pauses {
                 tracing::warn!("{note}");
                 let pause = Pause {
@@ -189,9 +197,12 @@ impl Engine {
         let Delivered { notice, result } = done;
         self.delivering.remove(&notice.target);
         let what = format!(
-            "{} notification of run {} to {}",
+            "{} notification of {} to {}",
             notice.payload.event.as_str(),
-            notice.payload.run_id,
+            match notice.payload.run_id {
+                Some(id) => format!("run {id}"),
+                None => notice.payload.deployment.clone(),
+            },
             notice.target.describe()
         );
         match result {

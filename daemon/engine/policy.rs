@@ -41,6 +41,8 @@ pub struct InFlight {
     pub deployment: String,
     /// A user asked to cancel it: whatever it ends as, it gets no retry.
     pub cancel_requested: bool,
+    /// When it was started (for time-to-completion SLAs).
+    pub started_at: DateTime<Utc>,
 }
 
 /// What to do with a run that wants to start.
@@ -98,6 +100,7 @@ impl Engine {
                 commit: commit.to_string(),
                 deployment: deployment.name.clone(),
                 cancel_requested: false,
+                started_at: Utc::now(),
             },
         );
         let tz = row

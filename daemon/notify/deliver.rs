@@ -116,6 +116,7 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
         return Err("the command is empty".into());
     };
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     let mut command = Command::new(program);
     command
         .args(args)
@@ -125,16 +126,21 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
         .process_group(0)
         .env("SUNDIAL_EVENT", payload.event.as_str())
         .env("SUNDIAL_DEPLOYMENT", &payload.deployment)
-        .env("SUNDIAL_RUN_ID", payload.run_id.to_string())
-        .env("SUNDIAL_STATE", &payload.state)
-        .env("SUNDIAL_ATTEMPT", payload.attempt.to_string())
+        .env("SUNDIAL_RUN_ID", num(payload.run_id))
+        .env("SUNDIAL_STATE", opt(&payload.state))
+        .env("SUNDIAL_ATTEMPT", num(payload.attempt.map(i64::from)))
         .env("SUNDIAL_SLOT", opt(&payload.slot))
-        .env(
-            "SUNDIAL_EXIT_CODE",
-            payload.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-        )
+        .env("SUNDIAL_EXIT_CODE", num(payload.exit_code.map(i64::from)))
         .env("SUNDIAL_REASON", opt(&payload.reason))
-        .env("SUNDIAL_COMMIT", &payload.commit)
+        .env("SUNDIAL_COMMIT", opt(&payload.commit))
+        .env(
+            "SUNDIAL_SLA",
+            payload
+                .sla
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        )
         .env("SUNDIAL_RUN_URL", &payload.url)
         .env("SUNDIAL_TEXT", &payload.text);
     let mut child = command

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Run, RunState};
 
-pub use payload::{Payload, RunLinks};
+pub use payload::{Payload, RunLinks, SlaBreach};
 
 /// What a notification can be about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -41,19 +41,22 @@ pub enum Event {
     /// The deployment's schedules were paused after failing slots in a row
     /// (`pause_after_failures`).
     Paused,
+    /// One of its SLAs (`sla:`) was breached.
+    Sla,
 }
 
 impl Event {
     /// The events a notification may ask for in `events:`.
-    pub const CHOOSABLE: [Event; 5] = [
+    pub const CHOOSABLE: [Event; 6] = [
         Event::Success,
         Event::Failure,
         Event::Recovery,
         Event::Skipped,
         Event::Paused,
+        Event::Sla,
     ];
     /// What a webhook or command hears without `events:`.
-    pub const DEFAULT: [Event; 3] = [Event::Failure, Event::Recovery, Event::Paused];
+    pub const DEFAULT: [Event; 4] = [Event::Failure, Event::Recovery, Event::Paused, Event::Sla];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,6 +66,7 @@ impl Event {
             Event::Recovery => "recovery",
             Event::Skipped => "skipped",
             Event::Paused => "paused",
+            Event::Sla => "sla",
         }
     }
 
@@ -129,6 +133,10 @@ pub struct Health {
     pub failing: bool,
     /// Slots in a row whose last attempt failed.
     pub failures_in_a_row: u32,
+    /// When its last run completed.
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a `stale_after` SLA began to watch it (before any success).
+    pub watch_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The events a run's row says are owed, given the state it was last noticed in and the
@@ -145,7 +153,10 @@ pub fn events(run: &Run, noticed: Option<RunState>, health: &mut Health) -> Vec<
             if health.failing {
                 said.push(Event::Recovery);
             }
-            *health = Health::default();
+            *health = Health {
+                last_success: run.ended_at.or(health.last_success),
+                ..Health::default()
+            };
         }
         // Ended without success; with a retry still to decide, nothing yet (the decision
         // marks the row again, and a retry that follows clears the mark).

@@ -16,18 +16,19 @@ pub const LOG_TAIL_BYTES: usize = 4096;
 pub struct Payload {
     pub event: Event,
     pub deployment: String,
-    pub run_id: i64,
+    /// The run it is about (null for an SLA breach about no run in particular).
+    pub run_id: Option<i64>,
     /// The slot the run is for (absent for manual runs).
     pub slot: Option<String>,
-    pub state: String,
-    pub attempt: u32,
-    pub trigger: String,
+    pub state: Option<String>,
+    pub attempt: Option<u32>,
+    pub trigger: Option<String>,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_seconds: Option<f64>,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
-    pub commit: String,
+    pub commit: Option<String>,
     /// The last lines of the run's log (at most [`LOG_TAIL_BYTES`]).
     pub log_tail: String,
     /// The run's page on the dashboard.
@@ -37,6 +38,19 @@ pub struct Payload {
     /// For `paused`: why, and how to resume.
     #[serde(default)]
     pub note: Option<String>,
+    /// For `sla`: the breached SLA.
+    #[serde(default)]
+    pub sla: Option<SlaBreach>,
+}
+
+/// The SLA a `sla` notification is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaBreach {
+    pub name: String,
+    /// `time_to_completion`, `lateness`, `frequency` or `min_duration`.
+    pub kind: String,
+    pub severity: String,
+    pub detail: String,
 }
 
 /// Where a run's page is, and where its log is.
@@ -59,22 +73,66 @@ impl Payload {
         Payload {
             event,
             deployment: run.deployment.clone(),
-            run_id: run.id,
+            run_id: Some(run.id),
             slot: stamp(run.scheduled_for),
-            state: run.state.as_str().to_string(),
-            attempt: run.attempt,
-            trigger: run.trigger.as_str().to_string(),
+            state: Some(run.state.as_str().to_string()),
+            attempt: Some(run.attempt),
+            trigger: Some(run.trigger.as_str().to_string()),
             started_at: stamp(run.started_at),
             ended_at: stamp(run.ended_at),
             duration_seconds: duration,
             exit_code: run.exit_code,
             reason: run.reason.clone(),
-            commit: run.commit.clone(),
+            commit: Some(run.commit.clone()),
             log_tail: log_tail(links.log),
             text: summary(event, run, duration, &url),
             url,
             note: None,
+            sla: None,
         }
+    }
+
+    /// An SLA breach of `deployment`, about `run` when there is one.
+    pub fn breach(
+        deployment: &str,
+        breach: &crate::sla::Breach,
+        run: Option<&Run>,
+        links: &RunLinks<'_>,
+    ) -> Payload {
+        let mut payload = match run {
+            Some(run) => Payload::new(Event::Sla, run, links),
+            None => Payload {
+                event: Event::Sla,
+                deployment: deployment.to_string(),
+                run_id: None,
+                slot: None,
+                state: None,
+                attempt: None,
+                trigger: None,
+                started_at: None,
+                ended_at: None,
+                duration_seconds: None,
+                exit_code: None,
+                reason: None,
+                commit: None,
+                log_tail: String::new(),
+                url: links.base_url.to_string(),
+                text: String::new(),
+                note: None,
+                sla: None,
+            },
+        };
+        payload.text = format!(
+            "sundial: {deployment} breached SLA `{}` ({}): {}: {}",
+            breach.sla, breach.severity, breach.detail, payload.url
+        );
+        payload.sla = Some(SlaBreach {
+            name: breach.sla.clone(),
+            kind: breach.kind.to_string(),
+            severity: breach.severity.clone(),
+            detail: breach.detail.clone(),
+        });
+        payload
     }
 }
 
@@ -103,6 +161,7 @@ fn summary(event: Event, run: &Run, duration: Option<f64>, url: &str) -> String 
             "{name} run {id} {}{how}{attempts}",
             run.state.as_str().to_lowercase()
         ),
+        Event::Sla => format!("{name} breached an SLA (run {id})"),
         Event::Paused => {
             format!("{name} paused after failing slots in a row (last: run {id}{how})")
         }

@@ -73,7 +73,8 @@ fn a_failure_waits_for_the_retry_decision_and_is_said_once_no_retry_follows() {
         health,
         Health {
             failing: true,
-            failures_in_a_row: 1
+            failures_in_a_row: 1,
+            ..Health::default()
         }
     );
     assert_eq!(
@@ -92,6 +93,8 @@ fn the_first_success_after_a_failure_is_a_recovery_and_clears_the_count() {
     let mut health = Health {
         failing: true,
         failures_in_a_row: 3,
+        watch_since: Some("2026-03-01T00:00:00Z".parse().unwrap()),
+        last_success: None,
     };
     assert_eq!(
         events(
@@ -101,7 +104,14 @@ fn the_first_success_after_a_failure_is_a_recovery_and_clears_the_count() {
         ),
         [Event::Success, Event::Recovery]
     );
-    assert_eq!(health, Health::default());
+    // Cleared, with the success's time kept for `stale_after`.
+    assert_eq!(
+        health,
+        Health {
+            last_success: Some("2026-03-01T09:00:03Z".parse().unwrap()),
+            ..Health::default()
+        }
+    );
     assert_eq!(
         events(
             &run(RunState::Completed),

@@ -305,6 +305,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         catchup: Default::default(),
         notifications: Vec::new(),
         pause_after_failures: None,
+        slas: Vec::new(),
         late_grace: Duration::from_secs(60),
     }
 }

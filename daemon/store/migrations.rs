@@ -98,6 +98,24 @@ const MIGRATIONS: &[&str] = &[
         note       TEXT NOT NULL
     );
     ",
+    // 7: SLAs: when each deployment last succeeded (or began to be watched), and each
+    //    breach, once per SLA and subject (a run, a slot, a stretch without success).
+    "
+    ALTER TABLE health ADD COLUMN last_success TEXT;
+    ALTER TABLE health ADD COLUMN watch_since TEXT;
+    CREATE TABLE breaches (
+        id         INTEGER PRIMARY KEY,
+        deployment TEXT NOT NULL,
+        sla        TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        run_id     INTEGER,
+        at         TEXT NOT NULL,
+        detail     TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX breaches_subject ON breaches (deployment, sla, subject);
+    ",
 ];
 
 /// The schema version this binary writes.

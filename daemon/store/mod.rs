@@ -11,6 +11,7 @@
 //!
 //! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
 
+mod breaches;
 mod migrations;
 mod notices;
 mod runs;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
+pub use breaches::{NewBreach, StoredBreach};
 pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
 pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES};
 pub use state::{AppliedCommit, Cursor, FileError};

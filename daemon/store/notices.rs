@@ -51,6 +51,9 @@ pub struct Noticed {
     pub outbox: Vec<NewNotice>,
     /// Deployments to pause, with the note that says why.
     pub pauses: Vec<(String, String)>,
+    /// SLA breaches found, each with its notices (put in the outbox only if the breach
+    /// is new).
+    pub breaches: Vec<super::NewBreach>,
 }
 
 /// A deployment paused at run time.
@@ -80,27 +83,46 @@ impl Store {
         let found = self
             .conn
             .query_row(
-                "SELECT failing, failures_in_a_row FROM health WHERE deployment = ?1",
+                "SELECT failing, failures_in_a_row, last_success, watch_since FROM health WHERE deployment = ?1",
                 [deployment],
                 |r| {
-                    Ok(Health {
-                        failing: r.get(0)?,
-                        failures_in_a_row: r.get(1)?,
-                    })
+                    Ok((
+                        r.get::<_, bool>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
                 },
             )
             .optional()?;
-        Ok(found.unwrap_or_default())
+        let Some((failing, failures_in_a_row, last_success, watch_since)) = found else {
+            return Ok(Health::default());
+        };
+        Ok(Health {
+            failing,
+            failures_in_a_row,
+            last_success: last_success.as_deref().map(parse_time).transpose()?,
+            watch_since: watch_since.as_deref().map(parse_time).transpose()?,
+        })
+    }
+
+    /// Stores a deployment's health.
+    pub fn set_health(&mut self, deployment: &str, health: &Health) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        write_health(&tx, deployment, health)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Records a pass: clears the marks of the runs read (unless the row changed since,
     /// which cannot happen while the engine is the only writer), stores the health and
-    /// fills the outbox, in one transaction.
+    /// fills the outbox, in one transaction. Returns the breaches that were new.
     pub fn record_noticed(
         &mut self,
         noticed: &Noticed,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<crate::sla::Breach>, StoreError> {
+        let mut new = Vec::new();
         let tx = self.conn.transaction()?;
         for (id, state) in &noticed.runs {
             tx.execute(
@@ -109,11 +131,12 @@ impl Store {
             )?;
         }
         for (deployment, h) in &noticed.health {
-            tx.execute(
-                "INSERT INTO health (deployment, failing, failures_in_a_row) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (deployment) DO UPDATE SET failing = excluded.failing, failures_in_a_row = excluded.failures_in_a_row",
-                (deployment, h.failing, h.failures_in_a_row),
-            )?;
+            write_health(&tx, deployment, h)?;
+        }
+        for breach in &noticed.breaches {
+            if super::breaches::insert(&tx, breach, now)? {
+                new.push(breach.breach.clone());
+            }
         }
         for (deployment, note) in &noticed.pauses {
             tx.execute(
@@ -122,21 +145,10 @@ impl Store {
             )?;
         }
         for notice in &noticed.outbox {
-            tx.execute(
-                "INSERT INTO outbox (deployment, run_id, event, target, payload, created_at, next_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                (
-                    &notice.payload.deployment,
-                    notice.payload.run_id,
-                    notice.payload.event.as_str(),
-                    serde_json::to_string(&notice.target).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    serde_json::to_string(&notice.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    time_text(now),
-                ),
-            )?;
+            insert_notice(&tx, notice, now)?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     /// Every deployment paused at run time.
@@ -339,4 +351,47 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn write_health(
+    tx: &rusqlite::Transaction<'_>,
+    deployment: &str,
+    h: &Health,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO health (deployment, failing, failures_in_a_row, last_success, watch_since) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (deployment) DO UPDATE SET failing = excluded.failing, failures_in_a_row = excluded.failures_in_a_row,
+             last_success = excluded.last_success, watch_since = excluded.watch_since",
+        (
+            deployment,
+            h.failing,
+            h.failures_in_a_row,
+            h.last_success.map(time_text),
+            h.watch_since.map(time_text),
+        ),
+    )?;
+    Ok(())
+}
+
+/// Puts one delivery in the outbox, due now.
+pub(super) fn insert_notice(
+    tx: &rusqlite::Transaction<'_>,
+    notice: &NewNotice,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let json =
+        |v: Result<String, serde_json::Error>| v.map_err(|e| StoreError::Corrupt(e.to_string()));
+    tx.execute(
+        "INSERT INTO outbox (deployment, run_id, event, target, payload, created_at, next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        (
+            &notice.payload.deployment,
+            notice.payload.run_id,
+            notice.payload.event.as_str(),
+            json(serde_json::to_string(&notice.target))?,
+            json(serde_json::to_string(&notice.payload))?,
+            time_text(now),
+        ),
+    )?;
+    Ok(())
 }

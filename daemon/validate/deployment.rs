@@ -72,6 +72,11 @@ pub fn check(
         jobs.command.as_deref(),
     );
 
+    let slas = node
+        .get("sla")
+        .filter(|n| !n.is_null())
+        .map(|list| super::sla::check(report, list, &pointer(at, "sla")))
+        .unwrap_or_default();
     let notifications = match node.get("notifications").filter(|n| !n.is_null()) {
         Some(list) => super::notify::check(report, list, &pointer(at, "notifications")),
         None => ctx.top_notifications.map(<[_]>::to_vec).unwrap_or_default(),
@@ -273,6 +278,7 @@ pub fn check(
         late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
         notifications,
         pause_after_failures: raw.pause_after_failures,
+        slas,
     })
 }
 

@@ -53,6 +53,8 @@ pub struct Deployment {
     pub notifications: Vec<crate::notify::Notification>,
     /// Slots in a row whose last attempt failed before the schedules pause at run time.
     pub pause_after_failures: Option<u32>,
+    /// Its service level agreements (`sla:`), the enabled ones.
+    pub slas: Vec<crate::sla::Sla>,
 }
 
 /// How the process is started.

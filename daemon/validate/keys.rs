@@ -77,12 +77,12 @@ pub const DEPLOYMENT: Place = Place {
         "is_schedule_active",
         "notifications",
         "pause_after_failures",
+        "sla",
     ],
     ignored: &[
         ("build", "sundial runs no build steps"),
         ("push", "sundial runs no push steps"),
         ("triggers", "sundial has no automations"),
-        ("sla", "sundial has no SLAs"),
         ("version_type", "it is informational"),
         ("flow_name", "the entrypoint names the function"),
         ("work_queue_name", "sundial has no work queues"),

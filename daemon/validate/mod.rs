@@ -20,6 +20,7 @@ mod pull;
 pub mod render;
 mod report;
 pub mod schema;
+mod sla;
 mod templates;
 
 use std::collections::{BTreeSet, HashMap};

@@ -8,6 +8,7 @@
 //! `<state-dir>/token`. Exit codes: 0, 1 when the API refused or could not be reached,
 //! 2 on usage (bad flags, no token file).
 
+pub mod breaches;
 pub mod cancel;
 pub mod deployments;
 pub mod explain;

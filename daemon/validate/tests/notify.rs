@@ -171,3 +171,97 @@ fn pause_after_failures_is_a_whole_number_from_one() {
         assert_eq!(errors(&text), [(code.to_string(), 4, 27)], "{bad}");
     }
 }
+
+#[test]
+fn slas_are_read_as_prefect_writes_them_and_every_mistake_is_at_its_place() {
+    let ok = run("\
+deployments:
+  - name: a
+    entrypoint: f.py:g
+    sla:
+      - name: done
+        duration: 7200
+        severity: high
+      - name: on-time
+        within: PT10M
+      - name: fresh
+        stale_after: '26:00:00'
+      - name: real-work
+        min_duration: 60
+      - name: not-watched
+        duration: 5
+        enabled: false
+");
+    let slas = &ok.files[0].deployments.as_ref().unwrap()[0].slas;
+    use crate::sla::Kind;
+    use std::time::Duration;
+    let kinds: Vec<(&str, &str, Kind)> = slas
+        .iter()
+        .map(|s| (s.name.as_str(), s.severity.as_str(), s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "done",
+                "high",
+                Kind::TimeToCompletion(Duration::from_secs(7200))
+            ),
+            (
+                "on-time",
+                "moderate",
+                Kind::Lateness(Duration::from_secs(600))
+            ),
+            (
+                "fresh",
+                "moderate",
+                Kind::Frequency(Duration::from_secs(26 * 3600))
+            ),
+            (
+                "real-work",
+                "moderate",
+                Kind::MinDuration(Duration::from_secs(60))
+            ),
+        ],
+        "an SLA with enabled: false is not watched"
+    );
+    let text = "\
+deployments:
+  - name: a
+    entrypoint: f.py:g
+    sla:
+      - duration: 5
+      - name: two
+        duration: 5
+        within: 10
+      - name: bad
+        within: soon
+      - name: bad
+        duration: 5
+      - name: sev
+        duration: 5
+        severity: urgent
+      - name: fresh
+        resource_match: {prefect.resource.id: x}
+        expected_event: prefect.flow-run.Completed
+";
+    assert_eq!(
+        errors(text),
+        [
+            ("sla".to_string(), 5, 9),
+            ("sla".to_string(), 8, 9),
+            ("sla".to_string(), 10, 17),
+            ("sla".to_string(), 11, 15),
+            ("type".to_string(), 15, 19),
+        ]
+    );
+    let warnings: Vec<String> = run(text)
+        .diagnostics()
+        .filter(|d| !d.is_error())
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("freshness SLA")),
+        "{warnings:?}"
+    );
+}
