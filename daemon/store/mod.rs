@@ -9,6 +9,7 @@
 //!
 //! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
 
+mod history;
 mod migrations;
 mod runs;
 mod state;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
+pub use history::{AttemptRef, BucketCount, SlotKey};
 pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger};
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};

@@ -2,7 +2,7 @@
 //! rows that record why a due slot did not run ("nothing vanishes").
 
 use chrono::{DateTime, Utc};
-use rusqlite::{named_params, OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row};
 use serde_json::Value as Json;
 
 use super::{parse_time, time_text, Store, StoreError};
@@ -99,15 +99,15 @@ impl Trigger {
         }
     }
 
-    fn parse(text: &str) -> Option<Trigger> {
-        [
-            Trigger::Schedule,
-            Trigger::Manual,
-            Trigger::Retry,
-            Trigger::Catchup,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == text)
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Schedule,
+        Trigger::Manual,
+        Trigger::Retry,
+        Trigger::Catchup,
+    ];
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
 
@@ -159,17 +159,28 @@ pub struct Run {
     pub not_before: Option<DateTime<Utc>>,
 }
 
-/// Which runs to list: newest first.
+/// Which runs to list: newest first. Each condition given becomes a `WHERE` term of its
+/// own (no `:x IS NULL OR` terms, which keep SQLite from using an index).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub deployment: Option<String>,
     pub state: Option<RunState>,
+    pub trigger: Option<Trigger>,
+    /// Only runs whose time ([`RUN_TIME`]) is at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs whose time is before this.
+    pub until: Option<DateTime<Utc>>,
     /// Only runs with a smaller id (pagination).
     pub before: Option<i64>,
     pub limit: usize,
 }
 
-const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before";
+/// A run's time for filters and charts: when it started, else when it was due, else when
+/// its row was written (a manual run refused before starting). The dashboard indexes
+/// (migration 4) are on this exact expression.
+pub(super) const RUN_TIME: &str = "COALESCE(started_at, scheduled_for, created_at)";
+
+pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before";
 
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
@@ -296,23 +307,43 @@ impl Store {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM runs
-             WHERE (:deployment IS NULL OR deployment = :deployment)
-               AND (:state IS NULL OR state = :state)
-               AND (:before IS NULL OR id < :before)
-             ORDER BY id DESC LIMIT :limit"
-        );
+        let mut terms = Vec::new();
+        let mut values: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
+        if let Some(d) = &filter.deployment {
+            terms.push("deployment = :deployment".to_string());
+            values.push((":deployment", Box::new(d.clone())));
+        }
+        if let Some(s) = filter.state {
+            terms.push("state = :state".to_string());
+            values.push((":state", Box::new(s.as_str())));
+        }
+        if let Some(t) = filter.trigger {
+            terms.push("trigger = :trigger".to_string());
+            values.push((":trigger", Box::new(t.as_str())));
+        }
+        if let Some(since) = filter.since {
+            terms.push(format!("{RUN_TIME} >= :since"));
+            values.push((":since", Box::new(time_text(since))));
+        }
+        if let Some(until) = filter.until {
+            terms.push(format!("{RUN_TIME} < :until"));
+            values.push((":until", Box::new(time_text(until))));
+        }
+        if let Some(before) = filter.before {
+            terms.push("id < :before".to_string());
+            values.push((":before", Box::new(before)));
+        }
+        values.push((":limit", Box::new(filter.limit as i64)));
+        let condition = if terms.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", terms.join(" AND "))
+        };
+        let sql = format!("SELECT {COLUMNS} FROM runs {condition} ORDER BY id DESC LIMIT :limit");
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            named_params! {
-                ":deployment": filter.deployment,
-                ":state": filter.state.map(RunState::as_str),
-                ":before": filter.before,
-                ":limit": filter.limit as i64,
-            },
-            read_row,
-        )?;
+        let params: Vec<(&str, &dyn rusqlite::ToSql)> =
+            values.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        let rows = stmt.query_map(params.as_slice(), read_row)?;
         rows.map(|r| r?).collect()
     }
 
@@ -416,7 +447,7 @@ fn insert(
     Ok((changed == 1).then(|| tx.last_insert_rowid()))
 }
 
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
+pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
     let text = |i: usize| row.get::<_, Option<String>>(i);
     let scheduled_for: Option<String> = text(3)?;
     let trigger: String = row.get(4)?;
