@@ -221,12 +221,17 @@ impl Engine {
                 tags: d.tags.clone(),
                 paused: d.paused,
                 held_back: f.held_back,
+                parameters: d.parameters.clone(),
+                parameter_schema: d.parameter_schema.clone(),
+                timeout: d.timeout,
+                retries: d.retries,
                 schedules: d
                     .schedules
                     .iter()
                     .map(|s| ScheduleView {
                         id: s.id.clone(),
                         description: s.description.clone(),
+                        schedule: s.schedule.clone(),
                         timezone: s.schedule.timezone().to_string(),
                         active: s.active,
                         next: self.timer.next_of(&(d.name.clone(), s.id.clone())),
