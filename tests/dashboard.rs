@@ -425,6 +425,9 @@ fn the_charts_draw_one_bar_per_run_of_a_known_history_and_pages_fit_390_and_1280
             let fits =
                 browser.eval("document.documentElement.scrollWidth <= window.innerWidth + 1");
             assert_eq!(fits, true, "{page} is wider than {width} px");
+            // Nor does any table scroll sideways: every column is on screen.
+            let scrolling = browser.eval("[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.firstElementChild.id)");
+            assert_eq!(scrolling, serde_json::json!([]), "{page} at {width} px");
             if page == "/" {
                 // Next fire and Run now are on screen, not past the right edge.
                 let right = browser.eval("Math.max(...[...document.querySelectorAll('#deployments button, #deployments td[data-label=Next]')].map(e => e.getBoundingClientRect().right))");
