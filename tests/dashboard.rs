@@ -367,6 +367,26 @@ fn a_custom_run_is_checked_in_the_page_then_by_the_api_schema_then_runs_from_the
         parameters.as_str().unwrap().contains("\"who\": \"ann\""),
         "{parameters}"
     );
+    // The run's page follows its state and log live; the log's search shows matching lines.
+    browser.wait_for(
+        LOAD,
+        "the run's end and its log line in the open page",
+        "document.querySelector('#state').textContent === 'Completed' && [...document.querySelectorAll('#log .line')].some(l => l.textContent.includes('etl ran'))",
+    );
+    browser.eval("{ const s = document.querySelector('#log-search'); s.value = 'no such text'; s.dispatchEvent(new Event('input')) }");
+    let count = browser.eval("document.querySelector('#log-count').textContent");
+    assert!(count.as_str().unwrap().starts_with("0 of "), "{count}");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#log .line:not([hidden])').length"),
+        0
+    );
+    browser.eval("{ const s = document.querySelector('#log-search'); s.value = 'ETL RAN'; s.dispatchEvent(new Event('input')) }");
+    let shown = browser.eval("[...document.querySelectorAll('#log .line:not([hidden])')].map(l => l.textContent.toLowerCase().includes('etl ran'))");
+    let shown = shown.as_array().unwrap();
+    assert!(
+        !shown.is_empty() && shown.iter().all(|hit| hit == true),
+        "{shown:?}"
+    );
 }
 
 #[test]

@@ -221,3 +221,55 @@ fn dropped_instant(s: &ScheduleView, wall: chrono::NaiveDateTime) -> Option<Date
     let fixed = chrono::Offset::fix(&offset);
     Some(Utc.from_utc_datetime(&(wall - Duration::seconds(i64::from(fixed.local_minus_utc())))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{Schedule, Tz};
+
+    fn deployment(cron: &str, next: &str) -> DeploymentView {
+        let tz: Tz = "Europe/Madrid".parse().unwrap();
+        DeploymentView {
+            name: "etl".into(),
+            file: "prefect.yaml".into(),
+            commit: "abc".into(),
+            description: None,
+            tags: vec![],
+            paused: false,
+            held_back: false,
+            parameters: Default::default(),
+            parameter_schema: None,
+            timeout: None,
+            retries: 0,
+            schedules: vec![ScheduleView {
+                id: "s".into(),
+                description: format!("cron {cron} (Europe/Madrid)"),
+                schedule: Schedule::cron(cron, tz, true).unwrap(),
+                timezone: "Europe/Madrid".into(),
+                active: true,
+                next: Some(next.parse().unwrap()),
+            }],
+        }
+    }
+
+    /// Madrid springs forward on 2026-03-29 at 02:00 (01:00 UTC).
+    #[test]
+    fn upcoming_runs_say_what_dst_does_to_them() {
+        let fixed = upcoming(&deployment("30 2 * * *", "2026-03-28T01:30:00Z")).into_string();
+        assert!(fixed.contains("Sun 2026-03-29 03:00 CEST"), "{fixed}");
+        assert!(
+            fixed.contains(
+                "02:30 does not exist that day (clocks go forward): it runs when the gap ends"
+            ),
+            "{fixed}"
+        );
+        assert_eq!(fixed.matches("<tr>").count(), 1 + UPCOMING, "{fixed}");
+        let hourly = upcoming(&deployment("15 * * * *", "2026-03-28T23:15:00Z")).into_string();
+        assert!(
+            hourly.contains(
+                "2026-03-29 02:15 does not exist that day (clocks go forward): it does not run"
+            ),
+            "{hourly}"
+        );
+    }
+}
