@@ -74,8 +74,9 @@ rows AS (
          'deployment-' || (i % 20) AS deployment,
          -- One run every 3 s over the history, newest now; retries share their slot.
          strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || (($count - i) * 3) || ' seconds') AS at,
-         CASE WHEN i % 100 < 85 THEN 'Completed' WHEN i % 100 < 93 THEN 'Failed'
-              WHEN i % 100 < 94 THEN 'Crashed' WHEN i % 100 < 96 THEN 'Cancelled'
+         -- States spread over the deployments (not in step with i % 20).
+         CASE WHEN i * 7919 % 100 < 85 THEN 'Completed' WHEN i * 7919 % 100 < 93 THEN 'Failed'
+              WHEN i * 7919 % 100 < 94 THEN 'Crashed' WHEN i * 7919 % 100 < 96 THEN 'Cancelled'
               ELSE 'Skipped' END AS state,
          CASE WHEN i % 97 = 0 THEN 'manual' WHEN i % 31 = 0 THEN 'retry' ELSE 'schedule' END AS trigger
   FROM n)
@@ -97,7 +98,6 @@ SELECT deployment,
        CASE state WHEN 'Completed' THEN 0 WHEN 'Failed' THEN 1 END
 FROM rows;
 COMMIT;
-ANALYZE;
 EOF
 }
 

@@ -339,7 +339,13 @@ impl Store {
         } else {
             format!("WHERE {}", terms.join(" AND "))
         };
-        let sql = format!("SELECT {COLUMNS} FROM runs {condition} ORDER BY id DESC LIMIT :limit");
+        // The ids first: the dashboard indexes (migration 4) hold every filtered column
+        // and the id, so the page is found from an index alone, and only its rows are read.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE id IN
+                (SELECT id FROM runs {condition} ORDER BY id DESC LIMIT :limit)
+             ORDER BY id DESC"
+        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let params: Vec<(&str, &dyn rusqlite::ToSql)> =
             values.iter().map(|(k, v)| (*k, v.as_ref())).collect();
