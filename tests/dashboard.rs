@@ -371,7 +371,7 @@ fn a_custom_run_is_checked_in_the_page_then_by_the_api_schema_then_runs_from_the
     browser.wait_for(
         LOAD,
         "the run's end and its log line in the open page",
-        "document.querySelector('#state').textContent === 'Completed' && [...document.querySelectorAll('#log .line')].some(l => l.textContent.includes('etl ran'))",
+        "document.querySelector('#state').textContent === 'Completed' && [...document.querySelectorAll('#log .line')].some(l => l.textContent.trim() === 'etl ran')",
     );
     browser.eval("{ const s = document.querySelector('#log-search'); s.value = 'no such text'; s.dispatchEvent(new Event('input')) }");
     let count = browser.eval("document.querySelector('#log-count').textContent");

@@ -285,8 +285,9 @@ const m=/^`([^`]+)`/.exec(e),f=m&&$$('[data-param]',form).find(f=>f.dataset.para
 if(o)o.textContent=e;}return;}
 if(form.dataset.goto==='run'){location.href='/runs/'+j.id;}else{out.textContent='Done.';poll();}
 }catch(e){out.textContent=String(e);}});
-const log=$('#log'),search=$('#log-search'),follow=$('#log-follow'),count=$('#log-count');
-function logView(){if(!log)return;const q=search?search.value.toLowerCase():'';let shown=0,all=0;
+const search=$('#log-search'),follow=$('#log-follow'),count=$('#log-count');
+// The log is looked up each time: a live update replaces it.
+function logView(){const log=$('#log');if(!log)return;const q=search?search.value.toLowerCase():'';let shown=0,all=0;
 for(const l of $$('.line',log)){all++;const hit=!q||l.textContent.toLowerCase().includes(q);l.hidden=!hit;if(hit)shown++;}
 if(count)count.textContent=q?shown+' of '+all+' lines':'';if(follow&&follow.checked)log.scrollTop=log.scrollHeight;}
 if(search)search.addEventListener('input',logView);if(follow)follow.addEventListener('change',logView);
@@ -296,8 +297,8 @@ try{const r=await fetch(location.href,{cache:'no-store',headers:etag?{'If-None-M
 if(r.status===200){etag=r.headers.get('ETag');const doc=new DOMParser().parseFromString(await r.text(),'text/html');
 for(const el of $$('[data-live]')){const fresh=doc.getElementById(el.id);
 if(fresh&&fresh.innerHTML!==el.innerHTML&&!el.contains(document.activeElement)){el.innerHTML=fresh.innerHTML;}}
-rel();logView();}
-document.body.dataset.polls=String(Number(document.body.dataset.polls||0)+1);}catch(e){}finally{busy=false;}}
+}
+document.body.dataset.polls=String(Number(document.body.dataset.polls||0)+1);}catch(e){}finally{busy=false;rel();logView();}}
 rel();logView();setInterval(rel,1000);setInterval(poll,1000*Number(document.body.dataset.poll||2));
 })();
 "#;
