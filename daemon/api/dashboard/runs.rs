@@ -417,6 +417,54 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_slot_shows_its_attempts_each_with_its_state_and_commit() {
+        let at: DateTime<Utc> = "2026-03-09T14:00:00Z".parse().unwrap();
+        let run = Run {
+            id: 8,
+            deployment: "etl".into(),
+            schedule_id: Some("daily".into()),
+            scheduled_for: Some(at),
+            trigger: Trigger::Retry,
+            state: RunState::Completed,
+            reason: None,
+            attempt: 2,
+            commit: "bbbbbbbbbb".into(),
+            parameters: serde_json::json!({}),
+            created_at: at,
+            started_at: Some(at),
+            ended_at: Some(at),
+            exit_code: Some(0),
+            pid: None,
+            not_before: None,
+        };
+        let attempt = |id, attempt, state, commit: &str| AttemptRef {
+            id,
+            attempt,
+            state,
+            commit: commit.into(),
+        };
+        let mut slots = Slots::new();
+        slots.insert(
+            ("etl".into(), "daily".into(), at),
+            vec![
+                attempt(5, 1, RunState::Failed, "aaaaaaaaaa"),
+                attempt(8, 2, RunState::Completed, "bbbbbbbbbb"),
+            ],
+        );
+        let html = attempts(&run, &slots).into_string();
+        assert!(
+            html.contains(r#"<a class="s-Failed" href="/runs/5" title="attempt 1: Failed at commit aaaaaaa">1</a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/runs/8" title="attempt 2: Completed at commit bbbbbbb" aria-current="true">2</a>"#),
+            "{html}"
+        );
+        let alone = Slots::new();
+        assert_eq!(attempts(&run, &alone).into_string(), "");
+    }
+
+    #[test]
     fn the_chart_window_is_the_filter_or_the_last_day_by_hour() {
         let now: DateTime<Utc> = "2026-03-09T14:25:00Z".parse().unwrap();
         let (since, width) = window(None, None, now);
