@@ -228,7 +228,7 @@ pre.json{background:#8881;padding:.5rem;overflow:auto;max-height:20rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{color:var(--mute)}dd{margin:0;word-break:break-word}
 button,input,select,textarea{font:inherit}button{padding:.2rem .7rem;cursor:pointer}output{color:var(--bad);font-size:.85em}
 #auth input{width:16rem;max-width:100%}
-form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end}
+form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin-bottom:1rem}
 form.filters label,form.params label{display:flex;flex-direction:column;font-size:.85em;color:var(--mute)}
 form.params{display:grid;gap:.7rem;max-width:40rem}form.params input,form.params select,form.params textarea{max-width:100%}
 form.params .help{font-size:.85em}form.params output{display:block}

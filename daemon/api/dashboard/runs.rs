@@ -86,8 +86,9 @@ pub async fn list(
                 option value="" { "any" }
                 @for t in Trigger::ALL { option value=(t.as_str()) selected[filter.trigger == Some(t)] { (t.as_str()) } }
             } }
-            label { "From (UTC)" input type="datetime-local" name="since" value=[q.since.as_deref().filter(|s| !s.is_empty())]; }
-            label { "Until (UTC)" input type="datetime-local" name="until" value=[q.until.as_deref().filter(|s| !s.is_empty())]; }
+            // The form's own format, whatever form the URL had (a chart's bar links RFC 3339).
+            label { "From (UTC)" input type="datetime-local" name="since" value=[filter.since.map(form_time)]; }
+            label { "Until (UTC)" input type="datetime-local" name="until" value=[filter.until.map(form_time)]; }
             button type="submit" { "Filter" }
             a href="/runs" { "Clear" }
         }
@@ -195,6 +196,10 @@ pub fn window(
     let since = since.unwrap_or(until - Duration::hours(BUCKETS));
     let span = (until - since).max(Duration::minutes(BUCKETS));
     (since, span / BUCKETS as i32)
+}
+
+fn form_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M").to_string()
 }
 
 fn url_time(at: DateTime<Utc>) -> String {
