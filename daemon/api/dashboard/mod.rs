@@ -67,18 +67,15 @@ pub async fn index(
         skipped.extend(refused.into_iter().filter(|r| r.started_at.is_none()));
         skipped.sort_by_key(|r| std::cmp::Reverse(r.id));
         skipped.truncate(20);
-        let counts = store.run_histogram(None, since, width, 24)?;
+        let counts = store.run_histogram(None, since, width, runs::BUCKETS)?;
         Ok((last, recent, slots, skipped, counts))
     })
     .await?;
     let no_slots = runs::Slots::new();
-    let chart = charts::runs_over_time("over-time", &counts, since, width, 24, |a, b| {
-        format!(
-            "/runs?since={}&until={}",
-            a.format("%Y-%m-%dT%H:%M:%SZ"),
-            b.format("%Y-%m-%dT%H:%M:%SZ")
-        )
-    });
+    let chart =
+        charts::runs_over_time("over-time", &counts, since, width, runs::BUCKETS, |a, b| {
+            runs::bucket_link(None, a, b)
+        });
     let body = html! {
         (header_section(&status))
         section {

@@ -24,7 +24,7 @@ pub const PAGE_SIZE: usize = 50;
 /// The most of a log the run page shows (its tail).
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// Bars of the runs-over-time chart.
-const BUCKETS: i64 = 24;
+pub const BUCKETS: i64 = 24;
 
 /// The query of `/runs` as typed; every field optional, empty meaning "any".
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -206,7 +206,7 @@ fn url_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn bucket_link(deployment: Option<&str>, since: DateTime<Utc>, until: DateTime<Utc>) -> String {
+pub fn bucket_link(deployment: Option<&str>, since: DateTime<Utc>, until: DateTime<Utc>) -> String {
     let mut url = format!("/runs?since={}&until={}", url_time(since), url_time(until));
     if let Some(d) = deployment {
         url.push_str(&format!("&deployment={}", percent_encode(d)));
