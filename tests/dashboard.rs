@@ -127,7 +127,7 @@ fn the_dashboard_renders_deployments_runs_errors_and_escaped_logs_in_chromium() 
 }
 
 /// `etl` has a parameter schema with every kind of field and a weekday schedule in
-/// Madrid; `quick` ends at once.
+/// Madrid; `quick` ends at once; `slow` runs for a minute (to cancel).
 const ETL: &str = r#"deployments:
   - name: etl
     description: Loads the day's orders
@@ -152,6 +152,10 @@ const ETL: &str = r#"deployments:
     work_pool:
       job_variables:
         command: python3 -c "print('done')"
+  - name: slow
+    work_pool:
+      job_variables:
+        command: sleep 60
 "#;
 
 fn start_etl() -> (GitRepo, Daemon) {
@@ -464,4 +468,52 @@ fn the_charts_draw_one_bar_per_run_of_a_known_history_and_pages_fit_390_and_1280
     // Everything is reachable by keyboard: every link and button takes the focus.
     let unreachable = browser.eval("[...document.querySelectorAll('a[href], button, input, select, textarea')].filter(e => e.tabIndex < 0).length");
     assert_eq!(unreachable, 0);
+}
+
+#[test]
+fn a_run_is_cancelled_from_its_deployment_page_and_its_state_changes_there_live() {
+    let (_repo, daemon) = start_etl();
+    let (code, answer) = daemon.post("/api/deployments/slow/runs", "", Some(&daemon.token()));
+    assert_eq!(code, 201, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut browser = Browser::start(390, 844);
+    browser.goto(&format!("{}/deployments/slow", daemon.url));
+    browser.eval("window.notReloaded = true");
+    let row = format!("#runs tr[data-run=\"{id}\"]");
+    assert_eq!(
+        browser.eval(&format!(
+            "document.querySelector('{row} .badge').textContent"
+        )),
+        "Running"
+    );
+    // Without the token the page says what to do and sends nothing.
+    browser.eval(&format!(
+        "document.querySelector('{row} form.api button').click()"
+    ));
+    let said = browser.eval(&format!(
+        "document.querySelector('{row} form.api output').textContent"
+    ));
+    assert!(
+        said.as_str().unwrap().starts_with("Type the API token"),
+        "{said}"
+    );
+    assert_eq!(daemon.json(&format!("/api/runs/{id}"))["state"], "Running");
+    browser.eval(&format!(
+        "{{ const t = document.querySelector('#token'); t.value = '{}'; t.dispatchEvent(new Event('input')) }}",
+        daemon.token()
+    ));
+    browser.eval(&format!(
+        "document.querySelector('{row} form.api button').click()"
+    ));
+    browser.wait_for(
+        LOAD,
+        "the run Cancelled in the open page",
+        &format!("window.notReloaded && document.querySelector('{row} .badge').textContent === 'Cancelled' && !document.querySelector('{row} form.api')"),
+    );
+    assert_eq!(
+        daemon.json(&format!("/api/runs/{id}"))["state"],
+        "Cancelled"
+    );
 }
