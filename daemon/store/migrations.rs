@@ -93,3 +93,57 @@ pub fn migrate(conn: &mut Connection) -> Result<bool, StoreError> {
     }
     Ok(found == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of schema 3 (before the dashboard indexes) with runs in it takes step
+    /// 4 on open: the indexes exist and the runs are kept.
+    #[test]
+    fn a_schema_3_database_gets_the_dashboard_indexes_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute(
+                "INSERT INTO runs (deployment, trigger, state, commit_sha, parameters, created_at)
+                 VALUES ('etl', 'manual', 'Completed', 'abc', '{}', '2026-03-01T09:00:00.000Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = crate::store::Store::open(&path).unwrap();
+        assert!(!store.created());
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT);
+        let mut stmt = store
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by_%' ORDER BY name")
+            .unwrap();
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "runs_by_deployment",
+                "runs_by_deployment_state",
+                "runs_by_deployment_time",
+                "runs_by_state",
+                "runs_by_time",
+                "runs_by_trigger"
+            ]
+        );
+        assert_eq!(store.run(1).unwrap().unwrap().deployment, "etl");
+    }
+}
