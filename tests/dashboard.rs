@@ -4,9 +4,9 @@
 //! and keeps its filters in the URL, a custom run goes through the deployment page's
 //! form (refused in the page, then by the API's schema check, then run), and the charts
 //! draw one bar per run of a known history. Screenshots are saved next to the test
-//! binaries (`<target>/dashboard.png`, `dashboard-phone.png`, `dashboard-1280.png`,
-//! `dashboard-390.png`, `deployment-1280.png`, `deployment-390.png`) for review. Fails,
-//! never skips, when chromium is missing.
+//! binaries (`<target>/dashboard.png`, `dashboard-phone.png`, and `dashboard-`,
+//! `deployment-` and `runs-` each `390.png` and `1280.png`) for review. Fails, never
+//! skips, when chromium is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -63,12 +63,14 @@ const MIGRATIONS: &[&str] = &[
 /// Step 4 (its own step, so it can be renumbered when another branch adds a step first):
 /// indexes for the dashboard's filters and charts, so no page reads all runs. The time
 /// expression is [`super::runs::RUN_TIME`], written out the same way, or SQLite would not
-/// use these indexes for it; `state` rides along so the charts' `GROUP BY` reads only the
-/// index.
+/// use these indexes for it. The charts count (state, time) ranges from
+/// `runs_by_state_time`, and a deployment's from `runs_by_deployment_time`, where `state`
+/// rides along so its `GROUP BY` reads only the index.
 const DASHBOARD_INDEXES: &str = "
     CREATE INDEX runs_by_trigger ON runs (trigger, id);
     CREATE INDEX runs_by_deployment_state ON runs (deployment, state, id);
-    CREATE INDEX runs_by_time ON runs (COALESCE(started_at, scheduled_for, created_at), state);
+    CREATE INDEX runs_by_time ON runs (COALESCE(started_at, scheduled_for, created_at));
+    CREATE INDEX runs_by_state_time ON runs (state, COALESCE(started_at, scheduled_for, created_at));
     CREATE INDEX runs_by_deployment_time
         ON runs (deployment, COALESCE(started_at, scheduled_for, created_at), state);
 ";
@@ -140,6 +142,7 @@ mod tests {
                 "runs_by_deployment_state",
                 "runs_by_deployment_time",
                 "runs_by_state",
+                "runs_by_state_time",
                 "runs_by_time",
                 "runs_by_trigger"
             ]
