@@ -217,7 +217,7 @@ fn chart(
     }
     html! {
         figure id=(id) {
-            svg.chart viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-labelledby=(caption_id) {
+            svg.chart viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) preserveAspectRatio="xMinYMid meet" role="img" aria-labelledby=(caption_id) {
                 title { (caption) }
                 line.axis x1=(LEFT) y1=(y(0.0)) x2=(WIDTH) y2=(y(0.0)) {}
                 text x=(LEFT - 4.0) y=(TOP + 8.0) text-anchor="end" { (value_text(top)) }
