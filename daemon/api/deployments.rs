@@ -15,12 +15,21 @@ use crate::engine::request::{ResumeError, TriggerError};
 use crate::engine::Request;
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJson>>, ApiError> {
-    let last: HashMap<String, crate::store::Run> =
-        read(state.db.clone(), |store| store.last_runs())
-            .await?
-            .into_iter()
-            .map(|r| (r.deployment.clone(), r))
-            .collect();
+    let names: Vec<String> = state
+        .status
+        .borrow()
+        .deployments
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    // One indexed look-up per deployment in force, never a pass over every run.
+    let last: HashMap<String, crate::store::Run> = read(state.db.clone(), move |store| {
+        store.newest_runs(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await?
+    .into_iter()
+    .map(|r| (r.deployment.clone(), r))
+    .collect();
     let status = state.status.borrow();
     Ok(Json(
         status

@@ -109,7 +109,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs/{id}/logs", get(runs::logs))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/", get(dashboard::index))
+        .route("/runs", get(dashboard::runs_page))
         .route("/runs/{id}", get(dashboard::run_page))
+        .route("/deployments/{name}", get(dashboard::deployment_page))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

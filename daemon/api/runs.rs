@@ -56,6 +56,7 @@ pub async fn list(
         state: run_state,
         before: q.before,
         limit,
+        ..RunFilter::default()
     };
     let next = next_link(&filter);
     let found = read(state.db, move |store| store.runs(&filter)).await?;

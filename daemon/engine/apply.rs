@@ -237,12 +237,17 @@ impl Engine {
                 paused: d.paused,
                 paused_after_failures: self.pauses.get(&d.name).cloned(),
                 held_back: f.held_back,
+                parameters: d.parameters.clone(),
+                parameter_schema: d.parameter_schema.clone(),
+                timeout: d.timeout,
+                retries: d.retries,
                 schedules: d
                     .schedules
                     .iter()
                     .map(|s| ScheduleView {
                         id: s.id.clone(),
                         description: s.description.clone(),
+                        schedule: s.schedule.clone(),
                         timezone: s.schedule.timezone().to_string(),
                         active: s.active,
                         next: self.timer.next_of(&(d.name.clone(), s.id.clone())),

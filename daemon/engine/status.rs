@@ -107,12 +107,19 @@ pub struct DeploymentView {
     /// True when its file fails at the newest commit and this is the last good version.
     pub held_back: bool,
     pub schedules: Vec<ScheduleView>,
+    /// Default parameters (a JSON object), and the schema a trigger's are checked against.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    pub parameter_schema: Option<serde_json::Value>,
+    pub timeout: Option<std::time::Duration>,
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct ScheduleView {
     pub id: String,
     pub description: String,
+    /// The timing itself, for listing upcoming fires and saying it in words.
+    pub schedule: crate::schedule::Schedule,
     pub timezone: String,
     pub active: bool,
     pub next: Option<DateTime<Utc>>,

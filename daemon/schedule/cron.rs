@@ -111,6 +111,21 @@ pub struct Cron {
     fixed_time: bool,
 }
 
+/// What a [`Cron`] matches, as bitsets (see [`Cron::fields`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CronFields {
+    pub minutes: u64,
+    pub hours: u32,
+    /// Bits 1..=31; `None` for `*`.
+    pub days: Option<u32>,
+    /// Bits 1..=12.
+    pub months: u16,
+    /// Bits 0..=6 (0 = Sunday); `None` for `*`.
+    pub weekdays: Option<u8>,
+    /// `L` or `#` somewhere: described by the expression itself.
+    pub special_days: bool,
+}
+
 const MONTH_NAMES: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
@@ -217,6 +232,18 @@ impl Cron {
     /// needs the two to coincide somewhere, or it refuses the expression.
     pub(crate) fn has_nth_weekday_and_day(&self) -> bool {
         !self.day_star && self.nth.iter().any(|&b| b != 0)
+    }
+
+    /// The fields as sets, for describing the expression in words.
+    pub(super) fn fields(&self) -> CronFields {
+        CronFields {
+            minutes: self.minutes,
+            hours: self.hours,
+            days: (!self.day_star).then_some(self.days),
+            months: self.months,
+            weekdays: (!self.weekday_star).then_some(self.weekdays),
+            special_days: self.last_day || self.nth.iter().any(|n| *n != 0),
+        }
     }
 
     /// The expression as written (trimmed).

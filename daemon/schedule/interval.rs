@@ -255,6 +255,19 @@ impl Interval {
         }
     }
 
+    /// The step as whole days (keeping the anchor's wall time), else as exact
+    /// nanoseconds; and the anchor's wall time.
+    pub(super) fn step(&self) -> (Option<i64>, i128, NaiveDateTime) {
+        match self.step {
+            Step::Days(days) => (
+                Some(days),
+                days as i128 * NANOS_PER_DAY as i128,
+                self.anchor.wall,
+            ),
+            Step::Exact(nanos) => (None, nanos, self.anchor.wall),
+        }
+    }
+
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<Fire> {
         match self.step {
             Step::Exact(every) => {

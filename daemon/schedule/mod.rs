@@ -16,6 +16,7 @@
 //! carry a [`DstShift`] so `sundial next` can say so.
 
 mod cron;
+mod describe;
 mod dst;
 mod interval;
 mod rrule;

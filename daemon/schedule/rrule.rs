@@ -28,6 +28,8 @@ const MAX_OCCURRENCES: usize = 500_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Recurrence {
+    /// The text as written, for describing it.
+    source: String,
     tz: Tz,
     start: NaiveDateTime,
     rules: Vec<Rule>,
@@ -46,6 +48,10 @@ struct Rule {
 }
 
 impl Recurrence {
+    pub(super) fn source(&self) -> &str {
+        &self.source
+    }
+
     pub(crate) fn parse(text: &str, tz: Tz, anchor: Option<Anchor>) -> Result<Self, ScheduleError> {
         let fail = |reason: String| ScheduleError::RRule {
             text: text.to_string(),
@@ -107,6 +113,7 @@ impl Recurrence {
             .map_err(fail)?;
         rdates.sort();
         Ok(Recurrence {
+            source: text.trim().to_string(),
             tz,
             start,
             rules,

@@ -12,6 +12,7 @@
 //! Times are stored as RFC 3339 UTC text with milliseconds, which sorts as time.
 
 mod breaches;
+mod history;
 mod migrations;
 mod notices;
 mod runs;
@@ -25,6 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
 pub use breaches::{NewBreach, StoredBreach};
+pub use history::{AttemptRef, BucketCount, SlotKey};
 pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
 pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES};
 pub use state::{AppliedCommit, Cursor, FileError};

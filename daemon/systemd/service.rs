@@ -255,11 +255,21 @@ mod tests {
             paused,
             paused_after_failures: None,
             held_back: false,
+            parameters: Default::default(),
+            parameter_schema: None,
+            timeout: None,
+            retries: 0,
             schedules: schedules
                 .iter()
                 .map(|(tz, next)| ScheduleView {
                     id: "s".into(),
                     description: "cron".into(),
+                    schedule: crate::schedule::Schedule::cron(
+                        "0 9 * * *",
+                        tz.parse().unwrap_or(crate::schedule::Tz::UTC),
+                        true,
+                    )
+                    .unwrap(),
                     timezone: (*tz).into(),
                     active: true,
                     next: next.map(at),

@@ -218,5 +218,6 @@ pub fn failure_of(args: &[&str], code: i32) -> String {
     String::from_utf8(output.stderr).expect("utf-8 stderr")
 }
 
+pub mod browser;
 pub mod daemon;
 pub mod receiver;
