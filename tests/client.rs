@@ -108,12 +108,12 @@ fn the_client_lists_triggers_follows_and_cancels() {
     let runs = cli(&daemon, &["runs", "--deployment", "quick"]).code(0);
     let lines: Vec<&str> = runs.stdout.lines().collect();
     assert!(
-        lines[0].starts_with("ID  DEPLOYMENT  STATE      TRIGGER  STARTED"),
+        lines[0].starts_with("ID  DEPLOYMENT  STATE      CAUSE   STARTED"),
         "{}",
         runs.stdout
     );
     assert!(
-        lines[1].starts_with(&format!("{id}   quick       Completed  manual   20")),
+        lines[1].starts_with(&format!("{id}   quick       Completed  manual  20")),
         "{}",
         runs.stdout
     );

@@ -584,3 +584,61 @@ deployments:
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("done-in-a-second (time_to_completion)"));
 }
+
+/// `skipped` for a slot refused by the concurrency limit (CANCEL_NEW) or inactive, and
+/// `late` for a first attempt that started past `late_grace_seconds` (queued behind the
+/// limit); nothing for slots that ran on time.
+#[test]
+fn skipped_and_late_slots_are_told_and_on_time_ones_are_not() {
+    let hooks = Receiver::start();
+    let repo = GitRepo::new();
+    let text = format!(
+        "notifications:
+  - webhook: {hook}
+    events: [skipped, late]
+deployments:
+  - name: refusing
+    concurrency_limit: {{limit: 1, collision_strategy: CANCEL_NEW}}
+    work_pool: {{job_variables: {{command: sleep 1.5}}}}
+    schedules:
+      - interval: 1
+  - name: queueing
+    concurrency_limit: 1
+    late_grace_seconds: 0.5
+    work_pool: {{job_variables: {{command: sleep 1.5}}}}
+    schedules:
+      - interval: 1
+  - name: on-time
+    work_pool: {{job_variables: {{command: echo on time}}}}
+    schedules:
+      - interval: 1
+",
+        hook = hooks.url("/hook"),
+    );
+    repo.commit(&[("prefect.yaml", Some(&text))], "three");
+    let daemon = Daemon::start(repo.path());
+    let heard = wait_until(Duration::from_secs(60), "a skipped and a late notification", || {
+        let all: Vec<Value> = hooks.to("/hook").iter().map(|r| r.json()).collect();
+        let skipped = all.iter().any(|p| p["event"] == "skipped" && p["deployment"] == "refusing");
+        let late = all.iter().any(|p| p["event"] == "late" && p["deployment"] == "queueing");
+        (skipped && late).then_some(all)
+    });
+    daemon.completed("on-time");
+    for p in &heard {
+        match p["event"].as_str().unwrap() {
+            "skipped" => {
+                assert_eq!(p["deployment"], "refusing", "{p}");
+                assert_eq!(p["reason"], "overlap", "{p}");
+                assert!(p["started_at"].is_null(), "{p}");
+            }
+            "late" => {
+                assert_eq!(p["deployment"], "queueing", "{p}");
+                let slot: chrono::DateTime<chrono::Utc> = p["slot"].as_str().unwrap().parse().unwrap();
+                let start: chrono::DateTime<chrono::Utc> = p["started_at"].as_str().unwrap().parse().unwrap();
+                assert!(start - slot > chrono::Duration::milliseconds(500), "{p}");
+            }
+            other => panic!("unexpected event {other}: {p}"),
+        }
+    }
+    assert!(heard.iter().all(|p| p["deployment"] != "on-time"));
+}

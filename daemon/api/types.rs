@@ -24,6 +24,12 @@ pub struct RunJson {
     /// For a retry: the id of the attempt it follows.
     #[serde(default)]
     pub retry_of: Option<i64>,
+    /// The schedule whose slot it is (null for manual runs).
+    #[serde(default)]
+    pub schedule_id: Option<String>,
+    /// Who or what made it, in words.
+    #[serde(default)]
+    pub cause: String,
 }
 
 impl From<&Run> for RunJson {
@@ -42,6 +48,8 @@ impl From<&Run> for RunJson {
             parameters: run.parameters.clone(),
             reason: run.reason.clone(),
             retry_of: run.retry_of,
+            schedule_id: run.schedule_id.clone(),
+            cause: run.cause(),
         }
     }
 }

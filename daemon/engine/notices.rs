@@ -56,8 +56,10 @@ impl Engine {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => v.insert(self.store.health(&run.deployment)?),
                 };
-                let mut events = notify::events(run, *seen, h);
-                let Some((deployment, _)) = self.applied.deployment(&run.deployment) else {
+                let deployment = self.applied.deployment(&run.deployment).map(|(d, _)| d);
+                let late_after = deployment.map(|d| d.late_grace);
+                let mut events = notify::events(run, *seen, h, late_after);
+                let Some(deployment) = deployment else {
                     continue;
                 };
                 let started_now = events.contains(&Event::Start);

@@ -43,15 +43,19 @@ pub enum Event {
     Paused,
     /// One of its SLAs (`sla:`) was breached.
     Sla,
+    /// A slot's first attempt started later than `late_grace_seconds` after its time
+    /// (it waited behind a concurrency limit, or was caught up after downtime).
+    Late,
 }
 
 impl Event {
     /// The events a notification may ask for in `events:`.
-    pub const CHOOSABLE: [Event; 6] = [
+    pub const CHOOSABLE: [Event; 7] = [
         Event::Success,
         Event::Failure,
         Event::Recovery,
         Event::Skipped,
+        Event::Late,
         Event::Paused,
         Event::Sla,
     ];
@@ -67,6 +71,7 @@ impl Event {
             Event::Skipped => "skipped",
             Event::Paused => "paused",
             Event::Sla => "sla",
+            Event::Late => "late",
         }
     }
 
@@ -141,11 +146,27 @@ pub struct Health {
 
 /// The events a run's row says are owed, given the state it was last noticed in and the
 /// deployment's health, which is updated. Called once per change of the row.
-pub fn events(run: &Run, noticed: Option<RunState>, health: &mut Health) -> Vec<Event> {
+/// `late_after` is the deployment's `late_grace_seconds`: a slot's first attempt that
+/// starts later than that after its time is `late`.
+pub fn events(
+    run: &Run,
+    noticed: Option<RunState>,
+    health: &mut Health,
+    late_after: Option<std::time::Duration>,
+) -> Vec<Event> {
     let mut said = Vec::new();
     let seen_start = matches!(noticed, Some(s) if s == RunState::Running || s.is_final());
     if run.started_at.is_some() && !seen_start && run.state != RunState::Skipped {
         said.push(Event::Start);
+        let late = match (run.scheduled_for, run.started_at, late_after) {
+            (Some(slot), Some(start), Some(grace)) if run.attempt == 1 => {
+                (start - slot).to_std().is_ok_and(|by| by > grace)
+            }
+            _ => false,
+        };
+        if late {
+            said.push(Event::Late);
+        }
     }
     match run.state {
         RunState::Completed => {

@@ -162,6 +162,13 @@ fn summary(event: Event, run: &Run, duration: Option<f64>, url: &str) -> String 
             run.state.as_str().to_lowercase()
         ),
         Event::Sla => format!("{name} breached an SLA (run {id})"),
+        Event::Late => format!(
+            "{name} run {id} started {:.1} s after its slot",
+            match (run.started_at, run.scheduled_for) {
+                (Some(start), Some(slot)) => (start - slot).num_milliseconds() as f64 / 1000.0,
+                _ => 0.0,
+            }
+        ),
         Event::Paused => {
             format!("{name} paused after failing slots in a row (last: run {id}{how})")
         }

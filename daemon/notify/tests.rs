@@ -39,20 +39,21 @@ fn run(state: RunState) -> Run {
 fn a_start_is_said_once_and_a_success_after_it() {
     let mut health = Health::default();
     assert_eq!(
-        events(&run(RunState::Running), None, &mut health),
+        events(&run(RunState::Running), None, &mut health, None),
         [Event::Start]
     );
     assert_eq!(
         events(
             &run(RunState::Completed),
             Some(RunState::Running),
-            &mut health
+            &mut health,
+            None
         ),
         [Event::Success]
     );
     // A run that started and ended between two passes still says both.
     assert_eq!(
-        events(&run(RunState::Completed), None, &mut health),
+        events(&run(RunState::Completed), None, &mut health, None),
         [Event::Start, Event::Success]
     );
 }
@@ -62,11 +63,11 @@ fn a_failure_waits_for_the_retry_decision_and_is_said_once_no_retry_follows() {
     let mut health = Health::default();
     let mut failed = run(RunState::Failed);
     failed.retry_pending = true;
-    assert!(events(&failed, Some(RunState::Running), &mut health).is_empty());
+    assert!(events(&failed, Some(RunState::Running), &mut health, None).is_empty());
     assert_eq!(health, Health::default());
     failed.retry_pending = false;
     assert_eq!(
-        events(&failed, Some(RunState::Failed), &mut health),
+        events(&failed, Some(RunState::Failed), &mut health, None),
         [Event::Failure]
     );
     assert_eq!(
@@ -81,7 +82,8 @@ fn a_failure_waits_for_the_retry_decision_and_is_said_once_no_retry_follows() {
         events(
             &run(RunState::TimedOut),
             Some(RunState::Running),
-            &mut health
+            &mut health,
+            None
         ),
         [Event::Failure]
     );
@@ -100,7 +102,8 @@ fn the_first_success_after_a_failure_is_a_recovery_and_clears_the_count() {
         events(
             &run(RunState::Completed),
             Some(RunState::Running),
-            &mut health
+            &mut health,
+            None
         ),
         [Event::Success, Event::Recovery]
     );
@@ -116,7 +119,8 @@ fn the_first_success_after_a_failure_is_a_recovery_and_clears_the_count() {
         events(
             &run(RunState::Completed),
             Some(RunState::Running),
-            &mut health
+            &mut health,
+            None
         ),
         [Event::Success]
     );
@@ -126,16 +130,16 @@ fn the_first_success_after_a_failure_is_a_recovery_and_clears_the_count() {
 fn skipped_and_refused_slots_are_skipped_and_a_cancel_is_nothing() {
     let mut health = Health::default();
     assert_eq!(
-        events(&run(RunState::Skipped), None, &mut health),
+        events(&run(RunState::Skipped), None, &mut health, None),
         [Event::Skipped]
     );
     let mut refused = run(RunState::Cancelled);
     refused.started_at = None;
     refused.reason = Some("overlap".into());
-    assert_eq!(events(&refused, None, &mut health), [Event::Skipped]);
+    assert_eq!(events(&refused, None, &mut health, None), [Event::Skipped]);
     let mut cancelled = run(RunState::Cancelled);
     cancelled.reason = Some("cancelled by a user".into());
-    assert!(events(&cancelled, Some(RunState::Running), &mut health).is_empty());
+    assert!(events(&cancelled, Some(RunState::Running), &mut health, None).is_empty());
     assert_eq!(health, Health::default());
 }
 
@@ -195,4 +199,29 @@ fn the_payload_says_what_happened_with_the_log_tail_and_a_link() {
     let json = serde_json::to_value(&p).unwrap();
     assert_eq!(json["event"], "failure");
     assert_eq!(json["exit_code"], 3);
+}
+
+#[test]
+fn a_first_attempt_started_past_the_grace_is_late() {
+    let mut health = Health::default();
+    let grace = Some(std::time::Duration::from_secs(60));
+    let mut queued = run(RunState::Running);
+    queued.started_at = Some(at("2026-03-01T09:01:00.001Z"));
+    assert_eq!(
+        events(&queued, Some(RunState::Pending), &mut health, grace),
+        [Event::Start, Event::Late]
+    );
+    queued.started_at = Some(at("2026-03-01T09:01:00Z"));
+    assert_eq!(
+        events(&queued, Some(RunState::Pending), &mut health, grace),
+        [Event::Start]
+    );
+    let mut retry = queued.clone();
+    retry.attempt = 2;
+    retry.started_at = Some(at("2026-03-01T10:00:00Z"));
+    assert_eq!(
+        events(&retry, None, &mut health, grace),
+        [Event::Start],
+        "a retry is not late"
+    );
 }

@@ -169,6 +169,35 @@ pub struct Run {
     pub retry_of: Option<i64>,
 }
 
+impl Run {
+    /// Who or what made this run, in words: its schedule and slot, a catch-up, a retry of
+    /// which attempt, or a manual trigger.
+    pub fn cause(&self) -> String {
+        let slot = self
+            .scheduled_for
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let schedule = self.schedule_id.as_deref().unwrap_or("?");
+        match self.trigger {
+            Trigger::Schedule => format!("schedule {schedule}, slot {slot}"),
+            Trigger::Catchup => format!("catch-up of schedule {schedule}'s slot {slot}"),
+            Trigger::Manual => {
+                "a manual trigger (API, CLI or dashboard, with the API token)".into()
+            }
+            Trigger::Retry => {
+                let of = match self.retry_of {
+                    Some(id) => format!("run {id}"),
+                    None => format!("attempt {}", self.attempt.saturating_sub(1)),
+                };
+                match self.scheduled_for {
+                    Some(_) => format!("retry (attempt {}) of {of}, slot {slot}", self.attempt),
+                    None => format!("retry (attempt {}) of {of}", self.attempt),
+                }
+            }
+        }
+    }
+}
+
 /// Which runs to list: newest first. Each condition given becomes a `WHERE` term of its
 /// own (no `:x IS NULL OR` terms, which keep SQLite from using an index).
 #[derive(Debug, Clone, Default)]

@@ -340,8 +340,8 @@ pub async fn run_page(
         h1 #title data-live { "Run " (run.id) " of " a href=(deployment_url) { (run.deployment) } " " (badge(run.state)) }
         dl #run data-live {
             dt { "State" } dd #state { (run.state.as_str()) @if let Some(r) = &run.reason { " (" (r) ")" } }
-            dt { "Trigger" } dd { (run.trigger.as_str())
-                @if let Some(of) = run.retry_of { ", retry of " a href=(format!("/runs/{of}")) { "run " (of) } } }
+            dt { "Cause" } dd { (run.cause())
+                @if let Some(of) = run.retry_of { " (" a href=(format!("/runs/{of}")) { "run " (of) } ")" } }
             dt { "Attempt" } dd { (run.attempt) }
             dt { "Scheduled for" } dd { (utc(run.scheduled_for)) }
             dt { "Started" } dd { (utc(run.started_at)) }

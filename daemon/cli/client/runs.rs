@@ -57,7 +57,7 @@ pub fn run(args: &RunsArgs) -> Result<(), ClientError> {
         println!("No runs.");
         return Ok(());
     }
-    let mut table = Table::new(&["ID", "DEPLOYMENT", "STATE", "TRIGGER", "STARTED", "TOOK"]);
+    let mut table = Table::new(&["ID", "DEPLOYMENT", "STATE", "CAUSE", "STARTED", "TOOK"]);
     for r in &found {
         let mut state = r.state.clone();
         if let Some(reason) = r.reason.as_deref().filter(|_| r.started_at.is_none()) {
@@ -67,7 +67,10 @@ pub fn run(args: &RunsArgs) -> Result<(), ClientError> {
             r.id.to_string(),
             r.deployment.clone(),
             state,
-            r.trigger.clone(),
+            match r.retry_of {
+                Some(of) => format!("retry of {of}"),
+                None => r.trigger.clone(),
+            },
             local_time(r.started_at.as_deref().or(r.scheduled_for.as_deref())),
             duration(r.started_at.as_deref(), r.ended_at.as_deref()),
         ]);
