@@ -31,9 +31,26 @@ pub struct AppliedFile {
     pub deployments: Vec<Deployment>,
     /// True when the file fails at the newest commit and this is its last good version.
     pub held_back: bool,
+    /// Its top-level `notifications:`, if it has them.
+    pub notifications: Option<Vec<crate::notify::Notification>>,
 }
 
 impl Applied {
+    /// Who is told about `deployment`'s runs: its own list, else its file's top-level
+    /// one, else the repository's default, the root `prefect.yaml`'s top-level list.
+    pub fn notifications_of<'a>(
+        &'a self,
+        deployment: &'a Deployment,
+    ) -> &'a [crate::notify::Notification] {
+        if !deployment.notifications_unset {
+            return &deployment.notifications;
+        }
+        ["prefect.yaml", "prefect.yml"]
+            .iter()
+            .find_map(|root| self.files.get(*root)?.notifications.as_deref())
+            .unwrap_or_default()
+    }
+
     /// Every deployment in force with the commit it runs from, in file order.
     pub fn deployments(&self) -> impl Iterator<Item = (&Deployment, &str)> {
         self.files
@@ -77,6 +94,7 @@ pub fn reconcile(previous: &Applied, commit: &str, outcomes: &[FileOutcome]) -> 
                         commit: commit.to_string(),
                         deployments: deployments.clone(),
                         held_back: false,
+                        notifications: outcome.notifications.clone(),
                     },
                 );
             }

@@ -617,12 +617,20 @@ deployments:
     );
     repo.commit(&[("prefect.yaml", Some(&text))], "three");
     let daemon = Daemon::start(repo.path());
-    let heard = wait_until(Duration::from_secs(60), "a skipped and a late notification", || {
-        let all: Vec<Value> = hooks.to("/hook").iter().map(|r| r.json()).collect();
-        let skipped = all.iter().any(|p| p["event"] == "skipped" && p["deployment"] == "refusing");
-        let late = all.iter().any(|p| p["event"] == "late" && p["deployment"] == "queueing");
-        (skipped && late).then_some(all)
-    });
+    let heard = wait_until(
+        Duration::from_secs(60),
+        "a skipped and a late notification",
+        || {
+            let all: Vec<Value> = hooks.to("/hook").iter().map(|r| r.json()).collect();
+            let skipped = all
+                .iter()
+                .any(|p| p["event"] == "skipped" && p["deployment"] == "refusing");
+            let late = all
+                .iter()
+                .any(|p| p["event"] == "late" && p["deployment"] == "queueing");
+            (skipped && late).then_some(all)
+        },
+    );
     daemon.completed("on-time");
     for p in &heard {
         match p["event"].as_str().unwrap() {
@@ -633,12 +641,75 @@ deployments:
             }
             "late" => {
                 assert_eq!(p["deployment"], "queueing", "{p}");
-                let slot: chrono::DateTime<chrono::Utc> = p["slot"].as_str().unwrap().parse().unwrap();
-                let start: chrono::DateTime<chrono::Utc> = p["started_at"].as_str().unwrap().parse().unwrap();
+                let slot: chrono::DateTime<chrono::Utc> =
+                    p["slot"].as_str().unwrap().parse().unwrap();
+                let start: chrono::DateTime<chrono::Utc> =
+                    p["started_at"].as_str().unwrap().parse().unwrap();
                 assert!(start - slot > chrono::Duration::milliseconds(500), "{p}");
             }
             other => panic!("unexpected event {other}: {p}"),
         }
     }
     assert!(heard.iter().all(|p| p["deployment"] != "on-time"));
+}
+
+/// The root `prefect.yaml`'s top-level `notifications:` is the repository's default: a
+/// deployment in another file hears it unless that file or the deployment lists its own.
+#[test]
+fn the_root_prefect_yaml_sets_the_repository_default_and_a_file_or_deployment_replaces_it() {
+    let hooks = Receiver::start();
+    let repo = GitRepo::new();
+    let root = format!(
+        "# the repository's default: every deployment without a list of its own
+notifications:
+  - webhook: {}
+    events: [failure]
+deployments: []
+",
+        hooks.url("/root")
+    );
+    let plain =
+        "deployments:\n  - name: plain\n    work_pool: {job_variables: {command: 'false'}}\n";
+    let own_file = format!(
+        "notifications:\n  - webhook: {}\n    events: [failure]\ndeployments:\n  - name: filed\n    work_pool: {{job_variables: {{command: 'false'}}}}\n",
+        hooks.url("/file")
+    );
+    repo.commit(
+        &[
+            ("prefect.yaml", Some(&root)),
+            ("deployments/plain.yaml", Some(plain)),
+            ("deployments/filed.yaml", Some(&own_file)),
+        ],
+        "defaults",
+    );
+    let daemon = Daemon::start(repo.path());
+    for name in ["plain", "filed"] {
+        let (code, body) = daemon.post(
+            &format!("/api/deployments/{name}/runs"),
+            "",
+            Some(&daemon.token()),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+    let heard = wait_until(Duration::from_secs(30), "both failures told", || {
+        let d = hooks.delivered();
+        (d.len() >= 2).then_some(d)
+    });
+    let mut told: Vec<(String, String)> = heard
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.json()["deployment"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            ("/file".to_string(), "filed".to_string()),
+            ("/root".to_string(), "plain".to_string())
+        ]
+    );
 }

@@ -48,6 +48,7 @@ impl Engine {
                         commit: seed.commit.clone(),
                         deployments: deployments.clone(),
                         held_back: true,
+                        notifications: seed.outcome.notifications.clone(),
                     };
                     self.applied
                         .files

@@ -91,7 +91,8 @@ impl Engine {
                     log: &log,
                 };
                 for event in events {
-                    for n in deployment.notifications.iter().filter(|n| n.wants(event)) {
+                    let to = self.applied.notifications_of(deployment);
+                    for n in to.iter().filter(|n| n.wants(event)) {
                         let mut payload = Payload::new(event, run, &links);
                         if event == Event::Paused {
                             payload.note = pause_note.clone();

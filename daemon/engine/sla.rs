@@ -146,8 +146,9 @@ impl Engine {
             base_url: &self.public_url,
             log: &log,
         };
-        let notices = d
-            .notifications
+        let notices = self
+            .applied
+            .notifications_of(d)
             .iter()
             .filter(|n| n.wants(Event::Sla))
             .map(|n| NewNotice {

@@ -304,6 +304,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         retry_delays: vec![Duration::ZERO],
         catchup: Default::default(),
         notifications: Vec::new(),
+        notifications_unset: true,
         pause_after_failures: None,
         slas: Vec::new(),
         late_grace: Duration::from_secs(60),

@@ -77,7 +77,9 @@ pub fn check(
         .filter(|n| !n.is_null())
         .map(|list| super::sla::check(report, list, &pointer(at, "sla")))
         .unwrap_or_default();
-    let notifications = match node.get("notifications").filter(|n| !n.is_null()) {
+    let own = node.get("notifications").filter(|n| !n.is_null());
+    let notifications_unset = own.is_none() && ctx.top_notifications.is_none();
+    let notifications = match own {
         Some(list) => super::notify::check(report, list, &pointer(at, "notifications")),
         None => ctx.top_notifications.map(<[_]>::to_vec).unwrap_or_default(),
     };
@@ -277,6 +279,7 @@ pub fn check(
         catchup: raw.catchup.unwrap_or_default(),
         late_grace: Duration::from_secs_f64(raw.late_grace_seconds.unwrap_or(DEFAULT_LATE_GRACE)),
         notifications,
+        notifications_unset,
         pause_after_failures: raw.pause_after_failures,
         slas,
     })

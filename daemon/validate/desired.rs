@@ -51,6 +51,9 @@ pub struct Deployment {
     pub late_grace: Duration,
     /// Who is told about its runs (its own list, else its file's default).
     pub notifications: Vec<crate::notify::Notification>,
+    /// Neither it nor its file lists notifications: the repository's default (the root
+    /// `prefect.yaml`'s top-level list) applies.
+    pub notifications_unset: bool,
     /// Slots in a row whose last attempt failed before the schedules pause at run time.
     pub pause_after_failures: Option<u32>,
     /// Its service level agreements (`sla:`), the enabled ones.

@@ -94,6 +94,10 @@ pub struct FileOutcome {
     pub declared: usize,
     /// The file's deployments when it has no error; `None` when it has one.
     pub deployments: Option<Vec<Deployment>>,
+    /// Its top-level `notifications:` (when it has no error and declares them): the
+    /// default of its deployments, and of the whole repository's for the root
+    /// `prefect.yaml`.
+    pub notifications: Option<Vec<crate::notify::Notification>>,
 }
 
 impl FileOutcome {
@@ -168,8 +172,17 @@ fn check_file(
     }
     let mut declared = 0;
     let mut deployments = Vec::new();
+    let mut notifications = None;
     if let Some(root) = loaded.root.as_ref() {
-        deployments = check_root(&mut report, file, root, names, &mut declared, view);
+        deployments = check_root(
+            &mut report,
+            file,
+            root,
+            names,
+            &mut declared,
+            view,
+            &mut notifications,
+        );
     }
     let valid = !report.has_errors();
     let diagnostics = report.finish();
@@ -179,6 +192,7 @@ fn check_file(
         diagnostics,
         declared,
         deployments: valid.then_some(deployments),
+        notifications: notifications.filter(|_| valid),
     }
 }
 
@@ -190,6 +204,7 @@ fn unread(file: &SourceFile, report: FileReport<'_>) -> FileOutcome {
         diagnostics: report.finish(),
         declared: 0,
         deployments: None,
+        notifications: None,
     }
 }
 
@@ -235,6 +250,7 @@ fn check_root(
     names: &mut HashMap<String, (String, usize)>,
     declared: &mut usize,
     view: &dyn locate::View,
+    top_notifications: &mut Option<Vec<crate::notify::Notification>>,
 ) -> Vec<Deployment> {
     match &root.value {
         Value::Map(_) => {}
@@ -280,7 +296,7 @@ fn check_root(
         .get("pull")
         .filter(|p| !p.is_null())
         .map(|steps| pull::check(report, steps, "/pull", &project_root, view));
-    let top_notifications = root
+    *top_notifications = root
         .get("notifications")
         .filter(|n| !n.is_null())
         .map(|list| notify::check(report, list, "/notifications"));
