@@ -517,3 +517,74 @@ fn a_run_is_cancelled_from_its_deployment_page_and_its_state_changes_there_live(
         "Cancelled"
     );
 }
+
+/// Issue 15 in the dashboard: a deployment paused after failures shows it plainly and is
+/// resumed by its Resume button; a failing notification delivery shows in the header; the
+/// explain page tells each slot's story and a wrong time is a 400 page saying why.
+#[test]
+fn a_pause_after_failures_is_resumed_from_the_page_and_explain_and_failing_deliveries_show() {
+    let repo = GitRepo::new();
+    let dead = crate::support::receiver::free_port();
+    let text = format!(
+        "notifications:
+  - webhook: http://127.0.0.1:{dead}/hook
+deployments:
+  - name: flaky
+    pause_after_failures: 2
+    work_pool: {{job_variables: {{command: 'false'}}}}
+    schedules:
+      - interval: 1
+"
+    );
+    repo.commit(&[("prefect.yaml", Some(&text))], "flaky");
+    let daemon = Daemon::start(repo.path());
+    wait_until(LOAD, "the pause", || {
+        (!daemon.json("/api/deployments")[0]["paused_after_failures"].is_null()).then_some(())
+    });
+    let mut browser = Browser::start(1280, 900);
+    browser.goto(&format!("{}/deployments/flaky", daemon.url));
+    let note = browser.eval("document.querySelector('#pause').textContent");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("paused after 2 failed runs in a row"),
+        "{note}"
+    );
+    // Failing deliveries (nothing listens) show in the header.
+    browser.wait_for(
+        LOAD,
+        "the failing notifications in the header",
+        "!!document.querySelector('#notifications') && document.querySelector('#notifications').textContent.includes('waiting after a failed delivery')",
+    );
+    browser.eval(&format!(
+        "{{ const t = document.querySelector('#token'); t.value = '{}'; t.dispatchEvent(new Event('input')) }}",
+        daemon.token()
+    ));
+    browser.eval("document.querySelector('#pause form.api button').click()");
+    wait_until(LOAD, "the resume", || {
+        daemon.json("/api/deployments")[0]["paused_after_failures"]
+            .is_null()
+            .then_some(())
+    });
+    // Explain: the slots skipped while paused, and a wrong time refused in words.
+    browser.goto(&format!("{}/deployments/flaky/explain", daemon.url));
+    let whats = browser.eval(
+        "[...document.querySelectorAll('#slots tr[data-what]')].map(r => r.dataset.what).join(' ')",
+    );
+    let whats = whats.as_str().unwrap();
+    assert!(
+        whats.contains("failed") && whats.contains("upcoming"),
+        "{whats}"
+    );
+    assert!(
+        browser
+            .eval("document.querySelector('#slots').textContent")
+            .as_str()
+            .unwrap()
+            .contains("paused after failures"),
+        "the slots skipped while paused say so"
+    );
+    let (code, page) = daemon.get("/deployments/flaky/explain?at=2026-02-30T10:00");
+    assert_eq!(code, 400, "{page}");
+    assert!(page.contains("is not a time"), "{page}");
+}

@@ -14,11 +14,11 @@ use crate::engine::Request;
 use crate::explain::{self, Facts, Span};
 use crate::schedule::{parse_anchor, Tz};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ExplainQuery {
-    at: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    pub at: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 pub async fn explain(
@@ -26,8 +26,17 @@ pub async fn explain(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<ExplainQuery>,
 ) -> Result<Json<ExplanationJson>, ApiError> {
+    Ok(Json(explanation(&state, name, &q).await?))
+}
+
+/// The explanation of `name`'s slots that `q` asks for (the API and the dashboard).
+pub async fn explanation(
+    state: &ApiState,
+    name: String,
+    q: &ExplainQuery,
+) -> Result<ExplanationJson, ApiError> {
     let deployment = name.clone();
-    let Some(planned) = ask(&state, |reply| Request::Planned { deployment, reply }).await? else {
+    let Some(planned) = ask(state, |reply| Request::Planned { deployment, reply }).await? else {
         return Err(ApiError::NotFound(format!("no deployment named `{name}`")));
     };
     let tz = planned
@@ -87,5 +96,5 @@ pub async fn explain(
         first_recorded,
     };
     let explained = explain::explain(&planned.deployment, &slots, &rows, &facts, span);
-    Ok(Json(ExplanationJson::from(&explained)))
+    Ok(ExplanationJson::from(&explained))
 }

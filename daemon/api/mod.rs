@@ -15,7 +15,7 @@
 mod breaches;
 mod dashboard;
 mod deployments;
-mod explain;
+pub(crate) mod explain;
 mod host;
 mod metrics;
 mod runs;
@@ -112,6 +112,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs", get(dashboard::runs_page))
         .route("/runs/{id}", get(dashboard::run_page))
         .route("/deployments/{name}", get(dashboard::deployment_page))
+        .route("/deployments/{name}/explain", get(dashboard::explain_page))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -115,6 +115,7 @@ pub async fn show(
         }
         @if let Some(text) = &d.description { p { (text) } }
         dl #about {
+            dt { "Slots" } dd { a href=(format!("/deployments/{}/explain", percent_encode(&d.name))) { "Why didn't it run? What happened at each slot" } }
             dt { "Source" } dd { code { (d.file) } " at commit " code title=(d.commit) { (short(&d.commit)) } }
             @if !d.tags.is_empty() { dt { "Tags" } dd { @for t in &d.tags { span.tag { (t) } " " } } }
             dt { "Timeout" } dd { @if let Some(t) = d.timeout { (seconds_text(t.as_secs_f64())) } @else { "none" } }

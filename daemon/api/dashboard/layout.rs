@@ -100,6 +100,19 @@ pub fn header_section(status: &Status) -> Markup {
                     }
                 }
             }
+            @if status.notifications.failing + status.notifications.given_up > 0 {
+                section.errors #notifications {
+                    h2 { "Notifications" }
+                    p {
+                        (status.notifications.failing) " waiting after a failed delivery, "
+                        (status.notifications.given_up) " given up"
+                        @if let Some((target, error, at)) = &status.notifications.last_error {
+                            ". Last: " (utc(Some(*at))) ", " (target) ": " (error)
+                        }
+                    }
+                    p.mute { "Runs are not held up; deliveries are tried again with backoff for a day." }
+                }
+            }
             @if !status.errors.is_empty() {
                 section.errors {
                     h2 { "Errors" }

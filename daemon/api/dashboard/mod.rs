@@ -17,6 +17,7 @@
 
 mod charts;
 mod deployment;
+mod explain;
 mod form;
 mod layout;
 mod runs;
@@ -33,6 +34,7 @@ use crate::store::{Run, RunFilter, RunState};
 use layout::{badge, header_section, in_zone, page, relative, utc};
 
 pub use deployment::show as deployment_page;
+pub use explain::show as explain_page;
 pub use runs::{list as runs_page, run_page};
 
 /// Runs on the overview; the rest are on `/runs`.
