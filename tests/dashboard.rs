@@ -531,6 +531,9 @@ fn a_pause_after_failures_is_resumed_from_the_page_and_explain_and_failing_deliv
 deployments:
   - name: flaky
     pause_after_failures: 2
+    sla:
+      - name: fresh
+        stale_after: 1
     work_pool: {{job_variables: {{command: 'false'}}}}
     schedules:
       - interval: 1
@@ -543,6 +546,12 @@ deployments:
     });
     let mut browser = Browser::start(1280, 900);
     browser.goto(&format!("{}/deployments/flaky", daemon.url));
+    // Its SLA breach is listed on its page.
+    browser.wait_for(
+        LOAD,
+        "the frequency breach listed",
+        "!!document.querySelector('#breaches tr[data-kind=\"frequency\"]')",
+    );
     let note = browser.eval("document.querySelector('#pause').textContent");
     assert!(
         note.as_str()

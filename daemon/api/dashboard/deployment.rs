@@ -28,6 +28,8 @@ use crate::store::{RunFilter, RunState};
 const UPCOMING: usize = 10;
 /// Runs in the duration and lateness charts.
 const CHART_RUNS: usize = 50;
+/// The newest SLA breaches a deployment page lists.
+const BREACHES: usize = 10;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
@@ -54,7 +56,7 @@ pub async fn show(
             body,
         ));
     };
-    let (history, ended, slots) = {
+    let (history, ended, slots, breaches) = {
         let name = name.clone();
         read(state.db.clone(), move |store| {
             let history = store.runs(&RunFilter {
@@ -81,7 +83,8 @@ pub async fn show(
             ended.sort_by_key(|r| std::cmp::Reverse(r.id));
             ended.truncate(CHART_RUNS);
             ended.reverse();
-            Ok((history, ended, slots))
+            let breaches = store.breaches(Some(&name), BREACHES)?;
+            Ok((history, ended, slots, breaches))
         })
         .await?
     };
@@ -141,6 +144,22 @@ pub async fn show(
                 pre.json #schema { (serde_json::to_string_pretty(schema).unwrap_or_default()) }
             } @else { p.mute { "No parameter schema is enforced." } }
         }
+        // Always there (empty without breaches), so a live update can fill it in.
+        section #breaches data-live { @if !breaches.is_empty() {
+            h2 { "SLA breaches" }
+            div.scroll { table.cards {
+                thead { tr { th { "When" } th { "SLA" } th { "Severity" } th { "Run" } th { "What" } } }
+                tbody { @for b in &breaches {
+                    tr data-kind=(b.kind) {
+                        td data-label="When" { (utc(Some(b.at))) }
+                        td data-label="SLA" { (b.sla) " " small.mute { "(" (b.kind) ")" } }
+                        td data-label="Severity" { span.tag.bad[b.severity == "high" || b.severity == "critical"] { (b.severity) } }
+                        td data-label="Run" { @if let Some(id) = b.run_id { a href=(format!("/runs/{id}")) { (id) } } @else { "–" } }
+                        td.full data-label="What" { (b.detail) }
+                    }
+                } }
+            } }
+        } }
         h2 { "Recent runs" }
         div.charts #charts data-live {
             (charts::durations("durations", &ended, d.timeout))
