@@ -40,14 +40,17 @@ fn a_retry_due_while_the_daemon_was_down_runs_after_the_restart() {
         "attempt 2 to end",
         |runs| runs.iter().any(|r| r.attempt == 2 && r.state.is_final()),
     );
+    let first = runs.iter().find(|r| r.attempt == 1).unwrap();
     let second = runs.iter().find(|r| r.attempt == 2).unwrap();
+    // It says what made it (a retry of the first), and its end has no reason to give.
     assert_eq!(
-        (second.state, second.trigger, second.reason.as_deref()),
         (
-            RunState::Completed,
-            Trigger::Retry,
-            Some("after attempt 1 ended Failed")
+            second.state,
+            second.trigger,
+            second.retry_of,
+            second.reason.as_deref()
         ),
+        (RunState::Completed, Trigger::Retry, Some(first.id), None),
         "{runs:?}"
     );
 }

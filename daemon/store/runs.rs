@@ -327,7 +327,10 @@ impl Store {
 
     /// Records how a run ended (or a state it moved to without ending). An attempt that
     /// ended Failed, TimedOut or Crashed is marked as owing a retry decision in the same
-    /// statement (see [`Store::insert_retry`], [`Store::retry_decided`]).
+    /// statement (see [`Store::insert_retry`], [`Store::retry_decided`]). A run that
+    /// started ends with the end's reason (none for a plain exit): why it was made is its
+    /// cause ([`Run::cause`]), not its outcome; one that never started keeps its reason
+    /// unless the end gives one.
     pub fn finish_run(
         &mut self,
         id: i64,
@@ -338,7 +341,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ended = state.is_final().then(|| time_text(at));
         self.conn.execute(
-            "UPDATE runs SET state = ?2, exit_code = ?3, reason = COALESCE(?4, reason), ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1",
+            "UPDATE runs SET state = ?2, exit_code = ?3, reason = CASE WHEN started_at IS NULL THEN COALESCE(?4, reason) ELSE ?4 END, ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1",
             (id, state.as_str(), exit_code, reason, ended, state.may_retry()),
         )?;
         Ok(())
