@@ -208,7 +208,8 @@ fn a_receiver_that_is_down_gets_each_notification_later_once_and_runs_go_on() {
     let notifications = format!(
         "  - webhook: http://127.0.0.1:{port}/hook\n  - webhook: http://127.0.0.1:{port}/other\n    events: [failure]"
     );
-    let tick = "deployments:\n  - name: tick\n    work_pool:\n      job_variables:\n        command: echo tick\n    schedules:\n      - interval: 1\n";
+    // Its own empty list: the root prefect.yaml's is the repository's default.
+    let tick = "deployments:\n  - name: tick\n    notifications: []\n    work_pool:\n      job_variables:\n        command: echo tick\n    schedules:\n      - interval: 1\n";
     repo.commit(
         &[
             (
