@@ -47,6 +47,23 @@ impl Node {
         matches!(self.value, Value::Null)
     }
 
+    /// A scalar as text (`yes` read as a boolean gives `true`); `None` for null, a list or
+    /// a mapping.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Str { text, .. } => Some(text.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.value.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The scalar text of `key` when this node is a mapping.
+    pub fn text_of(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(Node::scalar_text)
+    }
+
     /// Whether the node says nothing: null, an empty list or mapping, or a mapping whose
     /// values all say nothing (what `prefect init` leaves behind).
     pub fn is_placeholder(&self) -> bool {

@@ -242,16 +242,16 @@ fn has_word(line: &str, word: &str) -> bool {
     })
 }
 
+/// A view over a fixed set of files (their directories exist too), for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use std::collections::HashMap;
 
-    use super::*;
+    use super::{Entry, View};
 
-    /// A view over a fixed set of files (their directories exist too).
-    struct Files(HashMap<String, String>);
+    pub(crate) struct Files(HashMap<String, String>);
 
-    fn files(list: &[(&str, &str)]) -> Files {
+    pub(crate) fn files(list: &[(&str, &str)]) -> Files {
         Files(
             list.iter()
                 .map(|(p, t)| (p.to_string(), t.to_string()))
@@ -272,6 +272,12 @@ mod tests {
             self.0.get(path).map(|t| t.as_bytes().to_vec())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::files;
+    use super::*;
 
     fn at(path: &str, root: Root) -> Found {
         Found::At {

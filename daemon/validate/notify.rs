@@ -58,7 +58,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Notifica
                 None,
             );
         }
-        let target = if let Some(url) = text(entry, "webhook") {
+        let target = if let Some(url) = entry.text_of("webhook") {
             let url_at = pointer(&here, "webhook");
             check_url(report, &url_at, &url);
             let mut headers = Vec::new();
@@ -73,7 +73,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Notifica
                         Some("use letters, digits and `-`, e.g. `X-Token`".into()),
                     );
                 }
-                match scalar(&h.value) {
+                match h.value.scalar_text() {
                     Some(v) => {
                         check_placeholders(report, &h_at, &v);
                         headers.push((h.key.clone(), v));
@@ -88,7 +88,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Notifica
                 }
             }
             Target::Webhook { url, headers }
-        } else if let Some(url) = text(entry, "healthchecks") {
+        } else if let Some(url) = entry.text_of("healthchecks") {
             let url_at = pointer(&here, "healthchecks");
             check_url(report, &url_at, &url);
             if entry.get("events").is_some_and(|n| !n.is_null()) {
@@ -104,8 +104,8 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Notifica
         } else if let Some(command) = entry.get("command") {
             let command_at = pointer(&here, "command");
             let argv = match &command.value {
-                Value::Seq(words) => words.iter().filter_map(scalar).collect(),
-                _ => match scalar(command).map(|c| split_command(&c)) {
+                Value::Seq(words) => words.iter().filter_map(Node::scalar_text).collect(),
+                _ => match command.scalar_text().map(|c| split_command(&c)) {
                     Some(Ok(words)) => words,
                     Some(Err(e)) => {
                         report.error(
@@ -157,7 +157,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Notifica
                     if report.has_error_under(&events_at) {
                         break; // the schema said which values are allowed
                     }
-                    let word = scalar(item).unwrap_or_default();
+                    let word = item.scalar_text().unwrap_or_default();
                     match Event::parse(&word).filter(|e| Event::CHOOSABLE.contains(e)) {
                         Some(event) => on.push(event),
                         None => report.error(
@@ -234,18 +234,4 @@ fn is_header_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
-}
-
-fn text(node: &Node, key: &str) -> Option<String> {
-    node.get(key).and_then(scalar)
-}
-
-fn scalar(node: &Node) -> Option<String> {
-    match &node.value {
-        Value::Str { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Bool(b) => Some(b.value.to_string()),
-        _ => None,
-    }
 }

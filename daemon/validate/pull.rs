@@ -63,7 +63,7 @@ pub fn check(
         let args = &entry.value;
         match name {
             "set_working_directory" => {
-                let Some(dir) = text(args, "directory") else {
+                let Some(dir) = args.text_of("directory") else {
                     report.error(&name_at, true, Code::PullStep, "`set_working_directory` needs `directory`", None);
                     continue;
                 };
@@ -97,8 +97,8 @@ pub fn check(
                 None,
             ),
             "pip_install_requirements" => {
-                let file = text(args, "requirements_file").unwrap_or_else(|| "requirements.txt".into());
-                let directory = match text(args, "directory") {
+                let file = args.text_of("requirements_file").unwrap_or_else(|| "requirements.txt".into());
+                let directory = match args.text_of("directory") {
                     Some(d) => resolve_dir(view, &pulled.directory, &d).map(|f| f.path().to_string()),
                     None => Some(pulled.directory.clone()),
                 };
@@ -122,7 +122,7 @@ pub fn check(
                 }
             }
             "run_shell_script" => {
-                let Some(script) = text(args, "script") else {
+                let Some(script) = args.text_of("script") else {
                     report.error(&name_at, true, Code::PullStep, "`run_shell_script` needs `script`", None);
                     continue;
                 };
@@ -130,9 +130,9 @@ pub fn check(
                 if let Some(lines) = script_lines(report, &pointer(&name_at, "script"), &script, shell) {
                     let env = args
                         .get("env")
-                        .map(|e| e.entries().iter().filter_map(|e| scalar(&e.value).map(|v| (e.key.clone(), v))).collect())
+                        .map(|e| e.entries().iter().filter_map(|e| e.value.scalar_text().map(|v| (e.key.clone(), v))).collect())
                         .unwrap_or_default();
-                    let directory = text(args, "directory")
+                    let directory = args.text_of("directory")
                         .and_then(|d| resolve_dir(view, &pulled.directory, &d))
                         .map(|found| found.path().to_string())
                         .unwrap_or_else(|| pulled.directory.clone());
@@ -267,19 +267,5 @@ fn resolve_dir(view: &dyn View, current: &str, dir: &str) -> Option<Found> {
             path,
             root: locate::Root::Base,
         })
-    }
-}
-
-fn text(args: &Node, key: &str) -> Option<String> {
-    args.get(key).and_then(scalar)
-}
-
-fn scalar(node: &Node) -> Option<String> {
-    match &node.value {
-        Value::Str { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Bool(b) => Some(b.value.to_string()),
-        _ => None,
     }
 }

@@ -26,7 +26,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Sla> {
         if !matches!(entry.value, Value::Map(_)) {
             continue; // the schema reported it
         }
-        let Some(name) = text(entry, "name").filter(|n| !n.trim().is_empty()) else {
+        let Some(name) = string(entry, "name").filter(|n| !n.trim().is_empty()) else {
             report.error(
                 &here,
                 false,
@@ -50,7 +50,7 @@ pub fn check(report: &mut FileReport<'_>, list: &Node, at: &str) -> Vec<Sla> {
             report.warning(&here, false, Code::Sla, format!("SLA `{name}` is a freshness SLA, which watches Prefect's events; sundial has none, so it is ignored"), Some("use `stale_after` for \"no successful run for a while\"".into()));
             continue;
         }
-        let severity = text(entry, "severity").unwrap_or_else(|| "moderate".into());
+        let severity = string(entry, "severity").unwrap_or_else(|| "moderate".into());
         if !SEVERITIES.contains(&severity.as_str()) {
             continue; // the schema reported it
         }
@@ -132,7 +132,8 @@ fn seconds(node: Option<&Node>) -> Option<Duration> {
     }
 }
 
-fn text(node: &Node, key: &str) -> Option<String> {
+/// A string value (not a number or boolean read as text: the schema said so already).
+fn string(node: &Node, key: &str) -> Option<String> {
     match &node.get(key)?.value {
         Value::Str { text, .. } => Some(text.clone()),
         _ => None,

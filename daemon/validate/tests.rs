@@ -15,6 +15,23 @@ mod real_files;
 
 use property::check;
 
+/// Every finding as `severity line:column code: message; help`.
+fn finding_lines(validation: &super::Validation) -> Vec<String> {
+    validation
+        .diagnostics()
+        .map(|d| {
+            format!(
+                "{} {}:{} {}: {}",
+                if d.is_error() { "error" } else { "warning" },
+                d.line,
+                d.column,
+                d.code.as_str(),
+                d.message_with_help()
+            )
+        })
+        .collect()
+}
+
 const MANIFEST: &str = include_str!("../../deployments/analytics.yaml");
 
 /// Random bytes (one case in four) and manifest-like documents (the rest), counting how far

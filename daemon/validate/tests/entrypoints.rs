@@ -2,37 +2,13 @@
 //! `validate::locate` (issue 14): from the manifest's folder, then from the repository
 //! root, on a view of the repository. Each test is named after what broke.
 
-use std::collections::HashMap;
-
 use super::super::desired::PullStep;
-use super::super::locate::{Entry, View};
+use super::super::locate::testing::files as files_view;
 use super::super::{validate_in, SourceFile, Validation};
-
-/// A repository of fixed files (their directories exist too).
-struct Repo(HashMap<String, String>);
-
-impl View for Repo {
-    fn entry(&self, path: &str) -> Option<Entry> {
-        if self.0.contains_key(path) {
-            return Some(Entry::File);
-        }
-        let dir = format!("{path}/");
-        let is_dir = path.is_empty() || self.0.keys().any(|p| p.starts_with(&dir));
-        Some(if is_dir { Entry::Dir } else { Entry::Missing })
-    }
-    fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.0.get(path).map(|t| t.as_bytes().to_vec())
-    }
-}
 
 /// Validates the manifest at `repo_path` in a repository that also holds `files`.
 fn run(repo_path: &str, text: &str, files: &[(&str, &str)]) -> Validation {
-    let repo = Repo(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-    );
+    let repo = files_view(files);
     validate_in(
         &[SourceFile {
             display: repo_path.into(),
@@ -43,22 +19,7 @@ fn run(repo_path: &str, text: &str, files: &[(&str, &str)]) -> Validation {
     )
 }
 
-/// Every finding as `severity line:column code: message; help`.
-fn findings(validation: &Validation) -> Vec<String> {
-    validation
-        .diagnostics()
-        .map(|d| {
-            format!(
-                "{} {}:{} {}: {}",
-                if d.is_error() { "error" } else { "warning" },
-                d.line,
-                d.column,
-                d.code.as_str(),
-                d.message_with_help()
-            )
-        })
-        .collect()
-}
+use super::finding_lines as findings;
 
 const FLOW: &str = "from prefect import flow\n\n\n@flow(log_prints=True)\ndef daily(batch: int = 10):\n    print(batch)\n\n\n@flow\nasync def hourly():\n    pass\n";
 

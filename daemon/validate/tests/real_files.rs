@@ -14,19 +14,7 @@ fn run(text: &str) -> Validation {
 
 /// Every finding as `severity line:column code: message; help`.
 fn findings(text: &str) -> Vec<String> {
-    run(text)
-        .diagnostics()
-        .map(|d| {
-            format!(
-                "{} {}:{} {}: {}",
-                if d.is_error() { "error" } else { "warning" },
-                d.line,
-                d.column,
-                d.code.as_str(),
-                d.message_with_help()
-            )
-        })
-        .collect()
+    super::finding_lines(&run(text))
 }
 
 /// A uv project installed by a quoted `sh -c`, and a pipe run through `shell: true`.
