@@ -12,9 +12,12 @@
 //!   (network mounts) and for a git directory that does not exist yet; watching starts on
 //!   the first tick that finds it.
 //!
-//! Debounce: a change is reported after 50 ms without further events, but never more
-//! than 200 ms after its first event, so a long `git fetch` still shows its first ref
-//! promptly. Dropping the receiver stops the background task and the inotify watches.
+//! At once, then once more after the burst: the first event that can mean a ref moved
+//! (a ref file renamed into place, `HEAD` or `packed-refs` written; git's `*.lock`
+//! files are its work in progress and do not count) is reported at once, so a commit is
+//! applied without waiting; further events are coalesced and reported again after 50 ms
+//! without any, or 200 ms after the first, so the end of a long `git fetch` is seen too.
+//! Dropping the receiver stops the background task and the inotify watches.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +68,11 @@ async fn run(
                     }
                 }
             }
-            () = raw.notified() => debounce(&raw).await,
+            () = raw.notified() => {
+                // The leading edge: the ref has most likely moved already.
+                let _ = tx.try_send(());
+                debounce(&raw).await;
+            }
         }
         // Full means a notification is already pending: that one covers this change too.
         let _ = tx.try_send(());
@@ -129,8 +136,9 @@ fn start(git_dir: &Path, raw: &Arc<Notify>) -> Option<RecommendedWatcher> {
 }
 
 /// Whether an event may mean a ref moved: any change under `refs/`, and changes of
-/// `HEAD` or `packed-refs` (or their lock files) in the git directory itself; never a
-/// mere read, nor the index, logs or objects that git also writes there.
+/// `HEAD` or `packed-refs` in the git directory itself; never a mere read, nor a lock
+/// file (git writes `X.lock`, then renames it to `X`: the rename's `X` is the event),
+/// nor the index, logs or objects that git also writes there.
 fn relevant(git_dir: &Path, event: &notify::Event) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
@@ -138,6 +146,9 @@ fn relevant(git_dir: &Path, event: &notify::Event) -> bool {
     let refs = git_dir.join("refs");
     event.paths.is_empty()
         || event.paths.iter().any(|path| {
+            if path.extension().is_some_and(|e| e == "lock") {
+                return false;
+            }
             if path.starts_with(&refs) || path == git_dir {
                 return true;
             }
