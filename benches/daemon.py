@@ -112,8 +112,12 @@ def commit_latency(commits):
     with tempfile.TemporaryDirectory() as tmp:
         repo, state = os.path.join(tmp, "repo"), os.path.join(tmp, "state")
         os.makedirs(os.path.join(repo, "deployments"))
+        os.makedirs(os.path.join(repo, "flows"))
         os.makedirs(state)
         git(repo, "init", "-q", "-b", "main")
+        # The entrypoint the manifest names (validate checks that it defines `run`).
+        with open(os.path.join(repo, "flows", "job.py"), "w") as f:
+            f.write("def run(n=0):\n    pass\n")
         manifest = os.path.join(repo, "deployments", "job.yaml")
 
         def write(i):

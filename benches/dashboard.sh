@@ -24,7 +24,9 @@ cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 
 # 20 deployments, each with a schedule and a parameter schema.
-mkdir -p "$dir/repo/deployments"
+mkdir -p "$dir/repo/deployments" "$dir/repo/flows"
+# The entrypoint the manifests name (validate checks that it is there and defines main).
+printf 'def main():\n    pass\n' > "$dir/repo/flows/etl.py"
 {
   echo "deployments:"
   for i in $(seq 0 19); do

@@ -45,6 +45,9 @@ with open(path, "w") as f:
 PY
 }
 
+# The entrypoint the manifests name (validate checks that it is there and defines it).
+mkdir -p "$work/flows"
+printf 'def daily_job(batch_size, source):\n    pass\n' > "$work/flows/etl.py"
 generate 50 "$work/p50.yaml"
 generate 1000 "$work/p1000.yaml"
 "$bin" validate "$work/p50.yaml" >/dev/null
