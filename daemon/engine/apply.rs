@@ -174,18 +174,22 @@ impl Engine {
         for name in names {
             self.drain_queue(&name, now)?;
         }
-        for key in &wanted {
-            let planned_for = self.applied.deployment(&key.0).and_then(|(d, _)| {
-                d.schedules
-                    .iter()
-                    .find(|s| s.id == key.1)
-                    .map(|s| s.fingerprint.clone())
-            });
-            let changed = self.fingerprints.get(key) != planned_for.as_ref();
-            if changed || self.timer.next_of(key).is_none() {
-                self.handle_due(key, now)?;
+        // The schedules that appeared or changed are planned in one transaction.
+        self.batched(|engine| {
+            for key in &wanted {
+                let planned_for = engine.applied.deployment(&key.0).and_then(|(d, _)| {
+                    d.schedules
+                        .iter()
+                        .find(|s| s.id == key.1)
+                        .map(|s| s.fingerprint.clone())
+                });
+                let changed = engine.fingerprints.get(key) != planned_for.as_ref();
+                if changed || engine.timer.next_of(key).is_none() {
+                    engine.handle_due(key, now)?;
+                }
             }
-        }
+            Ok(())
+        })?;
         self.due_retries(now)?;
         self.status.ready = true;
         self.status.commit = Some(synced.head.clone());

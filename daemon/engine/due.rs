@@ -44,21 +44,23 @@ impl Engine {
         }
         let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
         let due = self.timer.pop_due(horizon);
-        let mut full = None;
-        for key in &due {
-            match self.handle_due(key, now) {
-                Ok(()) => {}
-                // Not claimed: tried again in a second, then due or missed by the rule.
-                Err(e) if e.is_disk_full() => {
+        // Every due schedule's slots in one transaction (one fsync for a burst).
+        let claimed = if due.is_empty() {
+            Ok(())
+        } else {
+            self.batched(|engine| due.iter().try_for_each(|key| engine.handle_due(key, now)))
+        };
+        match claimed {
+            Ok(()) => {}
+            // Not claimed: tried again in a second, then due or missed by the rule.
+            Err(e) if e.is_disk_full() => {
+                for key in &due {
                     self.timer
                         .set(key.clone(), Some(now + chrono::Duration::seconds(1)));
-                    full = Some(e);
                 }
-                Err(e) => return Err(e),
+                return Err(e);
             }
-        }
-        if let Some(e) = full {
-            return Err(e);
+            Err(e) => return Err(e),
         }
         self.due_retries(now)?;
         self.check_slas(now)?;

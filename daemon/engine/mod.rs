@@ -28,6 +28,7 @@
 
 mod apply;
 pub mod attempt;
+mod batch;
 mod due;
 mod faults;
 mod notices;
@@ -150,6 +151,7 @@ pub async fn run(
         delivering: Default::default(),
         deliveries: deliveries_tx,
         pauses: HashMap::new(),
+        batch: None,
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -237,6 +239,8 @@ struct Engine {
     deliveries: mpsc::UnboundedSender<notices::Delivered>,
     /// Deployments paused at run time (`pause_after_failures`), until resumed.
     pauses: HashMap<String, crate::store::Pause>,
+    /// The claims being written as one transaction, when a batch is open.
+    batch: Option<batch::Batch>,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,

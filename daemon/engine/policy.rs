@@ -90,7 +90,9 @@ impl Engine {
         }
     }
 
-    /// Starts the attempt of a run row already committed as Running.
+    /// Starts the attempt of a run row already committed as Running. Inside a batch of
+    /// claims ([`Engine::batch`]) the run takes its place at once (so limits count it) but
+    /// its process waits for the batch's commit.
     pub(super) fn start(&mut self, id: i64, deployment: &Deployment, commit: &str, row: &NewRun) {
         let (stop, stop_rx) = watch::channel(None);
         self.running.insert(
@@ -125,6 +127,14 @@ impl Engine {
             row.attempt,
             super::time(row.scheduled_for)
         );
+        match &mut self.batch {
+            Some(batch) => batch.spawns.push((attempt, stop_rx)),
+            None => self.spawn(attempt, stop_rx),
+        }
+    }
+
+    /// Spawns an attempt whose run row is durable.
+    pub(super) fn spawn(&self, attempt: Attempt, stop_rx: watch::Receiver<Option<StopRequest>>) {
         tokio::spawn(attempt::execute(
             Arc::clone(&self.ctx),
             attempt,
@@ -135,6 +145,10 @@ impl Engine {
 
     /// Queues a `Pending` run behind its deployment's limit, oldest slot first.
     pub(super) fn enqueue(&mut self, deployment: &str, id: i64, order: DateTime<Utc>) {
+        if let Some(batch) = &mut self.batch {
+            batch.queued.push((deployment.to_string(), id, order));
+            return;
+        }
         let queue = self.queues.entry(deployment.to_string()).or_default();
         if queue.iter().any(|(_, queued)| *queued == id) {
             return;

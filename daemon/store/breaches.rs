@@ -32,7 +32,7 @@ pub struct StoredBreach {
 
 /// Records `new` unless its subject is already recorded; true when it was new.
 pub(super) fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     new: &NewBreach,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
@@ -66,7 +66,7 @@ impl Store {
         breaches: &[NewBreach],
         now: DateTime<Utc>,
     ) -> Result<Vec<Breach>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut new = Vec::new();
         for b in breaches {
             if insert(&tx, b, now)? {

@@ -137,6 +137,28 @@ impl Store {
         })
     }
 
+    /// Opens a batch: every write until [`Store::commit_batch`] is one transaction, so a
+    /// burst of due slots costs one `fsync`, not one per schedule (the store's own
+    /// transactions become savepoints inside it). Nothing may act on a write of the batch
+    /// (start a process) before it is committed.
+    pub fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits the batch [`Store::begin_batch`] opened.
+    pub fn commit_batch(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Undoes the open batch, if SQLite has not already (it may after a full disk).
+    pub fn rollback_batch(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
     /// Whether this open created the database (its schema was new).
     pub fn created(&self) -> bool {
         self.created

@@ -108,7 +108,7 @@ impl Store {
 
     /// Stores a deployment's health.
     pub fn set_health(&mut self, deployment: &str, health: &Health) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         write_health(&tx, deployment, health)?;
         tx.commit()?;
         Ok(())
@@ -123,7 +123,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::sla::Breach>, StoreError> {
         let mut new = Vec::new();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         for (id, state) in &noticed.runs {
             tx.execute(
                 "UPDATE runs SET notice_due = 0, noticed = ?2 WHERE id = ?1",
@@ -178,7 +178,7 @@ impl Store {
     /// Ends a deployment's pause, and starts its count of failures in a row again (it
     /// stays failing, so its next success is a recovery). False if it was not paused.
     pub fn resume(&mut self, deployment: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let gone = tx.execute("DELETE FROM pauses WHERE deployment = ?1", [deployment])?;
         tx.execute(
             "UPDATE health SET failures_in_a_row = 0 WHERE deployment = ?1",
@@ -353,11 +353,7 @@ impl Store {
     }
 }
 
-fn write_health(
-    tx: &rusqlite::Transaction<'_>,
-    deployment: &str,
-    h: &Health,
-) -> Result<(), StoreError> {
+fn write_health(tx: &rusqlite::Connection, deployment: &str, h: &Health) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO health (deployment, failing, failures_in_a_row, last_success, watch_since) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (deployment) DO UPDATE SET failing = excluded.failing, failures_in_a_row = excluded.failures_in_a_row,
@@ -375,7 +371,7 @@ fn write_health(
 
 /// Puts one delivery in the outbox, due now.
 pub(super) fn insert_notice(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     notice: &NewNotice,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {

@@ -229,7 +229,7 @@ impl Store {
         new: &NewRun,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let id = insert(&tx, new, now)?;
         tx.commit()?;
         Ok(id)
@@ -243,7 +243,7 @@ impl Store {
         cursor: Option<SlotCursor<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             ids.push(insert(&tx, row, now)?);
@@ -296,7 +296,7 @@ impl Store {
         next: &NewRun,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let id = insert(&tx, next, now)?;
         // A retry follows: the ended attempt has nothing more to say.
         tx.execute(
@@ -436,7 +436,7 @@ impl Store {
         keep: usize,
         older_than: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
                 "SELECT id FROM (
@@ -522,7 +522,7 @@ impl Store {
 }
 
 fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     new: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {

@@ -36,7 +36,7 @@ pub struct Cursor {
 }
 
 pub(super) fn set_cursor(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     deployment: &str,
     schedule_id: &str,
     at: DateTime<Utc>,
@@ -102,7 +102,7 @@ impl Store {
         at: DateTime<Utc>,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         set_cursor(&tx, deployment, schedule_id, at, fingerprint)?;
         tx.commit()?;
         Ok(())
@@ -115,7 +115,7 @@ impl Store {
         &mut self,
         keep: &std::collections::BTreeSet<(String, String)>,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let all: Vec<(String, String)> = {
             let mut stmt = tx.prepare("SELECT deployment, schedule_id FROM cursors")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -138,7 +138,7 @@ impl Store {
         commit: &AppliedCommit,
         good_files: &[String],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO commits (sha, applied_at, summary, errors, warnings) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (sha) DO UPDATE SET applied_at = excluded.applied_at, errors = excluded.errors, warnings = excluded.warnings",

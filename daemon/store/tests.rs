@@ -351,3 +351,58 @@ fn the_database_is_wal_with_full_sync() {
         "WAL and synchronous=FULL (2)"
     );
 }
+
+#[test]
+fn a_batch_is_one_transaction_committed_or_rolled_back_whole() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    store.begin_batch().unwrap();
+    // The store's own transactions nest inside it (as savepoints).
+    store
+        .claim_slots(&[slot("a", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store
+        .claim_slots(&[slot("b", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store.rollback_batch();
+    assert!(store
+        .runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .unwrap()
+        .is_empty());
+    store.begin_batch().unwrap();
+    store
+        .claim_slots(&[slot("a", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store
+        .claim_slots(&[slot("b", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store.commit_batch().unwrap();
+    assert_eq!(
+        store
+            .runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .len(),
+        2
+    );
+    // Without a batch, each claim is its own transaction, as before.
+    store
+        .claim_slots(&[slot("c", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store.rollback_batch();
+    assert_eq!(
+        store
+            .runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .len(),
+        3
+    );
+}
