@@ -374,14 +374,19 @@ fn a_row_the_store_refuses_fails_that_run_and_the_daemon_goes_on() {
         runs.iter().filter(|r| r.state == RunState::Failed).count() >= 2
     });
     for run in &runs {
-        assert_eq!(run.state, RunState::Failed, "{run:?}");
         assert!(run.started_at.is_none() && run.pid.is_none(), "{run:?}");
+        assert_eq!(run.parameters, serde_json::json!({}), "{run:?}");
+        // A slot a stalled machine let pass is recorded Skipped (missed), also without
+        // its parameters; every other one failed with the reason.
+        if run.state == RunState::Skipped && run.reason.as_deref() == Some("missed") {
+            continue;
+        }
+        assert_eq!(run.state, RunState::Failed, "{run:?}");
         let reason = run.reason.as_deref().unwrap_or_default();
         assert!(
             reason.contains("refused its row") && reason.contains("SUNDIAL_STORE_MAX_VALUE"),
             "{reason}"
         );
-        assert_eq!(run.parameters, serde_json::json!({}), "{run:?}");
     }
     let mut slots: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
     slots.dedup();

@@ -633,6 +633,9 @@ deployments:
         },
     );
     daemon.completed("on-time");
+    // A slot a stalled machine let pass is `skipped` (missed) too, whichever deployment:
+    // told rightly, and not what this test is about.
+    let heard: Vec<&Value> = heard.iter().filter(|p| p["reason"] != "missed").collect();
     for p in &heard {
         match p["event"].as_str().unwrap() {
             "skipped" => {

@@ -172,6 +172,16 @@ impl Engine {
         let mut admitted = 0;
         for (at, action) in decide(&due, now, deployment.catchup, deployment.late_grace) {
             let (trigger, state, reason, started_at) = match action {
+                // A paused deployment's slots did not run because it is paused, however late.
+                Action::Skip if inactive => {
+                    (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
+                }
+                Action::Skip if paused_after_failures => (
+                    Trigger::Schedule,
+                    RunState::Skipped,
+                    Some(crate::store::PAUSED_AFTER_FAILURES),
+                    None,
+                ),
                 Action::Skip => (Trigger::Schedule, RunState::Skipped, Some("missed"), None),
                 Action::Run { .. } if inactive => {
                     (Trigger::Schedule, RunState::Skipped, Some("inactive"), None)
