@@ -358,6 +358,24 @@ def stamp(path: str):
 '''
 
 
+# Prefect 3.7's scheduler service fails here ("Can't evaluate bulk DML statement" with the
+# SQLAlchemy in its venv), so the runs of a 5-second "schedule" are created through the client
+# as Scheduled flow runs at those instants, which is what the scheduler would have made.
+PREFECT_SCHEDULE = '''import sys
+from datetime import datetime, timezone
+
+from prefect.client.orchestration import get_client
+from prefect.states import Scheduled
+
+first, interval, count = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+with get_client(sync_client=True) as client:
+    deployment = client.read_deployment_by_name("stamp/bench")
+    for i in range(count):
+        at = datetime.fromtimestamp(first + i * interval, timezone.utc)
+        client.create_flow_run_from_deployment(deployment.id, state=Scheduled(scheduled_time=at))
+'''
+
+
 def prefect_peer(args, tmp, rows):
     """The Python entrypoint figure's peer: a Prefect 3 server and process worker running the
     same stamping function as a @flow on an interval schedule (5 s: each flow run is a new
@@ -373,7 +391,7 @@ def prefect_peer(args, tmp, rows):
     flows, stamps = os.path.join(work, "flows"), os.path.join(work, "stamps.txt")
     os.makedirs(flows)
     port = free_port()
-    bindir = os.path.dirname(args.prefect_python)
+    bindir = os.path.dirname(os.path.abspath(args.prefect_python))
     env = base_env(PREFECT_HOME=os.path.join(work, "home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                    DO_NOT_TRACK="1", PATH=bindir + os.pathsep + os.environ["PATH"])
@@ -389,9 +407,8 @@ deployments:
     entrypoint: stamp_flow.py:stamp
     parameters: {{path: {stamps}}}
     work_pool: {{name: bench}}
-    schedules:
-      - interval: {args.prefect_interval}
 """,
+        "schedule_runs.py": PREFECT_SCHEDULE,
     })
     log = open(os.path.join(work, "prefect.log"), "w")
     t0 = time.time()
@@ -412,6 +429,9 @@ deployments:
                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=flows)
         deployed = time.time()
         want = args.prefect_runs
+        first = int(time.time()) + 30
+        subprocess.run([args.prefect_python, "schedule_runs.py", str(first), str(args.prefect_interval), str(want)],
+                       cwd=flows, env=env, check=True, stdout=log, stderr=subprocess.STDOUT, timeout=120)
         while time.time() < budget and len(read_stamps(stamps, deployed)) < want:
             if server.poll() is not None or worker.poll() is not None:
                 raise RuntimeError("the Prefect server or worker exited (see its log)")
@@ -681,6 +701,17 @@ def wrk(args, url):
     return rps, p99
 
 
+def one_client(args, url):
+    """Requests/s and p99 (ms) of one client asking `url` in a loop (when wrk is missing)."""
+    times, end = [], time.time() + args.wrk_seconds
+    while time.time() < end:
+        t = time.perf_counter()
+        if get(url)[0] != 200:
+            raise RuntimeError(f"GET {url} failed")
+        times.append(time.perf_counter() - t)
+    return len(times) / sum(times), pct(times, 99) * 1000
+
+
 def api(args, tmp, rows):
     n = args.store_runs
     work = os.path.join(tmp, "api")
@@ -716,8 +747,9 @@ def api(args, tmp, rows):
         base_rps, base_p99 = wrk(args, daemon.url + "/healthz")
         how = f"wrk -t2 -c16 -d{args.wrk_seconds}s"
     else:
-        rps = p99 = base_rps = base_p99 = None
-        how = "wrk: peer not available"
+        rps, p99 = one_client(args, runs_url)
+        base_rps, base_p99 = one_client(args, daemon.url + "/healthz")
+        how = f"wrk: peer not available; one Python client for {args.wrk_seconds} s"
     daemon.stop()
     con = sqlite3.connect(f"file:{os.path.join(state, 'state.db')}?mode=ro", uri=True)
     stored = con.execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -725,11 +757,8 @@ def api(args, tmp, rows):
     if stored < n:
         raise RuntimeError(f"only {stored} of the {n} seeded runs were left in the store")
     rows["api"].figure = f"`/api/runs?limit=50` with {stored:,} runs stored ({how}; seeded in {fill_s:.0f} s)"
-    if rps is not None:
-        rows["api"].set(f"{rps:,.0f} req/s, p99 {p99:.2f} ms", f"GET /healthz, same server: {base_rps:,.0f} req/s, p99 {base_p99:.2f} ms",
-                        f"{rps / base_rps:.2f}", yes_no(rps >= 10000 and p99 <= 5))
-    else:
-        rows["api"].set("not measured (no wrk)", how)
+    rows["api"].set(f"{rps:,.0f} req/s, p99 {p99:.2f} ms", f"GET /healthz, same server: {base_rps:,.0f} req/s, p99 {base_p99:.2f} ms",
+                    f"{rps / base_rps:.2f}", yes_no(rps >= 10000 and p99 <= 5))
     rows["dashboard"].figure = f"dashboard page (`/`, and `/runs/ID`) with {stored:,} runs, one client"
     rows["dashboard"].set(f"p50 {pct(page_ms, 50):.1f}, max {max(page_ms):.1f} ms; run page p50 {pct(run_page_ms, 50):.1f} ms",
                           None, None, yes_no(max(page_ms) <= 20 and max(run_page_ms) <= 20))
@@ -762,7 +791,7 @@ def print_table(rows, quick):
     lines = []
     for row in rows.values():
         lines.append([row.figure, row.sundial or "not measured", row.peer or "—", row.ratio or "—", row.target,
-                      ("(not asserted)" if quick else row.met) if row.ok and row.met else "—"])
+                      "(not asserted)" if quick and row.ok else row.met or "—"])
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
@@ -796,7 +825,7 @@ def main():
     args.idle_seconds = 2 if q else 10
     args.validate_deployments = 50 if q else 1000
     args.wrk_seconds = 2 if q else 10
-    args.prefect_interval, args.prefect_runs, args.prefect_budget = 5, 40, 300
+    args.prefect_interval, args.prefect_runs, args.prefect_budget = 5, 30, 300
     args.python = os.path.realpath(sys.executable)
     only = set((args.only or "lateness,burst,commits,idle,validate,api,prefect").split(","))
 
@@ -839,7 +868,7 @@ def main():
         PROCS.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
     if args.only:
-        rows = {k: r for k, r in rows.items() if ROW_STEPS[k][0] in only}
+        rows = {k: r for k, r in rows.items() if only.intersection(ROW_STEPS[k])}
     print_table(rows, q)
     missing = [r.figure for r in rows.values() if not r.ok]
     if missing:
@@ -847,7 +876,7 @@ def main():
     return 1 if missing or failed else 0
 
 
-ROW_STEPS = {"lateness-quiet": ("lateness",), "lateness-loaded": ("lateness",), "python": ("lateness",),
+ROW_STEPS = {"lateness-quiet": ("lateness",), "lateness-loaded": ("lateness",), "python": ("lateness", "prefect"),
              "burst": ("burst",), "apply": ("burst",), "rss": ("burst",), "edit": ("burst",),
              "commit": ("commits",), "idle": ("idle",), "validate": ("validate",), "api": ("api",),
              "dashboard": ("api",)}
