@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod bench;
 mod chaos;
 mod client;
 mod croniter;
