@@ -20,7 +20,10 @@ use crate::validate::{Deployment, FileOutcome};
 pub struct Applied {
     /// The newest commit seen and applied (bad files held at their last good version).
     pub commit: Option<String>,
-    pub files: BTreeMap<String, AppliedFile>,
+    files: BTreeMap<String, AppliedFile>,
+    /// Where each deployment is: (file, position), so a lookup by name does not walk
+    /// every file (the engine looks one up for each due slot).
+    by_name: std::collections::HashMap<String, (String, usize)>,
 }
 
 /// The version of one file that is in force.
@@ -36,6 +39,39 @@ pub struct AppliedFile {
 }
 
 impl Applied {
+    fn new(commit: Option<String>, files: BTreeMap<String, AppliedFile>) -> Applied {
+        let mut applied = Applied {
+            commit,
+            files,
+            by_name: Default::default(),
+        };
+        applied.reindex();
+        applied
+    }
+
+    fn reindex(&mut self) {
+        self.by_name.clear();
+        for (path, file) in &self.files {
+            for (i, d) in file.deployments.iter().enumerate() {
+                self.by_name
+                    .entry(d.name.clone())
+                    .or_insert_with(|| (path.clone(), i));
+            }
+        }
+    }
+
+    /// The version of each manifest file in force, by path.
+    pub fn files(&self) -> &BTreeMap<String, AppliedFile> {
+        &self.files
+    }
+
+    /// Puts a file's last good version in force before any commit is applied (at
+    /// start-up, for files that fail at the branch's head).
+    pub fn seed(&mut self, path: String, file: AppliedFile) {
+        self.files.insert(path, file);
+        self.reindex();
+    }
+
     /// Who is told about `deployment`'s runs: its own list, else its file's top-level
     /// one, else the repository's default, the root `prefect.yaml`'s top-level list.
     pub fn notifications_of<'a>(
@@ -59,7 +95,9 @@ impl Applied {
     }
 
     pub fn deployment(&self, name: &str) -> Option<(&Deployment, &str)> {
-        self.deployments().find(|(d, _)| d.name == name)
+        let (path, i) = self.by_name.get(name)?;
+        let file = self.files.get(path)?;
+        Some((file.deployments.get(*i)?, file.commit.as_str()))
     }
 
     /// The commits whose checkouts runs may still need.
@@ -117,10 +155,7 @@ pub fn reconcile(previous: &Applied, commit: &str, outcomes: &[FileOutcome]) -> 
             fresh
         });
     }
-    let next = Applied {
-        commit: Some(commit.to_string()),
-        files,
-    };
+    let next = Applied::new(Some(commit.to_string()), files);
     let before: BTreeMap<&str, String> = previous
         .deployments()
         .map(|(d, _)| (d.name.as_str(), fingerprint(d)))

@@ -41,7 +41,7 @@ impl Engine {
     /// Applies a validated commit: reconcile per file against the last-known-good state,
     /// record it, and re-plan the schedules that appeared or disappeared.
     pub(super) fn apply(&mut self, synced: &Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
-        if self.applied.files.is_empty() {
+        if self.applied.files().is_empty() {
             for seed in &synced.seeds {
                 if let Some(deployments) = &seed.outcome.deployments {
                     let file = AppliedFile {
@@ -50,9 +50,7 @@ impl Engine {
                         held_back: true,
                         notifications: seed.outcome.notifications.clone(),
                     };
-                    self.applied
-                        .files
-                        .insert(seed.outcome.repo_path.clone(), file);
+                    self.applied.seed(seed.outcome.repo_path.clone(), file);
                 }
             }
         }
@@ -124,7 +122,7 @@ impl Engine {
         }
         for gone in self
             .applied
-            .files
+            .files()
             .keys()
             .filter(|p| !synced.outcomes.iter().any(|o| &o.repo_path == *p))
         {
@@ -230,7 +228,7 @@ impl Engine {
     pub(super) fn publish(&mut self) {
         let deployments = self
             .applied
-            .files
+            .files()
             .values()
             .flat_map(|f| f.deployments.iter().map(move |d| (d, f)))
             .map(|(d, f)| DeploymentView {

@@ -205,7 +205,7 @@ impl Engine {
         }
         let held_back = self
             .applied
-            .files
+            .files()
             .get(&deployment.file)
             .filter(|f| f.held_back)
             .and_then(|_| {
