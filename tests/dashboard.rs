@@ -569,29 +569,41 @@ deployments:
         "{{ const t = document.querySelector('#token'); t.value = '{}'; t.dispatchEvent(new Event('input')) }}",
         daemon.token()
     ));
+    // Two slots skipped while paused, then Resume.
+    let paused = daemon.runs_when("flaky", LOAD, "two slots skipped while paused", |runs| {
+        runs.iter()
+            .filter(|r| r.reason.as_deref() == Some("paused after failures"))
+            .count()
+            >= 2
+    });
+    let skipped: Vec<_> = paused
+        .iter()
+        .filter(|r| r.reason.as_deref() == Some("paused after failures"))
+        .filter_map(|r| r.scheduled_for)
+        .collect();
     browser.eval("document.querySelector('#pause form.api button').click()");
     wait_until(LOAD, "the resume", || {
         daemon.json("/api/deployments")[0]["paused_after_failures"]
             .is_null()
             .then_some(())
     });
-    // Explain: the slots skipped while paused, and a wrong time refused in words.
-    browser.goto(&format!("{}/deployments/flaky/explain", daemon.url));
+    // Explain those slots: skipped while paused, and they say so.
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    browser.goto(&format!(
+        "{}/deployments/flaky/explain?from={}&to={}",
+        daemon.url,
+        stamp(skipped[0]),
+        stamp(skipped[1])
+    ));
     let whats = browser.eval(
         "[...document.querySelectorAll('#slots tr[data-what]')].map(r => r.dataset.what).join(' ')",
     );
-    let whats = whats.as_str().unwrap();
+    assert_eq!(whats, "skipped skipped", "{whats}");
+    let told = browser.eval("document.querySelector('#slots').textContent");
     assert!(
-        whats.contains("failed") && whats.contains("upcoming"),
-        "{whats}"
-    );
-    assert!(
-        browser
-            .eval("document.querySelector('#slots').textContent")
-            .as_str()
-            .unwrap()
-            .contains("paused after failures"),
-        "the slots skipped while paused say so"
+        told.as_str().unwrap().contains("paused after failures"),
+        "the slots skipped while paused say so: {told}"
     );
     let (code, page) = daemon.get("/deployments/flaky/explain?at=2026-02-30T10:00");
     assert_eq!(code, 400, "{page}");
