@@ -440,7 +440,8 @@ fn is_prefect2_spec(root: &Node) -> bool {
 /// tools; say so once per occurrence.
 fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &str) {
     match &node.value {
-        Value::Bool(b) if b.is_yaml11_word() => report.warning(
+        // Where a string was expected the type error already says to quote it.
+        Value::Bool(b) if b.is_yaml11_word() && !report.has_error_under(at) => report.warning(
             at,
             false,
             Code::Yaml11Boolean,

@@ -109,6 +109,15 @@ fn translate(
                     return;
                 }
             }
+            // `off`, `no`, `on`, `yes` meant as text: YAML 1.1 made them booleans.
+            let quote = node.and_then(|n| match &n.value {
+                Value::Bool(b) if b.is_yaml11_word() => Some(format!(
+                    "YAML 1.1 (which Prefect's PyYAML follows) reads a plain `{w}` as {v}; quote it to mean the word: '{w}'",
+                    w = b.word,
+                    v = b.value
+                )),
+                _ => None,
+            });
             Some((
                 Code::Type,
                 format!(
@@ -116,7 +125,7 @@ fn translate(
                     expected_types(kind),
                     describe(node)
                 ),
-                None,
+                quote,
             ))
         }
         ValidationErrorKind::Enum { options } => Some((

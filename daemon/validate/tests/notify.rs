@@ -265,3 +265,18 @@ deployments:
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_yaml_1_1_word_where_text_was_meant_is_told_to_be_quoted() {
+    let text = "deployments:\n  - name: off\n    entrypoint: f.py:g\n";
+    let found: Vec<String> = run(text)
+        .diagnostics()
+        .map(|d| d.message_with_help())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("expected a string, found `off`")
+            && found[0].contains("quote it to mean the word: 'off'"),
+        "{found:?}"
+    );
+}
