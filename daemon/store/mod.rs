@@ -16,6 +16,7 @@ mod history;
 mod migrations;
 mod notices;
 mod runs;
+mod slots;
 mod state;
 mod stats;
 
