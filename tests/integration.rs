@@ -26,6 +26,7 @@ mod pause;
 mod policies;
 mod precommit;
 mod prefect;
+mod prestart;
 mod promises;
 mod quickstart;
 mod recovery;

@@ -172,7 +172,9 @@ impl Engine {
         for name in names {
             self.drain_queue(&name, now)?;
         }
-        // The schedules that appeared or changed are planned in one transaction.
+        // The schedules that appeared or changed are planned in one transaction, from the
+        // arm horizon.
+        let horizon = now + chrono::Duration::from_std(super::ARM_AHEAD).unwrap_or_default();
         self.batched(|engine| {
             for key in &wanted {
                 let planned_for = engine.applied.deployment(&key.0).and_then(|(d, _)| {
@@ -183,7 +185,7 @@ impl Engine {
                 });
                 let changed = engine.fingerprints.get(key) != planned_for.as_ref();
                 if changed || engine.timer.next_of(key).is_none() {
-                    engine.handle_due(key, now)?;
+                    engine.handle_due(key, now, horizon)?;
                 }
             }
             Ok(())

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::runner::contain::{self, Sweeper};
 use crate::runner::launch;
 use crate::runner::process::{self, Exit, ProcessSpec, StopRequest};
+use crate::runner::timed::{self, Released};
 use crate::source::{Checkouts, Repo, SourceConfig};
 use crate::store::RunState;
 use crate::template;
@@ -241,18 +242,52 @@ async fn prepare_and_run(
         deadline: None,
         grace: ctx.grace,
         stream_output: d.stream_output.then(|| d.name.clone()),
+        stdin: None,
     };
     let mut stop = stop;
-    if let Some(at) = attempt.not_before {
-        if let Some(request) = wait_until(at, &mut stop).await {
-            return Ok(Exit::Stopped(request));
-        }
+    // The instant the attempt begins: its slot's time (armed ahead), or now.
+    let when = attempt
+        .not_before
+        .map_or_else(std::time::Instant::now, timed::monotonic);
+    // Its time limit counts from then, for every process of it.
+    let begins = tokio::time::Instant::from_std(when.max(std::time::Instant::now()));
+    spec.deadline = d.timeout.map(|t| begins + t);
+    let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
+    if let (Some(_), true, true) = (d.prestart, bootstrapped, d.pull.is_empty()) {
+        return prestarted(attempt.run_id, spec, when, stop, events).await;
     }
-    // The attempt begins now: its time limit counts from here, for every process of it.
-    spec.deadline = d.timeout.map(|t| tokio::time::Instant::now() + t);
+    if d.pull.is_empty() {
+        // The main process is spawned by a launch thread on the dot.
+        let launched = timed::at(when, &mut stop, move || {
+            let started = process::spawn(&spec);
+            (started, spec.log_path)
+        })
+        .await;
+        let (running, began) = match launched {
+            Released::Ran((started, _), began) => (
+                started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
+                began,
+            ),
+            Released::Stopped(request) => return Ok(Exit::Stopped(request)),
+            Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
+        };
+        let id = attempt.run_id;
+        let _ = events.send(RunEvent::Began { id, at: began });
+        let _ = events.send(RunEvent::Spawned {
+            id,
+            pid: running.pid,
+        });
+        return Ok(running.wait(stop).await);
+    }
+    // Pull steps first: the wait ends on the dot, then each step, then the main process.
+    let began = match timed::at(when, &mut stop, || ()).await {
+        Released::Ran((), began) => began,
+        Released::Stopped(request) => return Ok(Exit::Stopped(request)),
+        Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
+    };
     let _ = events.send(RunEvent::Began {
         id: attempt.run_id,
-        at: Utc::now(),
+        at: began,
     });
     for (i, step) in d.pull.iter().enumerate() {
         let exit = pull_step(ctx, attempt, &checkout, &spec, (i, step), &stop, events).await?;
@@ -274,6 +309,47 @@ async fn prepare_and_run(
     });
     Ok(running.wait(stop).await)
 }
+
+/// A Python entrypoint started ahead (`prestart_seconds`): the interpreter starts now and
+/// imports the module, the bootstrap waits on its standard input, and a launch thread
+/// writes the release on the dot; the function is called then. Stopped before that (or the
+/// daemon gone), the pipe closes without a release and the function is never called.
+async fn prestarted(
+    id: i64,
+    mut spec: ProcessSpec,
+    when: std::time::Instant,
+    mut stop: watch::Receiver<Option<StopRequest>>,
+    events: &mpsc::UnboundedSender<RunEvent>,
+) -> Result<Exit, Failure> {
+    let (reader, mut release) = std::io::pipe()
+        .map_err(|e| Failure::Crashed(format!("cannot make the release pipe: {e}")))?;
+    spec.stdin = Some(Arc::new(reader));
+    spec.env.push((launch::RELEASE_VAR.into(), "stdin".into()));
+    let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
+    // The child has its own copy of the read end; the pipe ends with the writer.
+    spec.stdin = None;
+    let _ = events.send(RunEvent::Spawned {
+        id,
+        pid: running.pid,
+    });
+    let released = timed::at(when, &mut stop, move || {
+        use std::io::Write;
+        // A child that already ended (its import failed) cannot read it: its exit says why.
+        let _ = release.write_all(b"g");
+    })
+    .await;
+    match released {
+        Released::Ran((), began) => {
+            let _ = events.send(RunEvent::Began { id, at: began });
+        }
+        // The release pipe closed unwritten: the bootstrap exits without calling.
+        Released::Stopped(_) | Released::Lost => {}
+    }
+    Ok(running.wait(stop).await)
+}
+
+/// Why an attempt whose launch thread failed is Crashed.
+const LAUNCH_LOST: &str = "the thread starting the process failed; whether it started is unknown, and any process of the run is ended";
 
 /// Why an attempt ended before its process could run.
 #[derive(Debug)]
@@ -405,6 +481,7 @@ async fn pull_step(
             deadline: main.deadline,
             grace: ctx.grace,
             stream_output: main.stream_output.clone(),
+            stdin: None,
         };
         let running = process::spawn(&spec).map_err(|e| {
             Failure::Failed(format!(
@@ -423,35 +500,6 @@ async fn pull_step(
         }
     }
     Ok(Exit::Code(0))
-}
-
-/// Waits until the wall clock reads `at`: a timer to within a millisecond, then a short
-/// spin, because timers wake late by up to their granularity. Returns early with a stop
-/// request (a cancel of a run that has not started yet).
-///
-/// The wait is turned into a monotonic deadline once, at the start: the spin runs on the
-/// daemon's only thread, so a wall clock stepped back meanwhile must not stretch it (the
-/// engine notices the step on its next turn).
-async fn wait_until(
-    at: DateTime<Utc>,
-    stop: &mut watch::Receiver<Option<StopRequest>>,
-) -> Option<StopRequest> {
-    let wait = (at - Utc::now()).to_std().unwrap_or_default();
-    let target = std::time::Instant::now() + wait;
-    let coarse = wait.saturating_sub(Duration::from_millis(1));
-    if !coarse.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(coarse) => {}
-            _ = stop.changed() => {}
-        }
-    }
-    if let Some(request) = *stop.borrow() {
-        return Some(request);
-    }
-    while std::time::Instant::now() < target {
-        std::hint::spin_loop();
-    }
-    None
 }
 
 fn outcome(exit: Exit) -> (RunState, Option<i32>, Option<String>) {

@@ -10,7 +10,7 @@ use crate::scheduler::slots::{decide, due_slots, Action};
 use crate::scheduler::{Jump, Key};
 use crate::store::{NewRun, RunState, SlotCursor, StoreError, Trigger};
 
-use super::{policy, shown, time, Engine, ARM_AHEAD};
+use super::{arm_lead, policy, shown, time, Engine};
 
 impl Engine {
     /// Handles every schedule that is due at `now`.
@@ -42,13 +42,18 @@ impl Engine {
             self.status.clock_warning = None;
             self.publish();
         }
-        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        // A burst due at one instant is armed earlier, by its size.
+        let lead = arm_lead(self.timer.earliest_crowd());
+        let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
         let due = self.timer.pop_due(horizon);
         // Every due schedule's slots in one transaction (one fsync for a burst).
         let claimed = if due.is_empty() {
             Ok(())
         } else {
-            self.batched(|engine| due.iter().try_for_each(|key| engine.handle_due(key, now)))
+            self.batched(|engine| {
+                due.iter()
+                    .try_for_each(|key| engine.handle_due(key, now, horizon))
+            })
         };
         match claimed {
             Ok(()) => {}
@@ -74,12 +79,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Settles every slot of `key` between its cursor and `now` (run or recorded), then
-    /// arms the timer for its next fire. A schedule seen for the first time, or whose
+    /// Settles every slot of `key` between its cursor and `horizon` (run or recorded),
+    /// then arms the timer for its next fire. A schedule seen for the first time, or whose
     /// timing changed since its cursor was planned, is planned from the arm horizon: no
     /// slot before the commit that brought it is due, and no slot already armed under
     /// another identity is claimed twice.
-    pub(super) fn handle_due(&mut self, key: &Key, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) fn handle_due(
+        &mut self,
+        key: &Key,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
             return Ok(());
         };
@@ -89,7 +99,9 @@ impl Engine {
         let (deployment, commit, mut planned) =
             (deployment.clone(), commit.to_string(), planned.clone());
         let name = shown(&key.0);
-        let horizon = now + chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default();
+        // A pre-started deployment is claimed (its row durable) before its process starts.
+        let ahead = prestart_lead(&deployment);
+        let horizon = horizon + ahead;
         let mut kept_anchor = None;
         let cursor = match self.store.cursor(&key.0, &key.1)? {
             // A cursor from before fingerprints were kept adopts the current timing.
@@ -268,12 +280,22 @@ impl Engine {
                 }
             }
         }
-        self.timer.set(
+        self.timer.set_ahead(
             key.clone(),
             planned.schedule.next_after(horizon).map(|f| f.at),
+            ahead,
         );
         Ok(())
     }
+}
+
+/// How far ahead of its slots a deployment is armed beyond the usual: its
+/// `prestart_seconds`, the time its interpreter has to start and import.
+fn prestart_lead(deployment: &crate::validate::Deployment) -> chrono::Duration {
+    deployment
+        .prestart
+        .and_then(|lead| chrono::Duration::from_std(lead).ok())
+        .unwrap_or_default()
 }
 
 /// Why the rows of a slot could not be stored as they were: the store's word and the

@@ -43,9 +43,8 @@ impl Engine {
 
     /// Retries what a full disk held back: run ends, then a commit.
     pub(super) fn retry_deferred(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        for event in std::mem::take(&mut self.deferred_events) {
-            self.on_event(event, now)?;
-        }
+        let events = std::mem::take(&mut self.deferred_events);
+        self.on_events(events, now)?;
         if let Some(synced) = self.deferred_sync.take() {
             self.on_sync(SyncMessage::Synced(synced), now)?;
         }

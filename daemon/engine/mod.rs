@@ -55,7 +55,7 @@ use crate::runner::contain;
 use crate::runner::process::StopRequest;
 use crate::scheduler::{ClockWatch, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
-use crate::store::{RunState, Store, StoreError};
+use crate::store::{Progress, RunState, Store, StoreError};
 
 use attempt::{RunContext, RunEvent};
 use faults::{ignore_full, set_aside_old_logs};
@@ -68,10 +68,28 @@ use sync::Synced;
 /// microseconds.
 pub const MAX_SLEEP: Duration = Duration::from_secs(5);
 
+/// The most run events handled in one loop turn (the rest wait for the next turn, so a
+/// burst of ends never holds back a due slot for long).
+const EVENTS_PER_TURN: usize = 256;
+
 /// How far ahead of its time a slot is armed: its row committed, its checkout and argv
-/// ready, its attempt waiting to spawn on the dot. Keeps the database and process set-up
-/// out of the start lateness.
-pub const ARM_AHEAD: Duration = Duration::from_millis(25);
+/// ready, its start handed to a launch thread that releases it on the dot. Keeps the
+/// database (a commit waits for `fsync`) and process set-up out of the start lateness.
+pub const ARM_AHEAD: Duration = Duration::from_millis(100);
+
+/// How much earlier a burst is armed for each slot due at the same instant: claiming and
+/// preparing one slot costs the engine about this much, so 10,000 slots due at one
+/// minute boundary are armed 1.6 s ahead and all of them are ready when it comes.
+pub const ARM_PER_SLOT: Duration = Duration::from_micros(150);
+
+/// The most a burst is armed ahead (the longest a claimed row waits for its process).
+pub const ARM_MOST: Duration = Duration::from_secs(5);
+
+/// How far ahead of its time a burst of `crowd` slots due at one instant is armed.
+pub fn arm_lead(crowd: usize) -> Duration {
+    let per_slot = ARM_PER_SLOT.saturating_mul(u32::try_from(crowd).unwrap_or(u32::MAX));
+    (ARM_AHEAD + per_slot).min(ARM_MOST)
+}
 
 pub struct EngineConfig {
     pub source: SourceConfig,
@@ -176,7 +194,15 @@ pub async fn run(
         let turn = tokio::select! {
             biased;
             () = &mut shutdown => break Ok(()),
-            Some(event) = events_rx.recv() => engine.on_event(event, Utc::now()),
+            Some(event) = events_rx.recv() => {
+                // What else has arrived is handled with it (a burst of starts and ends).
+                let mut events = vec![event];
+                while events.len() < EVENTS_PER_TURN {
+                    let Ok(event) = events_rx.try_recv() else { break };
+                    events.push(event);
+                }
+                engine.on_events(events, Utc::now())
+            }
             () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now()),
             Some(message) = sync_rx.recv() => {
                 let applied = engine.on_sync(message, Utc::now());
@@ -268,10 +294,11 @@ impl Engine {
             .peek()
             .filter(|_| self.recovered.is_settled())
             .map(|Reverse((at, _))| *at);
+        let lead = arm_lead(self.timer.earliest_crowd());
         let armed = self
             .timer
             .earliest()
-            .map(|at| at - chrono::Duration::from_std(ARM_AHEAD).unwrap_or_default());
+            .map(|at| at - chrono::Duration::from_std(lead).unwrap_or_default());
         let earliest = [armed, retry, self.next_notice].into_iter().flatten().min();
         let wait = match earliest {
             Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(cap),
@@ -280,11 +307,45 @@ impl Engine {
         tokio::time::Instant::now() + wait
     }
 
+    /// Handles the events that arrived together: the starts among them are recorded in
+    /// one transaction (one `fsync` for a burst), each end on its own, in order. When the
+    /// disk is full, the ends not yet recorded wait (see [`Engine::retry_deferred`]).
+    fn on_events(&mut self, events: Vec<RunEvent>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut progress = Vec::new();
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
+            match event {
+                RunEvent::Began { id, at } => progress.push(Progress::Began(id, at)),
+                RunEvent::Spawned { id, pid } => progress.push(Progress::Spawned(id, pid)),
+                finished @ RunEvent::Finished { .. } => {
+                    self.record_progress(&std::mem::take(&mut progress))?;
+                    if let Err(e) = self.on_event(finished, now) {
+                        if e.is_disk_full() {
+                            let ends = events.filter(|e| matches!(e, RunEvent::Finished { .. }));
+                            self.deferred_events.extend(ends);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.record_progress(&progress)
+    }
+
+    /// Records when runs began and which process each runs. Informational: lost (not
+    /// retried) when the disk is full.
+    fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+        if progress.is_empty() {
+            return Ok(());
+        }
+        ignore_full(self.store.record_progress(progress))
+    }
+
     fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
         match event {
             // Informational: lost (not retried) when the disk is full.
-            RunEvent::Began { id, at } => ignore_full(self.store.set_started_at(id, at)),
-            RunEvent::Spawned { id, pid } => ignore_full(self.store.set_pid(id, pid)),
+            RunEvent::Began { id, at } => self.record_progress(&[Progress::Began(id, at)]),
+            RunEvent::Spawned { id, pid } => self.record_progress(&[Progress::Spawned(id, pid)]),
             RunEvent::Finished {
                 id,
                 state,

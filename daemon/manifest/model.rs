@@ -51,6 +51,7 @@ pub struct RawJobVariables {
     pub working_dir: Option<String>,
     pub stream_output: Option<bool>,
     pub python: Option<String>,
+    pub prestart_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

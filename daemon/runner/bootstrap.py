@@ -6,15 +6,15 @@
 # Calls FUNCTION(**parameters) with the JSON object in SUNDIAL_PARAMETERS and, when the
 # result is awaitable, runs it with asyncio.run. Return: exit 0. Exception: traceback on
 # stderr, exit 1. Missing file, module or function: one line on stderr naming it, exit 1.
-# No shell, no third-party imports; Python >= 3.8.
-import asyncio
+# With SUNDIAL_RELEASE=stdin (`prestart_seconds`) the process was started ahead of its
+# slot: it imports the entrypoint, then waits for one byte on stdin before calling; end of
+# input instead (cancelled, or the daemon gone) exits 1 without calling.
+# No shell, no third-party imports; Python >= 3.8. Only what every run needs is imported
+# up front: asyncio, importlib.util and traceback load when used (they cost milliseconds).
 import importlib
-import importlib.util
-import inspect
 import json
 import os
 import sys
-import traceback
 
 
 def fail(message):
@@ -36,6 +36,8 @@ def parameters():
 def load_file(path):
     if not os.path.isfile(path):
         fail("entrypoint file not found: %s" % path)
+    import importlib.util
+
     sys.path.insert(0, os.path.dirname(path))
     # A name of our own, registered before exec so dataclasses and pickle find the module.
     name = "__sundial_entrypoint__"
@@ -63,6 +65,13 @@ async def settle(awaitable):
     return await awaitable
 
 
+def released():
+    if os.environ.pop("SUNDIAL_RELEASE", None) != "stdin":
+        return
+    if sys.stdin.buffer.read(1) != b"g":
+        fail("not released: the run was cancelled, or the daemon stopped, before its time; the function was not called")
+
+
 def main():
     if len(sys.argv) != 4 or sys.argv[1] not in ("file", "module"):
         fail("bootstrap usage: file|module TARGET FUNCTION")
@@ -79,10 +88,15 @@ def main():
             fail("entrypoint function not found: %s has no `%s`" % (target, function))
         if not callable(func):
             fail("entrypoint `%s` in %s is not callable" % (function, target))
+        released()
         result = func(**kwargs)
-        if inspect.isawaitable(result):
+        if hasattr(result, "__await__"):
+            import asyncio
+
             asyncio.run(settle(result))
     except Exception:
+        import traceback
+
         traceback.print_exc()
         sys.exit(1)
 

@@ -37,6 +37,11 @@ pub const MAX_PARAMETERS_BYTES: usize = 128 * 1024 - "SUNDIAL_PARAMETERS=".len()
 /// The Python bootstrap, passed to `python -c`.
 pub const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
+/// Set to `stdin` for a pre-started run: the bootstrap imports the entrypoint, then waits
+/// for one byte on its standard input before calling the function (end of input: it
+/// exits without calling).
+pub const RELEASE_VAR: &str = "SUNDIAL_RELEASE";
+
 /// The interpreter when `job_variables.python` is not set.
 pub const DEFAULT_PYTHON: &str = "python3";
 
@@ -296,6 +301,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         env: Vec::new(),
         stream_output: false,
         python: None,
+        prestart: None,
         schedules: Vec::new(),
         paused: false,
         concurrency: None,

@@ -6,6 +6,8 @@
 //! - [`process`] is the one spawn recipe (own process group, env on top of the daemon's,
 //!   output straight to the run's log file) and its supervision (timeout, cancel and
 //!   shutdown by SIGTERM to the group, grace, SIGKILL), ending in an [`Exit`] that says why.
+//! - [`timed`] releases a start at its instant from a thread of its own, so the daemon's
+//!   async thread (store commits, applies, the API) never makes a start late.
 //! - [`contain`] finds a run's processes by the marker in their environment, wherever
 //!   they went (a `setsid` escape, or what a dead daemon left).
 //!
@@ -16,6 +18,7 @@
 pub mod contain;
 pub mod launch;
 pub mod process;
+pub mod timed;
 
 pub use launch::{argv, working_dir, LaunchError};
 pub use process::{

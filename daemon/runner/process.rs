@@ -28,6 +28,7 @@ use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -68,6 +69,9 @@ pub struct ProcessSpec {
     /// When `Some(label)`: also forward each output line to the daemon's log (`info!`,
     /// with the label), while still writing the file.
     pub stream_output: Option<String>,
+    /// The process's standard input: this pipe's read end (a pre-started run waits on it
+    /// for its release), else `/dev/null`.
+    pub stdin: Option<Arc<std::io::PipeReader>>,
 }
 
 /// Why a process could not be started. Each message names what failed; [`spawn`] also
@@ -178,12 +182,21 @@ fn start(spec: &ProcessSpec) -> Result<Running, SpawnError> {
         .args(args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(false);
     let log_error = |cause| SpawnError::Log {
         path: spec.log_path.clone(),
         cause,
+    };
+    match &spec.stdin {
+        Some(pipe) => command.stdin(Stdio::from(pipe.try_clone().map_err(|cause| {
+            SpawnError::Program {
+                program: program.clone(),
+                cwd: spec.cwd.clone(),
+                cause,
+            }
+        })?)),
+        None => command.stdin(Stdio::null()),
     };
     if spec.stream_output.is_some() {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -28,6 +28,7 @@ fn spec(dir: &Path, argv: &[&str]) -> ProcessSpec {
         deadline: None,
         grace: Duration::from_secs(5),
         stream_output: None,
+        stdin: None,
     }
 }
 

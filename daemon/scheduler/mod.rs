@@ -6,7 +6,7 @@
 pub mod slots;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,40 +14,70 @@ use chrono::{DateTime, Utc};
 /// A schedule of a deployment: (deployment name, schedule id).
 pub type Key = (String, String);
 
-/// The next fire time of every schedule, earliest first. Replacing a schedule's time
-/// leaves a stale heap entry behind; it is recognised and dropped when it surfaces.
+/// The next fire time of every schedule, ordered by when it is to be armed (its fire time,
+/// less the lead it asked for). Replacing a schedule's time leaves a stale heap entry
+/// behind; it is recognised and dropped when it surfaces.
 #[derive(Debug, Default)]
 pub struct Timer {
     heap: BinaryHeap<Reverse<(DateTime<Utc>, Key)>>,
-    next: HashMap<Key, DateTime<Utc>>,
+    /// Each schedule's (fire time, arm time).
+    next: HashMap<Key, (DateTime<Utc>, DateTime<Utc>)>,
+    /// How many schedules are armed at each pending instant.
+    crowds: BTreeMap<DateTime<Utc>, usize>,
 }
 
 impl Timer {
     /// Sets (or clears, with `None`) when `key` fires next.
     pub fn set(&mut self, key: Key, at: Option<DateTime<Utc>>) {
-        match at {
+        self.set_ahead(key, at, chrono::Duration::zero());
+    }
+
+    /// Sets when `key` fires next, to be armed `lead` before that (a process started
+    /// ahead of its slot).
+    pub fn set_ahead(&mut self, key: Key, at: Option<DateTime<Utc>>, lead: chrono::Duration) {
+        let old = match at {
             Some(at) => {
-                self.next.insert(key.clone(), at);
-                self.heap.push(Reverse((at, key)));
+                let arm = at - lead;
+                *self.crowds.entry(arm).or_default() += 1;
+                let old = self.next.insert(key.clone(), (at, arm));
+                self.heap.push(Reverse((arm, key)));
+                old
             }
-            None => {
-                self.next.remove(&key);
+            None => self.next.remove(&key),
+        };
+        if let Some((_, arm)) = old {
+            self.leave(arm);
+        }
+    }
+
+    /// One schedule less is armed at `at`.
+    fn leave(&mut self, at: DateTime<Utc>) {
+        if let Some(n) = self.crowds.get_mut(&at) {
+            *n -= 1;
+            if *n == 0 {
+                self.crowds.remove(&at);
             }
         }
     }
 
+    /// How many schedules are armed at the earliest pending instant (a burst due at once).
+    pub fn earliest_crowd(&self) -> usize {
+        self.crowds.values().next().copied().unwrap_or(0)
+    }
+
+    /// When `key` fires next.
     pub fn next_of(&self, key: &Key) -> Option<DateTime<Utc>> {
-        self.next.get(key).copied()
+        self.next.get(key).map(|(at, _)| *at)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.next.keys()
     }
 
-    /// The earliest pending fire time.
+    /// The earliest pending arm time.
     pub fn earliest(&mut self) -> Option<DateTime<Utc>> {
         while let Some(Reverse((at, key))) = self.heap.peek() {
-            if self.next.get(key) == Some(at) {
+            if self.next.get(key).map(|(_, arm)| arm) == Some(at) {
                 return Some(*at);
             }
             self.heap.pop();
@@ -55,7 +85,8 @@ impl Timer {
         None
     }
 
-    /// Removes and returns every schedule due at `now` (fire time ≤ now), earliest first.
+    /// Removes and returns every schedule to be armed by `now` (arm time ≤ now), earliest
+    /// first.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<Key> {
         let mut due = Vec::new();
         while let Some(at) = self.earliest() {
@@ -63,7 +94,9 @@ impl Timer {
                 break;
             }
             if let Some(Reverse((_, key))) = self.heap.pop() {
-                self.next.remove(&key);
+                if let Some((_, arm)) = self.next.remove(&key) {
+                    self.leave(arm);
+                }
                 due.push(key);
             }
         }
@@ -137,6 +170,35 @@ mod tests {
         assert_eq!(timer.pop_due(t(15)), vec![key("c"), key("a")]);
         assert_eq!(timer.earliest(), None);
         assert_eq!(timer.pop_due(t(100)), Vec::<Key>::new());
+    }
+
+    #[test]
+    fn the_timer_counts_the_schedules_due_at_its_earliest_instant() {
+        let mut timer = Timer::default();
+        assert_eq!(timer.earliest_crowd(), 0);
+        for d in ["a", "b", "c"] {
+            timer.set(key(d), Some(t(60)));
+        }
+        timer.set(key("d"), Some(t(120)));
+        assert_eq!(timer.earliest_crowd(), 3);
+        timer.set(key("c"), Some(t(120))); // moved: one less at t(60)
+        timer.set(key("b"), None);
+        assert_eq!(timer.earliest_crowd(), 1);
+        assert_eq!(timer.pop_due(t(60)), vec![key("a")]);
+        assert_eq!(timer.earliest_crowd(), 2);
+        timer.pop_due(t(120));
+        assert_eq!(timer.earliest_crowd(), 0);
+    }
+
+    #[test]
+    fn a_schedule_with_a_lead_is_armed_that_much_earlier_and_keeps_its_fire_time() {
+        let mut timer = Timer::default();
+        timer.set(key("a"), Some(t(10)));
+        timer.set_ahead(key("b"), Some(t(12)), chrono::Duration::seconds(5));
+        assert_eq!(timer.earliest(), Some(t(7)));
+        assert_eq!(timer.next_of(&key("b")), Some(t(12)));
+        assert_eq!(timer.pop_due(t(8)), vec![key("b")]);
+        assert_eq!(timer.earliest(), Some(t(10)));
     }
 
     #[test]

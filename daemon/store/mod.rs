@@ -29,7 +29,9 @@ use rusqlite::Connection;
 pub use breaches::{NewBreach, StoredBreach};
 pub use history::{AttemptRef, BucketCount, SlotKey};
 pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
-pub use runs::{NewRun, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES};
+pub use runs::{
+    NewRun, Progress, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES,
+};
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};
 

@@ -221,6 +221,15 @@ pub(super) const RUN_TIME: &str = "COALESCE(started_at, scheduled_for, created_a
 
 pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending, retry_of";
 
+/// What a running attempt reports, for [`Store::record_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The run (id) began at this instant.
+    Began(i64, DateTime<Utc>),
+    /// The run (id) runs this process now.
+    Spawned(i64, u32),
+}
+
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
     /// slot's attempt already has a row, which is how a slot fires at most once.
@@ -271,20 +280,22 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Records the instant the attempt began (its first process, pull steps included).
-    pub fn set_started_at(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE runs SET started_at = ?2 WHERE id = ?1",
-            (id, time_text(at)),
-        )?;
-        Ok(())
-    }
-
-    /// Records the process the attempt is running now (for people: recovery finds a run's
-    /// processes by their marker, never by this pid).
-    pub fn set_pid(&mut self, id: i64, pid: u32) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE runs SET pid = ?2 WHERE id = ?1", (id, pid))?;
+    /// Records what attempts reported while running, in one transaction: when each began
+    /// and which process it runs now (for people: recovery finds a run's processes by
+    /// their marker, never by this pid). A burst of starts costs one `fsync`.
+    pub fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+        let tx = self.conn.savepoint()?;
+        {
+            let mut began = tx.prepare_cached("UPDATE runs SET started_at = ?2 WHERE id = ?1")?;
+            let mut spawned = tx.prepare_cached("UPDATE runs SET pid = ?2 WHERE id = ?1")?;
+            for step in progress {
+                match *step {
+                    Progress::Began(id, at) => began.execute((id, time_text(at)))?,
+                    Progress::Spawned(id, pid) => spawned.execute((id, pid))?,
+                };
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

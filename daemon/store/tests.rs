@@ -72,9 +72,11 @@ fn runs_move_through_their_states() {
         "a run starts once"
     );
     store
-        .set_started_at(id, now + Duration::milliseconds(2))
+        .record_progress(&[
+            Progress::Began(id, now + Duration::milliseconds(2)),
+            Progress::Spawned(id, 4242),
+        ])
         .unwrap();
-    store.set_pid(id, 4242).unwrap();
     store
         .finish_run(
             id,

@@ -161,6 +161,7 @@ pub fn check(
             Some("set `work_pool.job_variables.python` to a virtualenv's python".into()),
         );
     }
+    let prestart = prestart(report, &jv, &jobs, &launch, &pulled);
     let parameters = raw.parameters.clone().unwrap_or_default();
     let mut schedules = Vec::new();
     let raw_schedules = schedules_of(report, at, &raw);
@@ -270,6 +271,7 @@ pub fn check(
         env,
         stream_output: jobs.stream_output.unwrap_or(false),
         python: jobs.python,
+        prestart,
         schedules,
         paused: raw.paused.unwrap_or(false),
         concurrency,
@@ -283,6 +285,37 @@ pub fn check(
         pause_after_failures: raw.pause_after_failures,
         slas,
     })
+}
+
+/// `prestart_seconds`, where it applies: a Python entrypoint started by sundial's
+/// bootstrap, with nothing to do before it (no `command`, no pull steps).
+fn prestart(
+    report: &mut FileReport<'_>,
+    jv: &str,
+    jobs: &crate::manifest::model::RawJobVariables,
+    launch: &Option<Launch>,
+    pulled: &pull::Pulled,
+) -> Option<Duration> {
+    let seconds = jobs.prestart_seconds.filter(|s| *s > 0.0 && *s <= 60.0)?;
+    let at = pointer(jv, "prestart_seconds");
+    let why = if jobs.command.is_some() || !matches!(launch, Some(Launch::Entrypoint(_))) {
+        Some("it applies to a Python entrypoint, and this deployment runs a `command`")
+    } else if !pulled.steps.is_empty() {
+        Some("its pull steps run at the slot's time, before the process can start")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        report.warning(
+            &at,
+            true,
+            Code::IgnoredKey,
+            format!("`prestart_seconds` is ignored: {why}"),
+            Some("remove it, or run the flow from `entrypoint` without pull steps".into()),
+        );
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds))
 }
 
 fn env(

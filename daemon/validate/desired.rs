@@ -40,6 +40,10 @@ pub struct Deployment {
     pub env: Vec<(String, String)>,
     pub stream_output: bool,
     pub python: Option<String>,
+    /// `job_variables.prestart_seconds`: a Python entrypoint's interpreter is started and
+    /// its module imported this long before the slot, and the function called on the dot.
+    /// Kept only where it applies (an entrypoint, no `command`, no pull steps).
+    pub prestart: Option<Duration>,
     pub schedules: Vec<PlannedSchedule>,
     pub paused: bool,
     pub concurrency: Option<Concurrency>,

@@ -137,7 +137,14 @@ pub const WORK_POOL: Place = Place {
 
 pub const JOB_VARIABLES: Place = Place {
     what: "`job_variables`",
-    honoured: &["command", "env", "working_dir", "stream_output", "python"],
+    honoured: &[
+        "command",
+        "env",
+        "working_dir",
+        "stream_output",
+        "python",
+        "prestart_seconds",
+    ],
     ignored: &[],
     misplaced: &[],
     defaults: &[],

@@ -34,8 +34,14 @@ const IGNORED_DEPLOYMENT_KEYS: &[&str] = &[
     "work_queue_name",
 ];
 const INFORMATIONAL_KEYS: &[&str] = &["version", "description", "tags", "flow_name"];
-const HONOURED_JOB_VARIABLES: &[&str] =
-    &["command", "env", "working_dir", "stream_output", "python"];
+const HONOURED_JOB_VARIABLES: &[&str] = &[
+    "command",
+    "env",
+    "working_dir",
+    "stream_output",
+    "python",
+    "prestart_seconds",
+];
 
 /// The ids of steps, by what sundial does with their outputs.
 #[derive(Default)]
