@@ -8,6 +8,7 @@ const FIGURES: &[&str] = &[
     "start lateness, native command",
     "the same, both cores kept busy",
     "start lateness of a Python entrypoint",
+    "the same with `prestart_seconds: 0.4`",
     "200 deployments due at one instant",
     "start → ready: first commit of 200 deployments",
     "RSS with 200 deployments loaded",

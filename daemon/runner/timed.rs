@@ -2,25 +2,30 @@
 //!
 //! The daemon's async side is one thread: the engine's store writes (each commit waits for
 //! `fsync`), an apply and the API all take turns on it. A process that must start on the
-//! dot is therefore not started there: [`at`] hands the start to one of the runtime's
-//! blocking threads, which sleeps with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`
-//! until the instant and runs the work (the spawn) at once, whatever the async thread is
-//! busy with. At most [`LAUNCHERS`] such threads wait or spawn at a time (a burst of due
-//! slots is spawned by that many threads, first come first served).
+//! dot is therefore not started there: [`at`] queues the start for the *launch threads*
+//! ([`launchers`] of them, started once). They share one queue ordered by instant; the
+//! thread that takes a job sleeps the last stretch with
+//! `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` and runs the work (the spawn) at
+//! once, whatever the async thread is busy with. A burst due at one instant is spawned by
+//! all of them together, with no round trip through the async thread; a job waiting for
+//! a far instant (a pre-started run's release) holds no thread.
 //!
 //! Contract: the work runs at most once, never before the instant, and either it ran or
-//! the wait was stopped, never both: a stop request that arrives while the thread is in
-//! the work waits for the work's result (the caller then stops what it started).
+//! the wait was stopped, never both: a stop request that arrives while a thread is in the
+//! work waits for the work's result (the caller then stops what it started).
 
-use std::sync::{Arc, Mutex};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 
 use super::process::StopRequest;
 
-/// How many threads wait for and start timed work at once.
+/// How many launch threads there are: the machine's cores, at least 2, at most 8.
 pub fn launchers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -28,9 +33,9 @@ pub fn launchers() -> usize {
         .clamp(2, 8)
 }
 
-/// The permits for the launch threads (FIFO: the earliest caller goes first).
-static LAUNCHERS: std::sync::LazyLock<Semaphore> =
-    std::sync::LazyLock::new(|| Semaphore::new(launchers()));
+/// A launch thread waits on the queue until this close to a job's instant, then takes it
+/// and sleeps the rest precisely (a job due sooner, queued meanwhile, goes to another).
+const TAKE_AHEAD: Duration = Duration::from_millis(2);
 
 /// What [`at`] gives back.
 #[derive(Debug)]
@@ -39,7 +44,7 @@ pub enum Released<T> {
     Ran(T, chrono::DateTime<chrono::Utc>),
     /// A stop request came first; the work did not run.
     Stopped(StopRequest),
-    /// The launch thread failed (the work panicked): whether it ran is unknown.
+    /// The work panicked: whether it did what it was for is unknown.
     Lost,
 }
 
@@ -50,8 +55,97 @@ enum Gate {
     Running,
 }
 
+/// One queued start.
+struct Job {
+    when: Instant,
+    /// Queue order among jobs of one instant: first queued, first run.
+    seq: u64,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl PartialEq for Job {
+    fn eq(&self, other: &Job) -> bool {
+        (self.when, self.seq) == (other.when, other.seq)
+    }
+}
+impl Eq for Job {}
+impl PartialOrd for Job {
+    fn partial_cmp(&self, other: &Job) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Job {
+    fn cmp(&self, other: &Job) -> std::cmp::Ordering {
+        (self.when, self.seq).cmp(&(other.when, other.seq))
+    }
+}
+
+/// The launch threads' shared queue, earliest instant first.
+struct Pool {
+    queue: Mutex<(BinaryHeap<Reverse<Job>>, u64)>,
+    changed: Condvar,
+}
+
+static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
+    let pool = Arc::new(Pool {
+        queue: Mutex::new((BinaryHeap::new(), 0)),
+        changed: Condvar::new(),
+    });
+    for i in 0..launchers() {
+        let pool = Arc::clone(&pool);
+        let started = std::thread::Builder::new()
+            .name(format!("sundial-launch-{i}"))
+            .stack_size(256 * 1024)
+            .spawn(move || pool.serve());
+        if let Err(e) = started {
+            tracing::error!("cannot start launch thread {i}: {e}");
+        }
+    }
+    pool
+});
+
+impl Pool {
+    fn submit(&self, when: Instant, run: Box<dyn FnOnce() + Send>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.1 += 1;
+        let seq = queue.1;
+        queue.0.push(Reverse(Job { when, seq, run }));
+        drop(queue);
+        self.changed.notify_all();
+    }
+
+    /// A launch thread: takes the earliest job when its instant is near, runs it on the dot.
+    fn serve(&self) {
+        let _ = nix::sys::prctl::set_timerslack(1_000);
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let Some(Reverse(next)) = queue.0.peek() else {
+                queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let left = next.when.saturating_duration_since(Instant::now());
+            if left > TAKE_AHEAD {
+                queue = self
+                    .changed
+                    .wait_timeout(queue, left - TAKE_AHEAD)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            let Some(Reverse(job)) = queue.0.pop() else {
+                continue;
+            };
+            drop(queue);
+            sleep_until(job.when);
+            (job.run)();
+            queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 /// Runs `work` on a launch thread at the monotonic instant `when` (at once when it has
-/// passed), unless `stop` receives a request first. Must be called inside the runtime.
+/// passed), unless `stop` receives a request first. Must be called inside the runtime:
+/// the work runs with the runtime entered (it may spawn a process and tasks).
 pub async fn at<T: Send + 'static>(
     when: Instant,
     stop: &mut watch::Receiver<Option<StopRequest>>,
@@ -60,40 +154,39 @@ pub async fn at<T: Send + 'static>(
     if let Some(request) = *stop.borrow_and_update() {
         return Released::Stopped(request);
     }
-    let permit = tokio::select! {
-        permit = LAUNCHERS.acquire() => permit.ok(),
-        request = stopped(stop) => return Released::Stopped(request),
-    };
     let gate = Arc::new(Mutex::new(Gate::Waiting));
     let thread_gate = Arc::clone(&gate);
-    let mut task = tokio::task::spawn_blocking(move || {
-        // Held until the thread is done, also when the caller stopped waiting for it.
-        let _permit = permit;
-        sleep_until(when);
-        {
-            let mut gate = thread_gate.lock().unwrap_or_else(|e| e.into_inner());
-            if *gate == Gate::Stopped {
-                return None;
+    let (done, mut result) = oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    POOL.submit(
+        when,
+        Box::new(move || {
+            {
+                let mut gate = thread_gate.lock().unwrap_or_else(|e| e.into_inner());
+                if *gate == Gate::Stopped {
+                    return;
+                }
+                *gate = Gate::Running;
             }
-            *gate = Gate::Running;
-        }
-        let began = chrono::Utc::now();
-        Some((work(), began))
-    });
+            let began = chrono::Utc::now();
+            let _entered = runtime.enter();
+            let ran = catch_unwind(AssertUnwindSafe(work)).ok();
+            let _ = done.send(ran.map(|value| (value, began)));
+        }),
+    );
     let result = tokio::select! {
-        ran = &mut task => ran,
+        ran = &mut result => ran,
         request = stopped(stop) => {
             if close(&gate) {
-                // The thread sees the stop when it wakes and does nothing.
+                // The thread sees the stop when the instant comes and does nothing.
                 return Released::Stopped(request);
             }
             // Already under way: its result is the caller's to stop.
-            (&mut task).await
+            result.await
         }
     };
     match result {
         Ok(Some((value, began))) => Released::Ran(value, began),
-        // The gate is closed only above, which returns; so this is a panic of the work.
         Ok(None) | Err(_) => Released::Lost,
     }
 }
@@ -122,9 +215,8 @@ async fn stopped(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest
 }
 
 /// Sleeps this thread until the monotonic instant `when`, to the precision of the kernel's
-/// timer (the thread's timer slack is set to 1 µs first).
+/// timer and the thread's timer slack (1 µs on the launch threads).
 pub fn sleep_until(when: Instant) {
-    let _ = nix::sys::prctl::set_timerslack(1_000);
     loop {
         let left = when.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -170,12 +262,17 @@ mod tests {
         SERIAL.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Yields until a launch thread holds a permit (it waits for its instant).
+    fn queued() -> usize {
+        POOL.queue.lock().unwrap().0.len()
+    }
+
+    /// Yields until the launch is queued (it waits for its instant).
     async fn launch_begun() {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while LAUNCHERS.available_permits() == launchers() && Instant::now() < deadline {
+        while queued() == 0 && Instant::now() < deadline {
             tokio::task::yield_now().await;
         }
+        assert!(queued() > 0, "nothing was queued");
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -242,10 +339,42 @@ mod tests {
                 matches!(released, Released::Stopped(StopRequest::Cancel)),
                 "{released:?}"
             );
-            // Every launch thread done (this one woke at the instant and saw the stop).
-            let all = LAUNCHERS.acquire_many(launchers() as u32).await.unwrap();
-            drop(all);
+            // Its instant passed and the queue is empty: a launch thread took it and, seeing
+            // the stop, did nothing (the work would have run at the instant).
+            let deadline = when + Duration::from_millis(100);
+            while queued() > 0 || Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             assert!(!ran.load(Ordering::SeqCst), "the work ran after the stop");
+        });
+    }
+
+    #[test]
+    fn a_burst_at_one_instant_runs_on_several_threads() {
+        let _serial = serial();
+        runtime().block_on(async {
+            let when = Instant::now() + Duration::from_millis(50);
+            let mut waits = Vec::new();
+            for i in 0..64 {
+                waits.push(tokio::spawn(async move {
+                    let (_tx, mut stop) = watch::channel(None);
+                    at(when, &mut stop, move || {
+                        // As long as a spawn takes: long enough for every thread to join in.
+                        std::thread::sleep(Duration::from_millis(2));
+                        (i, std::thread::current().id())
+                    })
+                    .await
+                }));
+            }
+            let mut threads = std::collections::HashSet::new();
+            for (i, wait) in waits.into_iter().enumerate() {
+                let Ok(Released::Ran((n, thread), _)) = wait.await else {
+                    panic!("job {i} did not run");
+                };
+                assert_eq!(n, i);
+                threads.insert(thread);
+            }
+            assert!(threads.len() >= 2, "one thread ran the whole burst");
         });
     }
 
