@@ -891,6 +891,7 @@ def main():
 
 
 ROW_STEPS = {"lateness-quiet": ("lateness",), "lateness-loaded": ("lateness",), "python": ("lateness", "prefect"),
+             "python-early": ("lateness",),
              "burst": ("burst",), "apply": ("burst",), "rss": ("burst",), "edit": ("burst",),
              "commit": ("commits",), "idle": ("idle",), "validate": ("validate",), "api": ("api",),
              "dashboard": ("api",)}

@@ -103,6 +103,15 @@ fn a_full_disk_keeps_the_daemon_up_says_so_and_recovers_when_space_returns() {
                 .then_some(())
         },
     );
+    // No end was lost: every run of the full-disk time ends, recorded once space returned.
+    wait_until(Duration::from_secs(20), "every earlier run to end", || {
+        daemon
+            .stored_runs("tick")
+            .iter()
+            .filter(|r| r.scheduled_for.is_some_and(|at| at < full_until))
+            .all(|r| r.state.is_final())
+            .then_some(())
+    });
     // Nothing vanished: every second from the first slot to the last has a row.
     let runs = daemon.stored_runs("tick");
     let slots: std::collections::BTreeSet<_> =

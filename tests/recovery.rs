@@ -104,7 +104,12 @@ fn a_run_whose_pid_was_never_recorded_is_ended_at_restart_before_its_retry() {
     );
     let retry_pid = pid_in(&pid_file);
     assert_ne!(retry_pid, job_pid);
-    let attempts = std::fs::read_to_string(marks.path().join("attempts")).unwrap();
+    // The retry writes its pid, then its start: wait for the start too.
+    let attempts = wait_until(Duration::from_secs(10), "the retry's start", || {
+        std::fs::read_to_string(marks.path().join("attempts"))
+            .ok()
+            .filter(|text| text.lines().count() >= 2)
+    });
     assert_eq!(
         attempts, "start\nstart\n",
         "the first attempt ended, unfinished, before the retry began"

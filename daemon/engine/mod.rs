@@ -30,6 +30,7 @@ mod apply;
 pub mod attempt;
 mod batch;
 mod due;
+mod events;
 mod faults;
 mod notices;
 mod policy;
@@ -55,10 +56,10 @@ use crate::runner::contain;
 use crate::runner::process::StopRequest;
 use crate::scheduler::{ClockWatch, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
-use crate::store::{Progress, RunState, Store, StoreError};
+use crate::store::{RunState, Store, StoreError};
 
 use attempt::{RunContext, RunEvent};
-use faults::{ignore_full, set_aside_old_logs};
+use faults::set_aside_old_logs;
 pub use request::{CancelError, Lifecycle, NoLifecycle, Request, ResumeError, TriggerError};
 use status::Status;
 use sync::Synced;
@@ -305,102 +306,6 @@ impl Engine {
             None => cap,
         };
         tokio::time::Instant::now() + wait
-    }
-
-    /// Handles the events that arrived together: the starts among them are recorded in
-    /// one transaction (one `fsync` for a burst), each end on its own, in order. When the
-    /// disk is full, the ends not yet recorded wait (see [`Engine::retry_deferred`]).
-    fn on_events(&mut self, events: Vec<RunEvent>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut progress = Vec::new();
-        let mut events = events.into_iter();
-        while let Some(event) = events.next() {
-            match event {
-                RunEvent::Began { id, at } => progress.push(Progress::Began(id, at)),
-                RunEvent::Spawned { id, pid } => progress.push(Progress::Spawned(id, pid)),
-                finished @ RunEvent::Finished { .. } => {
-                    self.record_progress(&std::mem::take(&mut progress))?;
-                    if let Err(e) = self.on_event(finished, now) {
-                        if e.is_disk_full() {
-                            let ends = events.filter(|e| matches!(e, RunEvent::Finished { .. }));
-                            self.deferred_events.extend(ends);
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        self.record_progress(&progress)
-    }
-
-    /// Records when runs began and which process each runs. Informational: lost (not
-    /// retried) when the disk is full.
-    fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
-        if progress.is_empty() {
-            return Ok(());
-        }
-        ignore_full(self.store.record_progress(progress))
-    }
-
-    fn on_event(&mut self, event: RunEvent, now: DateTime<Utc>) -> Result<(), StoreError> {
-        match event {
-            // Informational: lost (not retried) when the disk is full.
-            RunEvent::Began { id, at } => self.record_progress(&[Progress::Began(id, at)]),
-            RunEvent::Spawned { id, pid } => self.record_progress(&[Progress::Spawned(id, pid)]),
-            RunEvent::Finished {
-                id,
-                state,
-                exit_code,
-                ref reason,
-            } => {
-                // The log is final before the run is reported final. The end is recorded
-                // before anything else changes: when the disk is full, the event waits and
-                // the run keeps its place until it is.
-                self.cap_log(id);
-                let mut finished =
-                    self.store
-                        .finish_run(id, state, exit_code, reason.as_deref(), now);
-                if finished.as_ref().is_err_and(StoreError::is_row_error) {
-                    // A reason too long to store: the end is recorded without it.
-                    finished = self.store.finish_run(id, state, exit_code, None, now);
-                }
-                if let Err(e) = finished {
-                    if e.is_disk_full() {
-                        self.deferred_events.push(event);
-                    }
-                    return Err(e);
-                }
-                let flight = self.running.remove(&id);
-                let name = flight.as_ref().map(|f| shown(&f.deployment).into_owned());
-                let outcome = match (exit_code, reason.as_deref()) {
-                    (_, Some(reason)) => format!(" ({reason})"),
-                    (Some(code), None) if code != 0 => format!(" (exit code {code})"),
-                    _ => String::new(),
-                };
-                let line = format!(
-                    "{}: run {id} {}{outcome}",
-                    name.as_deref().unwrap_or("?"),
-                    state.as_str()
-                );
-                // What went wrong is a warning, so `journalctl -p warning` shows it.
-                if state.may_retry() {
-                    tracing::warn!("{line}");
-                } else {
-                    tracing::info!("{line}");
-                }
-                // Stopping: the retry stays owed in the store, decided at the next start.
-                if self.stopping {
-                    return Ok(());
-                }
-                let cancelled = flight.as_ref().is_some_and(|f| f.cancel_requested);
-                if let Some(ended) = self.store.run(id)? {
-                    self.maybe_retry(&ended, cancelled, now)?;
-                }
-                if let Some(flight) = flight {
-                    self.drain_queue(&flight.deployment, now)?;
-                }
-                Ok(())
-            }
-        }
     }
 
     /// The graceful stop: no new starts; every running process group gets SIGTERM, then

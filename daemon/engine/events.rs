@@ -1,0 +1,185 @@
+//! Run events: what attempts report (a run began, its process, its end), recorded.
+//!
+//! The events that arrived together are handled together, so a burst costs a few
+//! transactions instead of one `fsync` per event: the starts among them in one
+//! transaction, and each stretch of ends in one transaction, then what follows each end
+//! (the log line, the retry decision, the next queued run), in order. The promise holds
+//! per run: its end is durable before anything acts on it. When the disk is full, the
+//! ends not yet recorded wait whole (see [`Engine::retry_deferred`]) and the runs keep
+//! their places until they are.
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{Progress, RunState, StoreError};
+
+use super::attempt::RunEvent;
+use super::faults::ignore_full;
+use super::{shown, Engine};
+
+/// The fields of one `Finished` event.
+struct End {
+    id: i64,
+    state: RunState,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+}
+
+impl End {
+    fn of(event: RunEvent) -> Option<End> {
+        match event {
+            RunEvent::Finished {
+                id,
+                state,
+                exit_code,
+                reason,
+            } => Some(End {
+                id,
+                state,
+                exit_code,
+                reason,
+            }),
+            _ => None,
+        }
+    }
+
+    fn event(self) -> RunEvent {
+        RunEvent::Finished {
+            id: self.id,
+            state: self.state,
+            exit_code: self.exit_code,
+            reason: self.reason,
+        }
+    }
+}
+
+impl Engine {
+    /// Handles the events that arrived together: the starts in one transaction, then the
+    /// ends in one transaction, then what follows each end, in order. (A run's start
+    /// always arrives before its end, so recording every start first keeps each run's
+    /// order.)
+    pub(super) fn on_events(
+        &mut self,
+        events: Vec<RunEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut progress = Vec::new();
+        let mut ends = Vec::new();
+        for event in events {
+            match event {
+                RunEvent::Began { id, at } => progress.push(Progress::Began(id, at)),
+                RunEvent::Spawned { id, pid } => progress.push(Progress::Spawned(id, pid)),
+                finished @ RunEvent::Finished { .. } => ends.extend(End::of(finished)),
+            }
+        }
+        self.record_progress(&progress)?;
+        if ends.is_empty() {
+            return Ok(());
+        }
+        self.on_ends(ends, now)
+    }
+
+    /// One event (the graceful stop hands them over one at a time).
+    pub(super) fn on_event(
+        &mut self,
+        event: RunEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.on_events(vec![event], now)
+    }
+
+    /// Records when runs began and which process each runs. Informational: lost (not
+    /// retried) when the disk is full.
+    fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+        if progress.is_empty() {
+            return Ok(());
+        }
+        ignore_full(self.store.record_progress(progress))
+    }
+
+    /// Records the ends in one transaction, then follows up each. Nothing acts on an end
+    /// before it is durable; when the disk is full, every end waits.
+    fn on_ends(&mut self, ends: Vec<End>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let written = if ends.len() == 1 {
+            self.record_end(&ends[0], now)
+        } else {
+            self.store.begin_batch().and_then(|()| {
+                ends.iter()
+                    .try_for_each(|end| self.record_end(end, now))
+                    .and_then(|()| self.store.commit_batch())
+            })
+        };
+        if let Err(e) = written {
+            if ends.len() > 1 {
+                self.store.rollback_batch();
+            }
+            if e.is_disk_full() {
+                self.deferred_events
+                    .extend(ends.into_iter().map(End::event));
+            }
+            return Err(e);
+        }
+        // Each end's follow-ups; one that fails does not keep the others from theirs.
+        let mut first_error = None;
+        for end in ends {
+            if let Err(e) = self.after_end(end, now) {
+                first_error = first_error.or(Some(e));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Caps the run's log (final before the run is reported final) and records its end;
+    /// a reason too long to store is left out.
+    fn record_end(&mut self, end: &End, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.cap_log(end.id);
+        let (id, state, code) = (end.id, end.state, end.exit_code);
+        let finished = self
+            .store
+            .finish_run(id, state, code, end.reason.as_deref(), now);
+        if finished.as_ref().is_err_and(StoreError::is_row_error) {
+            return self.store.finish_run(id, state, code, None, now);
+        }
+        finished
+    }
+
+    /// What follows a recorded end: the run leaves the running set, the log line, the
+    /// retry decision and the next queued run of its deployment.
+    fn after_end(&mut self, end: End, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let End {
+            id,
+            state,
+            exit_code,
+            reason,
+        } = end;
+        let flight = self.running.remove(&id);
+        let name = flight.as_ref().map(|f| shown(&f.deployment).into_owned());
+        let outcome = match (exit_code, reason.as_deref()) {
+            (_, Some(reason)) => format!(" ({reason})"),
+            (Some(code), None) if code != 0 => format!(" (exit code {code})"),
+            _ => String::new(),
+        };
+        let line = format!(
+            "{}: run {id} {}{outcome}",
+            name.as_deref().unwrap_or("?"),
+            state.as_str()
+        );
+        // What went wrong is a warning, so `journalctl -p warning` shows it.
+        if state.may_retry() {
+            tracing::warn!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
+        // Stopping: the retry stays owed in the store, decided at the next start.
+        if self.stopping {
+            return Ok(());
+        }
+        let cancelled = flight.as_ref().is_some_and(|f| f.cancel_requested);
+        if let Some(ended) = self.store.run(id)? {
+            self.maybe_retry(&ended, cancelled, now)?;
+        }
+        if let Some(flight) = flight {
+            self.drain_queue(&flight.deployment, now)?;
+        }
+        Ok(())
+    }
+}
