@@ -79,9 +79,11 @@ const EVENTS_PER_TURN: usize = 256;
 pub const ARM_AHEAD: Duration = Duration::from_millis(100);
 
 /// How much earlier a burst is armed for each slot due at the same instant: claiming and
-/// preparing one slot costs the engine about this much, so 10,000 slots due at one
-/// minute boundary are armed 1.6 s ahead and all of them are ready when it comes.
-pub const ARM_PER_SLOT: Duration = Duration::from_micros(150);
+/// preparing one slot (its row, its log file, its argv and environment) costs the engine
+/// up to about this much on a busy 2-core machine (measured with `perf` on a burst of
+/// 3,000), so 10,000 slots due at one minute boundary are armed 4.1 s ahead and all of
+/// them are ready when it comes.
+pub const ARM_PER_SLOT: Duration = Duration::from_micros(400);
 
 /// The most a burst is armed ahead (the longest a claimed row waits for its process).
 pub const ARM_MOST: Duration = Duration::from_secs(5);

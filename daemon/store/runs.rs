@@ -351,16 +351,20 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let ended = state.is_final().then(|| time_text(at));
-        self.conn.execute(
+        self.conn.prepare_cached(
             "UPDATE runs SET state = ?2, exit_code = ?3, reason = CASE WHEN started_at IS NULL THEN COALESCE(?4, reason) ELSE ?4 END, ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1",
-            (id, state.as_str(), exit_code, reason, ended, state.may_retry()),
-        )?;
+        )?
+        .execute((id, state.as_str(), exit_code, reason, ended, state.may_retry()))?;
         Ok(())
     }
 
     pub fn run(&self, id: i64) -> Result<Option<Run>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = ?1");
-        let found = self.conn.query_row(&sql, [id], read_row).optional()?;
+        let found = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([id], read_row)
+            .optional()?;
         found.transpose()
     }
 
@@ -489,10 +493,12 @@ fn insert(
     new: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
-    let changed = tx.execute(
+    // Cached: a burst inserts thousands of rows with this one statement.
+    let changed = tx.prepare_cached(
         "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due, retry_of)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT DO NOTHING",
+    )?.execute(
         rusqlite::params![
             new.deployment,
             new.schedule_id,

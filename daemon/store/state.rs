@@ -44,12 +44,12 @@ pub(super) fn set_cursor(
 ) -> Result<(), StoreError> {
     // A cursor only moves forward: re-handling an old slot never rewinds it. A changed
     // definition forgets the anchor it was planned with (the right side reads old values).
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO cursors (deployment, schedule_id, last_slot, fingerprint) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (deployment, schedule_id) DO UPDATE SET last_slot = MAX(last_slot, excluded.last_slot), fingerprint = excluded.fingerprint,
              anchor = CASE WHEN fingerprint = excluded.fingerprint THEN anchor END",
-        (deployment, schedule_id, time_text(at), fingerprint),
-    )?;
+    )?
+    .execute((deployment, schedule_id, time_text(at), fingerprint))?;
     Ok(())
 }
 
@@ -62,11 +62,12 @@ impl Store {
     ) -> Result<Option<Cursor>, StoreError> {
         let row: Option<(String, String, Option<String>)> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT last_slot, fingerprint, anchor FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
-                (deployment, schedule_id),
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
+            )?
+            .query_row((deployment, schedule_id), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
             .optional()?;
         row.map(|(at, fingerprint, anchor)| {
             Ok(Cursor {
