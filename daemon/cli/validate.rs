@@ -3,6 +3,7 @@
 //! 1 invalid, 2 when the files cannot be found or read. A file over `--max-file-size` is
 //! invalid (exit 1, an error on that file) and is never read into memory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -83,12 +84,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let text = match args.format {
         Format::Human => {
-            let sources: HashMap<String, String> = files
+            let sources: HashMap<String, Cow<'_, str>> = files
                 .iter()
                 .map(|f| {
                     (
                         f.display.clone(),
-                        String::from_utf8_lossy(f.bytes.as_bytes()).into_owned(),
+                        String::from_utf8_lossy(f.bytes.as_bytes()),
                     )
                 })
                 .collect();
@@ -98,11 +99,14 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         Format::Github => render::github(&validation),
     };
     std::io::stdout().write_all(text.as_bytes())?;
-    Ok(if validation.is_valid() {
+    let code = if validation.is_valid() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    // The process ends now: freeing every deployment one by one would only delay it.
+    std::mem::forget(validation);
+    Ok(code)
 }
 
 /// A file's bytes, or only its size when that is over `limit`; never reads more than

@@ -143,6 +143,23 @@ pub fn pointer(base: &str, token: impl std::fmt::Display) -> String {
     format!("{base}/{}", escape_token(&token.to_string()))
 }
 
+/// Appends `/token`, escaped, to the pointer `buf`: for walks that extend one buffer and
+/// cut it back (`String::truncate`) instead of building a pointer per node.
+pub fn push_token(buf: &mut String, token: &str) {
+    buf.push('/');
+    if token.contains(['~', '/']) {
+        buf.push_str(&escape_token(token));
+    } else {
+        buf.push_str(token);
+    }
+}
+
+/// Appends `/index` to the pointer `buf`, as [`push_token`] does.
+pub fn push_index(buf: &mut String, index: usize) {
+    use std::fmt::Write as _;
+    let _ = write!(buf, "/{index}");
+}
+
 fn pointer_tokens(pointer: &str) -> impl Iterator<Item = String> + '_ {
     pointer
         .split('/')
@@ -181,6 +198,10 @@ mod tests {
             root.span_of("/deployments/0/missing", false).start,
             Pos { line: 2, column: 5 }
         );
+        let mut buf = "/deployments".to_string();
+        push_index(&mut buf, 0);
+        push_token(&mut buf, "a/b~c");
+        assert_eq!(buf, pointer(&pointer("/deployments", 0), "a/b~c"));
         assert_eq!(
             root.to_json(),
             serde_json::json!({"deployments": [{"name": "a", "a/b": 1}]})

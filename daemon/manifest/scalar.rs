@@ -52,7 +52,15 @@ fn parse_int(text: &str) -> Option<i64> {
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    let clean: Cow<'_, str> = if digits.contains('_') {
+        digits
+            .chars()
+            .filter(|c| *c != '_')
+            .collect::<String>()
+            .into()
+    } else {
+        digits.into()
+    };
     let value = if let Some(hex) = clean.strip_prefix("0x") {
         i64::from_str_radix(hex, 16).ok()?
     } else if let Some(oct) = clean.strip_prefix("0o") {

@@ -217,11 +217,8 @@ fn find_tab_indentation(text: &str, errors: &mut Vec<LoadError>) -> Vec<usize> {
     let mut lines = Vec::new();
     let mut in_block_scalar = false;
     for (i, line) in text.lines().enumerate() {
-        let indent: String = line
-            .chars()
-            .take_while(|c| *c == ' ' || *c == '\t')
-            .collect();
-        let rest = &line[indent.len()..];
+        let rest = line.trim_start_matches([' ', '\t']);
+        let indent = &line[..line.len() - rest.len()];
         if rest.is_empty() || rest.starts_with('#') {
             continue;
         }

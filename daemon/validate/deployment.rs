@@ -14,7 +14,9 @@ use crate::schedule::{self, Schedule, Tz};
 use super::desired::{Concurrency, Deployment, Launch, PlannedSchedule};
 use super::diagnostic::Code;
 use super::entrypoint::{self, launch, Bases};
-use super::locate::{self, Kind, View};
+use super::locate::{self, Kind};
+use super::memo::MemoView;
+use super::parameters::ParameterSchemas;
 use super::pull;
 use super::report::FileReport;
 
@@ -30,7 +32,9 @@ pub struct Context<'a> {
     /// The top-level `notifications` (checked once), used unless the deployment has its own.
     pub top_notifications: Option<&'a [crate::notify::Notification]>,
     /// The repository the file comes from (a commit's tree or a work tree).
-    pub view: &'a dyn View,
+    pub view: &'a MemoView<'a>,
+    /// The `parameter_openapi_schema`s compiled so far, shared by the files of one run.
+    pub parameter_schemas: &'a ParameterSchemas,
 }
 
 /// Checks the deployment at `at` (its raw form read with wrong values nulled) and builds it.
@@ -201,7 +205,9 @@ pub fn check(
         identities.push((planned.id.clone(), i));
         schedules.push(planned);
     }
-    let parameter_schema = parameter_schema(report, at, &raw, &parameters, &raw_schedules);
+    let parameter_schema =
+        ctx.parameter_schemas
+            .check(report, at, &raw, &parameters, &raw_schedules);
 
     if raw.is_schedule_active == Some(false) {
         report.error(
@@ -530,79 +536,11 @@ fn canonical(value: &Json) -> String {
 
 /// The first 6 bytes of a SHA-256, in hex: a stable, short identity.
 fn short_digest(text: &str) -> String {
+    use std::fmt::Write as _;
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks the defaults and every schedule's merged parameters against
-/// `parameter_openapi_schema`; returns the schema when enforcement is on.
-fn parameter_schema(
-    report: &mut FileReport<'_>,
-    at: &str,
-    raw: &RawDeployment,
-    defaults: &Map<String, Json>,
-    schedules: &[(String, RawSchedule)],
-) -> Option<Json> {
-    let schema = raw.parameter_openapi_schema.clone()?;
-    if !raw.enforce_parameter_schema.unwrap_or(true) {
-        return None;
+    let mut hex = String::with_capacity(12);
+    for b in &digest[..6] {
+        let _ = write!(hex, "{b:02x}");
     }
-    let validator = match jsonschema::validator_for(&schema) {
-        Ok(v) => v,
-        Err(e) => {
-            report.error(
-                &pointer(at, "parameter_openapi_schema"),
-                false,
-                Code::ParameterSchema,
-                format!("not a valid JSON Schema: {e}"),
-                None,
-            );
-            return None;
-        }
-    };
-    let mut sets = vec![(pointer(at, "parameters"), None, defaults.clone())];
-    for (sched_at, s) in schedules {
-        if let Some(overrides) = &s.parameters {
-            let mut merged = defaults.clone();
-            merged.extend(overrides.clone());
-            sets.push((pointer(sched_at, "parameters"), Some(overrides), merged));
-        }
-    }
-    let mut seen = Vec::new();
-    for (set_at, overrides, merged) in sets {
-        let instance = Json::Object(merged);
-        for error in validator.iter_errors(&instance) {
-            let path = error.instance_path().as_str().to_string();
-            let first_key = path
-                .split('/')
-                .nth(1)
-                .unwrap_or_default()
-                .replace("~1", "/")
-                .replace("~0", "~");
-            // Point at the override when the schedule set the value, else at the default.
-            let base = match overrides {
-                Some(o) if o.contains_key(&first_key) => set_at.clone(),
-                _ => pointer(at, "parameters"),
-            };
-            let where_ = format!("{base}{path}");
-            let message = format!(
-                "parameter {}{}",
-                if path.is_empty() {
-                    String::new()
-                } else {
-                    format!("`{}` ", &path[1..])
-                },
-                error
-            );
-            if seen.contains(&(where_.clone(), message.clone())) {
-                continue;
-            }
-            seen.push((where_.clone(), message.clone()));
-            let help = overrides.map(|_| {
-                format!("checked after merging the overrides at {set_at} into the defaults")
-            });
-            report.error(&where_, false, Code::Parameters, message, help);
-        }
-    }
-    Some(schema)
+    hex
 }

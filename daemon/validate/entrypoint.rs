@@ -18,7 +18,8 @@ use crate::manifest::pointer;
 
 use super::desired::Launch;
 use super::diagnostic::Code;
-use super::locate::{self, Defines, Found, Kind, View};
+use super::locate::{self, Defines, Found, Kind};
+use super::memo::MemoView;
 use super::report::FileReport;
 
 pub(super) fn launch(
@@ -110,7 +111,7 @@ pub(super) struct Bases<'a> {
 /// docs). Reports through `report`; says nothing when `view` cannot tell.
 pub(super) fn check_exists(
     report: &mut FileReport<'_>,
-    view: &dyn View,
+    view: &MemoView<'_>,
     at: &str,
     entry: &str,
     bases: &Bases<'_>,
@@ -174,7 +175,7 @@ pub(super) fn check_exists(
 /// root) or, with a warning, left to the run's Python.
 fn check_module(
     report: &mut FileReport<'_>,
-    view: &dyn View,
+    view: &MemoView<'_>,
     at: &str,
     module: &str,
     func: Option<&str>,
@@ -202,12 +203,14 @@ fn check_module(
 }
 
 /// Whether the Python file at `path` defines `func`.
-fn check_function(report: &mut FileReport<'_>, view: &dyn View, at: &str, path: &str, func: &str) {
-    let verdict = match view.read(path) {
-        Some(bytes) => locate::defines(&bytes, func),
-        None => Defines::CannotTell("the file cannot be read".into()),
-    };
-    match verdict {
+fn check_function(
+    report: &mut FileReport<'_>,
+    view: &MemoView<'_>,
+    at: &str,
+    path: &str,
+    func: &str,
+) {
+    match view.defines(path, func) {
         Defines::Yes => {}
         Defines::No => report.error(
             at,

@@ -198,10 +198,10 @@ pub const CONCURRENCY: Place = Place {
 pub fn check(report: &mut FileReport<'_>, node: &Node, at: &str, place: &Place) {
     for entry in node.entries() {
         let key = entry.key.as_str();
-        let here = pointer(at, key);
         if place.honoured.contains(&key) {
             continue;
         }
+        let here = pointer(at, key);
         let default = place
             .defaults
             .iter()

@@ -14,7 +14,9 @@ pub mod diagnostic;
 mod entrypoint;
 mod keys;
 pub mod locate;
+mod memo;
 mod notify;
+mod parameters;
 pub mod paths;
 mod pull;
 pub mod render;
@@ -30,10 +32,12 @@ use serde_json::Value as Json;
 use crate::manifest::limits::format_bytes;
 use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
-use crate::manifest::{pointer, Node, Span, Value};
+use crate::manifest::{pointer, push_index, push_token, Node, Span, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
+use memo::MemoView;
+use parameters::ParameterSchemas;
 use report::FileReport;
 
 /// A manifest file to check.
@@ -137,17 +141,28 @@ pub fn validate(files: &[SourceFile]) -> Validation {
 /// [`locate`].
 pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
     let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    let shared = Shared {
+        view: MemoView::new(view),
+        parameter_schemas: ParameterSchemas::default(),
+    };
     let files = files
         .iter()
-        .map(|f| check_file(f, &mut names, view))
+        .map(|f| check_file(f, &mut names, &shared))
         .collect();
     Validation { files }
+}
+
+/// What the checks of every file of one run share.
+struct Shared<'a> {
+    /// The repository the files come from, each question asked once.
+    view: MemoView<'a>,
+    parameter_schemas: ParameterSchemas,
 }
 
 fn check_file(
     file: &SourceFile,
     names: &mut HashMap<String, (String, usize)>,
-    view: &dyn locate::View,
+    shared: &Shared<'_>,
 ) -> FileOutcome {
     let bytes = match &file.bytes {
         Contents::Bytes(bytes) => bytes,
@@ -180,7 +195,7 @@ fn check_file(
             root,
             names,
             &mut declared,
-            view,
+            shared,
             &mut notifications,
         );
     }
@@ -249,7 +264,7 @@ fn check_root(
     root: &Node,
     names: &mut HashMap<String, (String, usize)>,
     declared: &mut usize,
-    view: &dyn locate::View,
+    shared: &Shared<'_>,
     top_notifications: &mut Option<Vec<crate::notify::Notification>>,
 ) -> Vec<Deployment> {
     match &root.value {
@@ -285,17 +300,17 @@ fn check_root(
         );
         return Vec::new();
     }
-    let instance = root.to_json();
+    let mut instance = root.to_json();
     let wrong = schema::check(report, root, &instance);
     keys::check(report, root, "", &keys::TOP);
-    yaml11_booleans(report, root, "");
+    yaml11_booleans(report, root, &mut String::new());
     templates::check(report, root);
 
     let project_root = paths::project_root(&file.repo_path);
     let top_pulled = root
         .get("pull")
         .filter(|p| !p.is_null())
-        .map(|steps| pull::check(report, steps, "/pull", &project_root, view));
+        .map(|steps| pull::check(report, steps, "/pull", &project_root, &shared.view));
     *top_notifications = root
         .get("notifications")
         .filter(|n| !n.is_null())
@@ -305,13 +320,21 @@ fn check_root(
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
         top_notifications: top_notifications.as_deref(),
-        view,
+        view: &shared.view,
+        parameter_schemas: &shared.parameter_schemas,
     };
     let mut out = Vec::new();
     let Some(list) = root.get("deployments") else {
         return out;
     };
-    for (i, node) in list.items().iter().enumerate() {
+    // Each deployment's JSON is taken from the file's (the schema is done with it), not
+    // built again from its node.
+    let jsons = match instance.get_mut("deployments") {
+        Some(Json::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    };
+    debug_assert_eq!(jsons.len(), list.items().len());
+    for (i, (node, json)) in list.items().iter().zip(jsons).enumerate() {
         let at = pointer("/deployments", i);
         report.checking_deployment(Some(i));
         if !matches!(node.value, Value::Map(_)) {
@@ -329,7 +352,7 @@ fn check_root(
         }
         *declared += 1;
         check_keys(report, node, &at);
-        let raw = match raw_deployment(node, &at, &wrong) {
+        let raw = match raw_deployment(json, &at, &wrong) {
             Ok(raw) => raw,
             Err(e) => {
                 report.error(
@@ -407,14 +430,13 @@ fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
     }
 }
 
-/// The deployment as the raw model, with every value the schema found wrong set to null
-/// (already reported), so the semantic checks see the rest.
+/// The deployment (`json`, its node as JSON) as the raw model, with every value the schema
+/// found wrong set to null (already reported), so the semantic checks see the rest.
 fn raw_deployment(
-    node: &Node,
+    mut json: Json,
     at: &str,
     wrong: &BTreeSet<String>,
 ) -> Result<RawDeployment, serde_json::Error> {
-    let mut json = node.to_json();
     let below = format!("{at}/");
     for bad in wrong
         .range(below.clone()..)
@@ -437,8 +459,9 @@ fn is_prefect2_spec(root: &Node) -> bool {
 }
 
 /// `yes`/`no`/`on`/`off` are booleans to Prefect's YAML 1.1 reader and strings to YAML 1.2
-/// tools; say so once per occurrence.
-fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &str) {
+/// tools; say so once per occurrence. `at` is the node's pointer, extended in place while
+/// walking (and restored), so only a warning builds a pointer of its own.
+fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &mut String) {
     match &node.value {
         // Where a string was expected the type error already says to quote it.
         Value::Bool(b) if b.is_yaml11_word() && !report.has_error_under(at) => report.warning(
@@ -452,13 +475,19 @@ fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &str) {
             Some(format!("write `{}`", b.value)),
         ),
         Value::Seq(items) => {
+            let len = at.len();
             for (i, item) in items.iter().enumerate() {
-                yaml11_booleans(report, item, &pointer(at, i));
+                push_index(at, i);
+                yaml11_booleans(report, item, at);
+                at.truncate(len);
             }
         }
         Value::Map(entries) => {
+            let len = at.len();
             for e in entries {
-                yaml11_booleans(report, &e.value, &pointer(at, &e.key));
+                push_token(at, &e.key);
+                yaml11_booleans(report, &e.value, at);
+                at.truncate(len);
             }
         }
         _ => {}

@@ -11,7 +11,7 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::Validation;
 
 /// Renders for people: every diagnostic with its source line, then a one-line summary.
-pub fn human(validation: &Validation, sources: &HashMap<String, String>) -> String {
+pub fn human<S: AsRef<str>>(validation: &Validation, sources: &HashMap<String, S>) -> String {
     let mut out = String::new();
     for d in validation.diagnostics() {
         let level = match d.severity {
@@ -21,7 +21,7 @@ pub fn human(validation: &Validation, sources: &HashMap<String, String>) -> Stri
         let _ = writeln!(out, "{level}[{}]: {}", d.code.as_str(), d.message);
         let source_line = sources
             .get(&d.file)
-            .and_then(|text| text.lines().nth(d.line.wrapping_sub(1)));
+            .and_then(|text| text.as_ref().lines().nth(d.line.wrapping_sub(1)));
         match source_line {
             Some(line) if d.line > 0 => {
                 let gutter = " ".repeat(d.line.to_string().len());

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use crate::manifest::{pointer, Node, Value};
+use crate::manifest::{pointer, push_index, push_token, Node, Value};
 use crate::template::{placeholders, Placeholder};
 
 use super::diagnostic::Code;
@@ -93,7 +93,7 @@ pub fn check(report: &mut FileReport<'_>, root: &Node) {
                     walk_deployment(report, d, &pointer(&at, i), &ids);
                 }
             }
-            "name" => walk(report, &entry.value, &at, &ids, true),
+            "name" => walk(report, &entry.value, &mut at.clone(), &ids, true),
             _ => {}
         }
     }
@@ -101,24 +101,27 @@ pub fn check(report: &mut FileReport<'_>, root: &Node) {
 
 fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepIds) {
     for entry in d.entries() {
-        let here = pointer(at, &entry.key);
         let key = entry.key.as_str();
         if IGNORED_DEPLOYMENT_KEYS.contains(&key) {
             continue;
         }
+        let mut here = pointer(at, &entry.key);
         match key {
             "pull" => walk_pull(report, &entry.value, &here, ids),
             // Checked by `notify`: only `{{ $NAME }}` resolves there.
             "notifications" => {}
             "work_pool" => {
                 for pool_entry in entry.value.entries() {
-                    let pool_at = pointer(&here, &pool_entry.key);
                     if pool_entry.key != "job_variables" {
                         continue;
                     }
+                    let mut jv_at = pointer(&here, &pool_entry.key);
+                    let len = jv_at.len();
                     for jv in pool_entry.value.entries() {
                         if HONOURED_JOB_VARIABLES.contains(&jv.key.as_str()) {
-                            walk(report, &jv.value, &pointer(&pool_at, &jv.key), ids, false);
+                            push_token(&mut jv_at, &jv.key);
+                            walk(report, &jv.value, &mut jv_at, ids, false);
+                            jv_at.truncate(len);
                         }
                     }
                 }
@@ -126,7 +129,7 @@ fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepId
             _ => walk(
                 report,
                 &entry.value,
-                &here,
+                &mut here,
                 ids,
                 INFORMATIONAL_KEYS.contains(&key),
             ),
@@ -139,12 +142,19 @@ fn walk_pull(report: &mut FileReport<'_>, steps: &Node, at: &str, ids: &StepIds)
         if CHECKOUT_STEPS.contains(&step_name(step)) {
             continue;
         }
-        walk(report, step, &pointer(at, i), ids, false);
+        walk(report, step, &mut pointer(at, i), ids, false);
     }
 }
 
-/// Checks every string under `node`.
-fn walk(report: &mut FileReport<'_>, node: &Node, at: &str, ids: &StepIds, informational: bool) {
+/// Checks every string under `node`; `at` is its pointer, extended in place while walking
+/// (and restored), so only a finding builds a pointer of its own.
+fn walk(
+    report: &mut FileReport<'_>,
+    node: &Node,
+    at: &mut String,
+    ids: &StepIds,
+    informational: bool,
+) {
     match &node.value {
         Value::Str { text, .. } => {
             for p in placeholders(text) {
@@ -152,13 +162,19 @@ fn walk(report: &mut FileReport<'_>, node: &Node, at: &str, ids: &StepIds, infor
             }
         }
         Value::Seq(items) => {
+            let len = at.len();
             for (i, item) in items.iter().enumerate() {
-                walk(report, item, &pointer(at, i), ids, informational);
+                push_index(at, i);
+                walk(report, item, at, ids, informational);
+                at.truncate(len);
             }
         }
         Value::Map(entries) => {
+            let len = at.len();
             for e in entries {
-                walk(report, &e.value, &pointer(at, &e.key), ids, informational);
+                push_token(at, &e.key);
+                walk(report, &e.value, at, ids, informational);
+                at.truncate(len);
             }
         }
         _ => {}

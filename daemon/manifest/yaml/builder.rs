@@ -47,7 +47,8 @@ enum OpenKind {
     Seq(Vec<Node>),
     Map {
         entries: Vec<Entry>,
-        /// Where each key of `entries` is, so a mapping of many keys costs linear time.
+        /// Where each key of `entries` is, so a mapping of many keys costs linear time;
+        /// kept only once the mapping has [`INDEXED`] keys (below that a scan is cheaper).
         index: HashMap<String, usize>,
         /// Entries of `<<` merges, added at the end where no explicit key has them.
         merged: Vec<Entry>,
@@ -64,6 +65,18 @@ struct Key {
 }
 
 type Events<'a> = Parser<'a, saphyr_parser::StrInput<'a>>;
+
+/// How many keys a mapping has when its keys start being indexed.
+const INDEXED: usize = 16;
+
+/// Where `key` is in `entries`: by the index once there is one, else by a scan.
+fn position(entries: &[Entry], index: &HashMap<String, usize>, key: &str) -> Option<usize> {
+    if entries.len() < INDEXED {
+        entries.iter().position(|e| e.key == key)
+    } else {
+        index.get(key).copied()
+    }
+}
 
 fn depth_help() -> String {
     format!("a prefect.yaml rarely nests more than 10 levels; sundial reads at most {MAX_DEPTH}, so that no file can exhaust the stack of the daemon that reads it; flatten this value")
@@ -289,13 +302,13 @@ impl Builder {
         }
         let key_span = key.node.span;
         let key_is_text = matches!(key.node.value, Value::Str { .. });
-        let key = key_text(&key.node);
+        let key = key_text(key.node);
         if !key_is_text {
             // `yes:` is stored as `true`, `[a]:` as `<complex key>`: charge the stored text
             // too, so the count stays an upper bound of what the tree holds.
             self.charge(key_span, 0, key.len())?;
         }
-        if let Some(first) = index.get(&key).map(|i| &entries[*i]) {
+        if let Some(first) = position(entries, index, &key).map(|i| &entries[i]) {
             self.errors.push(LoadError {
                 kind: LoadErrorKind::DuplicateKey,
                 span: key_span,
@@ -307,7 +320,12 @@ impl Builder {
             });
             return Ok(());
         }
-        index.insert(key.clone(), entries.len());
+        if entries.len() + 1 == INDEXED {
+            index.extend(entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)));
+        }
+        if entries.len() + 1 >= INDEXED {
+            index.insert(key.clone(), entries.len());
+        }
         entries.push(Entry {
             key,
             key_span,
@@ -326,7 +344,12 @@ impl Builder {
                 merged,
                 ..
             } => {
-                entries.extend(merged.into_iter().filter(|e| !index.contains_key(&e.key)));
+                let explicit = entries.len();
+                let merged: Vec<Entry> = merged
+                    .into_iter()
+                    .filter(|e| position(&entries[..explicit], &index, &e.key).is_none())
+                    .collect();
+                entries.extend(merged);
                 Value::Map(entries)
             }
         };
@@ -410,13 +433,13 @@ fn scan_error(e: &ScanError) -> LoadError {
 }
 
 /// A mapping key as the text a JSON object would use (PyYAML allows `1:` or `true:` keys).
-fn key_text(node: &Node) -> String {
-    match &node.value {
+fn key_text(node: Node) -> String {
+    match node.value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.value.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Str { text, .. } => text.clone(),
+        Value::Str { text, .. } => text,
         Value::Seq(_) | Value::Map(_) => "<complex key>".into(),
     }
 }
