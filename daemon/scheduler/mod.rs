@@ -6,7 +6,7 @@
 pub mod slots;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,20 +20,42 @@ pub type Key = (String, String);
 pub struct Timer {
     heap: BinaryHeap<Reverse<(DateTime<Utc>, Key)>>,
     next: HashMap<Key, DateTime<Utc>>,
+    /// The schedules whose next fire was set, cleared or popped since [`Timer::touched`].
+    touched: HashSet<Key>,
+    /// The schedules known to the timer without a next fire (cleared, or popped as due
+    /// and not set again), until set or forgotten.
+    unarmed: HashSet<Key>,
 }
 
 impl Timer {
     /// Sets (or clears, with `None`) when `key` fires next.
     pub fn set(&mut self, key: Key, at: Option<DateTime<Utc>>) {
+        if !self.touched.contains(&key) {
+            self.touched.insert(key.clone());
+        }
         match at {
             Some(at) => {
+                self.unarmed.remove(&key);
                 self.next.insert(key.clone(), at);
                 self.heap.push(Reverse((at, key)));
             }
             None => {
                 self.next.remove(&key);
+                self.unarmed.insert(key);
             }
         }
+    }
+
+    /// Forgets `key` altogether (its schedule left): no next fire, not unarmed either.
+    pub fn forget(&mut self, key: &Key) {
+        self.next.remove(key);
+        self.unarmed.remove(key);
+        self.touched.insert(key.clone());
+    }
+
+    /// The schedules without a next fire that were not forgotten.
+    pub fn unarmed(&self) -> impl Iterator<Item = &Key> {
+        self.unarmed.iter()
     }
 
     pub fn next_of(&self, key: &Key) -> Option<DateTime<Utc>> {
@@ -42,6 +64,11 @@ impl Timer {
 
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.next.keys()
+    }
+
+    /// The schedules whose next fire may have changed since the last call.
+    pub fn touched(&mut self) -> HashSet<Key> {
+        std::mem::take(&mut self.touched)
     }
 
     /// The earliest pending fire time.
@@ -64,6 +91,8 @@ impl Timer {
             }
             if let Some(Reverse((_, key))) = self.heap.pop() {
                 self.next.remove(&key);
+                self.touched.insert(key.clone());
+                self.unarmed.insert(key.clone());
                 due.push(key);
             }
         }

@@ -12,6 +12,7 @@ mod deployment;
 pub mod desired;
 pub mod diagnostic;
 mod entrypoint;
+pub mod incremental;
 mod keys;
 pub mod locate;
 mod notify;
@@ -23,7 +24,8 @@ pub mod schema;
 mod sla;
 mod templates;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -34,6 +36,7 @@ use crate::manifest::{pointer, Node, Span, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
+use incremental::Names;
 use report::FileReport;
 
 /// A manifest file to check.
@@ -92,8 +95,9 @@ pub struct FileOutcome {
     pub diagnostics: Vec<Diagnostic>,
     /// How many deployments the file declares (placeholders excluded).
     pub declared: usize,
-    /// The file's deployments when it has no error; `None` when it has one.
-    pub deployments: Option<Vec<Deployment>>,
+    /// The file's deployments when it has no error; `None` when it has one. Shared: the
+    /// daemon keeps one copy of them, however many holders (`Arc::make_mut` to change).
+    pub deployments: Option<Arc<Vec<Deployment>>>,
     /// Its top-level `notifications:` (when it has no error and declares them): the
     /// default of its deployments, and of the whole repository's for the root
     /// `prefect.yaml`.
@@ -136,7 +140,7 @@ pub fn validate(files: &[SourceFile]) -> Validation {
 /// files, directories) in `view`, the repository the files come from, by the rule of
 /// [`locate`].
 pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
-    let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    let mut names = Names::default();
     let files = files
         .iter()
         .map(|f| check_file(f, &mut names, view))
@@ -144,11 +148,7 @@ pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation 
     Validation { files }
 }
 
-fn check_file(
-    file: &SourceFile,
-    names: &mut HashMap<String, (String, usize)>,
-    view: &dyn locate::View,
-) -> FileOutcome {
+fn check_file(file: &SourceFile, names: &mut Names, view: &dyn locate::View) -> FileOutcome {
     let bytes = match &file.bytes {
         Contents::Bytes(bytes) => bytes,
         Contents::TooLarge { size, limit } => return too_large(file, *size, *limit),
@@ -191,7 +191,7 @@ fn check_file(
         repo_path: file.repo_path.clone(),
         diagnostics,
         declared,
-        deployments: valid.then_some(deployments),
+        deployments: valid.then(|| Arc::new(deployments)),
         notifications: notifications.filter(|_| valid),
     }
 }
@@ -247,7 +247,7 @@ fn check_root(
     report: &mut FileReport<'_>,
     file: &SourceFile,
     root: &Node,
-    names: &mut HashMap<String, (String, usize)>,
+    names: &mut Names,
     declared: &mut usize,
     view: &dyn locate::View,
     top_notifications: &mut Option<Vec<crate::notify::Notification>>,
@@ -344,17 +344,14 @@ fn check_root(
         };
         if let Some(name) = raw.name.as_deref().filter(|n| !n.trim().is_empty()) {
             let here = node.get("name").map_or(0, |n| n.span.start.line);
-            match names.get(name) {
-                Some((first_file, first_line)) => report.error(
+            if let Some((first_file, first_line)) = names.claim(name, report.file, here) {
+                report.error(
                     &pointer(&at, "name"),
                     false,
                     Code::DuplicateDeployment,
                     format!("deployment name `{name}` is already used"),
                     Some(format!("first declared at {first_file}:{first_line}; names are unique across all manifest files")),
-                ),
-                None => {
-                    names.insert(name.to_string(), (report.file.to_string(), here));
-                }
+                );
             }
         }
         if let Some(built) = deployment::check(report, &ctx, node, &at, raw) {
@@ -362,6 +359,8 @@ fn check_root(
         }
     }
     report.checking_deployment(None);
+    // Kept for as long as the file is in force: no spare room.
+    out.shrink_to_fit();
     out
 }
 
