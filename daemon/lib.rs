@@ -9,6 +9,7 @@ pub mod cli;
 pub mod engine;
 pub mod explain;
 pub mod manifest;
+mod memory;
 pub mod notify;
 pub mod reconcile;
 pub mod runner;

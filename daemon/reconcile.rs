@@ -11,7 +11,8 @@
 //!
 //! No I/O and no clock: the daemon's shell reads git and the store and calls [`reconcile`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use crate::validate::{Deployment, FileOutcome};
 
@@ -23,7 +24,7 @@ pub struct Applied {
     files: BTreeMap<String, AppliedFile>,
     /// Where each deployment is: (file, position), so a lookup by name does not walk
     /// every file (the engine looks one up for each due slot).
-    by_name: std::collections::HashMap<String, (String, usize)>,
+    by_name: std::collections::HashMap<String, (Arc<str>, usize)>,
 }
 
 /// The version of one file that is in force.
@@ -31,7 +32,8 @@ pub struct Applied {
 pub struct AppliedFile {
     /// The commit this version comes from; its runs execute in that commit's checkout.
     pub commit: String,
-    pub deployments: Vec<Deployment>,
+    /// Shared with the validation that produced them (and its memory in the syncer).
+    pub deployments: Arc<Vec<Deployment>>,
     /// True when the file fails at the newest commit and this is its last good version.
     pub held_back: bool,
     /// Its top-level `notifications:`, if it has them.
@@ -51,11 +53,14 @@ impl Applied {
 
     fn reindex(&mut self) {
         self.by_name.clear();
+        self.by_name
+            .reserve(self.files.values().map(|f| f.deployments.len()).sum());
         for (path, file) in &self.files {
+            let path: Arc<str> = path.as_str().into();
             for (i, d) in file.deployments.iter().enumerate() {
                 self.by_name
                     .entry(d.name.clone())
-                    .or_insert_with(|| (path.clone(), i));
+                    .or_insert_with(|| (Arc::clone(&path), i));
             }
         }
     }
@@ -96,8 +101,20 @@ impl Applied {
 
     pub fn deployment(&self, name: &str) -> Option<(&Deployment, &str)> {
         let (path, i) = self.by_name.get(name)?;
-        let file = self.files.get(path)?;
+        let file = self.files.get(&**path)?;
         Some((file.deployments.get(*i)?, file.commit.as_str()))
+    }
+
+    /// Whether schedule `key` (deployment name, schedule id) is in force.
+    pub fn has_schedule(&self, key: &(String, String)) -> bool {
+        self.deployment(&key.0)
+            .is_some_and(|(d, _)| d.schedules.iter().any(|s| s.id == key.1))
+    }
+
+    /// Every schedule in force, as (deployment name, schedule id).
+    pub fn schedule_keys(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.deployments()
+            .flat_map(|(d, _)| d.schedules.iter().map(|s| (d.name.clone(), s.id.clone())))
     }
 
     /// The commits whose checkouts runs may still need.
@@ -116,6 +133,9 @@ pub struct Plan {
     pub held_back: Vec<String>,
     /// Deployment names dropped because an earlier file already has them.
     pub conflicts: Vec<String>,
+    /// The schedules in force before and not after, as (deployment name, schedule id),
+    /// sorted.
+    pub unscheduled: Vec<(String, String)>,
 }
 
 /// The new state after applying `outcomes` (every manifest file of `commit`, validated).
@@ -145,44 +165,79 @@ pub fn reconcile(previous: &Applied, commit: &str, outcomes: &[FileOutcome]) -> 
             (None, None) => {}
         }
     }
-    let mut seen = BTreeSet::new();
-    for file in files.values_mut() {
-        file.deployments.retain(|d| {
-            let fresh = seen.insert(d.name.clone());
-            if !fresh {
-                plan.conflicts.push(d.name.clone());
+    // A name already claimed (by an earlier file, or earlier in a held-back file) is
+    // dropped; only the files that lose one are copied.
+    let mut drops: Vec<(String, Vec<usize>)> = Vec::new();
+    {
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (path, file) in &files {
+            let mut here = Vec::new();
+            for (i, d) in file.deployments.iter().enumerate() {
+                if !seen.insert(d.name.as_str()) {
+                    here.push(i);
+                    plan.conflicts.push(d.name.clone());
+                }
             }
-            fresh
-        });
-    }
-    let next = Applied::new(Some(commit.to_string()), files);
-    let before: BTreeMap<&str, String> = previous
-        .deployments()
-        .map(|(d, _)| (d.name.as_str(), fingerprint(d)))
-        .collect();
-    let after: BTreeMap<&str, String> = next
-        .deployments()
-        .map(|(d, _)| (d.name.as_str(), fingerprint(d)))
-        .collect();
-    for (name, print) in &after {
-        match before.get(name) {
-            None => plan.added.push(name.to_string()),
-            Some(old) if old != print => plan.changed.push(name.to_string()),
-            Some(_) => {}
+            if !here.is_empty() {
+                drops.push((path.clone(), here));
+            }
         }
     }
-    plan.removed = before
-        .keys()
-        .filter(|n| !after.contains_key(*n))
-        .map(|n| n.to_string())
+    for (path, here) in drops {
+        if let Some(file) = files.get_mut(&path) {
+            let mut i = 0;
+            Arc::make_mut(&mut file.deployments).retain(|_| {
+                i += 1;
+                !here.contains(&(i - 1))
+            });
+        }
+    }
+    let next = Applied::new(Some(commit.to_string()), files);
+    // Only the files whose deployments are not the very same as before can differ.
+    let differs = |a: &Applied, b: &Applied| -> Vec<String> {
+        a.files
+            .iter()
+            .filter(|(path, f)| {
+                b.files
+                    .get(*path)
+                    .is_none_or(|g| !Arc::ptr_eq(&f.deployments, &g.deployments))
+            })
+            .flat_map(|(_, f)| f.deployments.iter().map(|d| d.name.clone()))
+            .collect()
+    };
+    let added_or_changed: BTreeSet<String> = differs(&next, previous).into_iter().collect();
+    let maybe_removed: BTreeSet<String> = differs(previous, &next).into_iter().collect();
+    for name in added_or_changed.iter() {
+        match (previous.deployment(name), next.deployment(name)) {
+            (None, _) => plan.added.push(name.clone()),
+            (Some((old, _)), Some((new, _))) if !same(old, new) => plan.changed.push(name.clone()),
+            _ => {}
+        }
+    }
+    for name in added_or_changed.iter().chain(&maybe_removed) {
+        if let Some((old, _)) = previous.deployment(name) {
+            for s in &old.schedules {
+                let key = (name.clone(), s.id.clone());
+                if !next.has_schedule(&key) {
+                    plan.unscheduled.push(key);
+                }
+            }
+        }
+    }
+    plan.unscheduled.sort();
+    plan.unscheduled.dedup();
+    plan.removed = maybe_removed
+        .into_iter()
+        .filter(|n| next.deployment(n).is_none())
         .collect();
     (next, plan)
 }
 
-/// What a deployment means, for change detection. Its commit is not part of it: a commit
-/// that only touches flow code changes which checkout runs use, not the schedule.
-fn fingerprint(d: &Deployment) -> String {
-    format!("{d:?}")
+/// Whether two deployments mean the same, for change detection. Their commit is not part
+/// of it: a commit that only touches flow code changes which checkout runs use, not the
+/// schedule.
+fn same(a: &Deployment, b: &Deployment) -> bool {
+    std::ptr::eq(a, b) || format!("{a:?}") == format!("{b:?}")
 }
 
 #[cfg(test)]
@@ -269,6 +324,41 @@ mod tests {
         );
         assert!(applied.files.is_empty());
         assert!(plan.added.is_empty());
+    }
+
+    #[test]
+    fn only_files_that_differ_are_compared_and_their_schedules_unscheduled() {
+        let two = "deployments:\n  - name: c\n    entrypoint: f.py:run\n    schedules: [{interval: 60}, {cron: '0 9 * * *'}]\n";
+        let one = "deployments:\n  - name: c\n    entrypoint: f.py:run\n    schedules: [{interval: 60}]\n";
+        let first_outcomes = outcomes(&[("deployments/a.yaml", A1), ("deployments/c.yaml", two)]);
+        let (first, _) = reconcile(&Applied::default(), "c1", &first_outcomes);
+        // The same validated file (shared, as the syncer's memory gives it) is not
+        // compared again; the one that lost a schedule is.
+        let mut second_outcomes = outcomes(&[("deployments/c.yaml", one)]);
+        second_outcomes.insert(0, first_outcomes[0].clone());
+        let (second, plan) = reconcile(&first, "c2", &second_outcomes);
+        assert!(Arc::ptr_eq(
+            &first.files["deployments/a.yaml"].deployments,
+            &second.files["deployments/a.yaml"].deployments
+        ));
+        assert_eq!(plan.changed, ["c"]);
+        assert!(plan.added.is_empty() && plan.removed.is_empty());
+        let cron = first.deployment("c").unwrap().0.schedules[1].id.clone();
+        assert_eq!(plan.unscheduled, [("c".to_string(), cron)]);
+        // A deployment that moves to another file is neither added nor removed.
+        let (third, plan) = reconcile(
+            &second,
+            "c3",
+            &outcomes(&[("deployments/a.yaml", one), ("deployments/b.yaml", A1)]),
+        );
+        assert!(plan.added.is_empty() && plan.removed.is_empty());
+        // Which file it comes from is part of what a deployment is.
+        assert_eq!(plan.changed, ["a", "c"]);
+        assert!(plan.unscheduled.is_empty());
+        assert_eq!(names(&third).len(), 2);
+        let (_, plan) = reconcile(&third, "c4", &outcomes(&[("deployments/b.yaml", A1)]));
+        assert_eq!(plan.removed, ["c"]);
+        assert_eq!(plan.unscheduled.len(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! record it, forget what left the branch, settle what waits, re-plan the schedules that
 //! appeared or changed, prepare checkouts, and publish the status views.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,9 +12,12 @@ use crate::scheduler::Key;
 use crate::store::{AppliedCommit, FileError, StoreError};
 use crate::validate::Diagnostic;
 
-use super::status::{DeploymentView, ScheduleView};
 use super::sync::{SyncMessage, Synced};
 use super::{attempt, error_chain, shown, Engine};
+
+/// How many deployments a commit adds, changes or removes before the memory its apply
+/// freed is given back ([`crate::memory::release`]), as after the first commit.
+const RELEASE_AFTER: usize = 1_000;
 
 impl Engine {
     pub(super) fn on_sync(
@@ -41,6 +44,8 @@ impl Engine {
     /// Applies a validated commit: reconcile per file against the last-known-good state,
     /// record it, and re-plan the schedules that appeared or disappeared.
     pub(super) fn apply(&mut self, synced: &Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let first = !self.recovered.is_settled();
         if self.applied.files().is_empty() {
             for seed in &synced.seeds {
                 if let Some(deployments) = &seed.outcome.deployments {
@@ -120,51 +125,63 @@ impl Engine {
             }
             recorded => recorded?,
         }
+        let present: HashSet<&str> = synced
+            .outcomes
+            .iter()
+            .map(|o| o.repo_path.as_str())
+            .collect();
         for gone in self
             .applied
             .files()
             .keys()
-            .filter(|p| !synced.outcomes.iter().any(|o| &o.repo_path == *p))
+            .filter(|p| !present.contains(p.as_str()))
         {
             self.store.forget_file(gone)?;
         }
         self.applied = next;
+        self.published.stale = true;
+        // What this commit may make due: the schedules of the deployments it added or
+        // changed (kept until they are planned, should that fail).
+        for name in plan.added.iter().chain(&plan.changed) {
+            if let Some((d, _)) = self.applied.deployment(name) {
+                let keys = d.schedules.iter().map(|s| (d.name.clone(), s.id.clone()));
+                self.to_plan.extend(keys);
+            }
+        }
+        for key in &plan.unscheduled {
+            if self.timer.next_of(key).is_some() {
+                tracing::info!("{}: schedule {} unscheduled", shown(&key.0), key.1);
+            }
+            self.fingerprints.remove(key);
+            self.timer.forget(key);
+        }
         // A commit that changes a paused deployment is its fix: it runs again.
         for name in &plan.changed {
             if self.pauses.contains_key(name) {
                 self.resume(name, "resumed: a new commit changed it")?;
             }
         }
-
-        let wanted: BTreeSet<Key> = self
-            .applied
-            .deployments()
-            .flat_map(|(d, _)| {
-                d.schedules
-                    .iter()
-                    .map(move |s| (d.name.clone(), s.id.clone()))
-            })
-            .collect();
-        let stale: Vec<Key> = self
-            .timer
-            .keys()
-            .filter(|k| !wanted.contains(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            tracing::info!("{}: schedule {} unscheduled", shown(&key.0), key.1);
-            self.fingerprints.remove(&key);
-            self.timer.set(key, None);
-        }
         // A schedule that left the branch forgets its cursor: if it comes back, it is
-        // planned from then and does not catch up the time it was gone.
-        for (deployment, schedule) in self.store.forget_cursors_except(&wanted)? {
+        // planned from then and does not catch up the time it was gone. The first commit
+        // since the start (or after a failed sweep) compares every cursor stored; later
+        // ones forget what this commit unscheduled.
+        let forgotten = if self.cursors_swept {
+            self.store.forget_cursors(&plan.unscheduled)
+        } else {
+            let wanted: BTreeSet<Key> = self.applied.schedule_keys().collect();
+            self.store.forget_cursors_except(&wanted)
+        };
+        self.cursors_swept = forgotten.is_ok();
+        for (deployment, schedule) in forgotten? {
             tracing::debug!(
                 "{}: forgot the cursor of schedule {schedule}",
                 shown(&deployment)
             );
         }
-        self.prepare_checkouts();
+        // Loading a commit, or a large change, leaves freed memory and start-up pages
+        // resident: given back once its checkouts are prepared too.
+        let large = plan.added.len() + plan.changed.len() + plan.removed.len() >= RELEASE_AFTER;
+        self.prepare_checkouts(first || large);
         // Runs that already wait go first: recovered retries are decided, queued runs
         // start in slot order, then new slots line up behind them.
         self.settle_recovered(now)?;
@@ -172,24 +189,33 @@ impl Engine {
         for name in names {
             self.drain_queue(&name, now)?;
         }
-        // The schedules that appeared or changed are planned in one transaction, from the
-        // arm horizon.
+        // The schedules that appeared or changed, and those without a next fire, are
+        // planned in one transaction, from the arm horizon.
         let horizon = now + chrono::Duration::from_std(super::ARM_AHEAD).unwrap_or_default();
+        let mut plan_now: Vec<Key> = self
+            .to_plan
+            .iter()
+            .chain(self.timer.unarmed())
+            .filter(|key| {
+                self.applied
+                    .deployment(&key.0)
+                    .and_then(|(d, _)| d.schedules.iter().find(|s| s.id == key.1))
+                    .is_some_and(|s| {
+                        self.fingerprints.get(*key) != Some(&s.fingerprint)
+                            || self.timer.next_of(key).is_none()
+                    })
+            })
+            .cloned()
+            .collect();
+        plan_now.sort();
+        plan_now.dedup();
         self.batched(|engine| {
-            for key in &wanted {
-                let planned_for = engine.applied.deployment(&key.0).and_then(|(d, _)| {
-                    d.schedules
-                        .iter()
-                        .find(|s| s.id == key.1)
-                        .map(|s| s.fingerprint.clone())
-                });
-                let changed = engine.fingerprints.get(key) != planned_for.as_ref();
-                if changed || engine.timer.next_of(key).is_none() {
-                    engine.handle_due(key, now, horizon)?;
-                }
+            for key in &plan_now {
+                engine.handle_due(key, now, horizon)?;
             }
             Ok(())
         })?;
+        self.to_plan.clear();
         self.due_retries(now)?;
         self.status.ready = true;
         self.status.commit = Some(synced.head.clone());
@@ -197,71 +223,43 @@ impl Engine {
         self.status.errors = errors;
         self.status.warnings = warnings;
         self.publish();
+        tracing::debug!("applied commit {short} in {:?}", started.elapsed());
         Ok(())
     }
 
     /// Creates the checkouts of the commits in force ahead of their first run (so a slot
-    /// does not wait for one) and removes those nothing needs any more.
-    pub(super) fn prepare_checkouts(&self) {
-        let mut keep: std::collections::HashSet<String> =
-            self.applied.commits().into_iter().collect();
+    /// does not wait for one) and removes those nothing needs any more; then, when
+    /// `release`, gives back the memory the apply freed ([`crate::memory::release`]).
+    pub(super) fn prepare_checkouts(&self, release: bool) {
+        let mut keep: HashSet<String> = self.applied.commits().into_iter().collect();
         keep.extend(self.running.values().map(|f| f.commit.clone()));
         let ctx = Arc::clone(&self.ctx);
         tokio::task::spawn_blocking(move || {
-            let repo = match crate::source::Repo::open(&ctx.source) {
-                Ok(repo) => repo,
-                Err(e) => return tracing::warn!("cannot prepare checkouts: {}", error_chain(&e)),
-            };
-            for commit in &keep {
-                if let Err(e) = ctx.checkouts.ensure(&repo, commit) {
-                    tracing::warn!(
-                        "cannot check out {}: {}",
-                        attempt::short(commit),
-                        error_chain(&e)
-                    );
-                }
-            }
-            if let Err(e) = ctx.checkouts.prune(&keep) {
-                tracing::warn!("cannot prune checkouts: {}", error_chain(&e));
+            prepare(&ctx, &keep);
+            if release {
+                crate::memory::release();
             }
         });
     }
+}
 
-    pub(super) fn publish(&mut self) {
-        let deployments = self
-            .applied
-            .files()
-            .values()
-            .flat_map(|f| f.deployments.iter().map(move |d| (d, f)))
-            .map(|(d, f)| DeploymentView {
-                name: d.name.clone(),
-                file: d.file.clone(),
-                commit: f.commit.clone(),
-                description: d.description.clone(),
-                tags: d.tags.clone(),
-                paused: d.paused,
-                paused_after_failures: self.pauses.get(&d.name).cloned(),
-                held_back: f.held_back,
-                parameters: d.parameters.clone(),
-                parameter_schema: d.parameter_schema.clone(),
-                timeout: d.timeout,
-                retries: d.retries,
-                schedules: d
-                    .schedules
-                    .iter()
-                    .map(|s| ScheduleView {
-                        id: s.id.clone(),
-                        description: s.description.clone(),
-                        schedule: s.schedule.clone(),
-                        timezone: s.schedule.timezone().to_string(),
-                        active: s.active,
-                        next: self.timer.next_of(&(d.name.clone(), s.id.clone())),
-                    })
-                    .collect(),
-            })
-            .collect();
-        self.status.deployments = deployments;
-        self.status_tx.send_replace(self.status.clone());
+/// Ensures the checkouts of the commits in `keep` and prunes the others.
+fn prepare(ctx: &attempt::RunContext, keep: &HashSet<String>) {
+    let repo = match crate::source::Repo::open(&ctx.source) {
+        Ok(repo) => repo,
+        Err(e) => return tracing::warn!("cannot prepare checkouts: {}", error_chain(&e)),
+    };
+    for commit in keep {
+        if let Err(e) = ctx.checkouts.ensure(&repo, commit) {
+            tracing::warn!(
+                "cannot check out {}: {}",
+                attempt::short(commit),
+                error_chain(&e)
+            );
+        }
+    }
+    if let Err(e) = ctx.checkouts.prune(keep) {
+        tracing::warn!("cannot prune checkouts: {}", error_chain(&e));
     }
 }
 

@@ -16,6 +16,9 @@ use super::attempt::RunEvent;
 use super::faults::ignore_full;
 use super::{shown, Engine};
 
+/// After how many ends, once nothing runs, the heap's free pages are given back.
+const RELEASE_AFTER_ENDS: usize = 1_000;
+
 /// The fields of one `Finished` event.
 struct End {
     id: i64,
@@ -118,12 +121,18 @@ impl Engine {
             }
             return Err(e);
         }
+        self.ended_since_release += ends.len();
         // Each end's follow-ups; one that fails does not keep the others from theirs.
         let mut first_error = None;
         for end in ends {
             if let Err(e) = self.after_end(end, now) {
                 first_error = first_error.or(Some(e));
             }
+        }
+        // A burst is over: the memory its attempts held goes back to the system.
+        if self.running.is_empty() && self.ended_since_release >= RELEASE_AFTER_ENDS {
+            self.ended_since_release = 0;
+            tokio::task::spawn_blocking(crate::memory::release);
         }
         first_error.map_or(Ok(()), Err)
     }

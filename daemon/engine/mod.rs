@@ -36,10 +36,12 @@ mod notices;
 mod policy;
 mod recover;
 pub mod request;
+mod reread;
 mod retention;
 mod sla;
 pub mod status;
 pub mod sync;
+mod views;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -173,6 +175,10 @@ pub async fn run(
         deliveries: deliveries_tx,
         pauses: HashMap::new(),
         batch: None,
+        ended_since_release: 0,
+        published: Default::default(),
+        cursors_swept: false,
+        to_plan: Default::default(),
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -270,6 +276,14 @@ struct Engine {
     pauses: HashMap<String, crate::store::Pause>,
     /// The claims being written as one transaction, when a batch is open.
     batch: Option<batch::Batch>,
+    /// Runs ended since the heap's free pages were last given back (after a burst).
+    ended_since_release: usize,
+    /// What publishing the status keeps between two publications.
+    published: views::Published,
+    /// Every stored cursor was compared with the schedules in force since the start.
+    cursors_swept: bool,
+    /// Schedules an applied commit added or changed, until they are planned.
+    to_plan: std::collections::BTreeSet<Key>,
     events: mpsc::UnboundedSender<RunEvent>,
     status_tx: watch::Sender<Status>,
     status: Status,

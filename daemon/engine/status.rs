@@ -4,6 +4,8 @@
 //! Published through a `tokio::sync::watch` channel: the API reads the latest value and
 //! never reaches into the engine's state.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::store::FileError;
@@ -22,7 +24,7 @@ pub struct Status {
     pub warnings: Vec<FileError>,
     /// How the newest attempts to fetch and read the repository went.
     pub source: SourceHealth,
-    pub deployments: Vec<DeploymentView>,
+    pub deployments: DeploymentViews,
     /// Why the state database cannot be written now (a full disk), if so.
     pub store_error: Option<String>,
     /// The wall clock was stepped back: what it means, and when schedules resume.
@@ -90,6 +92,59 @@ impl SourceHealth {
     /// Failed fetches and reads since the daemon started.
     pub fn failures(&self) -> u64 {
         self.read_failures + self.fetch_failures
+    }
+}
+
+/// The deployments in force, shared: publishing a status (or reading it) copies no
+/// view, and changing one view copies only that view while an older status holds it.
+/// Reads like a list (`iter`, `len`, `is_empty`, `&views` in a `for`).
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentViews(Arc<Vec<Arc<DeploymentView>>>);
+
+impl DeploymentViews {
+    pub fn iter(&self) -> ViewIter<'_> {
+        self.0.iter().map(|v| &**v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = Arc::default();
+    }
+
+    /// The views, each still shared with any older status that holds it.
+    pub(super) fn into_arcs(self) -> Vec<Arc<DeploymentView>> {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    pub(super) fn from_arcs(views: Vec<Arc<DeploymentView>>) -> DeploymentViews {
+        DeploymentViews(Arc::new(views))
+    }
+}
+
+impl From<Vec<DeploymentView>> for DeploymentViews {
+    fn from(views: Vec<DeploymentView>) -> DeploymentViews {
+        DeploymentViews(Arc::new(views.into_iter().map(Arc::new).collect()))
+    }
+}
+
+/// The iterator over [`DeploymentViews`] (a plain type: no drop, no hidden borrows).
+pub type ViewIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, Arc<DeploymentView>>,
+    fn(&'a Arc<DeploymentView>) -> &'a DeploymentView,
+>;
+
+impl<'a> IntoIterator for &'a DeploymentViews {
+    type Item = &'a DeploymentView;
+    type IntoIter = ViewIter<'a>;
+    fn into_iter(self) -> ViewIter<'a> {
+        self.iter()
     }
 }
 

@@ -32,6 +32,7 @@ use crate::store::Store;
 use crate::validate::{self, FileOutcome, SourceFile};
 
 use super::error_chain;
+use super::reread::{validate_commit, Memory};
 use super::status::SourceErrorKind;
 
 /// A commit read and validated.
@@ -101,6 +102,8 @@ pub async fn run(
     let limit = bounded::read_timeout();
     let (mut fetches, mut reads, mut fallbacks) = (Reads::new(), Reads::new(), Reads::new());
     let mut last_head: Option<String> = None;
+    // The verdicts of the last commit read, so the next read checks only what changed.
+    let mut memory: Option<Memory> = None;
     // The problems last logged, so that a lasting one is logged once.
     let mut logged: Option<String> = None;
     let mut fallback_logged: Option<String> = None;
@@ -127,20 +130,23 @@ pub async fn run(
                 Err(e) => Some(Err(error_chain(&e))),
             };
         }
-        let (discovery_now, cfg, db, seen) = (
+        let (discovery_now, cfg, db, seen, mut remembered) = (
             discovery.clone(),
             config.clone(),
             state_db.clone(),
             last_head.clone(),
+            memory.take(),
         );
+        // A read that is abandoned takes the memory with it: the next one reads everything.
         let read = reads
             .run(&config.repo, "reading", limit, move || {
                 let repo = Repo::open(&cfg)?;
-                let read = read_head(&repo, &discovery_now, &db, seen.as_deref());
-                Ok((repo.git_dir(), read))
+                let read = read_head(&repo, &discovery_now, &db, seen.as_deref(), &mut remembered);
+                Ok((repo.git_dir(), read, remembered))
             })
             .await
-            .and_then(|(git_dir, read)| {
+            .and_then(|(git_dir, read, remembered)| {
+                memory = remembered;
                 // Watch the repository's git directory (as `Repo` finds it) once it can be
                 // opened; until then, the poll alone retries.
                 if watcher.is_none() {
@@ -222,7 +228,7 @@ async fn last_applied(
                 return Ok(None);
             };
             let repo = Repo::open(&cfg)?;
-            read_commit(&repo, &discovery, &db, sha, true).map(Some)
+            read_commit(&repo, &discovery, &db, sha, true, &mut None).map(Some)
         })
         .await;
     let found = read.map_err(|e| error_chain(&e))?;
@@ -241,36 +247,37 @@ fn read_head(
     discovery: &Discovery,
     state_db: &Path,
     seen: Option<&str>,
+    memory: &mut Option<Memory>,
 ) -> Result<Option<Synced>, SourceError> {
     let head = repo.head()?;
     if seen == Some(head.as_str()) {
         return Ok(None);
     }
-    read_commit(repo, discovery, state_db, head, seen.is_none()).map(Some)
+    read_commit(repo, discovery, state_db, head, seen.is_none(), memory).map(Some)
 }
 
-/// Reads and validates `head`; `first` (nothing applied since the start) adds the seeds.
+/// Reads and validates `head` (checking again only what changed since `memory`'s commit,
+/// which it then remembers); `first` (nothing applied since the start) adds the seeds.
 fn read_commit(
     repo: &Repo,
     discovery: &Discovery,
     state_db: &Path,
     head: String,
     first: bool,
+    memory: &mut Option<Memory>,
 ) -> Result<Synced, SourceError> {
-    let snapshot = repo.snapshot(&head, &|path| discovery.is_manifest(path))?;
-    let mut validation = validate::validate_in(&snapshot.files, &repo.view(&head));
-    for outcome in &mut validation.files {
-        anchor_intervals(repo, &head, outcome);
-    }
+    let summary = repo.summary(&head)?;
+    let (outcomes, remembered) = validate_commit(repo, discovery, &head, memory.take())?;
+    *memory = Some(remembered);
     let seeds = if first {
-        seeds(repo, state_db, &head, &validation.files)
+        seeds(repo, state_db, &head, &outcomes)
     } else {
         Vec::new()
     };
     Ok(Synced {
         head,
-        summary: snapshot.summary,
-        outcomes: validation.files,
+        summary,
+        outcomes,
         seeds,
     })
 }
@@ -303,7 +310,7 @@ fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> 
         let mut validation =
             validate::validate_in(std::slice::from_ref(&file), &repo.view(&commit));
         if let Some(mut outcome) = validation.files.pop().filter(FileOutcome::is_valid) {
-            anchor_intervals(repo, &commit, &mut outcome);
+            let _ = anchor_intervals(repo, &commit, &mut outcome);
             seeds.push(Seed { commit, outcome });
         }
     }
@@ -316,12 +323,20 @@ fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> 
 /// and timing). The same history gives the same answer to every daemon and after a
 /// restart; the engine keeps the first anchor it plans with in the cursor. A history that
 /// cannot be read leaves the schedule to the engine's fallback (the time it is planned).
-fn anchor_intervals(repo: &Repo, commit: &str, outcome: &mut FileOutcome) {
+/// True when a walk stopped at a bound of [`Repo::introduced_within`] or failed.
+pub(super) fn anchor_intervals(repo: &Repo, commit: &str, outcome: &mut FileOutcome) -> bool {
+    let mut cut = false;
     let Some(deployments) = outcome.deployments.as_mut() else {
-        return;
+        return cut;
     };
     let path = outcome.repo_path.clone();
-    for deployment in deployments.iter_mut() {
+    if !deployments
+        .iter()
+        .any(|d| d.schedules.iter().any(|s| s.anchored_at_commit))
+    {
+        return cut;
+    }
+    for deployment in std::sync::Arc::make_mut(deployments).iter_mut() {
         for planned in deployment.schedules.iter_mut() {
             if !planned.anchored_at_commit {
                 continue;
@@ -337,22 +352,28 @@ fn anchor_intervals(repo: &Repo, commit: &str, outcome: &mut FileOutcome) {
                     .files
                     .iter()
                     .filter_map(|f| f.deployments.as_ref())
-                    .flatten()
+                    .flat_map(|d| d.iter())
                     .filter(|d| &d.name == name)
                     .flat_map(|d| &d.schedules)
                     .any(|s| &s.id == id && &s.fingerprint == fingerprint)
             };
-            match repo.introduced(commit, &path, &mut present) {
-                Ok(Some((_, at))) => {
-                    planned.introduced_at = Some(at);
-                    planned.schedule = planned.schedule.anchored_at(at);
+            match repo.introduced_within(commit, &path, &mut present) {
+                Ok((found, bounded)) => {
+                    cut |= bounded;
+                    if let Some((_, at)) = found {
+                        planned.introduced_at = Some(at);
+                        planned.schedule = planned.schedule.anchored_at(at);
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    "{path}: cannot read the history of the file to anchor schedule {id}: {}",
-                    super::error_chain(&e)
-                ),
+                Err(e) => {
+                    cut = true;
+                    tracing::warn!(
+                        "{path}: cannot read the history of the file to anchor schedule {id}: {}",
+                        super::error_chain(&e)
+                    );
+                }
             }
         }
     }
+    cut
 }

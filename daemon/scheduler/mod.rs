@@ -6,7 +6,7 @@
 pub mod slots;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,11 @@ pub struct Timer {
     next: HashMap<Key, (DateTime<Utc>, DateTime<Utc>)>,
     /// How many schedules are armed at each pending instant.
     crowds: BTreeMap<DateTime<Utc>, usize>,
+    /// The schedules whose next fire was set, cleared or popped since [`Timer::touched`].
+    touched: HashSet<Key>,
+    /// The schedules known to the timer without a next fire (cleared, or popped as due
+    /// and not set again), until set or forgotten.
+    unarmed: HashSet<Key>,
 }
 
 impl Timer {
@@ -35,15 +40,23 @@ impl Timer {
     /// Sets when `key` fires next, to be armed `lead` before that (a process started
     /// ahead of its slot).
     pub fn set_ahead(&mut self, key: Key, at: Option<DateTime<Utc>>, lead: chrono::Duration) {
+        if !self.touched.contains(&key) {
+            self.touched.insert(key.clone());
+        }
         let old = match at {
             Some(at) => {
+                self.unarmed.remove(&key);
                 let arm = at - lead;
                 *self.crowds.entry(arm).or_default() += 1;
                 let old = self.next.insert(key.clone(), (at, arm));
                 self.heap.push(Reverse((arm, key)));
                 old
             }
-            None => self.next.remove(&key),
+            None => {
+                let old = self.next.remove(&key);
+                self.unarmed.insert(key);
+                old
+            }
         };
         if let Some((_, arm)) = old {
             self.leave(arm);
@@ -63,6 +76,25 @@ impl Timer {
     /// How many schedules are armed at the earliest pending instant (a burst due at once).
     pub fn earliest_crowd(&self) -> usize {
         self.crowds.values().next().copied().unwrap_or(0)
+    }
+
+    /// Forgets `key` altogether (its schedule left): no next fire, not unarmed either.
+    pub fn forget(&mut self, key: &Key) {
+        if let Some((_, arm)) = self.next.remove(key) {
+            self.leave(arm);
+        }
+        self.unarmed.remove(key);
+        self.touched.insert(key.clone());
+    }
+
+    /// The schedules without a next fire that were not forgotten.
+    pub fn unarmed(&self) -> impl Iterator<Item = &Key> {
+        self.unarmed.iter()
+    }
+
+    /// The schedules whose next fire may have changed since the last call.
+    pub fn touched(&mut self) -> HashSet<Key> {
+        std::mem::take(&mut self.touched)
     }
 
     /// When `key` fires next.
@@ -97,6 +129,8 @@ impl Timer {
                 if let Some((_, arm)) = self.next.remove(&key) {
                     self.leave(arm);
                 }
+                self.touched.insert(key.clone());
+                self.unarmed.insert(key.clone());
                 due.push(key);
             }
         }

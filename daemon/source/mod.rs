@@ -31,6 +31,7 @@
 
 pub mod bounded;
 pub mod checkout;
+pub mod diff;
 mod fetch;
 pub mod object;
 #[cfg(test)]
@@ -42,6 +43,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+pub use diff::Changed;
+
 use object::Damage;
 
 use crate::validate::locate::{Entry, View};
@@ -50,6 +53,9 @@ use crate::validate::{Contents, SourceFile};
 pub use checkout::Checkouts;
 pub use fetch::FETCH_TIMEOUT;
 pub use watch::watch;
+
+/// What [`Repo::introduced`] finds: a commit and its time.
+pub type Introduced = Option<(String, DateTime<Utc>)>;
 
 /// How many commits [`Repo::introduced`] walks back at most.
 pub const HISTORY_COMMITS: usize = 2_000;
@@ -316,44 +322,16 @@ impl Repo {
         commit: &str,
         is_manifest: &dyn Fn(&str) -> bool,
     ) -> Result<Snapshot, SourceError> {
+        let blobs = self.manifest_blobs(commit, is_manifest)?;
         let commit = self.find_commit(commit)?;
-        let tree = self.tree(commit.tree_id())?;
-        let mut files = Vec::new();
-        let mut pending = vec![(String::new(), tree)];
-        while let Some((dir, tree)) = pending.pop() {
-            for entry in tree.iter() {
-                let Ok(name) = std::str::from_utf8(entry.name_bytes()) else {
-                    tracing::warn!(
-                        commit = %commit.id(),
-                        dir,
-                        "skipping a tree entry whose name is not UTF-8"
-                    );
-                    continue;
-                };
-                let path = if dir.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{dir}/{name}")
-                };
-                match entry.kind() {
-                    Some(ObjectType::Tree) => {
-                        let sub = self.tree(entry.id())?;
-                        pending.push((path, sub));
-                    }
-                    Some(ObjectType::Blob)
-                        if entry.filemode() != MODE_LINK && is_manifest(&path) =>
-                    {
-                        files.push(SourceFile {
-                            display: path.clone(),
-                            repo_path: path,
-                            bytes: self.contents(entry.id())?,
-                        });
-                    }
-                    _ => {}
-                }
-            }
+        let mut files = Vec::with_capacity(blobs.len());
+        for (path, blob) in blobs {
+            files.push(SourceFile {
+                display: path.clone(),
+                repo_path: path,
+                bytes: self.contents(blob)?,
+            });
         }
-        files.sort_by(|a, b| a.repo_path.cmp(&b.repo_path));
         let time = commit.time();
         Ok(Snapshot {
             commit: commit.id().to_string(),
@@ -442,7 +420,18 @@ impl Repo {
         head: &str,
         path: &str,
         present: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<(String, DateTime<Utc>)>, SourceError> {
+    ) -> Result<Introduced, SourceError> {
+        Ok(self.introduced_within(head, path, present)?.0)
+    }
+
+    /// [`Repo::introduced`], and whether the walk stopped at one of its bounds (so that a
+    /// walk from a newer commit may end elsewhere).
+    pub fn introduced_within(
+        &self,
+        head: &str,
+        path: &str,
+        present: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(Introduced, bool), SourceError> {
         let mut commit = self.find_commit(head)?;
         let mut found = None;
         let mut last: Option<(Oid, bool)> = None;
@@ -453,7 +442,7 @@ impl Repo {
                 None => false,
                 Some(id) => match last {
                     Some((seen, holds)) if seen == id => holds,
-                    _ if reads >= HISTORY_READS => break,
+                    _ if reads >= HISTORY_READS => return Ok((found, true)),
                     _ => {
                         reads += 1;
                         let holds = match self.contents(id)? {
@@ -466,16 +455,16 @@ impl Repo {
                 },
             };
             if !holds {
-                break;
+                return Ok((found, false));
             }
             let time = DateTime::from_timestamp(commit.time().seconds(), 0).unwrap_or_default();
             found = Some((sha, time));
             let Some(parent) = commit.parent_ids().next() else {
-                break;
+                return Ok((found, false));
             };
             commit = self.find_commit(&parent.to_string())?;
         }
-        Ok(found)
+        Ok((found, true))
     }
 
     /// `commit`'s tree as a [`View`] for `validate::locate`: a read that fails "cannot

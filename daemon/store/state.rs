@@ -133,6 +133,30 @@ impl Store {
         Ok(gone)
     }
 
+    /// Forgets the cursors of these schedules (deployment, schedule id); returns those
+    /// that had one.
+    pub fn forget_cursors(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.conn.savepoint()?;
+        let mut gone = Vec::new();
+        for (deployment, schedule_id) in keys {
+            let deleted = tx.execute(
+                "DELETE FROM cursors WHERE deployment = ?1 AND schedule_id = ?2",
+                (deployment, schedule_id),
+            )?;
+            if deleted > 0 {
+                gone.push((deployment.clone(), schedule_id.clone()));
+            }
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
     /// Records an applied commit and, per file, the commit at which it is now known good.
     pub fn record_commit(
         &mut self,

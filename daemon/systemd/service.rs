@@ -300,7 +300,8 @@ mod tests {
                 ),
                 deployment("paused", true, &[("UTC", Some("2026-03-02T12:00:00Z"))]),
                 deployment("later", false, &[("UTC", Some("2026-03-02T16:00:00Z"))]),
-            ],
+            ]
+            .into(),
             ..Status::default()
         };
         assert_eq!(
@@ -322,7 +323,8 @@ mod tests {
                 "tick",
                 false,
                 &[("UTC", Some("2026-03-02T10:00:05Z"))],
-            )],
+            )]
+            .into(),
             errors: vec![error("bad")],
             ..Status::default()
         };

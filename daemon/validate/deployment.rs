@@ -167,8 +167,10 @@ pub fn check(
     }
     let prestart = prestart(report, &jv, &jobs, &launch, &pulled);
     let parameters = raw.parameters.clone().unwrap_or_default();
-    let mut schedules = Vec::new();
     let raw_schedules = schedules_of(report, at, &raw);
+    // Exactly as many as declared: a deployment is kept in memory for as long as it is in
+    // force (a `Vec` grown by `push` would hold room for four).
+    let mut schedules = Vec::with_capacity(raw_schedules.len());
     // Each schedule's identity keys its slots: two with one identity would share them.
     let mut identities: Vec<(String, usize)> = Vec::new();
     for (i, (sched_at, raw_schedule)) in raw_schedules.iter().enumerate() {

@@ -12,6 +12,7 @@ mod deployment;
 pub mod desired;
 pub mod diagnostic;
 mod entrypoint;
+pub mod incremental;
 mod keys;
 pub mod locate;
 mod memo;
@@ -25,7 +26,8 @@ pub mod schema;
 mod sla;
 mod templates;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -36,6 +38,7 @@ use crate::manifest::{pointer, push_index, push_token, Node, Span, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
+use incremental::Names;
 use memo::MemoView;
 use parameters::ParameterSchemas;
 use report::FileReport;
@@ -96,8 +99,9 @@ pub struct FileOutcome {
     pub diagnostics: Vec<Diagnostic>,
     /// How many deployments the file declares (placeholders excluded).
     pub declared: usize,
-    /// The file's deployments when it has no error; `None` when it has one.
-    pub deployments: Option<Vec<Deployment>>,
+    /// The file's deployments when it has no error; `None` when it has one. Shared: the
+    /// daemon keeps one copy of them, however many holders (`Arc::make_mut` to change).
+    pub deployments: Option<Arc<Vec<Deployment>>>,
     /// Its top-level `notifications:` (when it has no error and declares them): the
     /// default of its deployments, and of the whole repository's for the root
     /// `prefect.yaml`.
@@ -140,11 +144,8 @@ pub fn validate(files: &[SourceFile]) -> Validation {
 /// files, directories) in `view`, the repository the files come from, by the rule of
 /// [`locate`].
 pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
-    let mut names: HashMap<String, (String, usize)> = HashMap::new();
-    let shared = Shared {
-        view: MemoView::new(view),
-        parameter_schemas: ParameterSchemas::default(),
-    };
+    let mut names = Names::default();
+    let shared = Shared::new(view);
     let files = files
         .iter()
         .map(|f| check_file(f, &mut names, &shared))
@@ -159,11 +160,16 @@ struct Shared<'a> {
     parameter_schemas: ParameterSchemas,
 }
 
-fn check_file(
-    file: &SourceFile,
-    names: &mut HashMap<String, (String, usize)>,
-    shared: &Shared<'_>,
-) -> FileOutcome {
+impl<'a> Shared<'a> {
+    fn new(view: &'a dyn locate::View) -> Shared<'a> {
+        Shared {
+            view: MemoView::new(view),
+            parameter_schemas: ParameterSchemas::default(),
+        }
+    }
+}
+
+fn check_file(file: &SourceFile, names: &mut Names, shared: &Shared<'_>) -> FileOutcome {
     let bytes = match &file.bytes {
         Contents::Bytes(bytes) => bytes,
         Contents::TooLarge { size, limit } => return too_large(file, *size, *limit),
@@ -206,7 +212,7 @@ fn check_file(
         repo_path: file.repo_path.clone(),
         diagnostics,
         declared,
-        deployments: valid.then_some(deployments),
+        deployments: valid.then(|| Arc::new(deployments)),
         notifications: notifications.filter(|_| valid),
     }
 }
@@ -262,7 +268,7 @@ fn check_root(
     report: &mut FileReport<'_>,
     file: &SourceFile,
     root: &Node,
-    names: &mut HashMap<String, (String, usize)>,
+    names: &mut Names,
     declared: &mut usize,
     shared: &Shared<'_>,
     top_notifications: &mut Option<Vec<crate::notify::Notification>>,
@@ -367,17 +373,14 @@ fn check_root(
         };
         if let Some(name) = raw.name.as_deref().filter(|n| !n.trim().is_empty()) {
             let here = node.get("name").map_or(0, |n| n.span.start.line);
-            match names.get(name) {
-                Some((first_file, first_line)) => report.error(
+            if let Some((first_file, first_line)) = names.claim(name, report.file, here) {
+                report.error(
                     &pointer(&at, "name"),
                     false,
                     Code::DuplicateDeployment,
                     format!("deployment name `{name}` is already used"),
                     Some(format!("first declared at {first_file}:{first_line}; names are unique across all manifest files")),
-                ),
-                None => {
-                    names.insert(name.to_string(), (report.file.to_string(), here));
-                }
+                );
             }
         }
         if let Some(built) = deployment::check(report, &ctx, node, &at, raw) {
@@ -385,6 +388,8 @@ fn check_root(
         }
     }
     report.checking_deployment(None);
+    // Kept for as long as the file is in force: no spare room.
+    out.shrink_to_fit();
     out
 }
 
