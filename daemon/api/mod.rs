@@ -18,6 +18,7 @@ mod deployments;
 pub(crate) mod explain;
 mod host;
 mod metrics;
+mod readers;
 mod runs;
 pub mod serve;
 mod status;
@@ -37,10 +38,12 @@ use tokio::sync::watch;
 
 use crate::engine::status::Status;
 use crate::engine::Request;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use types::ErrorJson;
 
 pub use host::{AllowedHosts, BadAllowedHost};
+pub use readers::Readers;
+use readers::{read, read_with};
 
 /// The largest request body read; a larger one is refused with 413. The only body the
 /// API reads is a trigger's, whose parameters must fit in 128 KiB anyway
@@ -59,37 +62,6 @@ pub struct ApiState {
     pub token: Arc<str>,
     /// The `Host` names requests may carry.
     pub hosts: Arc<AllowedHosts>,
-}
-
-/// Read-only connections to the state database, reused across requests (opening one per
-/// request re-reads the schema and costs a file open each time). At most
-/// [`Readers::MAX_BUSY`] are open at once (each holds three descriptors: the database, its
-/// WAL and shared memory), however many connections the server holds; more requests wait.
-#[derive(Clone)]
-pub struct Readers {
-    path: PathBuf,
-    idle: Arc<std::sync::Mutex<Vec<Store>>>,
-    busy: Arc<tokio::sync::Semaphore>,
-}
-
-impl Readers {
-    const MAX_IDLE: usize = 4;
-    const MAX_BUSY: usize = 8;
-
-    pub fn new(path: PathBuf) -> Readers {
-        Readers {
-            path,
-            idle: Arc::default(),
-            busy: Arc::new(tokio::sync::Semaphore::new(Readers::MAX_BUSY)),
-        }
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Store>> {
-        // A panic while holding the lock leaves only a list of connections behind.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -312,30 +284,6 @@ pub(crate) fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Runs a read on its own read-only connection, off the async threads.
-async fn read<T: Send + 'static>(
-    db: Readers,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let busy = db.busy.clone().acquire_owned().await;
-    tokio::task::spawn_blocking(move || {
-        let _busy = busy;
-        let store = match db.idle().pop() {
-            Some(store) => store,
-            None => Store::open_read_only(&db.path)?,
-        };
-        let answer = f(&store);
-        let mut idle = db.idle();
-        if answer.is_ok() && idle.len() < Readers::MAX_IDLE {
-            idle.push(store);
-        }
-        answer
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(ApiError::from)
 }
 
 /// Sends a request to the engine and waits for its answer.

@@ -11,7 +11,9 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::types::RunJson;
-use super::{ask, percent_encode, read, ApiError, ApiQuery, ApiState, Authorized, RunId};
+use super::{
+    ask, percent_encode, read, read_with, ApiError, ApiQuery, ApiState, Authorized, RunId,
+};
 use crate::engine::{CancelError, Request};
 use crate::store::{RunFilter, RunState};
 
@@ -59,12 +61,18 @@ pub async fn list(
         ..RunFilter::default()
     };
     let next = next_link(&filter);
-    let found = read(state.db, move |store| store.runs(&filter)).await?;
-    let full_page = found.len() == next.1;
-    let body: Vec<RunJson> = found.iter().map(RunJson::from).collect();
-    let mut response = Json(body).into_response();
-    if let (true, Some(last)) = (full_page, found.last()) {
-        let link = format!("<{}&before={}>; rel=\"next\"", next.0, last.id);
+    // The page is read and written as JSON on the blocking thread.
+    let (body, last) = read_with(state.db, move |store| {
+        let found = store.runs(&filter)?;
+        let full_page = found.len() == filter.limit;
+        let last = found.last().map(|r| r.id).filter(|_| full_page);
+        let page: Vec<RunJson> = found.into_iter().map(RunJson::from).collect();
+        Ok((json_text(&page)?, last))
+    })
+    .await?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(last) = last {
+        let link = format!("<{next}&before={last}>; rel=\"next\"");
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
         }
@@ -72,8 +80,15 @@ pub async fn list(
     Ok(response)
 }
 
-/// The next page's path without its `before`, and the page size.
-fn next_link(filter: &RunFilter) -> (String, usize) {
+/// The JSON text of `value`, in one allocation for a page of runs.
+fn json_text(value: &[RunJson]) -> Result<Vec<u8>, ApiError> {
+    let mut text = Vec::with_capacity(512 * value.len() + 2);
+    serde_json::to_writer(&mut text, value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(text)
+}
+
+/// The next page's path without its `before`.
+fn next_link(filter: &RunFilter) -> String {
     let mut path = format!("/api/runs?limit={}", filter.limit);
     if let Some(d) = &filter.deployment {
         path.push_str("&deployment=");
@@ -83,7 +98,7 @@ fn next_link(filter: &RunFilter) -> (String, usize) {
         path.push_str("&state=");
         path.push_str(s.as_str());
     }
-    (path, filter.limit)
+    path
 }
 
 pub async fn get(

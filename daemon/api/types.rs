@@ -34,22 +34,30 @@ pub struct RunJson {
 
 impl From<&Run> for RunJson {
     fn from(run: &Run) -> RunJson {
+        RunJson::from(run.clone())
+    }
+}
+
+/// Takes the run's text instead of copying it (a page of runs is converted this way).
+impl From<Run> for RunJson {
+    fn from(run: Run) -> RunJson {
+        let cause = run.cause();
         RunJson {
             id: run.id,
-            deployment: run.deployment.clone(),
+            deployment: run.deployment,
             state: run.state.as_str().to_string(),
             trigger: run.trigger.as_str().to_string(),
             scheduled_for: run.scheduled_for.map(time_text),
             started_at: run.started_at.map(time_text),
             ended_at: run.ended_at.map(time_text),
             attempt: run.attempt,
-            commit: run.commit.clone(),
+            commit: run.commit,
             exit_code: run.exit_code,
-            parameters: run.parameters.clone(),
-            reason: run.reason.clone(),
+            parameters: run.parameters,
+            reason: run.reason,
             retry_of: run.retry_of,
-            schedule_id: run.schedule_id.clone(),
-            cause: run.cause(),
+            schedule_id: run.schedule_id,
+            cause,
         }
     }
 }

@@ -98,6 +98,9 @@ fn max_value() -> Option<i32> {
         .filter(|n| *n > 0)
 }
 
+/// How many prepared statements a read-only connection keeps.
+const READ_STATEMENTS: usize = 64;
+
 /// One connection to the state database. The daemon's writer and each API reader hold
 /// their own; WAL lets readers run while the writer commits.
 pub struct Store {
@@ -184,12 +187,18 @@ impl Store {
 
     /// Opens an existing database for reading only (the HTTP API and the CLI).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        // NO_MUTEX as `Connection::open` does: a connection is used by one thread at a time
+        // (it is not `Sync`), so SQLite need not lock it on every call.
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // The API keeps its connections (see `api::readers`): room for the statements of
+        // every page, whose texts differ by filter and limit.
+        conn.set_prepared_statement_cache_capacity(READ_STATEMENTS);
         Ok(Store {
             conn,
             file: None,

@@ -396,7 +396,6 @@ impl Store {
             terms.push("id < :before".to_string());
             values.push((":before", Box::new(before)));
         }
-        values.push((":limit", Box::new(filter.limit as i64)));
         let condition = if terms.is_empty() {
             String::new()
         } else {
@@ -404,9 +403,13 @@ impl Store {
         };
         // The ids first: the dashboard indexes (migration 8) hold every filtered column
         // and the id, so the page is found from an index alone, and only its rows are read.
+        // The limit is written in the text, not bound: SQLite plans for a bound limit's
+        // value, so binding one prepares the statement again on every call.
+        // (A limit past i64::MAX is no limit, -1, as it was when bound.)
+        let limit = i64::try_from(filter.limit).unwrap_or(-1);
         let sql = format!(
             "SELECT {COLUMNS} FROM runs WHERE id IN
-                (SELECT id FROM runs {condition} ORDER BY id DESC LIMIT :limit)
+                (SELECT id FROM runs {condition} ORDER BY id DESC LIMIT {limit})
              ORDER BY id DESC"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -525,12 +528,14 @@ fn insert(
 }
 
 pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
-    let text = |i: usize| row.get::<_, Option<String>>(i);
-    let scheduled_for: Option<String> = text(3)?;
-    let trigger: String = row.get(4)?;
-    let state: String = row.get(5)?;
-    let parameters: String = row.get(9)?;
-    let created_at: String = row.get(10)?;
+    // The texts that are parsed are borrowed from the row, not copied (a page of runs
+    // would allocate each of them).
+    let text = |i: usize| text_ref(row, i);
+    let scheduled_for = text(3)?;
+    let trigger = text_of(row, 4)?;
+    let state = text_of(row, 5)?;
+    let parameters = text_of(row, 9)?;
+    let created_at = text_of(row, 10)?;
     let started_at = text(11)?;
     let ended_at = text(12)?;
     let not_before = text(15)?;
@@ -539,8 +544,8 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
     let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
         row.get(0)?,
         row.get(1)?,
-        text(2)?,
-        text(6)?,
+        row.get(2)?,
+        row.get(6)?,
         row.get(7)?,
         row.get(8)?,
         row.get(13)?,
@@ -551,24 +556,59 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
             id,
             deployment,
             schedule_id,
-            scheduled_for: scheduled_for.as_deref().map(parse_time).transpose()?,
-            trigger: Trigger::parse(&trigger)
+            scheduled_for: scheduled_for.map(parse_time).transpose()?,
+            trigger: Trigger::parse(trigger)
                 .ok_or_else(|| StoreError::Corrupt(format!("trigger {trigger:?}")))?,
-            state: RunState::parse(&state)
+            state: RunState::parse(state)
                 .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
             reason,
             attempt,
             commit,
-            parameters: serde_json::from_str(&parameters)
+            parameters: serde_json::from_str(parameters)
                 .map_err(|e| StoreError::Corrupt(format!("parameters: {e}")))?,
-            created_at: parse_time(&created_at)?,
-            started_at: started_at.as_deref().map(parse_time).transpose()?,
-            ended_at: ended_at.as_deref().map(parse_time).transpose()?,
+            created_at: parse_time(created_at)?,
+            started_at: started_at.map(parse_time).transpose()?,
+            ended_at: ended_at.map(parse_time).transpose()?,
             exit_code,
             pid,
-            not_before: not_before.as_deref().map(parse_time).transpose()?,
+            not_before: not_before.map(parse_time).transpose()?,
             retry_pending,
             retry_of,
         })
     })())
+}
+
+/// Column `i` as text borrowed from the row (`None` for NULL), refused with the error
+/// `row.get::<_, Option<String>>(i)` gives.
+fn text_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    let value = row.get_ref(i)?;
+    value
+        .as_str_or_null()
+        .map_err(|e| refused(row, i, value.data_type(), e))
+}
+
+/// Column `i` as text borrowed from the row, refused as `row.get::<_, String>(i)` refuses
+/// it (NULL too).
+fn text_of<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    let value = row.get_ref(i)?;
+    value
+        .as_str()
+        .map_err(|e| refused(row, i, value.data_type(), e))
+}
+
+fn refused(
+    row: &Row<'_>,
+    i: usize,
+    found: rusqlite::types::Type,
+    e: rusqlite::types::FromSqlError,
+) -> rusqlite::Error {
+    use rusqlite::types::FromSqlError;
+    match e {
+        FromSqlError::InvalidType => {
+            let name = row.as_ref().column_name(i).unwrap_or_default();
+            rusqlite::Error::InvalidColumnType(i, name.into(), found)
+        }
+        FromSqlError::Utf8Error(e) => rusqlite::Error::Utf8Error(i, e),
+        e => rusqlite::Error::FromSqlConversionFailure(i, found, Box::new(e)),
+    }
 }
