@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::runs::{read_row, COLUMNS, RUN_TIME};
+use super::run::{read_row, COLUMNS, RUN_TIME};
 use super::{time_text, Run, RunState, Store, StoreError};
 
 /// One attempt of a slot, as a list shows it beside the run.

@@ -122,7 +122,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// Step 8 (its own step, written apart for its length):
 /// indexes for the dashboard's filters and charts, so no page reads all runs. The time
-/// expression is [`super::runs::RUN_TIME`], written out the same way, or SQLite would not
+/// expression is [`super::run::RUN_TIME`], written out the same way, or SQLite would not
 /// use these indexes for it. The charts count (state, time) ranges from
 /// `runs_by_state_time`, and a deployment's from `runs_by_deployment_time`, where `state`
 /// rides along so its `GROUP BY` reads only the index.

@@ -15,6 +15,7 @@ mod breaches;
 mod history;
 mod migrations;
 mod notices;
+mod run;
 mod runs;
 mod slots;
 mod state;
@@ -29,7 +30,7 @@ use rusqlite::Connection;
 pub use breaches::{NewBreach, StoredBreach};
 pub use history::{AttemptRef, BucketCount, SlotKey};
 pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
-pub use runs::{
+pub use run::{
     NewRun, Progress, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES,
 };
 pub use state::{AppliedCommit, Cursor, FileError};

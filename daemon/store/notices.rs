@@ -9,7 +9,7 @@ use rusqlite::OptionalExtension;
 
 use crate::notify::{Event, Health, Payload, Target};
 
-use super::runs::{read_row, COLUMNS};
+use super::run::{read_row, COLUMNS};
 use super::{parse_time, time_text, Run, RunState, Store, StoreError};
 
 /// A delivery to make.

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::runs::{read_row, COLUMNS};
+use super::run::{read_row, COLUMNS};
 use super::{parse_time, time_text, Run, Store, StoreError};
 
 impl Store {

@@ -1,0 +1,318 @@
+//! What a run row is: its states and triggers, the row to insert ([`NewRun`]), the row
+//! read back ([`Run`], [`read_row`] over [`COLUMNS`]) and the filter of a listing. The
+//! statements that write and read run rows are in `runs.rs`.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use serde_json::Value as Json;
+
+use super::{parse_time, StoreError};
+
+/// Prefect's run state names, plus sundial's `Skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    Scheduled,
+    Pending,
+    Running,
+    AwaitingRetry,
+    Completed,
+    Failed,
+    TimedOut,
+    Crashed,
+    Cancelled,
+    Skipped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 10] = [
+        RunState::Scheduled,
+        RunState::Pending,
+        RunState::Running,
+        RunState::AwaitingRetry,
+        RunState::Completed,
+        RunState::Failed,
+        RunState::TimedOut,
+        RunState::Crashed,
+        RunState::Cancelled,
+        RunState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Scheduled => "Scheduled",
+            RunState::Pending => "Pending",
+            RunState::Running => "Running",
+            RunState::AwaitingRetry => "AwaitingRetry",
+            RunState::Completed => "Completed",
+            RunState::Failed => "Failed",
+            RunState::TimedOut => "TimedOut",
+            RunState::Crashed => "Crashed",
+            RunState::Cancelled => "Cancelled",
+            RunState::Skipped => "Skipped",
+        }
+    }
+
+    /// Parses a state name, ignoring case (`completed`, `Completed`).
+    pub fn parse(text: &str) -> Option<RunState> {
+        RunState::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// Whether nothing more will happen to the row.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Completed
+                | RunState::Failed
+                | RunState::TimedOut
+                | RunState::Crashed
+                | RunState::Cancelled
+                | RunState::Skipped
+        )
+    }
+
+    /// Whether an attempt that ended so may get another attempt (retries).
+    pub fn may_retry(self) -> bool {
+        matches!(
+            self,
+            RunState::Failed | RunState::TimedOut | RunState::Crashed
+        )
+    }
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Retry,
+    Catchup,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Retry => "retry",
+            Trigger::Catchup => "catchup",
+        }
+    }
+
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Schedule,
+        Trigger::Manual,
+        Trigger::Retry,
+        Trigger::Catchup,
+    ];
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+/// Where a schedule's cursor moves when its slots are claimed.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotCursor<'a> {
+    pub deployment: &'a str,
+    pub schedule_id: &'a str,
+    pub last_slot: DateTime<Utc>,
+    pub fingerprint: &'a str,
+}
+
+/// A row to insert.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub deployment: String,
+    pub schedule_id: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub commit: String,
+    pub parameters: Json,
+    /// Set when the row is written as already `Running` (claimed and started at once).
+    pub started_at: Option<DateTime<Utc>>,
+    /// For an `AwaitingRetry` row: the earliest time it may start.
+    pub not_before: Option<DateTime<Utc>>,
+    /// For a retry: the attempt it follows.
+    pub retry_of: Option<i64>,
+}
+
+/// The reason of a slot skipped, or a waiting run cancelled, while its deployment is
+/// paused after failures.
+pub const PAUSED_AFTER_FAILURES: &str = "paused after failures";
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub deployment: String,
+    pub schedule_id: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub commit: String,
+    pub parameters: Json,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    pub not_before: Option<DateTime<Utc>>,
+    /// An ended attempt whose retry is still to be decided.
+    pub retry_pending: bool,
+    /// For a retry: the attempt it follows.
+    pub retry_of: Option<i64>,
+}
+
+impl Run {
+    /// Who or what made this run, in words: its schedule and slot, a catch-up, a retry of
+    /// which attempt, or a manual trigger.
+    pub fn cause(&self) -> String {
+        let slot = self
+            .scheduled_for
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let schedule = self.schedule_id.as_deref().unwrap_or("?");
+        match self.trigger {
+            Trigger::Schedule => format!("schedule {schedule}, slot {slot}"),
+            Trigger::Catchup => format!("catch-up of schedule {schedule}'s slot {slot}"),
+            Trigger::Manual => {
+                "a manual trigger (API, CLI or dashboard, with the API token)".into()
+            }
+            Trigger::Retry => {
+                let of = match self.retry_of {
+                    Some(id) => format!("run {id}"),
+                    None => format!("attempt {}", self.attempt.saturating_sub(1)),
+                };
+                match self.scheduled_for {
+                    Some(_) => format!("retry (attempt {}) of {of}, slot {slot}", self.attempt),
+                    None => format!("retry (attempt {}) of {of}", self.attempt),
+                }
+            }
+        }
+    }
+}
+
+/// Which runs to list: newest first. Each condition given becomes a `WHERE` term of its
+/// own (no `:x IS NULL OR` terms, which keep SQLite from using an index).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub deployment: Option<String>,
+    pub state: Option<RunState>,
+    pub trigger: Option<Trigger>,
+    /// Only runs whose time ([`RUN_TIME`]) is at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs whose time is before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Only runs with a smaller id (pagination).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// A run's time for filters and charts: when it started, else when it was due, else when
+/// its row was written (a manual run refused before starting). The dashboard indexes
+/// (migration 8) are on this exact expression.
+pub(super) const RUN_TIME: &str = "COALESCE(started_at, scheduled_for, created_at)";
+
+pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending, retry_of";
+
+/// What a running attempt reports, for [`Store::record_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The run (id) began at this instant.
+    Began(i64, DateTime<Utc>),
+    /// The run (id) runs this process now.
+    Spawned(i64, u32),
+}
+
+pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError>> {
+    // The texts that are parsed are borrowed from the row, not copied (a page of runs
+    // would allocate each of them).
+    let text = |i: usize| text_ref(row, i);
+    let scheduled_for = text(3)?;
+    let trigger = text_of(row, 4)?;
+    let state = text_of(row, 5)?;
+    let parameters = text_of(row, 9)?;
+    let created_at = text_of(row, 10)?;
+    let started_at = text(11)?;
+    let ended_at = text(12)?;
+    let not_before = text(15)?;
+    let retry_pending: bool = row.get(16)?;
+    let retry_of: Option<i64> = row.get(17)?;
+    let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(13)?,
+        row.get(14)?,
+    );
+    Ok((|| {
+        Ok(Run {
+            id,
+            deployment,
+            schedule_id,
+            scheduled_for: scheduled_for.map(parse_time).transpose()?,
+            trigger: Trigger::parse(trigger)
+                .ok_or_else(|| StoreError::Corrupt(format!("trigger {trigger:?}")))?,
+            state: RunState::parse(state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+            reason,
+            attempt,
+            commit,
+            parameters: serde_json::from_str(parameters)
+                .map_err(|e| StoreError::Corrupt(format!("parameters: {e}")))?,
+            created_at: parse_time(created_at)?,
+            started_at: started_at.map(parse_time).transpose()?,
+            ended_at: ended_at.map(parse_time).transpose()?,
+            exit_code,
+            pid,
+            not_before: not_before.map(parse_time).transpose()?,
+            retry_pending,
+            retry_of,
+        })
+    })())
+}
+
+/// Column `i` as text borrowed from the row (`None` for NULL), refused with the error
+/// `row.get::<_, Option<String>>(i)` gives.
+fn text_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    let value = row.get_ref(i)?;
+    value
+        .as_str_or_null()
+        .map_err(|e| refused(row, i, value.data_type(), e))
+}
+
+/// Column `i` as text borrowed from the row, refused as `row.get::<_, String>(i)` refuses
+/// it (NULL too).
+fn text_of<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    let value = row.get_ref(i)?;
+    value
+        .as_str()
+        .map_err(|e| refused(row, i, value.data_type(), e))
+}
+
+fn refused(
+    row: &Row<'_>,
+    i: usize,
+    found: rusqlite::types::Type,
+    e: rusqlite::types::FromSqlError,
+) -> rusqlite::Error {
+    use rusqlite::types::FromSqlError;
+    match e {
+        FromSqlError::InvalidType => {
+            let name = row.as_ref().column_name(i).unwrap_or_default();
+            rusqlite::Error::InvalidColumnType(i, name.into(), found)
+        }
+        FromSqlError::Utf8Error(e) => rusqlite::Error::Utf8Error(i, e),
+        e => rusqlite::Error::FromSqlConversionFailure(i, found, Box::new(e)),
+    }
+}
