@@ -258,13 +258,9 @@ async fn prepare_and_run(
     }
     if d.pull.is_empty() {
         // The main process is spawned by a launch thread on the dot.
-        let launched = timed::at(when, &mut stop, move || {
-            let started = process::spawn(&spec);
-            (started, spec.log_path)
-        })
-        .await;
+        let launched = timed::at(when, &mut stop, move || process::spawn(&spec)).await;
         let (running, began) = match launched {
-            Released::Ran((started, _), began) => (
+            Released::Ran(started, began) => (
                 started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
                 began,
             ),

@@ -135,6 +135,13 @@ pub const WORK_POOL: Place = Place {
     open: false,
 };
 
+impl Place {
+    /// Whether sundial reads `key` here (the one list `keys` and `templates` consult).
+    pub fn honours(&self, key: &str) -> bool {
+        self.honoured.contains(&key)
+    }
+}
+
 pub const JOB_VARIABLES: Place = Place {
     what: "`job_variables`",
     honoured: &[

@@ -34,14 +34,6 @@ const IGNORED_DEPLOYMENT_KEYS: &[&str] = &[
     "work_queue_name",
 ];
 const INFORMATIONAL_KEYS: &[&str] = &["version", "description", "tags", "flow_name"];
-const HONOURED_JOB_VARIABLES: &[&str] = &[
-    "command",
-    "env",
-    "working_dir",
-    "stream_output",
-    "python",
-    "prestart_seconds",
-];
 
 /// The ids of steps, by what sundial does with their outputs.
 #[derive(Default)]
@@ -118,7 +110,7 @@ fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepId
                     let mut jv_at = pointer(&here, &pool_entry.key);
                     let len = jv_at.len();
                     for jv in pool_entry.value.entries() {
-                        if HONOURED_JOB_VARIABLES.contains(&jv.key.as_str()) {
+                        if super::keys::JOB_VARIABLES.honours(&jv.key) {
                             push_token(&mut jv_at, &jv.key);
                             walk(report, &jv.value, &mut jv_at, ids, false);
                             jv_at.truncate(len);
