@@ -20,7 +20,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJs
         .borrow()
         .deployments
         .iter()
-        .map(|d| d.name.clone())
+        .map(|d| d.name().to_string())
         .collect();
     // One indexed look-up per deployment in force, never a pass over every run.
     let last: HashMap<String, crate::store::Run> = read(state.db.clone(), move |store| {
@@ -35,7 +35,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<DeploymentJs
         status
             .deployments
             .iter()
-            .map(|d| DeploymentJson::new(d, last.get(&d.name)))
+            .map(|d| DeploymentJson::new(d, last.get(d.name())))
             .collect(),
     ))
 }
@@ -138,7 +138,7 @@ pub async fn resume(
     };
     let last = read(state.db.clone(), move |store| store.runs(&filter)).await?;
     let status = state.status.borrow();
-    match status.deployments.iter().find(|d| d.name == name) {
+    match status.deployments.iter().find(|d| d.name() == name) {
         Some(view) => Ok(Json(DeploymentJson::new(view, last.first()))),
         None => Err(ApiError::NotFound(format!("no deployment named `{name}`"))),
     }

@@ -194,32 +194,27 @@ pub struct DeploymentJson {
 
 impl DeploymentJson {
     pub fn new(d: &DeploymentView, last_run: Option<&Run>) -> DeploymentJson {
+        let dep = d.deployment();
         DeploymentJson {
             last_run: last_run.map(RunJson::from),
-            name: d.name.clone(),
-            file: d.file.clone(),
-            commit: d.commit.clone(),
-            description: d.description.clone(),
-            tags: d.tags.clone(),
-            paused: d.paused,
+            name: dep.name.clone(),
+            file: dep.file.clone(),
+            commit: d.commit.to_string(),
+            description: dep.description.clone(),
+            tags: dep.tags.clone(),
+            paused: dep.paused,
             paused_after_failures: d.paused_after_failures.as_ref().map(|p| PauseJson {
                 since: time_text(p.since),
                 note: p.note.clone(),
             }),
             held_back: d.held_back,
-            next: d
-                .schedules
-                .iter()
-                .filter_map(|s| s.next)
-                .min()
-                .map(time_text),
+            next: d.schedules().filter_map(|s| s.next).min().map(time_text),
             schedules: d
-                .schedules
-                .iter()
+                .schedules()
                 .map(|s| ScheduleJson {
-                    id: s.id.clone(),
-                    description: s.description.clone(),
-                    timezone: s.timezone.clone(),
+                    id: s.id.to_string(),
+                    description: s.description.to_string(),
+                    timezone: s.timezone().to_string(),
                     active: s.active,
                     next: s.next.map(time_text),
                 })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::store::FileError;
+use crate::validate::Deployment;
 
 use super::sync::Attempt;
 
@@ -148,36 +149,156 @@ impl<'a> IntoIterator for &'a DeploymentViews {
     }
 }
 
-#[derive(Debug, Clone)]
+/// One deployment in force as the status shows it. The deployment itself is not copied:
+/// the view points at its file's deployments, shared with the engine (10,000 views cost
+/// about a tenth of 10,000 copies). Beside it, what the run time adds: the commit its runs
+/// execute, a pause after failures, whether its file is held back, and its next fires.
+#[derive(Clone)]
 pub struct DeploymentView {
-    pub name: String,
-    pub file: String,
-    /// The commit its runs execute.
-    pub commit: String,
-    pub description: Option<String>,
-    pub tags: Vec<String>,
-    pub paused: bool,
+    /// Its file's deployments, and its place among them.
+    file: Arc<Vec<Deployment>>,
+    index: usize,
+    /// The commit its runs execute (shared by the views of one file).
+    pub commit: Arc<str>,
     /// Paused at run time after failing runs in a row (not what git says), until resumed.
     pub paused_after_failures: Option<crate::store::Pause>,
     /// True when its file fails at the newest commit and this is the last good version.
     pub held_back: bool,
-    pub schedules: Vec<ScheduleView>,
-    /// Default parameters (a JSON object), and the schema a trigger's are checked against.
-    pub parameters: serde_json::Map<String, serde_json::Value>,
-    pub parameter_schema: Option<serde_json::Value>,
-    pub timeout: Option<std::time::Duration>,
-    pub retries: u32,
+    /// The next fire of each schedule, in the order of the deployment's `schedules`.
+    nexts: Box<[Option<DateTime<Utc>>]>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ScheduleView {
-    pub id: String,
-    pub description: String,
+impl DeploymentView {
+    /// The view of `file[index]`, with no next fire and no pause yet.
+    ///
+    /// # Panics
+    /// When `index` is not a place in `file` (a caller's mistake).
+    pub fn new(
+        file: &Arc<Vec<Deployment>>,
+        index: usize,
+        commit: Arc<str>,
+        held_back: bool,
+    ) -> DeploymentView {
+        let schedules = file[index].schedules.len();
+        DeploymentView {
+            file: Arc::clone(file),
+            index,
+            commit,
+            paused_after_failures: None,
+            held_back,
+            nexts: vec![None; schedules].into_boxed_slice(),
+        }
+    }
+
+    /// The deployment as committed (name, file, parameters, limits, ...).
+    pub fn deployment(&self) -> &Deployment {
+        &self.file[self.index]
+    }
+
+    /// Whether it is the very deployment `file[index]` (not a copy of it).
+    pub fn is_of(&self, file: &Arc<Vec<Deployment>>, index: usize) -> bool {
+        Arc::ptr_eq(&self.file, file) && self.index == index
+    }
+
+    pub fn name(&self) -> &str {
+        &self.deployment().name
+    }
+
+    /// Its schedules with their next fires.
+    pub fn schedules(&self) -> impl ExactSizeIterator<Item = ScheduleView<'_>> + Clone {
+        self.deployment()
+            .schedules
+            .iter()
+            .zip(self.nexts.iter())
+            .map(|(planned, next)| ScheduleView {
+                id: &planned.id,
+                description: &planned.description,
+                schedule: &planned.schedule,
+                active: planned.active,
+                next: *next,
+            })
+    }
+
+    /// Sets the next fire of schedule `id`; false when it has no such schedule.
+    pub fn set_next(&mut self, id: &str, next: Option<DateTime<Utc>>) -> bool {
+        let Some(j) = self.deployment().schedules.iter().position(|s| s.id == id) else {
+            return false;
+        };
+        self.nexts[j] = next;
+        true
+    }
+
+    /// The next fire of schedule `id`, if it has that schedule.
+    pub fn next_of(&self, id: &str) -> Option<Option<DateTime<Utc>>> {
+        let j = self
+            .deployment()
+            .schedules
+            .iter()
+            .position(|s| s.id == id)?;
+        Some(self.nexts[j])
+    }
+}
+
+impl std::fmt::Debug for DeploymentView {
+    /// The deployment it shows, not its whole file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentView")
+            .field("deployment", self.deployment())
+            .field("commit", &self.commit)
+            .field("paused_after_failures", &self.paused_after_failures)
+            .field("held_back", &self.held_back)
+            .field("nexts", &self.nexts)
+            .finish()
+    }
+}
+
+/// Views for tests: a deployment alone in its file, with its schedules' next fires.
+#[cfg(test)]
+impl DeploymentView {
+    pub fn alone(
+        deployment: Deployment,
+        commit: &str,
+        nexts: &[Option<DateTime<Utc>>],
+    ) -> DeploymentView {
+        let mut view = DeploymentView::new(&Arc::new(vec![deployment]), 0, commit.into(), false);
+        view.nexts = nexts.to_vec().into_boxed_slice();
+        assert_eq!(view.nexts.len(), view.deployment().schedules.len());
+        view
+    }
+}
+
+/// A committed schedule for tests.
+#[cfg(test)]
+pub fn planned(id: &str, schedule: crate::schedule::Schedule) -> crate::validate::PlannedSchedule {
+    crate::validate::PlannedSchedule {
+        id: id.into(),
+        fingerprint: id.into(),
+        description: format!("{schedule:?}"),
+        schedule,
+        anchored_at_commit: false,
+        introduced_at: None,
+        active: true,
+        parameters: Default::default(),
+    }
+}
+
+/// One schedule of a [`DeploymentView`]: the schedule as committed, and its next fire.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleView<'a> {
+    pub id: &'a str,
+    /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
+    pub description: &'a str,
     /// The timing itself, for listing upcoming fires and saying it in words.
-    pub schedule: crate::schedule::Schedule,
-    pub timezone: String,
+    pub schedule: &'a crate::schedule::Schedule,
     pub active: bool,
     pub next: Option<DateTime<Utc>>,
+}
+
+impl ScheduleView<'_> {
+    /// Its IANA time zone's name.
+    pub fn timezone(&self) -> &'static str {
+        self.schedule.timezone().name()
+    }
 }
 
 impl Status {
@@ -186,9 +307,8 @@ impl Status {
         self.deployments
             .iter()
             .flat_map(|d| {
-                d.schedules
-                    .iter()
-                    .filter_map(move |s| s.next.map(|n| (d.name.as_str(), n)))
+                d.schedules()
+                    .filter_map(move |s| s.next.map(|n| (d.name(), n)))
             })
             .min_by_key(|(_, n)| *n)
     }

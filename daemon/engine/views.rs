@@ -15,12 +15,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::reconcile::{Applied, AppliedFile};
+use crate::reconcile::Applied;
 use crate::scheduler::{Key, Timer};
 use crate::store::Pause;
 use crate::validate::Deployment;
 
-use super::status::{DeploymentView, DeploymentViews, ScheduleView, Status};
+use super::status::{DeploymentView, DeploymentViews, Status};
 use super::Engine;
 
 /// What [`Engine::publish`] keeps between two publications.
@@ -82,23 +82,33 @@ fn rebuild(
             .files
             .get(path)
             .is_some_and(|built| Arc::ptr_eq(built, &file.deployments));
-        for d in file.deployments.iter() {
+        // One copy of the commit for the views of this file that need it.
+        let mut commit: Option<Arc<str>> = None;
+        let mut commit_of_file =
+            || Arc::clone(commit.get_or_insert_with(|| file.commit.as_str().into()));
+        for (i, d) in file.deployments.iter().enumerate() {
             let at = published.index.get(&d.name).copied();
             moved |= at != Some(views.len());
             let reused = at
                 .filter(|_| unchanged)
-                .and_then(|i| kept.get_mut(i)?.take())
-                .filter(|v| v.name == d.name);
+                .and_then(|j| kept.get_mut(j)?.take())
+                .filter(|v| v.is_of(&file.deployments, i));
             let view = match reused {
                 Some(mut view) => {
-                    if view.commit != file.commit || view.held_back != file.held_back {
+                    if *view.commit != *file.commit || view.held_back != file.held_back {
                         let view = Arc::make_mut(&mut view);
-                        view.commit.clone_from(&file.commit);
+                        view.commit = commit_of_file();
                         view.held_back = file.held_back;
                     }
                     view
                 }
-                None => Arc::new(build(d, file, sources)),
+                None => Arc::new(build(
+                    &file.deployments,
+                    i,
+                    commit_of_file(),
+                    file.held_back,
+                    sources,
+                )),
             };
             views.push(view);
         }
@@ -107,7 +117,7 @@ fn rebuild(
         published.index = views
             .iter()
             .enumerate()
-            .map(|(i, v)| (v.name.clone(), i))
+            .map(|(i, v)| (v.name().to_string(), i))
             .collect();
     }
     published.files = applied
@@ -130,48 +140,36 @@ fn refresh(
             continue;
         };
         let next = sources.timer.next_of(&key);
-        let Some(j) = view.schedules.iter().position(|s| s.id == key.1) else {
-            continue;
-        };
-        if view.schedules[j].next != next {
-            Arc::make_mut(view).schedules[j].next = next;
+        if view.next_of(&key.1).is_some_and(|was| was != next) {
+            Arc::make_mut(view).set_next(&key.1, next);
         }
     }
     for view in views.iter_mut() {
-        let pause = sources.pauses.get(&view.name);
+        let pause = sources.pauses.get(view.name());
         if view.paused_after_failures.as_ref() != pause {
             Arc::make_mut(view).paused_after_failures = pause.cloned();
         }
     }
 }
 
-fn build(d: &Deployment, f: &AppliedFile, sources: &Sources<'_>) -> DeploymentView {
-    DeploymentView {
-        name: d.name.clone(),
-        file: d.file.clone(),
-        commit: f.commit.clone(),
-        description: d.description.clone(),
-        tags: d.tags.clone(),
-        paused: d.paused,
-        paused_after_failures: sources.pauses.get(&d.name).cloned(),
-        held_back: f.held_back,
-        parameters: d.parameters.clone(),
-        parameter_schema: d.parameter_schema.clone(),
-        timeout: d.timeout,
-        retries: d.retries,
-        schedules: d
-            .schedules
-            .iter()
-            .map(|s| ScheduleView {
-                id: s.id.clone(),
-                description: s.description.clone(),
-                schedule: s.schedule.clone(),
-                timezone: s.schedule.timezone().to_string(),
-                active: s.active,
-                next: sources.timer.next_of(&(d.name.clone(), s.id.clone())),
-            })
-            .collect(),
+/// The view of `file[index]`, with its pause and next fires as they are now.
+fn build(
+    file: &Arc<Vec<Deployment>>,
+    index: usize,
+    commit: Arc<str>,
+    held_back: bool,
+    sources: &Sources<'_>,
+) -> DeploymentView {
+    let mut view = DeploymentView::new(file, index, commit, held_back);
+    let d = &file[index];
+    view.paused_after_failures = sources.pauses.get(&d.name).cloned();
+    for s in &d.schedules {
+        view.set_next(
+            &s.id,
+            sources.timer.next_of(&(d.name.clone(), s.id.clone())),
+        );
     }
+    view
 }
 
 #[cfg(test)]

@@ -173,12 +173,11 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
     let next = status
         .deployments
         .iter()
-        .filter(|d| !d.paused)
+        .filter(|d| !d.deployment().paused)
         .flat_map(|d| {
-            d.schedules
-                .iter()
+            d.schedules()
                 .filter(|s| s.active)
-                .filter_map(move |s| s.next.map(|at| (at, d.name.as_str(), s.timezone.as_str())))
+                .filter_map(move |s| s.next.map(|at| (at, d.name(), s.timezone())))
         })
         .min();
     let next = match next {
@@ -238,44 +237,29 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::status::{DeploymentView, ScheduleView, SourceErrorKind};
+    use crate::engine::status::{planned, DeploymentView, SourceErrorKind};
+    use crate::runner::launch::test_deployment;
+    use crate::schedule::Schedule;
     use crate::store::FileError;
+    use crate::validate::desired::Launch;
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
     }
 
     fn deployment(name: &str, paused: bool, schedules: &[(&str, Option<&str>)]) -> DeploymentView {
-        DeploymentView {
-            name: name.into(),
-            file: "prefect.yaml".into(),
-            commit: "abc1234def".into(),
-            description: None,
-            tags: vec![],
-            paused,
-            paused_after_failures: None,
-            held_back: false,
-            parameters: Default::default(),
-            parameter_schema: None,
-            timeout: None,
-            retries: 0,
-            schedules: schedules
-                .iter()
-                .map(|(tz, next)| ScheduleView {
-                    id: "s".into(),
-                    description: "cron".into(),
-                    schedule: crate::schedule::Schedule::cron(
-                        "0 9 * * *",
-                        tz.parse().unwrap_or(crate::schedule::Tz::UTC),
-                        true,
-                    )
-                    .unwrap(),
-                    timezone: (*tz).into(),
-                    active: true,
-                    next: next.map(at),
-                })
-                .collect(),
-        }
+        let mut d = test_deployment(Launch::Command(vec!["true".into()]));
+        d.name = name.into();
+        d.paused = paused;
+        d.schedules = schedules
+            .iter()
+            .map(|(tz, _)| {
+                let tz = tz.parse().expect("a time zone");
+                planned("s", Schedule::cron("0 9 * * *", tz, true).unwrap())
+            })
+            .collect();
+        let nexts: Vec<_> = schedules.iter().map(|(_, next)| next.map(at)).collect();
+        DeploymentView::alone(d, "abc1234def", &nexts)
     }
 
     fn error(message: &str) -> FileError {

@@ -36,7 +36,7 @@ use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
 use crate::manifest::{pointer, push_index, push_token, Node, Span, Value};
 
-pub use desired::{Deployment, DesiredState};
+pub use desired::{Deployment, DesiredState, PlannedSchedule};
 pub use diagnostic::{Code, Diagnostic, Severity};
 use incremental::Names;
 use memo::MemoView;

@@ -44,7 +44,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let status = state.status.borrow().clone();
     let history_url = format!("/runs?deployment={}", percent_encode(&name));
-    let Some(d) = status.deployments.iter().find(|d| d.name == name) else {
+    let Some(d) = status.deployments.iter().find(|d| d.name() == name) else {
         let body = html! {
             h1 { "No deployment " (name) " in force" }
             p { a href=(history_url) { "Its runs, if it had any" } }
@@ -56,6 +56,7 @@ pub async fn show(
             body,
         ));
     };
+    let dep = d.deployment();
     let (history, ended, slots, breaches) = {
         let name = name.clone();
         read(state.db.clone(), move |store| {
@@ -102,8 +103,8 @@ pub async fn show(
         .collect();
     let body = html! {
         (header_section(&status))
-        h1 { (d.name)
-            @if d.paused { " " span.tag title="paused: true in its manifest; Run now still works" { "paused" } }
+        h1 { (dep.name)
+            @if dep.paused { " " span.tag title="paused: true in its manifest; Run now still works" { "paused" } }
             @if d.paused_after_failures.is_some() { " " span.tag.bad title="paused at run time, not by git" { "paused after failures" } }
             @if d.held_back { " " span.tag.bad title="its file fails at the newest commit" { "held back" } }
         }
@@ -111,24 +112,24 @@ pub async fn show(
         section #pause data-live {
             @if let Some(p) = &d.paused_after_failures {
                 p { strong { "Paused after failures" } " since " (utc(Some(p.since))) ": " (p.note) }
-                form.api data-post=(format!("/api/deployments/{}/resume", percent_encode(&d.name))) data-goto="reload" {
+                form.api data-post=(format!("/api/deployments/{}/resume", percent_encode(&dep.name))) data-goto="reload" {
                     button type="submit" { "Resume" } " " output.result {}
                 }
             }
         }
-        @if let Some(text) = &d.description { p { (text) } }
+        @if let Some(text) = &dep.description { p { (text) } }
         dl #about {
-            dt { "Slots" } dd { a href=(format!("/deployments/{}/explain", percent_encode(&d.name))) { "Why didn't it run? What happened at each slot" } }
-            dt { "Source" } dd { code { (d.file) } " at commit " code title=(d.commit) { (short(&d.commit)) } }
-            @if !d.tags.is_empty() { dt { "Tags" } dd { @for t in &d.tags { span.tag { (t) } " " } } }
-            dt { "Timeout" } dd { @if let Some(t) = d.timeout { (seconds_text(t.as_secs_f64())) } @else { "none" } }
-            dt { "Retries" } dd { (d.retries) }
+            dt { "Slots" } dd { a href=(format!("/deployments/{}/explain", percent_encode(&dep.name))) { "Why didn't it run? What happened at each slot" } }
+            dt { "Source" } dd { code { (dep.file) } " at commit " code title=(d.commit) { (short(&d.commit)) } }
+            @if !dep.tags.is_empty() { dt { "Tags" } dd { @for t in &dep.tags { span.tag { (t) } " " } } }
+            dt { "Timeout" } dd { @if let Some(t) = dep.timeout { (seconds_text(t.as_secs_f64())) } @else { "none" } }
+            dt { "Retries" } dd { (dep.retries) }
         }
         h2 { "Schedules" }
-        @if d.schedules.is_empty() {
+        @if dep.schedules.is_empty() {
             p.mute { "No schedules: it runs when triggered." }
         } @else {
-            ul #schedules { @for s in &d.schedules {
+            ul #schedules { @for s in d.schedules() {
                 li { (s.schedule.describe()) @if !s.active { " " span.tag { "inactive" } } " " small.mute { code { (s.description) } } }
             } }
         }
@@ -139,8 +140,8 @@ pub async fn show(
         (form::custom_run(d))
         details {
             summary { "Default parameters and schema" }
-            pre.json #defaults { (serde_json::to_string_pretty(&serde_json::Value::Object(d.parameters.clone())).unwrap_or_default()) }
-            @if let Some(schema) = &d.parameter_schema {
+            pre.json #defaults { (serde_json::to_string_pretty(&serde_json::Value::Object(dep.parameters.clone())).unwrap_or_default()) }
+            @if let Some(schema) = &dep.parameter_schema {
                 pre.json #schema { (serde_json::to_string_pretty(schema).unwrap_or_default()) }
             } @else { p.mute { "No parameter schema is enforced." } }
         }
@@ -162,7 +163,7 @@ pub async fn show(
         } }
         h2 { "Recent runs" }
         div.charts #charts data-live {
-            (charts::durations("durations", &ended, d.timeout))
+            (charts::durations("durations", &ended, dep.timeout))
             (charts::lateness("lateness", &scheduled))
         }
         section #history data-live {
@@ -176,7 +177,7 @@ pub async fn show(
     };
     Ok(page(
         &headers,
-        &format!("sundial: {}", d.name),
+        &format!("sundial: {}", dep.name),
         StatusCode::OK,
         body,
     ))
@@ -185,8 +186,9 @@ pub async fn show(
 /// The next fires of every schedule together, soonest first, each with its zone's time,
 /// UTC, and what DST did to it.
 fn upcoming(d: &DeploymentView) -> Markup {
-    let mut fires: Vec<(DateTime<Utc>, &ScheduleView, Option<String>)> = Vec::new();
-    for s in d.schedules.iter().filter(|s| s.active) {
+    let dep = d.deployment();
+    let mut fires: Vec<(DateTime<Utc>, ScheduleView<'_>, Option<String>)> = Vec::new();
+    for s in d.schedules().filter(|s| s.active) {
         let Some(next) = s.next else { continue };
         let from = next - Duration::milliseconds(1);
         let mut last = next;
@@ -200,13 +202,13 @@ fn upcoming(d: &DeploymentView) -> Markup {
                 wall.format("%Y-%m-%d %H:%M")
             );
             // A dropped wall time is listed where the gap is.
-            fires.push((dropped_instant(s, wall).unwrap_or(last), s, Some(note)));
+            fires.push((dropped_instant(&s, wall).unwrap_or(last), s, Some(note)));
         }
     }
     fires.sort_by_key(|(at, _, _)| *at);
     fires.truncate(UPCOMING);
     html! {
-        @if d.paused {
+        @if dep.paused {
             p.mute { "Paused in its manifest: no scheduled runs." }
         } @else if fires.is_empty() {
             p.mute { "Nothing planned." }
@@ -215,7 +217,7 @@ fn upcoming(d: &DeploymentView) -> Markup {
                 thead { tr { th { "When (schedule's zone)" } th { "UTC" } th { "In" } th { "Schedule" } th { "Note" } } }
                 tbody { @for (at, s, note) in &fires {
                     tr {
-                        td data-label="When" { (in_zone(*at, &s.timezone)) }
+                        td data-label="When" { (in_zone(*at, s.timezone())) }
                         td.wide data-label="UTC" { (utc(Some(*at))) }
                         td data-label="In" { (relative(*at, "until")) }
                         td.wide data-label="Schedule" { (s.schedule.describe()) }
@@ -242,7 +244,7 @@ fn dst_note(shift: DstShift) -> String {
 
 /// The instant a wall time dropped in a spring-forward gap would have been (the gap's
 /// start, where the zone's clock jumps).
-fn dropped_instant(s: &ScheduleView, wall: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+fn dropped_instant(s: &ScheduleView<'_>, wall: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
     let tz = s.schedule.timezone();
     // Just before the gap, the zone's offset is the old one.
@@ -255,32 +257,17 @@ fn dropped_instant(s: &ScheduleView, wall: chrono::NaiveDateTime) -> Option<Date
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::status::planned;
+    use crate::runner::launch::test_deployment;
     use crate::schedule::{Schedule, Tz};
+    use crate::validate::desired::Launch;
 
     fn deployment(cron: &str, next: &str) -> DeploymentView {
         let tz: Tz = "Europe/Madrid".parse().unwrap();
-        DeploymentView {
-            name: "etl".into(),
-            file: "prefect.yaml".into(),
-            commit: "abc".into(),
-            description: None,
-            tags: vec![],
-            paused: false,
-            paused_after_failures: None,
-            held_back: false,
-            parameters: Default::default(),
-            parameter_schema: None,
-            timeout: None,
-            retries: 0,
-            schedules: vec![ScheduleView {
-                id: "s".into(),
-                description: format!("cron {cron} (Europe/Madrid)"),
-                schedule: Schedule::cron(cron, tz, true).unwrap(),
-                timezone: "Europe/Madrid".into(),
-                active: true,
-                next: Some(next.parse().unwrap()),
-            }],
-        }
+        let mut d = test_deployment(Launch::Command(vec!["true".into()]));
+        d.name = "etl".into();
+        d.schedules = vec![planned("s", Schedule::cron(cron, tz, true).unwrap())];
+        DeploymentView::alone(d, "abc", &[Some(next.parse().unwrap())])
     }
 
     /// Madrid springs forward on 2026-03-29 at 02:00 (01:00 UTC).

@@ -18,13 +18,14 @@ use crate::engine::status::DeploymentView;
 
 /// The form for `d`.
 pub fn custom_run(d: &DeploymentView) -> Markup {
-    let post = format!("/api/deployments/{}/runs", percent_encode(&d.name));
-    let properties = d
+    let dep = d.deployment();
+    let post = format!("/api/deployments/{}/runs", percent_encode(&dep.name));
+    let properties = dep
         .parameter_schema
         .as_ref()
         .and_then(|s| s.get("properties"))
         .and_then(Json::as_object);
-    let required: Vec<&str> = d
+    let required: Vec<&str> = dep
         .parameter_schema
         .as_ref()
         .and_then(|s| s.get("required"))
@@ -33,17 +34,17 @@ pub fn custom_run(d: &DeploymentView) -> Markup {
         .unwrap_or_default();
     html! {
         form.api.params #custom-run data-post=(post) data-goto="run" data-params="1" {
-            @match (d.parameter_schema.as_ref(), properties) {
+            @match (dep.parameter_schema.as_ref(), properties) {
                 (Some(root), Some(properties)) => {
                     @for (i, (name, schema)) in properties.iter().enumerate() {
-                        (field(i, name, &resolve(root, schema), d.parameters.get(name), required.contains(&name.as_str())))
+                        (field(i, name, &resolve(root, schema), dep.parameters.get(name), required.contains(&name.as_str())))
                     }
                 }
                 _ => {
                     label {
                         "Parameters (a JSON object merged over the defaults)"
                         textarea #param-all data-param="" data-kind="json" rows="6" {
-                            (serde_json::to_string_pretty(&Json::Object(d.parameters.clone())).unwrap_or_default())
+                            (serde_json::to_string_pretty(&Json::Object(dep.parameters.clone())).unwrap_or_default())
                         }
                     }
                     output for="param-all" {}

@@ -45,7 +45,11 @@ pub async fn index(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let status = state.status.borrow().clone();
-    let names: Vec<String> = status.deployments.iter().map(|d| d.name.clone()).collect();
+    let names: Vec<String> = status
+        .deployments
+        .iter()
+        .map(|d| d.name().to_string())
+        .collect();
     let now = Utc::now();
     let (since, width) = runs::window(None, None, now);
     let (last, recent, slots, skipped, counts) = read(state.db.clone(), move |store| {
@@ -88,7 +92,7 @@ pub async fn index(
                 div.scroll #deployments-box data-live { table.cards #deployments {
                     thead { tr { th { "Name" } th { "Schedules" } th { "Next fire" } th { "Last run" } th {} } }
                     tbody { @for d in &status.deployments {
-                        (deployment_row(d, last.iter().find(|r| r.deployment == d.name)))
+                        (deployment_row(d, last.iter().find(|r| r.deployment == d.name())))
                     } }
                 } }
             }
@@ -115,22 +119,22 @@ pub async fn index(
 }
 
 fn deployment_row(d: &DeploymentView, last: Option<&Run>) -> Markup {
+    let dep = d.deployment();
     let next = d
-        .schedules
-        .iter()
-        .filter_map(|s| s.next.map(|n| (n, s.timezone.as_str())))
+        .schedules()
+        .filter_map(|s| s.next.map(|n| (n, s.timezone())))
         .min_by_key(|(n, _)| *n);
-    let page = format!("/deployments/{}", percent_encode(&d.name));
+    let page = format!("/deployments/{}", percent_encode(&dep.name));
     html! {
-        tr data-deployment=(d.name) {
+        tr data-deployment=(dep.name) {
             td data-label="Name" {
-                a href=(page) { strong { (d.name) } }
-                @if d.paused { " " span.tag { "paused" } }
+                a href=(page) { strong { (dep.name) } }
+                @if dep.paused { " " span.tag { "paused" } }
                 @if let Some(p) = &d.paused_after_failures { " " span.tag.bad title=(p.note) { "paused after failures" } }
                 @if d.held_back { " " span.tag.bad title="its file fails at the newest commit" { "held back" } }
-                br; small.mute { (d.file) }
+                br; small.mute { (dep.file) }
             }
-            td.full data-label="Schedules" { @for s in &d.schedules {
+            td.full data-label="Schedules" { @for s in d.schedules() {
                 div title=(s.description) { (s.schedule.describe()) @if !s.active { " " span.tag { "inactive" } } }
             } }
             td data-label="Next" { (next_fire(next)) }
@@ -138,7 +142,7 @@ fn deployment_row(d: &DeploymentView, last: Option<&Run>) -> Markup {
                 a href=(format!("/runs/{}", r.id)) { (badge(r.state)) } br; small.mute { (utc(r.started_at.or(r.ended_at))) }
             } @else { span.mute { "never" } } }
             td {
-                form.api data-post=(format!("/api/deployments/{}/runs", percent_encode(&d.name))) data-goto="run" {
+                form.api data-post=(format!("/api/deployments/{}/runs", percent_encode(&dep.name))) data-goto="run" {
                     button type="submit" { "Run now" } " " a href=(format!("{page}#custom-run")) { "Custom run" } " " output {}
                 }
             }

@@ -61,7 +61,7 @@ pub async fn list(
     let chart = charts::runs_over_time("over-time", &counts, since, width, BUCKETS, |a, b| {
         bucket_link(deployment.as_deref(), a, b)
     });
-    let mut names: Vec<&str> = status.deployments.iter().map(|d| d.name.as_str()).collect();
+    let mut names: Vec<&str> = status.deployments.iter().map(|d| d.name()).collect();
     if let Some(d) = &filter.deployment {
         if !names.contains(&d.as_str()) {
             names.push(d);
