@@ -6,10 +6,31 @@
 //! manifest, the previous state, the attempts of a burst) until `malloc_trim` returns their
 //! free pages to the system. [`release`] calls it.
 //!
+//! [`tune`], called once at the daemon's start, fixes two of glibc's settings that would
+//! otherwise drift with use:
+//! - blocks of 128 KiB and more are always mapped on their own and unmapped when freed. By
+//!   default glibc raises that threshold (up to 32 MiB) after freeing a large block, so
+//!   the big, short-lived buffers of a scrape of `/metrics` or a page of runs end up in the
+//!   heap, where what lives on beside them keeps their pages;
+//! - at most two arenas. Each thread that allocates gets an arena of its own up to eight
+//!   per core; the blocking threads (git reads, API pages) each kept a few MiB of free,
+//!   scattered memory in theirs.
+//!
 //! Contract: [`release`] changes nothing the program can observe: only free pages of the
 //! allocator, whose contents were garbage, are handed back. Outside Linux with glibc it
 //! does nothing. The code and read-only data pages that start-up touched are left alone:
 //! they are the kernel's page cache, shared and reclaimable, not memory the daemon holds.
+
+/// The allocator settings above; once, before the daemon starts its threads.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's parameters; it takes the main arena's
+    // lock, so it is safe at any time, and it is called before other threads exist.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 128 * 1024);
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
+}
 
 /// Hands the heap's free pages back to the system.
 pub fn release() {

@@ -27,6 +27,43 @@ pub struct Applied {
     by_name: std::collections::HashMap<String, (Arc<str>, usize)>,
 }
 
+/// One deployment in force, shared with its file's version (an `Arc` and a place, not a
+/// copy): what an attempt and a status view hold.
+#[derive(Clone)]
+pub struct SharedDeployment {
+    file: Arc<Vec<Deployment>>,
+    index: usize,
+}
+
+impl SharedDeployment {
+    /// `file[index]`; `None` when there is no such place.
+    pub fn new(file: &Arc<Vec<Deployment>>, index: usize) -> Option<SharedDeployment> {
+        (index < file.len()).then(|| SharedDeployment {
+            file: Arc::clone(file),
+            index,
+        })
+    }
+
+    /// Whether it is the very deployment `file[index]` (not an equal copy).
+    pub fn is(&self, file: &Arc<Vec<Deployment>>, index: usize) -> bool {
+        Arc::ptr_eq(&self.file, file) && self.index == index
+    }
+}
+
+impl std::ops::Deref for SharedDeployment {
+    type Target = Deployment;
+    fn deref(&self) -> &Deployment {
+        &self.file[self.index]
+    }
+}
+
+impl std::fmt::Debug for SharedDeployment {
+    /// The deployment, not its whole file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// The version of one file that is in force.
 #[derive(Debug, Clone)]
 pub struct AppliedFile {
@@ -103,6 +140,16 @@ impl Applied {
         let (path, i) = self.by_name.get(name)?;
         let file = self.files.get(&**path)?;
         Some((file.deployments.get(*i)?, file.commit.as_str()))
+    }
+
+    /// The deployment `name` shared (not copied), with the commit it runs from.
+    pub fn shared(&self, name: &str) -> Option<(SharedDeployment, &str)> {
+        let (path, i) = self.by_name.get(name)?;
+        let file = self.files.get(&**path)?;
+        Some((
+            SharedDeployment::new(&file.deployments, *i)?,
+            file.commit.as_str(),
+        ))
     }
 
     /// Whether schedule `key` (deployment name, schedule id) is in force.

@@ -128,6 +128,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     if args.max_connections == Some(0) {
         bail!("--max-connections 0: give at least 1");
     }
+    crate::memory::tune();
     let open_files = raise_open_file_limit();
     create_state_dir(&args.state_dir)?;
     // Held until the daemon exits: nothing below runs beside another daemon's state.

@@ -19,6 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, watch};
 
+use crate::reconcile::SharedDeployment;
 use crate::runner::contain::{self, Sweeper};
 use crate::runner::launch;
 use crate::runner::process::{self, Exit, ProcessSpec, StopRequest};
@@ -27,7 +28,6 @@ use crate::source::{Checkouts, Repo, SourceConfig};
 use crate::store::RunState;
 use crate::template;
 use crate::validate::desired::PullStep;
-use crate::validate::Deployment;
 
 use super::error_chain;
 
@@ -47,7 +47,7 @@ pub struct RunContext {
 /// One attempt to execute.
 pub struct Attempt {
     pub run_id: i64,
-    pub deployment: Deployment,
+    pub deployment: SharedDeployment,
     pub commit: String,
     /// With the schedule's offset, for `SUNDIAL_SCHEDULED_FOR`; `None` for manual runs.
     pub scheduled_for: Option<DateTime<chrono::FixedOffset>>,

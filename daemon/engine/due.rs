@@ -90,7 +90,7 @@ impl Engine {
         now: DateTime<Utc>,
         horizon: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some((deployment, commit)) = self.applied.deployment(&key.0) else {
+        let Some((deployment, commit)) = self.applied.shared(&key.0) else {
             return Ok(());
         };
         let Some(planned) = deployment.schedules.iter().find(|s| s.id == key.1) else {

@@ -18,6 +18,8 @@ use super::{shown, Engine};
 
 /// After how many ends, once nothing runs, the heap's free pages are given back.
 const RELEASE_AFTER_ENDS: usize = 1_000;
+/// How long after a burst's last end its memory is given back.
+const RELEASE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The fields of one `Finished` event.
 struct End {
@@ -132,7 +134,14 @@ impl Engine {
         // A burst is over: the memory its attempts held goes back to the system.
         if self.running.is_empty() && self.ended_since_release >= RELEASE_AFTER_ENDS {
             self.ended_since_release = 0;
-            tokio::task::spawn_blocking(crate::memory::release);
+            // The table of runs in flight keeps the size of the burst unless told.
+            self.running.shrink_to_fit();
+            // A moment later: what the last ends set free (the attempts' tasks, the views
+            // and status they changed, API pages read meanwhile) is freed after them.
+            tokio::spawn(async {
+                tokio::time::sleep(RELEASE_DELAY).await;
+                let _ = tokio::task::spawn_blocking(crate::memory::release).await;
+            });
         }
         first_error.map_or(Ok(()), Err)
     }

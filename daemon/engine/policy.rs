@@ -26,6 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use crate::reconcile::SharedDeployment;
 use crate::runner::process::StopRequest;
 use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
 use crate::validate::desired::CollisionStrategy;
@@ -93,7 +94,13 @@ impl Engine {
     /// Starts the attempt of a run row already committed as Running. Inside a batch of
     /// claims ([`Engine::batch`]) the run takes its place at once (so limits count it) but
     /// its process waits for the batch's commit.
-    pub(super) fn start(&mut self, id: i64, deployment: &Deployment, commit: &str, row: &NewRun) {
+    pub(super) fn start(
+        &mut self,
+        id: i64,
+        deployment: &SharedDeployment,
+        commit: &str,
+        row: &NewRun,
+    ) {
         let (stop, stop_rx) = watch::channel(None);
         self.running.insert(
             id,
@@ -199,7 +206,7 @@ impl Engine {
         ) {
             return Ok(()); // cancelled meanwhile
         }
-        let Some((deployment, commit)) = self.applied.deployment(&run.deployment) else {
+        let Some((deployment, commit)) = self.applied.shared(&run.deployment) else {
             return self.cancel_waiting(id, "deployment removed", now);
         };
         if deployment.paused {

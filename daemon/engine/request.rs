@@ -230,7 +230,7 @@ impl Engine {
         overrides: Map<String, Json>,
         now: DateTime<Utc>,
     ) -> Result<Run, TriggerError> {
-        let Some((deployment, commit)) = self.applied.deployment(name) else {
+        let Some((deployment, commit)) = self.applied.shared(name) else {
             return Err(TriggerError::UnknownDeployment(name.to_string()));
         };
         let (deployment, commit) = (deployment.clone(), commit.to_string());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::reconcile::SharedDeployment;
 use crate::store::FileError;
 use crate::validate::Deployment;
 
@@ -155,9 +156,7 @@ impl<'a> IntoIterator for &'a DeploymentViews {
 /// execute, a pause after failures, whether its file is held back, and its next fires.
 #[derive(Clone)]
 pub struct DeploymentView {
-    /// Its file's deployments, and its place among them.
-    file: Arc<Vec<Deployment>>,
-    index: usize,
+    deployment: SharedDeployment,
     /// The commit its runs execute (shared by the views of one file).
     pub commit: Arc<str>,
     /// Paused at run time after failing runs in a row (not what git says), until resumed.
@@ -179,10 +178,10 @@ impl DeploymentView {
         commit: Arc<str>,
         held_back: bool,
     ) -> DeploymentView {
-        let schedules = file[index].schedules.len();
+        let deployment = SharedDeployment::new(file, index).expect("a place in the file");
+        let schedules = deployment.schedules.len();
         DeploymentView {
-            file: Arc::clone(file),
-            index,
+            deployment,
             commit,
             paused_after_failures: None,
             held_back,
@@ -192,12 +191,12 @@ impl DeploymentView {
 
     /// The deployment as committed (name, file, parameters, limits, ...).
     pub fn deployment(&self) -> &Deployment {
-        &self.file[self.index]
+        &self.deployment
     }
 
     /// Whether it is the very deployment `file[index]` (not a copy of it).
     pub fn is_of(&self, file: &Arc<Vec<Deployment>>, index: usize) -> bool {
-        Arc::ptr_eq(&self.file, file) && self.index == index
+        self.deployment.is(file, index)
     }
 
     pub fn name(&self) -> &str {
