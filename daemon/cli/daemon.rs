@@ -133,6 +133,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     // Held until the daemon exits: nothing below runs beside another daemon's state.
     let _lock = super::state_lock::lock(&args.state_dir)?;
     ensure_token(&args.state_dir)?;
+    let store = crate::store::StoreSpec::Sqlite(args.state_dir.join("state.db"));
     init_logging(args.log_format);
     warn_if_shared(&args.state_dir);
     let max_connections = args
@@ -158,7 +159,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let limits = api::serve::Limits::new(max_connections);
-    let served = runtime.block_on(serve(args, source, poll, grace, limits, hosts));
+    let served = runtime.block_on(serve(args, store, source, poll, grace, limits, hosts));
     // A blocking task stuck in git (a checkout of a damaged repository) must not hold the
     // exit: the stop has already ended the jobs and recorded them.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -168,6 +169,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     args: &DaemonArgs,
+    store: crate::store::StoreSpec,
     source: SourceConfig,
     poll: Duration,
     grace: Duration,
@@ -196,7 +198,7 @@ async fn serve(
     let api_state = ApiState {
         status: status_rx,
         requests: requests_tx.clone(),
-        db: crate::api::Readers::new(args.state_dir.join("state.db")),
+        db: crate::api::Readers::new(store.clone()),
         logs_dir: args.state_dir.join("logs"),
         token: api::read_token(&args.state_dir)
             .with_context(|| {
@@ -242,6 +244,7 @@ async fn serve(
     let config = EngineConfig {
         source,
         state_dir: args.state_dir.clone(),
+        store,
         poll_interval: poll,
         grace,
         discovery: args.manifests.discovery()?,

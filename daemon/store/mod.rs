@@ -18,8 +18,10 @@ mod notices;
 mod run;
 mod runs;
 mod slots;
+mod spec;
 mod state;
 mod stats;
+mod traits;
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,8 +35,10 @@ pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
 pub use run::{
     NewRun, Progress, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES,
 };
+pub use spec::StoreSpec;
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};
+pub use traits::{StoreRead, StoreWrite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -104,13 +108,16 @@ const READ_STATEMENTS: usize = 64;
 
 /// One connection to the state database. The daemon's writer and each API reader hold
 /// their own; WAL lets readers run while the writer commits.
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
     /// The database file as opened (path, device, inode), to notice it being replaced.
     file: Option<(std::path::PathBuf, u64, u64)>,
     /// Whether this open created the schema (a new, empty database).
     created: bool,
 }
+
+/// The SQLite store, by its older name.
+pub type Store = SqliteStore;
 
 impl Store {
     /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema
