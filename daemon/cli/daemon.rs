@@ -41,6 +41,16 @@ pub struct DaemonArgs {
         default_value = ".sundial"
     )]
     pub state_dir: PathBuf,
+    /// Where run history and schedule state are kept. Unset: the SQLite file `state.db` in
+    /// --state-dir. `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: that PostgreSQL
+    /// database (one daemon at a time for now). The password is never logged.
+    #[arg(
+        long,
+        env = "SUNDIAL_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Address of the HTTP API and dashboard.
     #[arg(
         long,
@@ -133,7 +143,13 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     // Held until the daemon exits: nothing below runs beside another daemon's state.
     let _lock = super::state_lock::lock(&args.state_dir)?;
     ensure_token(&args.state_dir)?;
-    let store = crate::store::StoreSpec::Sqlite(args.state_dir.join("state.db"));
+    let store = crate::store::StoreSpec::from_flag(args.store.as_deref(), &args.state_dir)
+        .map_err(anyhow::Error::msg)?;
+    if let crate::store::StoreSpec::Postgres(target) = &store {
+        target
+            .probe()
+            .map_err(|e| anyhow::anyhow!("--store: {}", crate::engine::error_chain(&e)))?;
+    }
     init_logging(args.log_format);
     warn_if_shared(&args.state_dir);
     let max_connections = args
@@ -241,6 +257,7 @@ async fn serve(
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
     };
+    let store_text = store.clone();
     let config = EngineConfig {
         source,
         state_dir: args.state_dir.clone(),
@@ -268,12 +285,14 @@ async fn serve(
     .await;
     let _ = stop_api_tx.send(true);
     let _ = server.await;
-    let db = args.state_dir.join("state.db");
-    outcome.with_context(|| {
-        format!(
-            "the state database {} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again",
-            db.display()
-        )
+    let what = store_text.describe();
+    outcome.with_context(|| match store_text {
+        crate::store::StoreSpec::Sqlite(_) => format!(
+            "the state database {what} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again"
+        ),
+        crate::store::StoreSpec::Postgres(_) => format!(
+            "the PostgreSQL store {what} failed, and sundial cannot keep its promises without it; check that the server runs and that --store is right, then start sundial again"
+        ),
     })?;
     tracing::info!("stopped");
     Ok(())

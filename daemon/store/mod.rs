@@ -15,6 +15,7 @@ mod breaches;
 mod history;
 mod migrations;
 mod notices;
+pub mod pg;
 mod run;
 mod runs;
 mod slots;
@@ -63,6 +64,16 @@ pub enum StoreError {
     /// The file the daemon opened is no longer at its path (deleted, or replaced).
     #[error("the state database {path} was deleted or replaced while the daemon ran; what it recorded since is lost to the new file, so the daemon stops instead of writing there")]
     Replaced { path: String },
+    #[error("PostgreSQL store error")]
+    Pg(#[from] postgres::Error),
+    /// The PostgreSQL server could not be reached or did not answer in time. `what` is
+    /// the database without its password.
+    #[error("cannot reach the PostgreSQL database {what} ({detail}); check that the server runs and accepts this connection, and that --store is right")]
+    Unavailable { what: String, detail: String },
+    /// A text value longer than `$SUNDIAL_STORE_MAX_VALUE` (PostgreSQL; SQLite says
+    /// `SQLITE_TOOBIG`).
+    #[error("a value of {bytes} bytes is over the store's limit of {limit} bytes ($SUNDIAL_STORE_MAX_VALUE)")]
+    TooBig { bytes: usize, limit: usize },
 }
 
 impl StoreError {
@@ -74,6 +85,8 @@ impl StoreError {
             StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DiskFull
             }
+            // PostgreSQL's disk_full: its disk, which frees up again as well.
+            StoreError::Pg(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
             _ => false,
         }
     }
@@ -88,6 +101,50 @@ impl StoreError {
                 e.code == rusqlite::ErrorCode::TooBig
             }
             StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            StoreError::TooBig { .. } => true,
+            // A value over a limit, too long for its column, or text PostgreSQL refuses
+            // (a NUL byte, which SQLite stores).
+            StoreError::Pg(e) => {
+                use postgres::error::SqlState;
+                [
+                    SqlState::PROGRAM_LIMIT_EXCEEDED,
+                    SqlState::STRING_DATA_RIGHT_TRUNCATION,
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    SqlState::UNTRANSLATABLE_CHARACTER,
+                ]
+                .iter()
+                .any(|code| e.code() == Some(code))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the PostgreSQL server could not be reached, or ended a statement that may
+    /// succeed when tried again (a restart, a timeout, a lock or serialization conflict).
+    /// Never true of SQLite. The engine still treats it as fatal (the daemon stops and
+    /// its service manager starts it again); staying up through it is stage 3 of
+    /// docs/plans/postgres-ha.md.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Pg(e) => {
+                use postgres::error::SqlState;
+                e.is_closed()
+                    || e.code().is_some_and(|code| {
+                        code.code().starts_with("08")
+                            || [
+                                SqlState::ADMIN_SHUTDOWN,
+                                SqlState::CRASH_SHUTDOWN,
+                                SqlState::CANNOT_CONNECT_NOW,
+                                SqlState::TOO_MANY_CONNECTIONS,
+                                SqlState::QUERY_CANCELED,
+                                SqlState::LOCK_NOT_AVAILABLE,
+                                SqlState::T_R_SERIALIZATION_FAILURE,
+                                SqlState::T_R_DEADLOCK_DETECTED,
+                            ]
+                            .contains(code)
+                    })
+            }
             _ => false,
         }
     }

@@ -143,23 +143,24 @@ pub trait StoreWrite: StoreRead {
     fn record_breaches(&mut self, breaches: &[NewBreach], now: DateTime<Utc>) -> R<Vec<Breach>>;
 }
 
-/// Trait methods that call [`SqliteStore`]'s own method of the same name (an inherent
-/// method is found first, so this never calls itself).
+/// Trait methods that call the store's own method of the same name (an inherent method
+/// is found first, so this never calls itself).
 macro_rules! delegate {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    ($store:ty; $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(fn $name(&self $(, $arg: $ty)*) -> $ret {
-            SqliteStore::$name(self $(, $arg)*)
+            <$store>::$name(self $(, $arg)*)
         })*
     };
-    ($(fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    ($store:ty; $(fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(fn $name(&mut self $(, $arg: $ty)*) -> $ret {
-            SqliteStore::$name(self $(, $arg)*)
+            <$store>::$name(self $(, $arg)*)
         })*
     };
 }
+pub(super) use delegate;
 
 impl StoreRead for SqliteStore {
-    delegate! {
+    delegate! { SqliteStore;
         fn run(&self, id: i64) -> R<Option<Run>>;
         fn runs(&self, filter: &RunFilter) -> R<Vec<Run>>;
         fn attempts_of(&self, run: &Run) -> R<Vec<Run>>;
@@ -200,7 +201,7 @@ impl StoreWrite for SqliteStore {
         SqliteStore::created(self)
     }
 
-    delegate! {
+    delegate! { SqliteStore;
         fn begin_batch(&mut self) -> R<()>;
         fn commit_batch(&mut self) -> R<()>;
         fn rollback_batch(&mut self) -> ();
