@@ -41,6 +41,11 @@ fn a_daemon_on_postgres_runs_each_slot_once_through_a_kill_9() {
         !daemon.state_dir.join("state.db").exists(),
         "the SQLite file was made beside --store"
     );
+    let log = daemon.log();
+    let named = db
+        .url
+        .replace("postgres://postgres@", "runs in postgres://postgres@");
+    assert!(log.contains(&named), "{log}");
     daemon.kill_9();
     wait_for_wall_time(chrono::Utc::now() + chrono::Duration::seconds(3));
     daemon.restart();

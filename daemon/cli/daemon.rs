@@ -201,8 +201,13 @@ async fn serve(
             )
         })?;
     let listening = listener.local_addr().unwrap_or(args.listen);
+    // The store's description never holds a password.
+    let runs_in = match &store {
+        crate::store::StoreSpec::Sqlite(_) => String::new(),
+        crate::store::StoreSpec::Postgres(target) => format!(", runs in {}", target.what),
+    };
     tracing::info!(
-        "sundial {} watching {} branch {} (state in {}, API on http://{listening})",
+        "sundial {} watching {} branch {} (state in {}{runs_in}, API on http://{listening})",
         env!("CARGO_PKG_VERSION"),
         source.repo.display(),
         source.branch,

@@ -302,7 +302,12 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Breach>, StoreError> {
         let (noticed, now, limit) = (noticed.clone(), time_text(now), self.max_value);
-        self.write(move |c| {
+        let items = noticed.runs.len()
+            + noticed.health.len()
+            + noticed.breaches.len()
+            + noticed.pauses.len()
+            + noticed.outbox.len();
+        self.write_sized(items, move |c| {
             let mut new = Vec::new();
             let mark = c.prepare("UPDATE runs SET notice_due = false, noticed = $2 WHERE id = $1")?;
             for (id, state) in &noticed.runs {

@@ -56,6 +56,9 @@ const SESSION: &str = "-c statement_timeout=5s -c lock_timeout=2s -c idle_in_tra
 /// `statement_timeout`, so the server ends a slow statement first.
 const CALL_LIMIT: Duration = Duration::from_secs(6);
 
+/// How much longer a write may take for each row or statement it carries.
+const PER_ITEM: Duration = Duration::from_millis(2);
+
 /// How long the migrations at open may take.
 const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -221,6 +224,17 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_sized(1, f)
+    }
+
+    /// [`PgStore::write`] of `items` statements: the call limit grows by
+    /// [`PER_ITEM`] for each (a burst of thousands of rows is not a stuck server).
+    fn write_sized<T: Send + 'static>(
+        &self,
+        items: usize,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let limit = CALL_LIMIT.saturating_add(PER_ITEM.saturating_mul(items as u32));
         let batch = self.batch.get();
         let (begin, end, undo) = match batch {
             Some(_) => (
@@ -230,7 +244,7 @@ impl PgStore {
             ),
             None => ("BEGIN", "COMMIT", "ROLLBACK"),
         };
-        self.conn.call_within(CALL_LIMIT, batch, move |c| {
+        self.conn.call_within(limit, batch, move |c| {
             c.batch_execute(begin)?;
             match f(c) {
                 Ok(answer) => {

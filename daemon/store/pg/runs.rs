@@ -106,7 +106,7 @@ impl PgStore {
                 c.fingerprint.to_string(),
             )
         });
-        self.write(move |c| {
+        self.write_sized(rows.len(), move |c| {
             let ids = insert(c, &rows, &now, limit)?;
             if let Some((deployment, schedule_id, at, fingerprint)) = cursor {
                 set_cursor(c, &deployment, &schedule_id, &at, &fingerprint)?;
@@ -133,7 +133,7 @@ impl PgStore {
 
     pub(super) fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
         let progress = progress.to_vec();
-        self.write(move |c| {
+        self.write_sized(progress.len(), move |c| {
             let began = c.prepare("UPDATE runs SET started_at = $2 WHERE id = $1")?;
             let spawned = c.prepare("UPDATE runs SET pid = $2 WHERE id = $1")?;
             for step in progress {
