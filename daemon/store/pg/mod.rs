@@ -472,3 +472,6 @@ impl StoreWrite for PgStore {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod same;

@@ -1,6 +1,8 @@
 //! For the tests: a fresh database of its own on the test server
 //! (`$SUNDIAL_TEST_POSTGRES`, which `scripts/test.sh` starts with
-//! `scripts/pg-cluster.sh`), dropped when the test ends, so tests run in parallel.
+//! `scripts/pg-cluster.sh`), dropped when the test ends, so tests run in parallel. Its
+//! text order is ICU's English, unlike SQLite's byte order, so the tests show a
+//! statement that forgets `COLLATE "C"`.
 //! Without the variable a PostgreSQL test fails, saying how to get a server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +41,12 @@ impl TestDatabase {
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
         );
-        admin(&server, format!("CREATE DATABASE {name}"));
+        // Text sorts by the ICU's English rules there, not byte by byte: a statement
+        // that relies on the database's order instead of `COLLATE "C"` shows.
+        admin(
+            &server,
+            format!("CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C' TEMPLATE template0"),
+        );
         let (base, _) = server
             .rsplit_once('/')
             .unwrap_or_else(|| panic!("${SERVER_VAR} has no database part: {server}"));
