@@ -130,6 +130,7 @@ impl StoreError {
             StoreError::Pg(e) => {
                 use postgres::error::SqlState;
                 e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
                     || e.code().is_some_and(|code| {
                         code.code().starts_with("08")
                             || [

@@ -86,7 +86,10 @@ impl Conn {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |client| {
-            let _ = tx.send(f(client));
+            let answer = f(client);
+            // Whatever the error said, a connection the server ended is replaced.
+            let closed = client.is_closed() || answer.as_ref().is_err_and(broke);
+            let _ = tx.send((answer, closed));
         });
         let sent = match self.worker.borrow().as_ref() {
             Some(worker) => worker.jobs.send(job).is_ok(),
@@ -97,11 +100,12 @@ impl Conn {
             return Err(self.unavailable("the connection closed".into()));
         }
         match rx.recv_timeout(limit) {
-            Ok(Err(e)) if closes(&e) => {
-                self.worker.replace(None);
-                Err(e)
+            Ok((answer, closed)) => {
+                if closed {
+                    self.worker.replace(None);
+                }
+                answer
             }
-            Ok(answer) => answer,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 self.worker.replace(None);
                 Err(self.unavailable(format!("no answer within {} s", limit.as_secs_f64())))
@@ -166,11 +170,20 @@ impl Conn {
 /// The longest a connection may take to be made.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
-/// Whether an error leaves the connection unusable (the next call connects anew).
-fn closes(error: &StoreError) -> bool {
+/// Whether an error says the connection itself broke: closed, an I/O error, or a FATAL
+/// error (the server ends the session after one, e.g. when it shuts down).
+fn broke(error: &StoreError) -> bool {
+    use postgres::error::Severity;
     match error {
         StoreError::Pg(e) => {
-            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            e.is_closed()
+                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                || e.as_db_error().is_some_and(|db| {
+                    matches!(
+                        db.parsed_severity(),
+                        Some(Severity::Fatal | Severity::Panic)
+                    )
+                })
         }
         _ => false,
     }

@@ -285,3 +285,38 @@ fn a_reader_sees_what_the_writer_committed() {
     let reader = spec.open_reader().unwrap();
     assert_eq!(reader.run(id).unwrap().unwrap().deployment, "etl");
 }
+
+/// A connection lost inside a batch takes the batch with it: the batch's later writes
+/// fail (they are never run outside its transaction), nothing of it stays, and after the
+/// rollback the store connects anew and works.
+#[test]
+fn a_connection_lost_in_a_batch_fails_the_batch_and_the_store_goes_on() {
+    let db = TestDatabase::new();
+    let mut store = PgStore::open(&db.target()).unwrap();
+    let now = at("2026-03-01T09:00:00Z");
+    store.begin_batch().unwrap();
+    StoreWrite::insert_run(&mut store, &slot("a"), now).unwrap();
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let lost = StoreWrite::insert_run(&mut store, &slot("b"), now).unwrap_err();
+    assert!(lost.is_unavailable(), "{lost:?}");
+    let after = StoreWrite::insert_run(&mut store, &slot("c"), now).unwrap_err();
+    assert!(
+        matches!(&after, StoreError::Unavailable { detail, .. } if detail.contains("during a transaction")),
+        "{after:?}"
+    );
+    store.rollback_batch();
+    StoreWrite::insert_run(&mut store, &slot("d"), now).unwrap();
+    let runs = StoreRead::runs(
+        &store,
+        &RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        },
+    )
+    .unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.deployment.as_str()).collect();
+    assert_eq!(names, ["d"]);
+}
