@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need when it is
-# missing (Python tools from PyPI into venvs under target/; git, systemd-analyze and
-# chromium from apt), then checks
+# missing (Python tools from PyPI into venvs under target/; git, systemd-analyze,
+# chromium and PostgreSQL from apt), starts a private PostgreSQL for the run, then checks
 # formatting and lints and runs every test.
 # `.ci/run` runs exactly this.
 set -euo pipefail
@@ -42,6 +42,16 @@ need_deb systemd-analyze systemd
 need_deb chromium chromium
 # The clock-step test moves the daemon's wall clock with libfaketime (Debian's package).
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || install_deb libfaketime libfaketime
+# The PostgreSQL store's tests run against a private cluster of Debian's PostgreSQL, started
+# here for the whole run (scripts/pg-cluster.sh) and stopped when this script exits.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  # Debian's package would otherwise create and start a "main" cluster on port 5432.
+  if [[ $(id -u) -eq 0 ]]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/sundial-tests.conf
+  fi
+  install_deb "PostgreSQL's initdb" postgresql
+fi
 # A real Prefect in its own venv, for the test that runs a Prefect @flow under sundial.
 # (fastapi is held below 0.116: newer ones break Prefect 3.8's temporary server.)
 prefect_python=target/prefect-venv/bin/python
@@ -62,6 +72,10 @@ if ! "$schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; t
   target/schemathesis-venv/bin/python -m pip install --quiet --disable-pip-version-check \
     "schemathesis==$schemathesis_version"
 fi
+
+pg_cluster=$(scripts/pg-cluster.sh start)
+eval "$pg_cluster"
+trap 'scripts/pg-cluster.sh stop "$PG_CLUSTER_DIR"' EXIT
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings

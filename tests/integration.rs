@@ -24,6 +24,7 @@ mod next;
 mod notifications;
 mod pause;
 mod policies;
+mod postgres;
 mod precommit;
 mod prefect;
 mod prestart;

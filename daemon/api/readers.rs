@@ -11,17 +11,16 @@
 //!   re-reads the schema, and its statements are prepared again). One whose read failed
 //!   is closed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ApiError;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, StoreRead, StoreSpec};
 
 /// Read-only connections to the state database, reused across requests.
 #[derive(Clone)]
 pub struct Readers {
-    path: PathBuf,
-    idle: Arc<std::sync::Mutex<Vec<Store>>>,
+    spec: StoreSpec,
+    idle: Arc<std::sync::Mutex<Vec<Box<dyn StoreRead>>>>,
     busy: Arc<tokio::sync::Semaphore>,
     /// How many connections were opened, for the tests.
     #[cfg(test)]
@@ -32,9 +31,9 @@ impl Readers {
     /// The most connections open at once, and kept between reads.
     pub const MAX: usize = 8;
 
-    pub fn new(path: PathBuf) -> Readers {
+    pub fn new(spec: StoreSpec) -> Readers {
         Readers {
-            path,
+            spec,
             idle: Arc::default(),
             busy: Arc::new(tokio::sync::Semaphore::new(Readers::MAX)),
             #[cfg(test)]
@@ -42,25 +41,25 @@ impl Readers {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Store>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn StoreRead>>> {
         // A panic while holding the lock leaves only a list of connections behind.
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn open(&self) -> Result<Store, StoreError> {
+    fn open(&self) -> Result<Box<dyn StoreRead>, StoreError> {
         #[cfg(test)]
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Store::open_read_only(&self.path)
+        self.spec.open_reader()
     }
 }
 
 /// Runs a read on a read-only connection, off the async threads.
 pub(super) async fn read<T: Send + 'static>(
     db: Readers,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     read_with(db, move |store| f(store).map_err(ApiError::from)).await
 }
@@ -69,7 +68,7 @@ pub(super) async fn read<T: Send + 'static>(
 /// thread: the async thread, which the engine shares, then only sends the bytes.
 pub(super) async fn read_with<T: Send + 'static>(
     db: Readers,
-    f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn StoreRead) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let busy = db.busy.clone().acquire_owned().await;
     tokio::task::spawn_blocking(move || {
@@ -78,7 +77,7 @@ pub(super) async fn read_with<T: Send + 'static>(
             Some(store) => store,
             None => db.open()?,
         };
-        let answer = f(&store);
+        let answer = f(&*store);
         if answer.is_ok() {
             db.idle().push(store);
         }
@@ -91,6 +90,7 @@ pub(super) async fn read_with<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use std::sync::atomic::Ordering;
 
     /// Reads as many at once as there may be, again and again: the connections of the
@@ -100,7 +100,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         drop(Store::open(&path).unwrap());
-        let db = Readers::new(path);
+        let db = Readers::new(StoreSpec::Sqlite(path));
         // Each read waits inside until as many are inside as may be.
         let together = Arc::new(std::sync::Barrier::new(Readers::MAX));
         for _ in 0..5 {
@@ -127,7 +127,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         drop(Store::open(&path).unwrap());
-        let db = Readers::new(path);
+        let db = Readers::new(StoreSpec::Sqlite(path));
         let failed = read_with(db.clone(), |_| -> Result<(), ApiError> {
             Err(ApiError::Internal("no".into()))
         });

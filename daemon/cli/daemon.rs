@@ -41,6 +41,16 @@ pub struct DaemonArgs {
         default_value = ".sundial"
     )]
     pub state_dir: PathBuf,
+    /// Where run history and schedule state are kept. Unset: the SQLite file `state.db` in
+    /// --state-dir. `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: that PostgreSQL
+    /// database (one daemon at a time for now). The password is never logged.
+    #[arg(
+        long,
+        env = "SUNDIAL_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Address of the HTTP API and dashboard.
     #[arg(
         long,
@@ -134,6 +144,13 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     // Held until the daemon exits: nothing below runs beside another daemon's state.
     let _lock = super::state_lock::lock(&args.state_dir)?;
     ensure_token(&args.state_dir)?;
+    let store = crate::store::StoreSpec::from_flag(args.store.as_deref(), &args.state_dir)
+        .map_err(anyhow::Error::msg)?;
+    if let crate::store::StoreSpec::Postgres(target) = &store {
+        target
+            .probe()
+            .map_err(|e| anyhow::anyhow!("--store: {}", crate::engine::error_chain(&e)))?;
+    }
     init_logging(args.log_format);
     warn_if_shared(&args.state_dir);
     let max_connections = args
@@ -159,7 +176,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let limits = api::serve::Limits::new(max_connections);
-    let served = runtime.block_on(serve(args, source, poll, grace, limits, hosts));
+    let served = runtime.block_on(serve(args, store, source, poll, grace, limits, hosts));
     // A blocking task stuck in git (a checkout of a damaged repository) must not hold the
     // exit: the stop has already ended the jobs and recorded them.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -169,6 +186,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     args: &DaemonArgs,
+    store: crate::store::StoreSpec,
     source: SourceConfig,
     poll: Duration,
     grace: Duration,
@@ -184,8 +202,13 @@ async fn serve(
             )
         })?;
     let listening = listener.local_addr().unwrap_or(args.listen);
+    // The store's description never holds a password.
+    let runs_in = match &store {
+        crate::store::StoreSpec::Sqlite(_) => String::new(),
+        crate::store::StoreSpec::Postgres(target) => format!(", runs in {}", target.what),
+    };
     tracing::info!(
-        "sundial {} watching {} branch {} (state in {}, API on http://{listening})",
+        "sundial {} watching {} branch {} (state in {}{runs_in}, API on http://{listening})",
         env!("CARGO_PKG_VERSION"),
         source.repo.display(),
         source.branch,
@@ -197,7 +220,7 @@ async fn serve(
     let api_state = ApiState {
         status: status_rx,
         requests: requests_tx.clone(),
-        db: crate::api::Readers::new(args.state_dir.join("state.db")),
+        db: crate::api::Readers::new(store.clone()),
         logs_dir: args.state_dir.join("logs"),
         token: api::read_token(&args.state_dir)
             .with_context(|| {
@@ -240,9 +263,11 @@ async fn serve(
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
     };
+    let store_text = store.clone();
     let config = EngineConfig {
         source,
         state_dir: args.state_dir.clone(),
+        store,
         poll_interval: poll,
         grace,
         discovery: args.manifests.discovery()?,
@@ -266,12 +291,14 @@ async fn serve(
     .await;
     let _ = stop_api_tx.send(true);
     let _ = server.await;
-    let db = args.state_dir.join("state.db");
-    outcome.with_context(|| {
-        format!(
-            "the state database {} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again",
-            db.display()
-        )
+    let what = store_text.describe();
+    outcome.with_context(|| match store_text {
+        crate::store::StoreSpec::Sqlite(_) => format!(
+            "the state database {what} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again"
+        ),
+        crate::store::StoreSpec::Postgres(_) => format!(
+            "the PostgreSQL store {what} failed, and sundial cannot keep its promises without it; check that the server runs and that --store is right, then start sundial again"
+        ),
     })?;
     tracing::info!("stopped");
     Ok(())

@@ -16,7 +16,7 @@ impl Engine {
     /// Handles every schedule that is due at `now`.
     pub(super) fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.ticked_at = Instant::now();
-        self.store.check_file()?;
+        self.store.check_identity()?;
         self.retry_deferred(now)?;
         match self.clock.observe(now, Instant::now()) {
             Some(Jump::Forward(by)) => tracing::warn!("the wall clock jumped forward by {by:?} (suspend or clock step); slots passed over follow each deployment's catch-up policy"),

@@ -58,7 +58,7 @@ use crate::runner::contain;
 use crate::runner::process::StopRequest;
 use crate::scheduler::{ClockWatch, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
-use crate::store::{RunState, Store, StoreError};
+use crate::store::{RunState, StoreError, StoreSpec, StoreWrite};
 
 use attempt::{RunContext, RunEvent};
 use faults::set_aside_old_logs;
@@ -99,6 +99,8 @@ pub fn arm_lead(crowd: usize) -> Duration {
 pub struct EngineConfig {
     pub source: SourceConfig,
     pub state_dir: PathBuf,
+    /// Where the store is (`<state-dir>/state.db` unless `--store` says otherwise).
+    pub store: StoreSpec,
     pub poll_interval: Duration,
     /// SIGTERM → SIGKILL grace for runs (timeouts, cancels, the graceful stop).
     pub grace: Duration,
@@ -121,8 +123,7 @@ pub async fn run(
     mut requests: mpsc::Receiver<Request>,
     lifecycle: Box<dyn Lifecycle>,
 ) -> Result<(), StoreError> {
-    let db = config.state_dir.join("state.db");
-    let store = Store::open(&db)?;
+    let store = config.store.open_writer()?;
     let logs_dir = config.state_dir.join("logs");
     if store.created() {
         set_aside_old_logs(&logs_dir);
@@ -191,7 +192,7 @@ pub async fn run(
     tokio::spawn(sync::run(
         config.source.clone(),
         config.discovery.clone(),
-        db,
+        config.store.clone(),
         config.poll_interval,
         sync_tx,
         force_rx,
@@ -241,7 +242,7 @@ pub async fn run(
 }
 
 struct Engine {
-    store: Store,
+    store: Box<dyn StoreWrite>,
     ctx: Arc<RunContext>,
     applied: Applied,
     timer: Timer,

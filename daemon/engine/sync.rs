@@ -20,7 +20,6 @@
 //! store applied last is read instead and applied as it was (with its files' last good
 //! versions), so the daemon is ready and runs its last good state while the error shows.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -28,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::manifest::discover::Discovery;
 use crate::source::bounded::{self, Reads};
 use crate::source::{watch, Repo, SourceConfig, SourceError, FETCH_TIMEOUT};
-use crate::store::Store;
+use crate::store::StoreSpec;
 use crate::validate::{self, FileOutcome, SourceFile};
 
 use super::error_chain;
@@ -94,7 +93,7 @@ const FETCH_LIMIT: Duration = FETCH_TIMEOUT.saturating_add(Duration::from_secs(3
 pub async fn run(
     config: SourceConfig,
     discovery: Discovery,
-    state_db: PathBuf,
+    state_db: StoreSpec,
     poll: Duration,
     tx: mpsc::Sender<SyncMessage>,
     mut force: mpsc::Receiver<()>,
@@ -214,13 +213,14 @@ async fn last_applied(
     reads: &mut Reads,
     config: &SourceConfig,
     discovery: &Discovery,
-    state_db: &Path,
+    state_db: &StoreSpec,
     limit: Duration,
 ) -> Result<Option<Synced>, String> {
-    let (cfg, discovery, db) = (config.clone(), discovery.clone(), state_db.to_path_buf());
+    let (cfg, discovery, db) = (config.clone(), discovery.clone(), state_db.clone());
     let read = reads
         .run(&config.repo, "reading", limit, move || {
-            let Some(sha) = Store::open_read_only(&db)
+            let Some(sha) = db
+                .open_reader()
                 .ok()
                 .and_then(|store| store.last_commit().ok().flatten())
                 .map(|commit| commit.sha)
@@ -245,7 +245,7 @@ async fn last_applied(
 fn read_head(
     repo: &Repo,
     discovery: &Discovery,
-    state_db: &Path,
+    state_db: &StoreSpec,
     seen: Option<&str>,
     memory: &mut Option<Memory>,
 ) -> Result<Option<Synced>, SourceError> {
@@ -261,7 +261,7 @@ fn read_head(
 fn read_commit(
     repo: &Repo,
     discovery: &Discovery,
-    state_db: &Path,
+    state_db: &StoreSpec,
     head: String,
     first: bool,
     memory: &mut Option<Memory>,
@@ -284,8 +284,8 @@ fn read_commit(
 
 /// After a restart, the engine has no last-known-good versions in memory; read them back
 /// from git at the commit the store remembers for each file that now fails.
-fn seeds(repo: &Repo, state_db: &Path, head: &str, outcomes: &[FileOutcome]) -> Vec<Seed> {
-    let Ok(store) = Store::open_read_only(state_db) else {
+fn seeds(repo: &Repo, state_db: &StoreSpec, head: &str, outcomes: &[FileOutcome]) -> Vec<Seed> {
+    let Ok(store) = state_db.open_reader() else {
         return Vec::new();
     };
     let Ok(good) = store.good_files() else {

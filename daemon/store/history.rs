@@ -161,7 +161,8 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
     use serde_json::json;
 
-    use crate::store::{NewRun, RunFilter, RunState, Store, Trigger};
+    use crate::store::tests::{on_both, Fixture};
+    use crate::store::{NewRun, RunFilter, RunState, Store, StoreWrite, Trigger};
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -188,11 +189,23 @@ mod tests {
         }
     }
 
+    on_both!(
+        filters_combine_and_page_by_id,
+        runs_are_counted_per_hour_and_state,
+        the_attempts_of_a_slot_come_together_with_their_commits,
+        the_newest_run_of_each_named_deployment,
+    );
+
     /// etl: 09:00 Failed then Completed on its retry, 10:00 Completed, 11:30 Failed;
     /// report: 10:15 Completed; and a manual run of report at 12:00.
     fn history() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        fill(&mut store);
+        (dir, store)
+    }
+
+    fn fill(store: &mut dyn StoreWrite) {
         let now = at("2026-03-01T12:00:00Z");
         for r in [
             row("etl", "2026-03-01T09:00:00Z", RunState::Failed, 1),
@@ -208,16 +221,15 @@ mod tests {
         manual.trigger = Trigger::Manual;
         manual.started_at = Some(at("2026-03-01T12:00:00Z"));
         store.insert_run(&manual, now).unwrap().unwrap();
-        (dir, store)
     }
 
     fn ids(runs: &[crate::store::Run]) -> Vec<i64> {
         runs.iter().map(|r| r.id).collect()
     }
 
-    #[test]
-    fn filters_combine_and_page_by_id() {
-        let (_dir, store) = history();
+    fn filters_combine_and_page_by_id(mut f: Fixture) {
+        fill(&mut *f.store);
+        let store = &*f.store;
         let filter = |f: RunFilter| ids(&store.runs(&RunFilter { limit: 10, ..f }).unwrap());
         assert_eq!(filter(RunFilter::default()), [6, 5, 4, 3, 2, 1]);
         let manual = RunFilter {
@@ -245,9 +257,9 @@ mod tests {
         assert_eq!(ids(&store.runs(&page).unwrap()), [3, 2]);
     }
 
-    #[test]
-    fn runs_are_counted_per_hour_and_state() {
-        let (_dir, store) = history();
+    fn runs_are_counted_per_hour_and_state(mut f: Fixture) {
+        fill(&mut *f.store);
+        let store = &*f.store;
         let counts = store
             .run_histogram(None, at("2026-03-01T09:00:00Z"), Duration::hours(1), 3)
             .unwrap();
@@ -276,9 +288,9 @@ mod tests {
         assert_eq!(etl.iter().map(|c| c.bucket).collect::<Vec<_>>(), [1, 3]);
     }
 
-    #[test]
-    fn the_attempts_of_a_slot_come_together_with_their_commits() {
-        let (_dir, store) = history();
+    fn the_attempts_of_a_slot_come_together_with_their_commits(mut f: Fixture) {
+        fill(&mut *f.store);
+        let store = &*f.store;
         let retry = store.run(2).unwrap().unwrap();
         let manual = store.run(6).unwrap().unwrap();
         let slots = store.slot_attempts(&[retry, manual]).unwrap();
@@ -291,9 +303,9 @@ mod tests {
         assert_eq!(got, [(1, 1, "c1"), (2, 2, "c2")]);
     }
 
-    #[test]
-    fn the_newest_run_of_each_named_deployment() {
-        let (_dir, store) = history();
+    fn the_newest_run_of_each_named_deployment(mut f: Fixture) {
+        fill(&mut *f.store);
+        let store = &*f.store;
         let newest = store.newest_runs(&["etl", "report", "gone"]).unwrap();
         assert_eq!(ids(&newest), [5, 6]);
     }

@@ -15,11 +15,14 @@ mod breaches;
 mod history;
 mod migrations;
 mod notices;
+pub mod pg;
 mod run;
 mod runs;
 mod slots;
+mod spec;
 mod state;
 mod stats;
+mod traits;
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,8 +36,10 @@ pub use notices::{NewNotice, Notice, Noticed, OutboxCounts, Pause};
 pub use run::{
     NewRun, Progress, Run, RunFilter, RunState, SlotCursor, Trigger, PAUSED_AFTER_FAILURES,
 };
+pub use spec::StoreSpec;
 pub use state::{AppliedCommit, Cursor, FileError};
 pub use stats::{Lateness, RunCount};
+pub use traits::{StoreRead, StoreWrite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +64,16 @@ pub enum StoreError {
     /// The file the daemon opened is no longer at its path (deleted, or replaced).
     #[error("the state database {path} was deleted or replaced while the daemon ran; what it recorded since is lost to the new file, so the daemon stops instead of writing there")]
     Replaced { path: String },
+    #[error("PostgreSQL store error")]
+    Pg(#[from] postgres::Error),
+    /// The PostgreSQL server could not be reached or did not answer in time. `what` is
+    /// the database without its password.
+    #[error("cannot reach the PostgreSQL database {what} ({detail}); check that the server runs and accepts this connection, and that --store is right")]
+    Unavailable { what: String, detail: String },
+    /// A text value longer than `$SUNDIAL_STORE_MAX_VALUE` (PostgreSQL; SQLite says
+    /// `SQLITE_TOOBIG`).
+    #[error("a value of {bytes} bytes is over the store's limit of {limit} bytes ($SUNDIAL_STORE_MAX_VALUE)")]
+    TooBig { bytes: usize, limit: usize },
 }
 
 impl StoreError {
@@ -70,6 +85,8 @@ impl StoreError {
             StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DiskFull
             }
+            // PostgreSQL's disk_full: its disk, which frees up again as well.
+            StoreError::Pg(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
             _ => false,
         }
     }
@@ -84,6 +101,51 @@ impl StoreError {
                 e.code == rusqlite::ErrorCode::TooBig
             }
             StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            StoreError::TooBig { .. } => true,
+            // A value over a limit, too long for its column, or text PostgreSQL refuses
+            // (a NUL byte, which SQLite stores).
+            StoreError::Pg(e) => {
+                use postgres::error::SqlState;
+                [
+                    SqlState::PROGRAM_LIMIT_EXCEEDED,
+                    SqlState::STRING_DATA_RIGHT_TRUNCATION,
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    SqlState::UNTRANSLATABLE_CHARACTER,
+                ]
+                .iter()
+                .any(|code| e.code() == Some(code))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the PostgreSQL server could not be reached, or ended a statement that may
+    /// succeed when tried again (a restart, a timeout, a lock or serialization conflict).
+    /// Never true of SQLite. The engine still treats it as fatal (the daemon stops and
+    /// its service manager starts it again); staying up through it is stage 3 of
+    /// docs/plans/postgres-ha.md.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Pg(e) => {
+                use postgres::error::SqlState;
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                    || e.code().is_some_and(|code| {
+                        code.code().starts_with("08")
+                            || [
+                                SqlState::ADMIN_SHUTDOWN,
+                                SqlState::CRASH_SHUTDOWN,
+                                SqlState::CANNOT_CONNECT_NOW,
+                                SqlState::TOO_MANY_CONNECTIONS,
+                                SqlState::QUERY_CANCELED,
+                                SqlState::LOCK_NOT_AVAILABLE,
+                                SqlState::T_R_SERIALIZATION_FAILURE,
+                                SqlState::T_R_DEADLOCK_DETECTED,
+                            ]
+                            .contains(code)
+                    })
+            }
             _ => false,
         }
     }
@@ -104,13 +166,16 @@ const READ_STATEMENTS: usize = 64;
 
 /// One connection to the state database. The daemon's writer and each API reader hold
 /// their own; WAL lets readers run while the writer commits.
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
     /// The database file as opened (path, device, inode), to notice it being replaced.
     file: Option<(std::path::PathBuf, u64, u64)>,
     /// Whether this open created the schema (a new, empty database).
     created: bool,
 }
+
+/// The SQLite store, by its older name.
+pub type Store = SqliteStore;
 
 impl Store {
     /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema

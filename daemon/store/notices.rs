@@ -43,7 +43,7 @@ pub struct OutboxCounts {
 }
 
 /// What one pass read and derived, to record at once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Noticed {
     /// Each run read, with the state its events were derived for.
     pub runs: Vec<(i64, RunState)>,

@@ -24,15 +24,150 @@ fn slot(deployment: &str, when: &str) -> NewRun {
     }
 }
 
+/// The store tests run on both stores (`on_both!`): each test is a function of a
+/// [`Fixture`], and its `sqlite` and `postgres` variants call it with each store.
+macro_rules! on_both {
+    ($($test:ident),* $(,)?) => {
+        $(mod $test {
+            #[test]
+            fn sqlite() {
+                super::$test(super::Fixture::sqlite(None))
+            }
+            #[test]
+            fn postgres() {
+                super::$test(super::Fixture::postgres(None))
+            }
+        })*
+    };
+}
+pub(super) use on_both;
+
+on_both!(
+    a_slot_gets_one_row_whatever_happens,
+    runs_move_through_their_states,
+    listings_filter_and_page_newest_first,
+    cursors_only_move_forward_and_travel_with_their_slots,
+    an_interval_anchor_stays_with_its_cursor_until_the_timing_changes,
+    cursors_of_schedules_that_left_are_forgotten,
+    a_failed_attempt_owes_a_retry_decision_until_it_is_made,
+    commits_and_good_files_are_remembered,
+    retention_keeps_the_newest_and_the_unfinished,
+    a_batch_is_one_transaction_committed_or_rolled_back_whole,
+);
+
+/// Inside a batch, a method that fails undoes only itself: the batch goes on and commits
+/// what the other methods wrote (the engine retries a refused row shortened, in the same
+/// batch). On PostgreSQL, where a failed statement aborts the transaction, this is the
+/// savepoint each method takes.
+fn a_failing_method_in_a_batch_undoes_only_itself(
+    limit: Option<i32>,
+    make: fn(Option<i32>) -> Fixture,
+) {
+    let mut f = make(limit);
+    let store = &mut *f.store;
+    let now = at("2026-03-01T09:00:00Z");
+    let mut big = slot("b", "2026-03-01T09:00:00Z");
+    big.parameters = json!({"blob": "x".repeat(5000)});
+    store.begin_batch().unwrap();
+    store
+        .claim_slots(&[slot("a", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    // The first row fits, the second does not: the whole claim is undone, cursor too.
+    let refused = store
+        .claim_slots(
+            &[slot("b", "2026-03-01T08:00:00Z"), big],
+            Some(SlotCursor {
+                deployment: "b",
+                schedule_id: "daily",
+                last_slot: at("2026-03-01T09:00:00Z"),
+                fingerprint: "f",
+            }),
+            now,
+        )
+        .unwrap_err();
+    assert!(refused.is_row_error(), "{refused:?}");
+    store
+        .claim_slots(&[slot("c", "2026-03-01T09:00:00Z")], None, now)
+        .unwrap();
+    store.commit_batch().unwrap();
+    let runs = store
+        .runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.deployment.as_str()).collect();
+    assert_eq!(names, ["c", "a"]);
+    assert_eq!(store.cursor("b", "daily").unwrap(), None);
+}
+
+mod a_failing_method_in_a_batch_undoes_only_itself {
+    #[test]
+    fn sqlite() {
+        super::a_failing_method_in_a_batch_undoes_only_itself(Some(4096), super::Fixture::sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::a_failing_method_in_a_batch_undoes_only_itself(Some(4096), super::Fixture::postgres)
+    }
+}
+
+/// A store to test, open as the engine holds it, and where it lives.
+pub(super) struct Fixture {
+    pub store: Box<dyn StoreWrite>,
+    place: Place,
+}
+
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(pg::testing::TestDatabase),
+}
+
+impl Fixture {
+    /// A new SQLite store; `limit` lowers its value limit (as `$SUNDIAL_STORE_MAX_VALUE`).
+    pub fn sqlite(limit: Option<i32>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        if let Some(limit) = limit {
+            store
+                .conn
+                .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, limit)
+                .unwrap();
+        }
+        Fixture {
+            store: Box::new(store),
+            place: Place::Sqlite(dir),
+        }
+    }
+
+    /// A new PostgreSQL store in a database of its own on the test server.
+    pub fn postgres(limit: Option<i32>) -> Fixture {
+        let db = pg::testing::TestDatabase::new();
+        let mut store = pg::PgStore::open(&db.target()).unwrap();
+        store.limit_values(limit.map(|l| l as usize));
+        Fixture {
+            store: Box::new(store),
+            place: Place::Postgres(db),
+        }
+    }
+
+    /// Closes the store and opens it again (a restart).
+    fn reopen(&mut self) {
+        self.store = match &self.place {
+            Place::Sqlite(dir) => Box::new(Store::open(&dir.path().join("state.db")).unwrap()),
+            Place::Postgres(db) => Box::new(pg::PgStore::open(&db.target()).unwrap()),
+        };
+    }
+}
+
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("state.db")).unwrap();
     (dir, store)
 }
 
-#[test]
-fn a_slot_gets_one_row_whatever_happens() {
-    let (dir, mut store) = open();
+fn a_slot_gets_one_row_whatever_happens(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     let first = store
         .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
@@ -44,9 +179,9 @@ fn a_slot_gets_one_row_whatever_happens() {
             .unwrap(),
         None
     );
-    drop(store);
     // Reopening (a restart) keeps the promise.
-    let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+    f.reopen();
+    let store = &mut *f.store;
     assert_eq!(
         store
             .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
@@ -58,9 +193,8 @@ fn a_slot_gets_one_row_whatever_happens() {
     assert!(store.insert_run(&retry, now).unwrap().is_some());
 }
 
-#[test]
-fn runs_move_through_their_states() {
-    let (_dir, mut store) = open();
+fn runs_move_through_their_states(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     let id = store
         .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
@@ -100,9 +234,8 @@ fn runs_move_through_their_states() {
     assert!(store.unfinished_runs().unwrap().is_empty());
 }
 
-#[test]
-fn listings_filter_and_page_newest_first() {
-    let (_dir, mut store) = open();
+fn listings_filter_and_page_newest_first(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     for minute in 0..5 {
         store
@@ -143,9 +276,8 @@ fn listings_filter_and_page_newest_first() {
     assert_eq!(store.last_runs().unwrap().len(), 2);
 }
 
-#[test]
-fn cursors_only_move_forward_and_travel_with_their_slots() {
-    let (_dir, mut store) = open();
+fn cursors_only_move_forward_and_travel_with_their_slots(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     let ids = store
         .claim_slots(
@@ -174,9 +306,8 @@ fn cursors_only_move_forward_and_travel_with_their_slots() {
     assert_eq!(store.cursor("etl", "other").unwrap(), None);
 }
 
-#[test]
-fn an_interval_anchor_stays_with_its_cursor_until_the_timing_changes() {
-    let (_dir, mut store) = open();
+fn an_interval_anchor_stays_with_its_cursor_until_the_timing_changes(mut f: Fixture) {
+    let store = &mut *f.store;
     let anchor = at("2026-01-02T10:17:23Z");
     store
         .set_cursor("etl", "hourly", at("2026-03-01T09:00:00Z"), "f1")
@@ -206,9 +337,8 @@ fn an_interval_anchor_stays_with_its_cursor_until_the_timing_changes() {
     assert_eq!(store.cursor("etl", "hourly").unwrap().unwrap().anchor, None);
 }
 
-#[test]
-fn cursors_of_schedules_that_left_are_forgotten() {
-    let (_dir, mut store) = open();
+fn cursors_of_schedules_that_left_are_forgotten(mut f: Fixture) {
+    let store = &mut *f.store;
     for (d, s) in [("etl", "daily"), ("etl", "hourly"), ("gone", "daily")] {
         store
             .set_cursor(d, s, at("2026-03-01T09:00:00Z"), "f")
@@ -229,9 +359,8 @@ fn cursors_of_schedules_that_left_are_forgotten() {
     assert_eq!(store.cursor("etl", "hourly").unwrap(), None);
 }
 
-#[test]
-fn a_failed_attempt_owes_a_retry_decision_until_it_is_made() {
-    let (_dir, mut store) = open();
+fn a_failed_attempt_owes_a_retry_decision_until_it_is_made(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     let first = store
         .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
@@ -261,9 +390,8 @@ fn a_failed_attempt_owes_a_retry_decision_until_it_is_made() {
     assert!(store.retry_pending().unwrap().is_empty());
 }
 
-#[test]
-fn commits_and_good_files_are_remembered() {
-    let (_dir, mut store) = open();
+fn commits_and_good_files_are_remembered(mut f: Fixture) {
+    let store = &mut *f.store;
     let commit = AppliedCommit {
         sha: "abc".into(),
         applied_at: at("2026-03-01T09:00:00Z"),
@@ -301,9 +429,8 @@ fn a_newer_schema_is_refused() {
     ));
 }
 
-#[test]
-fn retention_keeps_the_newest_and_the_unfinished() {
-    let (_dir, mut store) = open();
+fn retention_keeps_the_newest_and_the_unfinished(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     let mut ids = Vec::new();
     for minute in 0..6 {
@@ -354,9 +481,8 @@ fn the_database_is_wal_with_full_sync() {
     );
 }
 
-#[test]
-fn a_batch_is_one_transaction_committed_or_rolled_back_whole() {
-    let (_dir, mut store) = open();
+fn a_batch_is_one_transaction_committed_or_rolled_back_whole(mut f: Fixture) {
+    let store = &mut *f.store;
     let now = at("2026-03-01T09:00:00Z");
     store.begin_batch().unwrap();
     // The store's own transactions nest inside it (as savepoints).

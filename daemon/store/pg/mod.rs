@@ -1,0 +1,477 @@
+//! The PostgreSQL store (`--store postgres://…`): the same tables as SQLite (one list of
+//! migrations, `super::migrations`), the same times as text, the same answers.
+//!
+//! Contract:
+//! - Every call runs on the connection's own thread and is bounded in time ([`conn`]).
+//!   A server that cannot be reached is [`StoreError::Unavailable`], naming the database
+//!   without its password ([`Target::what`]).
+//! - Each write method is one transaction, or inside a batch one savepoint: on error it
+//!   sends `ROLLBACK TO SAVEPOINT` before returning, so it undoes only itself (in
+//!   PostgreSQL a failed statement would otherwise abort the whole batch).
+//! - Sessions run with `statement_timeout`, `lock_timeout` and
+//!   `idle_in_transaction_session_timeout`, so a stuck statement or an abandoned
+//!   transaction ends on the server too.
+//! - `$SUNDIAL_STORE_MAX_VALUE` limits each text value as it does on SQLite: a longer one
+//!   is [`StoreError::TooBig`], a row error.
+//!
+//! Non-goals here (docs/plans/postgres-ha.md stages 3-5): the lease, fencing, standbys,
+//! runs spread over nodes, TLS.
+
+mod breaches;
+mod conn;
+mod history;
+mod ledger;
+mod runs;
+pub mod testing;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{Client, Row};
+
+use super::run::{Run, RunState, Trigger};
+use super::traits::delegate;
+use super::{parse_time, StoreError, StoreRead, StoreWrite};
+use conn::Conn;
+
+/// A PostgreSQL database to connect to, from `--store`.
+pub struct Target {
+    config: postgres::Config,
+    /// The database in words, without the password: `postgres://user@host:port/db`.
+    pub what: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+/// The session settings every connection gets.
+const SESSION: &str = "-c statement_timeout=5s -c lock_timeout=2s -c idle_in_transaction_session_timeout=5s -c TimeZone=UTC";
+
+/// How long one call may take before the connection is given up: a little more than
+/// `statement_timeout`, so the server ends a slow statement first.
+const CALL_LIMIT: Duration = Duration::from_secs(6);
+
+/// How much longer a write may take for each row or statement it carries.
+const PER_ITEM: Duration = Duration::from_millis(2);
+
+/// How long the migrations at open may take.
+const MIGRATE_LIMIT: Duration = Duration::from_secs(60);
+
+impl Target {
+    /// Parses a `postgres://` or `postgresql://` URL. The error says what is wrong,
+    /// without the password.
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let mut config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err("sslmode=require needs TLS, which sundial does not speak to PostgreSQL yet; use a local or tunnelled connection".into());
+        }
+        let options = match config.get_options() {
+            Some(own) if !own.is_empty() => format!("{own} {SESSION}"),
+            _ => SESSION.to_string(),
+        };
+        config
+            .options(&options)
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_user_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3);
+        if config.get_application_name().is_none() {
+            config.application_name("sundial");
+        }
+        let what = describe(&config);
+        Ok(Target { config, what })
+    }
+}
+
+impl Target {
+    /// Connects once and asks the server a trivial question: at start, so that an
+    /// unreachable server is an error before anything else starts.
+    pub fn probe(self: &Arc<Target>) -> Result<(), StoreError> {
+        let conn = Conn::new(self.clone(), CALL_LIMIT);
+        conn.call(|c| Ok(c.simple_query("SELECT 1").map(drop)?))
+    }
+}
+
+/// `postgres://user@host:port/db`, never with the password.
+fn describe(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db}", hosts.join(","))
+}
+
+/// A postgres error in words: the server's message, or the client's.
+fn describe_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// One connection to the PostgreSQL store: the engine's writer, or an API reader.
+pub struct PgStore {
+    conn: Conn,
+    /// The generation of the connection a batch was begun on, while one is open.
+    batch: Cell<Option<u64>>,
+    /// Whether this open created the schema.
+    created: bool,
+    /// The random id the schema was created with, to notice a database made anew.
+    store_id: String,
+    /// The longest text value stored (`$SUNDIAL_STORE_MAX_VALUE`), if limited.
+    max_value: Option<usize>,
+}
+
+impl PgStore {
+    /// Connects, creates the schema or brings it up to date, and warns when the server
+    /// does not make commits durable.
+    pub fn open(target: &Arc<Target>) -> Result<PgStore, StoreError> {
+        let conn = Conn::new(target.clone(), CALL_LIMIT);
+        let (created, store_id) =
+            conn.call_within(MIGRATE_LIMIT, None, super::migrations::migrate_postgres)?;
+        let settings = conn.call(|c| {
+            let row = c.query_one(
+                "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+                &[],
+            )?;
+            Ok((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?))
+        })?;
+        if settings.0 == "off" || settings.1 == "off" {
+            tracing::warn!(
+                "the PostgreSQL server {} runs with fsync={} and synchronous_commit={}: a crash of the server may lose committed runs, and a slot may then run twice; turn both on",
+                target.what,
+                settings.0,
+                settings.1
+            );
+        }
+        Ok(PgStore {
+            conn,
+            batch: Cell::new(None),
+            created,
+            store_id,
+            max_value: super::max_value().map(|n| n as usize),
+        })
+    }
+
+    /// Connects a reader of an existing store.
+    pub fn open_reader(target: &Arc<Target>) -> Result<PgStore, StoreError> {
+        let conn = Conn::new(target.clone(), CALL_LIMIT);
+        let store_id = conn.call(read_store_id)?;
+        Ok(PgStore {
+            conn,
+            batch: Cell::new(None),
+            created: false,
+            store_id,
+            max_value: super::max_value().map(|n| n as usize),
+        })
+    }
+
+    /// Sets the longest text value stored, as `$SUNDIAL_STORE_MAX_VALUE` does at open.
+    #[cfg(test)]
+    pub(crate) fn limit_values(&mut self, limit: Option<usize>) {
+        self.max_value = limit;
+    }
+
+    /// Runs a read: plain outside a batch; inside one, in a savepoint on the batch's
+    /// connection, so a failed read does not abort the batch.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.batch.get() {
+            None => self.conn.call(f),
+            Some(_) => self.write(f),
+        }
+    }
+
+    /// Runs a write as one transaction, or one savepoint inside a batch, undone alone on
+    /// error.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_sized(1, f)
+    }
+
+    /// [`PgStore::write`] of `items` statements: the call limit grows by
+    /// [`PER_ITEM`] for each (a burst of thousands of rows is not a stuck server).
+    fn write_sized<T: Send + 'static>(
+        &self,
+        items: usize,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let limit = CALL_LIMIT.saturating_add(PER_ITEM.saturating_mul(items as u32));
+        let batch = self.batch.get();
+        let (begin, end, undo) = match batch {
+            Some(_) => (
+                "SAVEPOINT sundial",
+                "RELEASE SAVEPOINT sundial",
+                "ROLLBACK TO SAVEPOINT sundial; RELEASE SAVEPOINT sundial",
+            ),
+            None => ("BEGIN", "COMMIT", "ROLLBACK"),
+        };
+        self.conn.call_within(limit, batch, move |c| {
+            c.batch_execute(begin)?;
+            match f(c) {
+                Ok(answer) => {
+                    c.batch_execute(end)?;
+                    Ok(answer)
+                }
+                Err(e) => {
+                    let _ = c.batch_execute(undo);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn begin_batch(&mut self) -> Result<(), StoreError> {
+        let generation = self.conn.generation()?;
+        self.conn.call_within(CALL_LIMIT, Some(generation), |c| {
+            Ok(c.batch_execute("BEGIN")?)
+        })?;
+        self.batch.set(Some(generation));
+        Ok(())
+    }
+
+    fn commit_batch(&mut self) -> Result<(), StoreError> {
+        let batch = self.batch.take();
+        self.conn
+            .call_within(CALL_LIMIT, batch, |c| Ok(c.batch_execute("COMMIT")?))
+    }
+
+    fn rollback_batch(&mut self) {
+        if let Some(generation) = self.batch.take() {
+            // A lost connection took its transaction with it.
+            let _ = self.conn.call_within(CALL_LIMIT, Some(generation), |c| {
+                Ok(c.batch_execute("ROLLBACK")?)
+            });
+        }
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    /// A database dropped and made again (or another one at the same address) has
+    /// another store id: [`StoreError::Replaced`], as a deleted SQLite file is.
+    fn check_identity(&self) -> Result<(), StoreError> {
+        let found = self.read(read_store_id);
+        match found {
+            Ok(id) if id == self.store_id => Ok(()),
+            Ok(_) => Err(StoreError::Replaced {
+                path: self.conn.what().to_string(),
+            }),
+            // The tables are gone: a database dropped and made again, empty.
+            Err(StoreError::Pg(e))
+                if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) =>
+            {
+                Err(StoreError::Replaced {
+                    path: self.conn.what().to_string(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn read_store_id(c: &mut Client) -> Result<String, StoreError> {
+    Ok(c.query_one("SELECT store_id FROM sundial_meta", &[])?
+        .try_get(0)?)
+}
+
+/// A statement argument, owned so that it can go to the connection's thread.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// The arguments as the client takes them.
+fn params(args: &[Arg]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| match a {
+            Arg::Text(v) => v as &(dyn ToSql + Sync),
+            Arg::Int(v) => v as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+/// Refuses a text value longer than `limit` (`$SUNDIAL_STORE_MAX_VALUE`), as SQLite's
+/// length limit does (a row error).
+fn fit(limit: Option<usize>, text: &str) -> Result<(), StoreError> {
+    match limit {
+        Some(limit) if text.len() > limit => Err(StoreError::TooBig {
+            bytes: text.len(),
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A run row read with [`super::run::COLUMNS`].
+fn read_run(row: &Row) -> Result<Run, StoreError> {
+    let time = |i: usize| -> Result<_, StoreError> {
+        row.try_get::<_, Option<&str>>(i)?
+            .map(parse_time)
+            .transpose()
+    };
+    let int = |i: usize| -> Result<Option<i64>, StoreError> { Ok(row.try_get(i)?) };
+    let trigger: &str = row.try_get(4)?;
+    let state: &str = row.try_get(5)?;
+    let parameters: &str = row.try_get(9)?;
+    let narrow = |what: &str, v: i64| StoreError::Corrupt(format!("{what} {v}"));
+    Ok(Run {
+        id: row.try_get(0)?,
+        deployment: row.try_get(1)?,
+        schedule_id: row.try_get(2)?,
+        scheduled_for: time(3)?,
+        trigger: Trigger::parse(trigger)
+            .ok_or_else(|| StoreError::Corrupt(format!("trigger {trigger:?}")))?,
+        state: RunState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+        reason: row.try_get(6)?,
+        attempt: {
+            let v: i64 = row.try_get(7)?;
+            u32::try_from(v).map_err(|_| narrow("attempt", v))?
+        },
+        commit: row.try_get(8)?,
+        parameters: serde_json::from_str(parameters)
+            .map_err(|e| StoreError::Corrupt(format!("parameters: {e}")))?,
+        created_at: parse_time(row.try_get(10)?)?,
+        started_at: time(11)?,
+        ended_at: time(12)?,
+        exit_code: int(13)?
+            .map(|v| i32::try_from(v).map_err(|_| narrow("exit code", v)))
+            .transpose()?,
+        pid: int(14)?
+            .map(|v| u32::try_from(v).map_err(|_| narrow("pid", v)))
+            .transpose()?,
+        not_before: time(15)?,
+        retry_pending: row.try_get(16)?,
+        retry_of: row.try_get(17)?,
+    })
+}
+
+/// Every row of a query as runs.
+fn read_runs(rows: Vec<Row>) -> Result<Vec<Run>, StoreError> {
+    rows.iter().map(read_run).collect()
+}
+
+/// A count read as `u64`.
+fn count(row: &Row, i: usize) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(i)?;
+    Ok(v.max(0) as u64)
+}
+
+impl StoreRead for PgStore {
+    delegate! { PgStore;
+        fn run(&self, id: i64) -> Result<Option<Run>, StoreError>;
+        fn runs(&self, filter: &super::RunFilter) -> Result<Vec<Run>, StoreError>;
+        fn attempts_of(&self, run: &Run) -> Result<Vec<Run>, StoreError>;
+        fn retry_pending(&self) -> Result<Vec<Run>, StoreError>;
+        fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError>;
+        fn last_runs(&self) -> Result<Vec<Run>, StoreError>;
+        fn slot_rows(&self, deployment: &str, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<Run>, StoreError>;
+        fn first_slots(&self, deployment: &str) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError>;
+        fn cursor(&self, deployment: &str, schedule_id: &str) -> Result<Option<super::Cursor>, StoreError>;
+        fn last_commit(&self) -> Result<Option<super::AppliedCommit>, StoreError>;
+        fn good_files(&self) -> Result<Vec<(String, String)>, StoreError>;
+        fn newest_runs(&self, deployments: &[&str]) -> Result<Vec<Run>, StoreError>;
+        fn slot_attempts(&self, runs: &[Run]) -> Result<std::collections::HashMap<super::SlotKey, Vec<super::AttemptRef>>, StoreError>;
+        fn run_histogram(&self, deployment: Option<&str>, since: chrono::DateTime<chrono::Utc>, width: chrono::Duration, buckets: i64) -> Result<Vec<super::BucketCount>, StoreError>;
+        fn run_counts(&self) -> Result<Vec<super::RunCount>, StoreError>;
+        fn lateness(&self, bounds: &[f64]) -> Result<super::Lateness, StoreError>;
+        fn applied_at(&self, sha: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+        fn marked_runs(&self, limit: usize) -> Result<Vec<(Run, Option<RunState>)>, StoreError>;
+        fn health(&self, deployment: &str) -> Result<crate::notify::Health, StoreError>;
+        fn pauses(&self) -> Result<Vec<super::Pause>, StoreError>;
+        fn due_notices(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<super::Notice>, StoreError>;
+        fn next_notice_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+        fn next_notice_after(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+        fn outbox_counts(&self) -> Result<super::OutboxCounts, StoreError>;
+        fn notices_of(&self, run_id: i64) -> Result<Vec<(crate::notify::Event, bool, Option<String>)>, StoreError>;
+        fn has_breach(&self, deployment: &str, sla: &str, subject: &str) -> Result<bool, StoreError>;
+        fn breaches(&self, deployment: Option<&str>, limit: usize) -> Result<Vec<super::StoredBreach>, StoreError>;
+        fn breach_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    }
+}
+
+impl StoreWrite for PgStore {
+    fn created(&self) -> bool {
+        PgStore::created(self)
+    }
+
+    fn check_identity(&self) -> Result<(), StoreError> {
+        PgStore::check_identity(self)
+    }
+
+    delegate! { PgStore;
+        fn begin_batch(&mut self) -> Result<(), StoreError>;
+        fn commit_batch(&mut self) -> Result<(), StoreError>;
+        fn rollback_batch(&mut self) -> ();
+        fn insert_run(&mut self, new: &super::NewRun, now: chrono::DateTime<chrono::Utc>) -> Result<Option<i64>, StoreError>;
+        fn claim_slots(&mut self, rows: &[super::NewRun], cursor: Option<super::SlotCursor<'_>>, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Option<i64>>, StoreError>;
+        fn start_run(&mut self, id: i64, commit: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError>;
+        fn record_progress(&mut self, progress: &[super::Progress]) -> Result<(), StoreError>;
+        fn insert_retry(&mut self, ended: i64, next: &super::NewRun, now: chrono::DateTime<chrono::Utc>) -> Result<Option<i64>, StoreError>;
+        fn retry_decided(&mut self, id: i64) -> Result<(), StoreError>;
+        fn finish_run(&mut self, id: i64, state: RunState, exit_code: Option<i32>, reason: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+        fn mark_pending(&mut self, id: i64) -> Result<(), StoreError>;
+        fn prune_runs(&mut self, keep: usize, older_than: chrono::DateTime<chrono::Utc>) -> Result<Vec<i64>, StoreError>;
+        fn set_anchor(&mut self, deployment: &str, schedule_id: &str, anchor: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+        fn set_cursor(&mut self, deployment: &str, schedule_id: &str, at: chrono::DateTime<chrono::Utc>, fingerprint: &str) -> Result<(), StoreError>;
+        fn forget_cursors_except(&mut self, keep: &std::collections::BTreeSet<(String, String)>) -> Result<Vec<(String, String)>, StoreError>;
+        fn forget_cursors(&mut self, keys: &[(String, String)]) -> Result<Vec<(String, String)>, StoreError>;
+        fn record_commit(&mut self, commit: &super::AppliedCommit, good_files: &[String]) -> Result<(), StoreError>;
+        fn forget_file(&mut self, path: &str) -> Result<(), StoreError>;
+        fn set_health(&mut self, deployment: &str, health: &crate::notify::Health) -> Result<(), StoreError>;
+        fn record_noticed(&mut self, noticed: &super::Noticed, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<crate::sla::Breach>, StoreError>;
+        fn resume(&mut self, deployment: &str) -> Result<bool, StoreError>;
+        fn lease_notice(&mut self, id: i64, until: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+        fn prune_outbox(&mut self, before: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError>;
+        fn notice_delivered(&mut self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+        fn notice_failed(&mut self, id: i64, error: &str, retry_at: Option<chrono::DateTime<chrono::Utc>>, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+        fn record_breaches(&mut self, breaches: &[super::NewBreach], now: chrono::DateTime<chrono::Utc>) -> Result<Vec<crate::sla::Breach>, StoreError>;
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod same;
