@@ -294,7 +294,9 @@ fn a_downtime_longer_than_ten_thousand_slots_is_recorded_in_full() {
     let repo = GitRepo::new();
     let text = manifest("frequent", "echo hi", "interval: 1", "");
     repo.commit(&[("deployments/f.yaml", Some(&text))], "frequent");
-    let mut daemon = Daemon::start(repo.path());
+    // Retention keeps every row: the test reads them all (by default it keeps the newest
+    // 1,000 of a deployment, and would prune the summary row under a slow test run).
+    let mut daemon = Daemon::start_with(repo.path(), &["--keep-runs", "100000"]);
     daemon.runs_when("frequent", Duration::from_secs(30), "a run", |runs| {
         runs.iter().any(|r| r.state == RunState::Completed)
     });
