@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 use crate::manifest::limits::format_bytes;
 use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
-use crate::manifest::{pointer, push_index, push_token, Node, Span, Value};
+use crate::manifest::{as_json, pointer, push_index, push_token, Node, Span, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
@@ -306,8 +306,7 @@ fn check_root(
         );
         return Vec::new();
     }
-    let mut instance = root.to_json();
-    let wrong = schema::check(report, root, &instance);
+    let wrong = schema::check(report, root);
     keys::check(report, root, "", &keys::TOP);
     yaml11_booleans(report, root, &mut String::new());
     templates::check(report, root);
@@ -333,14 +332,7 @@ fn check_root(
     let Some(list) = root.get("deployments") else {
         return out;
     };
-    // Each deployment's JSON is taken from the file's (the schema is done with it), not
-    // built again from its node.
-    let jsons = match instance.get_mut("deployments") {
-        Some(Json::Array(items)) => std::mem::take(items),
-        _ => Vec::new(),
-    };
-    debug_assert_eq!(jsons.len(), list.items().len());
-    for (i, (node, json)) in list.items().iter().zip(jsons).enumerate() {
+    for (i, node) in list.items().iter().enumerate() {
         let at = pointer("/deployments", i);
         report.checking_deployment(Some(i));
         if !matches!(node.value, Value::Map(_)) {
@@ -358,7 +350,7 @@ fn check_root(
         }
         *declared += 1;
         check_keys(report, node, &at);
-        let raw = match raw_deployment(json, &at, &wrong) {
+        let raw = match raw_deployment(node, &at, &wrong) {
             Ok(raw) => raw,
             Err(e) => {
                 report.error(
@@ -435,18 +427,24 @@ fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
     }
 }
 
-/// The deployment (`json`, its node as JSON) as the raw model, with every value the schema
-/// found wrong set to null (already reported), so the semantic checks see the rest.
+/// The deployment (`node`, at `at`) as the raw model, with every value the schema found
+/// wrong set to null (already reported), so the semantic checks see the rest. Read straight
+/// from the node when the schema found nothing wrong in it, else from a JSON copy.
 fn raw_deployment(
-    mut json: Json,
+    node: &Node,
     at: &str,
     wrong: &BTreeSet<String>,
 ) -> Result<RawDeployment, serde_json::Error> {
     let below = format!("{at}/");
-    for bad in wrong
+    let mut bad = wrong
         .range(below.clone()..)
         .take_while(|bad| bad.starts_with(&below))
-    {
+        .peekable();
+    if bad.peek().is_none() {
+        return as_json::from_node(node);
+    }
+    let mut json = node.to_json();
+    for bad in bad {
         if let Some(slot) = json.pointer_mut(&bad[at.len()..]) {
             *slot = Json::Null;
         }
