@@ -182,6 +182,27 @@ fn push_escaped(buf: &mut String, token: &str) {
     }
 }
 
+/// One step down a tree: a mapping's key or a list's index. Walks that visit every node
+/// keep a stack of steps and write a pointer ([`pointer_from`]) only for a finding.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The pointer `base` followed by `steps`, escaped.
+pub fn pointer_from(base: &str, steps: &[Step<'_>]) -> String {
+    let mut buf = String::with_capacity(base.len() + 16 * steps.len());
+    buf.push_str(base);
+    for step in steps {
+        match step {
+            Step::Key(key) => push_token(&mut buf, key),
+            Step::Index(i) => push_index(&mut buf, *i),
+        }
+    }
+    buf
+}
+
 /// Appends `/index` to the pointer `buf`, as [`push_token`] does.
 pub fn push_index(buf: &mut String, index: usize) {
     use std::fmt::Write as _;

@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 use crate::manifest::limits::format_bytes;
 use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
-use crate::manifest::{as_json, pointer, push_index, push_token, Node, Span, Value};
+use crate::manifest::{as_json, pointer, pointer_from, Node, Span, Step, Value};
 
 pub use desired::{Deployment, DesiredState};
 pub use diagnostic::{Code, Diagnostic, Severity};
@@ -308,7 +308,7 @@ fn check_root(
     }
     let wrong = schema::check(report, root);
     keys::check(report, root, "", &keys::TOP);
-    yaml11_booleans(report, root, &mut String::new());
+    yaml11_booleans(report, root, &mut Vec::new());
     templates::check(report, root);
 
     let project_root = paths::project_root(&file.repo_path);
@@ -462,35 +462,38 @@ fn is_prefect2_spec(root: &Node) -> bool {
 }
 
 /// `yes`/`no`/`on`/`off` are booleans to Prefect's YAML 1.1 reader and strings to YAML 1.2
-/// tools; say so once per occurrence. `at` is the node's pointer, extended in place while
-/// walking (and restored), so only a warning builds a pointer of its own.
-fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &mut String) {
+/// tools; say so once per occurrence. `steps` lead from the root to the node, kept while
+/// walking (and restored), so only a YAML 1.1 word costs a pointer.
+fn yaml11_booleans<'n>(report: &mut FileReport<'_>, node: &'n Node, steps: &mut Vec<Step<'n>>) {
     match &node.value {
-        // Where a string was expected the type error already says to quote it.
-        Value::Bool(b) if b.is_yaml11_word() && !report.has_error_under(at) => report.warning(
-            at,
-            false,
-            Code::Yaml11Boolean,
-            format!(
-                "`{}` is read as {} (YAML 1.1), but YAML 1.2 tools read it as a string",
-                b.word, b.value
-            ),
-            Some(format!("write `{}`", b.value)),
-        ),
+        Value::Bool(b) if b.is_yaml11_word() => {
+            let at = pointer_from("", steps);
+            // Where a string was expected the type error already says to quote it.
+            if !report.has_error_under(&at) {
+                report.warning(
+                    &at,
+                    false,
+                    Code::Yaml11Boolean,
+                    format!(
+                        "`{}` is read as {} (YAML 1.1), but YAML 1.2 tools read it as a string",
+                        b.word, b.value
+                    ),
+                    Some(format!("write `{}`", b.value)),
+                );
+            }
+        }
         Value::Seq(items) => {
-            let len = at.len();
             for (i, item) in items.iter().enumerate() {
-                push_index(at, i);
-                yaml11_booleans(report, item, at);
-                at.truncate(len);
+                steps.push(Step::Index(i));
+                yaml11_booleans(report, item, steps);
+                steps.pop();
             }
         }
         Value::Map(entries) => {
-            let len = at.len();
             for e in entries {
-                push_token(at, &e.key);
-                yaml11_booleans(report, &e.value, at);
-                at.truncate(len);
+                steps.push(Step::Key(&e.key));
+                yaml11_booleans(report, &e.value, steps);
+                steps.pop();
             }
         }
         _ => {}
