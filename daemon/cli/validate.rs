@@ -115,7 +115,8 @@ fn read_within(path: &Path, limit: u64) -> std::io::Result<Contents> {
     let file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
     let contents = Contents::read_within(size, limit, || {
-        let mut bytes = Vec::new();
+        // Sized by the file (at most `limit`, checked above): read without regrowing.
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
         file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
         Ok::<_, std::io::Error>(bytes)
     })?;

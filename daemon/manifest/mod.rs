@@ -1,10 +1,12 @@
 //! What a manifest file says, before anyone has judged it.
 //!
 //! [`yaml`] turns bytes into a tree of spanned nodes; this module adds the lookups the
-//! checks need (by JSON Pointer, as JSON for the schema) and [`model`] is the raw serde
-//! view of a deployment. Nothing here decides what is valid: that is `validate`'s job, and
-//! only `validate` builds the trusted `DesiredState`.
+//! checks need (by JSON Pointer, as JSON) and [`model`] is the raw serde view of a
+//! deployment; [`as_json`] reads the tree as JSON (for the schema and for serde) without
+//! copying it. Nothing here decides what is valid: that is `validate`'s job, and only
+//! `validate` builds the trusted `DesiredState`.
 
+pub mod as_json;
 pub mod discover;
 pub mod limits;
 pub mod model;
@@ -123,7 +125,7 @@ impl Node {
             Value::Str { text, .. } => Json::String(text.clone()),
             Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
-                let mut map = Map::new();
+                let mut map = Map::with_capacity(entries.len());
                 for e in entries {
                     map.insert(e.key.clone(), e.value.to_json());
                 }
@@ -135,23 +137,70 @@ impl Node {
 
 /// Escapes one reference token of a JSON Pointer.
 pub fn escape_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+    let mut escaped = String::with_capacity(token.len());
+    push_escaped(&mut escaped, token);
+    escaped
 }
 
-/// `base` + `/token`, escaped.
+/// `base` + `/token`, escaped: one allocation, sized for the result.
 pub fn pointer(base: &str, token: impl std::fmt::Display) -> String {
-    format!("{base}/{}", escape_token(&token.to_string()))
+    use std::fmt::Write as _;
+    /// Writes what it is given escaped as one pointer token.
+    struct Escaped<'a>(&'a mut String);
+    impl std::fmt::Write for Escaped<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            push_escaped(self.0, s);
+            Ok(())
+        }
+    }
+    let mut buf = String::with_capacity(base.len() + 24);
+    buf.push_str(base);
+    buf.push('/');
+    let _ = write!(Escaped(&mut buf), "{token}");
+    buf
 }
 
 /// Appends `/token`, escaped, to the pointer `buf`: for walks that extend one buffer and
 /// cut it back (`String::truncate`) instead of building a pointer per node.
 pub fn push_token(buf: &mut String, token: &str) {
     buf.push('/');
-    if token.contains(['~', '/']) {
-        buf.push_str(&escape_token(token));
-    } else {
+    push_escaped(buf, token);
+}
+
+/// Appends `token` escaped (`~` as `~0`, `/` as `~1`) without a copy when it needs none.
+fn push_escaped(buf: &mut String, token: &str) {
+    if !token.contains(['~', '/']) {
         buf.push_str(token);
+        return;
     }
+    for c in token.chars() {
+        match c {
+            '~' => buf.push_str("~0"),
+            '/' => buf.push_str("~1"),
+            c => buf.push(c),
+        }
+    }
+}
+
+/// One step down a tree: a mapping's key or a list's index. Walks that visit every node
+/// keep a stack of steps and write a pointer ([`pointer_from`]) only for a finding.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The pointer `base` followed by `steps`, escaped.
+pub fn pointer_from(base: &str, steps: &[Step<'_>]) -> String {
+    let mut buf = String::with_capacity(base.len() + 16 * steps.len());
+    buf.push_str(base);
+    for step in steps {
+        match step {
+            Step::Key(key) => push_token(&mut buf, key),
+            Step::Index(i) => push_index(&mut buf, *i),
+        }
+    }
+    buf
 }
 
 /// Appends `/index` to the pointer `buf`, as [`push_token`] does.

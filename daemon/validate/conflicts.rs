@@ -20,6 +20,10 @@ pub fn markers(bytes: &[u8]) -> Vec<Marker> {
     let mut found = Vec::new();
     let (mut opens, mut closes) = (false, false);
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        // Every marker starts with one of these: other lines are not even decoded.
+        if !matches!(line.first(), Some(b'<' | b'|' | b'=' | b'>')) {
+            continue;
+        }
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         let role = match marker_of(line) {

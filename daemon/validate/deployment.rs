@@ -43,7 +43,7 @@ pub fn check(
     ctx: &Context<'_>,
     node: &Node,
     at: &str,
-    raw: RawDeployment,
+    mut raw: RawDeployment,
 ) -> Option<Deployment> {
     let errors_before = report.error_count();
     let name = match raw.name.as_deref().map(str::trim) {
@@ -166,7 +166,8 @@ pub fn check(
         );
     }
     let prestart = prestart(report, &jv, &jobs, &launch, &pulled);
-    let parameters = raw.parameters.clone().unwrap_or_default();
+    // Taken, not copied: the checks below read the defaults from `parameters`.
+    let mut parameters = raw.parameters.take().unwrap_or_default();
     let raw_schedules = schedules_of(report, at, &raw);
     // Exactly as many as declared: a deployment is kept in memory for as long as it is in
     // force (a `Vec` grown by `push` would hold room for four).
@@ -209,7 +210,7 @@ pub fn check(
     }
     let parameter_schema =
         ctx.parameter_schemas
-            .check(report, at, &raw, &parameters, &raw_schedules);
+            .check(report, at, &raw, &mut parameters, &raw_schedules);
 
     if raw.is_schedule_active == Some(false) {
         report.error(

@@ -34,7 +34,7 @@ use serde_json::Value as Json;
 use crate::manifest::limits::format_bytes;
 use crate::manifest::model::RawDeployment;
 use crate::manifest::yaml::{self, LoadErrorKind};
-use crate::manifest::{pointer, push_index, push_token, Node, Span, Value};
+use crate::manifest::{as_json, pointer, pointer_from, Node, Span, Step, Value};
 
 pub use desired::{Deployment, DesiredState, PlannedSchedule};
 pub use diagnostic::{Code, Diagnostic, Severity};
@@ -306,10 +306,9 @@ fn check_root(
         );
         return Vec::new();
     }
-    let mut instance = root.to_json();
-    let wrong = schema::check(report, root, &instance);
+    let wrong = schema::check(report, root);
     keys::check(report, root, "", &keys::TOP);
-    yaml11_booleans(report, root, &mut String::new());
+    yaml11_booleans(report, root, &mut Vec::new());
     templates::check(report, root);
 
     let project_root = paths::project_root(&file.repo_path);
@@ -333,14 +332,7 @@ fn check_root(
     let Some(list) = root.get("deployments") else {
         return out;
     };
-    // Each deployment's JSON is taken from the file's (the schema is done with it), not
-    // built again from its node.
-    let jsons = match instance.get_mut("deployments") {
-        Some(Json::Array(items)) => std::mem::take(items),
-        _ => Vec::new(),
-    };
-    debug_assert_eq!(jsons.len(), list.items().len());
-    for (i, (node, json)) in list.items().iter().zip(jsons).enumerate() {
+    for (i, node) in list.items().iter().enumerate() {
         let at = pointer("/deployments", i);
         report.checking_deployment(Some(i));
         if !matches!(node.value, Value::Map(_)) {
@@ -358,7 +350,7 @@ fn check_root(
         }
         *declared += 1;
         check_keys(report, node, &at);
-        let raw = match raw_deployment(json, &at, &wrong) {
+        let raw = match raw_deployment(node, &at, &wrong) {
             Ok(raw) => raw,
             Err(e) => {
                 report.error(
@@ -435,18 +427,24 @@ fn check_keys(report: &mut FileReport<'_>, node: &Node, at: &str) {
     }
 }
 
-/// The deployment (`json`, its node as JSON) as the raw model, with every value the schema
-/// found wrong set to null (already reported), so the semantic checks see the rest.
+/// The deployment (`node`, at `at`) as the raw model, with every value the schema found
+/// wrong set to null (already reported), so the semantic checks see the rest. Read straight
+/// from the node when the schema found nothing wrong in it, else from a JSON copy.
 fn raw_deployment(
-    mut json: Json,
+    node: &Node,
     at: &str,
     wrong: &BTreeSet<String>,
 ) -> Result<RawDeployment, serde_json::Error> {
     let below = format!("{at}/");
-    for bad in wrong
+    let mut bad = wrong
         .range(below.clone()..)
         .take_while(|bad| bad.starts_with(&below))
-    {
+        .peekable();
+    if bad.peek().is_none() {
+        return as_json::from_node(node);
+    }
+    let mut json = node.to_json();
+    for bad in bad {
         if let Some(slot) = json.pointer_mut(&bad[at.len()..]) {
             *slot = Json::Null;
         }
@@ -464,35 +462,38 @@ fn is_prefect2_spec(root: &Node) -> bool {
 }
 
 /// `yes`/`no`/`on`/`off` are booleans to Prefect's YAML 1.1 reader and strings to YAML 1.2
-/// tools; say so once per occurrence. `at` is the node's pointer, extended in place while
-/// walking (and restored), so only a warning builds a pointer of its own.
-fn yaml11_booleans(report: &mut FileReport<'_>, node: &Node, at: &mut String) {
+/// tools; say so once per occurrence. `steps` lead from the root to the node, kept while
+/// walking (and restored), so only a YAML 1.1 word costs a pointer.
+fn yaml11_booleans<'n>(report: &mut FileReport<'_>, node: &'n Node, steps: &mut Vec<Step<'n>>) {
     match &node.value {
-        // Where a string was expected the type error already says to quote it.
-        Value::Bool(b) if b.is_yaml11_word() && !report.has_error_under(at) => report.warning(
-            at,
-            false,
-            Code::Yaml11Boolean,
-            format!(
-                "`{}` is read as {} (YAML 1.1), but YAML 1.2 tools read it as a string",
-                b.word, b.value
-            ),
-            Some(format!("write `{}`", b.value)),
-        ),
+        Value::Bool(b) if b.is_yaml11_word() => {
+            let at = pointer_from("", steps);
+            // Where a string was expected the type error already says to quote it.
+            if !report.has_error_under(&at) {
+                report.warning(
+                    &at,
+                    false,
+                    Code::Yaml11Boolean,
+                    format!(
+                        "`{}` is read as {} (YAML 1.1), but YAML 1.2 tools read it as a string",
+                        b.word, b.value
+                    ),
+                    Some(format!("write `{}`", b.value)),
+                );
+            }
+        }
         Value::Seq(items) => {
-            let len = at.len();
             for (i, item) in items.iter().enumerate() {
-                push_index(at, i);
-                yaml11_booleans(report, item, at);
-                at.truncate(len);
+                steps.push(Step::Index(i));
+                yaml11_booleans(report, item, steps);
+                steps.pop();
             }
         }
         Value::Map(entries) => {
-            let len = at.len();
             for e in entries {
-                push_token(at, &e.key);
-                yaml11_booleans(report, &e.value, at);
-                at.truncate(len);
+                steps.push(Step::Key(&e.key));
+                yaml11_booleans(report, &e.value, steps);
+                steps.pop();
             }
         }
         _ => {}

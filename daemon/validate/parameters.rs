@@ -33,7 +33,7 @@ impl ParameterSchemas {
         report: &mut FileReport<'_>,
         at: &str,
         raw: &RawDeployment,
-        defaults: &Map<String, Json>,
+        defaults: &mut Map<String, Json>,
         schedules: &[(String, RawSchedule)],
     ) -> Option<Json> {
         let schema = raw.parameter_openapi_schema.as_ref()?;
@@ -71,57 +71,82 @@ impl ParameterSchemas {
 }
 
 /// Reports each way the defaults, and each schedule's overrides merged into them, fail
-/// `validator`.
+/// `validator`. The defaults are checked where they are (lent to a JSON object and given
+/// back), not copied.
 fn check_sets(
     report: &mut FileReport<'_>,
     at: &str,
     validator: &Validator,
-    defaults: &Map<String, Json>,
+    defaults: &mut Map<String, Json>,
     schedules: &[(String, RawSchedule)],
 ) {
-    let mut sets = vec![(pointer(at, "parameters"), None, defaults.clone())];
+    let mut seen = Vec::new();
+    let instance = Json::Object(std::mem::take(defaults));
+    let set_at = pointer(at, "parameters");
+    check_set(report, at, validator, &instance, &set_at, None, &mut seen);
+    if let Json::Object(lent) = instance {
+        *defaults = lent;
+    }
     for (sched_at, s) in schedules {
         if let Some(overrides) = &s.parameters {
             let mut merged = defaults.clone();
             merged.extend(overrides.clone());
-            sets.push((pointer(sched_at, "parameters"), Some(overrides), merged));
+            let set_at = pointer(sched_at, "parameters");
+            let instance = Json::Object(merged);
+            check_set(
+                report,
+                at,
+                validator,
+                &instance,
+                &set_at,
+                Some(overrides),
+                &mut seen,
+            );
         }
     }
-    let mut seen = Vec::new();
-    for (set_at, overrides, merged) in sets {
-        let instance = Json::Object(merged);
-        for error in validator.iter_errors(&instance) {
-            let path = error.instance_path().as_str().to_string();
-            let first_key = path
-                .split('/')
-                .nth(1)
-                .unwrap_or_default()
-                .replace("~1", "/")
-                .replace("~0", "~");
-            // Point at the override when the schedule set the value, else at the default.
-            let base = match overrides {
-                Some(o) if o.contains_key(&first_key) => set_at.clone(),
-                _ => pointer(at, "parameters"),
-            };
-            let where_ = format!("{base}{path}");
-            let message = format!(
-                "parameter {}{}",
-                if path.is_empty() {
-                    String::new()
-                } else {
-                    format!("`{}` ", &path[1..])
-                },
-                error
-            );
-            if seen.contains(&(where_.clone(), message.clone())) {
-                continue;
-            }
-            seen.push((where_.clone(), message.clone()));
-            let help = overrides.map(|_| {
-                format!("checked after merging the overrides at {set_at} into the defaults")
-            });
-            report.error(&where_, false, Code::Parameters, message, help);
+}
+
+/// Reports each way one set of parameters (`instance`, at `set_at`) fails `validator`,
+/// once per place and message across the sets of a deployment (`seen`).
+fn check_set(
+    report: &mut FileReport<'_>,
+    at: &str,
+    validator: &Validator,
+    instance: &Json,
+    set_at: &str,
+    overrides: Option<&Map<String, Json>>,
+    seen: &mut Vec<(String, String)>,
+) {
+    for error in validator.iter_errors(instance) {
+        let path = error.instance_path().as_str().to_string();
+        let first_key = path
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .replace("~1", "/")
+            .replace("~0", "~");
+        // Point at the override when the schedule set the value, else at the default.
+        let base = match overrides {
+            Some(o) if o.contains_key(&first_key) => set_at.to_string(),
+            _ => pointer(at, "parameters"),
+        };
+        let where_ = format!("{base}{path}");
+        let message = format!(
+            "parameter {}{}",
+            if path.is_empty() {
+                String::new()
+            } else {
+                format!("`{}` ", &path[1..])
+            },
+            error
+        );
+        if seen.contains(&(where_.clone(), message.clone())) {
+            continue;
         }
+        seen.push((where_.clone(), message.clone()));
+        let help = overrides
+            .map(|_| format!("checked after merging the overrides at {set_at} into the defaults"));
+        report.error(&where_, false, Code::Parameters, message, help);
     }
 }
 

@@ -12,6 +12,7 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value as Json;
 
+use crate::manifest::as_json::YamlJson;
 use crate::manifest::{split_pointer, Node, Value};
 
 use super::diagnostic::Code;
@@ -20,19 +21,24 @@ use super::report::FileReport;
 /// The schema text, as printed by `sundial schema`.
 pub const SCHEMA_TEXT: &str = include_str!("../../schema/deployment-manifest.schema.json");
 
-fn validator() -> &'static Validator {
-    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+/// The schema, compiled once, for instances read from the node tree as they stand
+/// (`manifest::as_json`): no JSON copy of the file is made to check it.
+fn validator() -> &'static Validator<YamlJson> {
+    static VALIDATOR: OnceLock<Validator<YamlJson>> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         let schema: Json = serde_json::from_str(SCHEMA_TEXT).expect("the embedded schema is JSON");
-        jsonschema::draft202012::new(&schema).expect("the embedded schema compiles")
+        jsonschema::options_for::<YamlJson>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&schema)
+            .expect("the embedded schema compiles")
     })
 }
 
-/// Checks `instance` (the file as JSON) and reports each finding; returns the pointers of
-/// the nodes found wrong, so later checks can treat those values as absent.
-pub fn check(report: &mut FileReport<'_>, root: &Node, instance: &Json) -> BTreeSet<String> {
+/// Checks the file (its `root` node, read as JSON) and reports each finding; returns the
+/// pointers of the nodes found wrong, so later checks can treat those values as absent.
+pub fn check(report: &mut FileReport<'_>, root: &Node) -> BTreeSet<String> {
     let mut wrong = BTreeSet::new();
-    for error in validator().iter_errors(instance) {
+    for error in validator().iter_errors(root) {
         translate(report, root, &error, &mut wrong);
     }
     wrong

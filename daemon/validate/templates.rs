@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use crate::manifest::{pointer, push_index, push_token, Node, Value};
+use crate::manifest::{pointer, pointer_from, Node, Step, Value};
 use crate::template::{placeholders, Placeholder};
 
 use super::diagnostic::Code;
@@ -85,21 +85,21 @@ pub fn check(report: &mut FileReport<'_>, root: &Node) {
                     walk_deployment(report, d, &pointer(&at, i), &ids);
                 }
             }
-            "name" => walk(report, &entry.value, &mut at.clone(), &ids, true),
+            "name" => walk(report, &entry.value, &at, &mut Vec::new(), &ids, true),
             _ => {}
         }
     }
 }
 
 fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepIds) {
+    let mut steps = Vec::new();
     for entry in d.entries() {
         let key = entry.key.as_str();
         if IGNORED_DEPLOYMENT_KEYS.contains(&key) {
             continue;
         }
-        let mut here = pointer(at, &entry.key);
         match key {
-            "pull" => walk_pull(report, &entry.value, &here, ids),
+            "pull" => walk_pull(report, &entry.value, &pointer(at, key), ids),
             // Checked by `notify`: only `{{ $NAME }}` resolves there.
             "notifications" => {}
             "work_pool" => {
@@ -107,24 +107,31 @@ fn walk_deployment(report: &mut FileReport<'_>, d: &Node, at: &str, ids: &StepId
                     if pool_entry.key != "job_variables" {
                         continue;
                     }
-                    let mut jv_at = pointer(&here, &pool_entry.key);
-                    let len = jv_at.len();
                     for jv in pool_entry.value.entries() {
                         if super::keys::JOB_VARIABLES.honours(&jv.key) {
-                            push_token(&mut jv_at, &jv.key);
-                            walk(report, &jv.value, &mut jv_at, ids, false);
-                            jv_at.truncate(len);
+                            steps.clear();
+                            steps.extend([
+                                Step::Key(key),
+                                Step::Key(&pool_entry.key),
+                                Step::Key(&jv.key),
+                            ]);
+                            walk(report, &jv.value, at, &mut steps, ids, false);
                         }
                     }
                 }
             }
-            _ => walk(
-                report,
-                &entry.value,
-                &mut here,
-                ids,
-                INFORMATIONAL_KEYS.contains(&key),
-            ),
+            _ => {
+                steps.clear();
+                steps.push(Step::Key(key));
+                walk(
+                    report,
+                    &entry.value,
+                    at,
+                    &mut steps,
+                    ids,
+                    INFORMATIONAL_KEYS.contains(&key),
+                );
+            }
         }
     }
 }
@@ -134,39 +141,43 @@ fn walk_pull(report: &mut FileReport<'_>, steps: &Node, at: &str, ids: &StepIds)
         if CHECKOUT_STEPS.contains(&step_name(step)) {
             continue;
         }
-        walk(report, step, &mut pointer(at, i), ids, false);
+        walk(report, step, at, &mut vec![Step::Index(i)], ids, false);
     }
 }
 
-/// Checks every string under `node`; `at` is its pointer, extended in place while walking
-/// (and restored), so only a finding builds a pointer of its own.
-fn walk(
+/// Checks every string under `node`, whose pointer is `at` followed by `steps`; the steps
+/// are kept while walking (and restored), so only a placeholder costs a pointer.
+fn walk<'n>(
     report: &mut FileReport<'_>,
-    node: &Node,
-    at: &mut String,
+    node: &'n Node,
+    at: &str,
+    steps: &mut Vec<Step<'n>>,
     ids: &StepIds,
     informational: bool,
 ) {
     match &node.value {
         Value::Str { text, .. } => {
-            for p in placeholders(text) {
-                judge(report, at, &p, ids, informational);
+            let found = placeholders(text);
+            if found.is_empty() {
+                return;
+            }
+            let here = pointer_from(at, steps);
+            for p in found {
+                judge(report, &here, &p, ids, informational);
             }
         }
         Value::Seq(items) => {
-            let len = at.len();
             for (i, item) in items.iter().enumerate() {
-                push_index(at, i);
-                walk(report, item, at, ids, informational);
-                at.truncate(len);
+                steps.push(Step::Index(i));
+                walk(report, item, at, steps, ids, informational);
+                steps.pop();
             }
         }
         Value::Map(entries) => {
-            let len = at.len();
             for e in entries {
-                push_token(at, &e.key);
-                walk(report, &e.value, at, ids, informational);
-                at.truncate(len);
+                steps.push(Step::Key(&e.key));
+                walk(report, &e.value, at, steps, ids, informational);
+                steps.pop();
             }
         }
         _ => {}

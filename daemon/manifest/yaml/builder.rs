@@ -18,6 +18,11 @@ use super::{Cost, Entry, LoadError, LoadErrorKind, Node, Pos, Span, Value};
 /// every bound before its value is copied.
 pub(super) struct Builder {
     anchors: HashMap<usize, Anchored>,
+    /// The items of every open list, innermost last: a list's items are moved from here
+    /// into a vector of their exact number when it closes (no growth, no spare room).
+    items: Vec<Node>,
+    /// The entries of every open mapping, the same way.
+    entries: Vec<Entry>,
     pub(super) cost: Cost,
     byte_limit: usize,
     pub(super) errors: Vec<LoadError>,
@@ -44,9 +49,11 @@ struct Open {
 }
 
 enum OpenKind {
-    Seq(Vec<Node>),
+    /// Its items are `Builder::items[start..]`.
+    Seq { start: usize },
     Map {
-        entries: Vec<Entry>,
+        /// Its entries are `Builder::entries[start..]`.
+        start: usize,
         /// Where each key of `entries` is, so a mapping of many keys costs linear time;
         /// kept only once the mapping has [`INDEXED`] keys (below that a scan is cheaper).
         index: HashMap<String, usize>,
@@ -86,6 +93,8 @@ impl Builder {
     pub(super) fn new(byte_limit: usize) -> Builder {
         Builder {
             anchors: HashMap::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             cost: Cost::default(),
             byte_limit,
             errors: Vec::new(),
@@ -148,10 +157,12 @@ impl Builder {
                     self.cost.depth = self.cost.depth.max(level);
                     self.charge(span, 1, 0)?;
                     let kind = if matches!(event, Event::SequenceStart(..)) {
-                        OpenKind::Seq(Vec::new())
+                        OpenKind::Seq {
+                            start: self.items.len(),
+                        }
                     } else {
                         OpenKind::Map {
-                            entries: Vec::new(),
+                            start: self.entries.len(),
                             index: HashMap::new(),
                             merged: Vec::new(),
                             merged_keys: HashSet::new(),
@@ -280,18 +291,18 @@ impl Builder {
         merge: bool,
     ) -> Result<(), LoadError> {
         parent.height = parent.height.max(height);
-        let (entries, index, merged, merged_keys, pending) = match &mut parent.kind {
-            OpenKind::Seq(items) => {
-                items.push(node);
+        let (start, index, merged, merged_keys, pending) = match &mut parent.kind {
+            OpenKind::Seq { .. } => {
+                self.items.push(node);
                 return Ok(());
             }
             OpenKind::Map {
-                entries,
+                start,
                 index,
                 merged,
                 merged_keys,
                 key,
-            } => (entries, index, merged, merged_keys, key),
+            } => (*start, index, merged, merged_keys, key),
         };
         let Some(key) = pending.take() else {
             *pending = Some(Key { node, merge });
@@ -308,7 +319,8 @@ impl Builder {
             // too, so the count stays an upper bound of what the tree holds.
             self.charge(key_span, 0, key.len())?;
         }
-        if let Some(first) = position(entries, index, &key).map(|i| &entries[i]) {
+        let entries = &mut self.entries;
+        if let Some(first) = position(&entries[start..], index, &key).map(|i| &entries[start + i]) {
             self.errors.push(LoadError {
                 kind: LoadErrorKind::DuplicateKey,
                 span: key_span,
@@ -320,11 +332,17 @@ impl Builder {
             });
             return Ok(());
         }
-        if entries.len() + 1 == INDEXED {
-            index.extend(entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)));
+        let count = entries.len() - start;
+        if count + 1 == INDEXED {
+            index.extend(
+                entries[start..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.key.clone(), i)),
+            );
         }
-        if entries.len() + 1 >= INDEXED {
-            index.insert(key.clone(), entries.len());
+        if count + 1 >= INDEXED {
+            index.insert(key.clone(), count);
         }
         entries.push(Entry {
             key,
@@ -337,18 +355,20 @@ impl Builder {
     /// The value of a list or mapping whose end was read, with the levels it holds.
     fn close(&mut self, closed: Open) -> (Node, usize) {
         let value = match closed.kind {
-            OpenKind::Seq(items) => Value::Seq(items),
+            OpenKind::Seq { start } => Value::Seq(self.items.drain(start..).collect()),
             OpenKind::Map {
-                mut entries,
+                start,
                 index,
                 merged,
                 ..
             } => {
-                let explicit = entries.len();
+                let explicit = &self.entries[start..];
                 let merged: Vec<Entry> = merged
                     .into_iter()
-                    .filter(|e| position(&entries[..explicit], &index, &e.key).is_none())
+                    .filter(|e| position(explicit, &index, &e.key).is_none())
                     .collect();
+                let mut entries = Vec::with_capacity(explicit.len() + merged.len());
+                entries.extend(self.entries.drain(start..));
                 entries.extend(merged);
                 Value::Map(entries)
             }
