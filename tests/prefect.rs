@@ -269,7 +269,9 @@ fn module_and_file_entrypoints_run_with_their_parameters_and_env_placeholders_re
         "import json, os\n\nasync def run(word):\n    open(os.path.join({:?}, 'file.json'), 'w').write(json.dumps({{'word': word}}))\n",
         out.display().to_string()
     );
-    let anchor = soon(2);
+    // Far enough ahead that a slow start (a loaded machine) still applies the commit
+    // before the slot: a slot due before its schedule is applied is not run.
+    let anchor = soon(6);
     let text = format!(
         "deployments:\n- name: by-module\n  entrypoint: pkg.jobs:run\n  parameters: {{a: 40}}\n  work_pool:\n    job_variables:\n      env: {{HOME_SEEN: \"{{{{ $HOME }}}}\"}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: by-file\n  entrypoint: scripts/job.py:run\n  parameters: {{word: hi}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: unset-var\n  work_pool:\n    job_variables:\n      command: echo {{{{ $SUNDIAL_TEST_SURELY_UNSET }}}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n"
     );
@@ -326,7 +328,8 @@ fn a_subfolder_manifest_with_root_relative_entrypoints_runs_them() {
             out.display().to_string()
         )
     };
-    let anchor = soon(2);
+    // Far enough ahead that a slow start still applies the commit before the slot.
+    let anchor = soon(6);
     let text = format!(
         "# written by `prefect deploy` at the repository root\nname: jobs\nprefect-version: 3.1.0\nbuild: null\npush: null\npull: null\ndeployments:\n- name: root-file\n  description: null\n  entrypoint: flows/job.py:run\n  parameters: {{word: file}}\n  work_pool:\n    name: local\n    job_variables:\n      working_dir: flows\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n- name: root-module\n  entrypoint: lib.tasks:run\n  parameters: {{word: module}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{anchor}\"\n"
     );
