@@ -16,6 +16,7 @@ mod history;
 mod migrations;
 mod notices;
 mod run;
+mod run_json;
 mod runs;
 mod slots;
 mod state;
