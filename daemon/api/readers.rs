@@ -65,7 +65,7 @@ pub(super) async fn read<T: Send + 'static>(
 }
 
 /// [`read`] for a handler that also builds its answer (its JSON text) on the blocking
-/// thread: the async thread, which the engine shares, then only sends the bytes.
+/// thread: the API's async thread (its own, beside the engine's) then only sends the bytes.
 pub(super) async fn read_with<T: Send + 'static>(
     db: Readers,
     f: impl FnOnce(&dyn StoreRead) -> Result<T, ApiError> + Send + 'static,

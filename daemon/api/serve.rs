@@ -19,6 +19,9 @@
 //!   once a minute and retried after a short pause; it never ends serving.
 //! - [`serve`] returns once `stop` turns true and the open connections have finished the
 //!   request they were serving (idle ones close at once), or after [`STOP_WAIT`].
+//! - [`spawn`] serves on a thread and runtime of its own (whose blocking pool does the
+//!   reads), so nothing the engine's thread does (a retention pass over a million rows)
+//!   holds an answer back, and answers take nothing from the engine's thread.
 //!
 //! Non-goals: HTTP/2 and TLS (put a reverse proxy in front for those).
 
@@ -75,6 +78,32 @@ pub fn max_connections_for(open_files: u64) -> usize {
     usize::try_from(open_files / 4)
         .unwrap_or(usize::MAX)
         .clamp(16, 1024)
+}
+
+/// [`serve`] on a thread named `sundial-api` with its own runtime; the thread ends when
+/// [`serve`] returns (join it after sending `stop`).
+pub fn spawn(
+    listener: std::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("sundial-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                // Registered with this runtime's reactor, not the one that bound it.
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, router, limits, stop).await,
+                    Err(e) => tracing::error!("HTTP: cannot serve on the listener: {e}"),
+                }
+            });
+            // A read stuck in the blocking pool must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
 }
 
 /// Serves `router` on `listener` until `stop` turns true; see the module contract.
@@ -338,5 +367,42 @@ mod tests {
         let silent = tokio::time::timeout(Duration::from_secs(120), stream.read(&mut buf));
         let err = silent.await.expect("the idle timeout fired").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// The thread that started the server (the engine's) is blocked the whole time: the
+    /// API answers all the same, and stops when told.
+    #[tokio::test]
+    async fn the_api_answers_while_the_thread_that_started_it_is_blocked() {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = spawn(
+            listener.into_std().unwrap(),
+            router,
+            Limits::new(4),
+            stop_rx,
+        )
+        .unwrap();
+        let (answered_tx, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            let _ = answered_tx.send(answer);
+        });
+        // Blocks this runtime's only thread until the answer comes (or 10 s pass).
+        let answer = answered.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+        assert!(answer.ends_with("ok\n"), "{answer:?}");
+        stop_tx.send(true).unwrap();
+        server.join().unwrap();
     }
 }

@@ -239,12 +239,12 @@ async fn serve(
         );
     }
     let (stop_api_tx, stop_api_rx) = watch::channel(false);
-    let server = tokio::spawn(api::serve::serve(
-        listener,
-        api::router(api_state),
-        limits,
-        stop_api_rx,
-    ));
+    // The API has a thread of its own: the engine's work never holds its answers back.
+    let listener = listener
+        .into_std()
+        .context("cannot hand the listening socket to the API's thread")?;
+    let server = api::serve::spawn(listener, api::router(api_state), limits, stop_api_rx)
+        .context("cannot start the API's thread")?;
 
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -290,7 +290,7 @@ async fn serve(
     )
     .await;
     let _ = stop_api_tx.send(true);
-    let _ = server.await;
+    let _ = tokio::task::spawn_blocking(move || server.join()).await;
     let what = store_text.describe();
     outcome.with_context(|| match store_text {
         crate::store::StoreSpec::Sqlite(_) => format!(

@@ -17,6 +17,7 @@ mod migrations;
 mod notices;
 pub mod pg;
 mod run;
+mod run_json;
 mod runs;
 mod slots;
 mod spec;

@@ -176,27 +176,55 @@ impl Run {
     pub fn cause(&self) -> String {
         let slot = self
             .scheduled_for
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        let schedule = self.schedule_id.as_deref().unwrap_or("?");
-        match self.trigger {
-            Trigger::Schedule => format!("schedule {schedule}, slot {slot}"),
-            Trigger::Catchup => format!("catch-up of schedule {schedule}'s slot {slot}"),
-            Trigger::Manual => {
-                "a manual trigger (API, CLI or dashboard, with the API token)".into()
-            }
-            Trigger::Retry => {
-                let of = match self.retry_of {
-                    Some(id) => format!("run {id}"),
-                    None => format!("attempt {}", self.attempt.saturating_sub(1)),
-                };
-                match self.scheduled_for {
-                    Some(_) => format!("retry (attempt {}) of {of}, slot {slot}", self.attempt),
-                    None => format!("retry (attempt {}) of {of}", self.attempt),
-                }
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut text = String::new();
+        write_cause(
+            &mut text,
+            self.trigger,
+            self.schedule_id.as_deref(),
+            slot.as_deref(),
+            self.attempt,
+            self.retry_of,
+        );
+        text
+    }
+}
+
+/// Writes [`Run::cause`] of a run with these columns into `out`; `slot` is its
+/// `scheduled_for` in whole seconds (RFC 3339, `Z`).
+pub(super) fn write_cause(
+    out: &mut String,
+    trigger: Trigger,
+    schedule_id: Option<&str>,
+    slot: Option<&str>,
+    attempt: u32,
+    retry_of: Option<i64>,
+) {
+    use std::fmt::Write;
+    let schedule = schedule_id.unwrap_or("?");
+    let at = slot.unwrap_or_default();
+    // Writing into a String cannot fail.
+    let _ = match trigger {
+        Trigger::Schedule => write!(out, "schedule {schedule}, slot {at}"),
+        Trigger::Catchup => write!(out, "catch-up of schedule {schedule}'s slot {at}"),
+        Trigger::Manual => {
+            write!(
+                out,
+                "a manual trigger (API, CLI or dashboard, with the API token)"
+            )
+        }
+        Trigger::Retry => {
+            let _ = write!(out, "retry (attempt {}) of ", attempt);
+            let _ = match retry_of {
+                Some(id) => write!(out, "run {id}"),
+                None => write!(out, "attempt {}", attempt.saturating_sub(1)),
+            };
+            match slot {
+                Some(at) => write!(out, ", slot {at}"),
+                None => Ok(()),
             }
         }
-    }
+    };
 }
 
 /// Which runs to list: newest first. Each condition given becomes a `WHERE` term of its
@@ -284,7 +312,7 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
 
 /// Column `i` as text borrowed from the row (`None` for NULL), refused with the error
 /// `row.get::<_, Option<String>>(i)` gives.
-fn text_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+pub(super) fn text_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
     let value = row.get_ref(i)?;
     value
         .as_str_or_null()
@@ -293,7 +321,7 @@ fn text_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>>
 
 /// Column `i` as text borrowed from the row, refused as `row.get::<_, String>(i)` refuses
 /// it (NULL too).
-fn text_of<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+pub(super) fn text_of<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
     let value = row.get_ref(i)?;
     value
         .as_str()

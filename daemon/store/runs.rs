@@ -8,7 +8,7 @@ use rusqlite::OptionalExtension;
 use super::run::{
     read_row, NewRun, Progress, Run, RunFilter, RunState, SlotCursor, COLUMNS, RUN_TIME,
 };
-use super::{time_text, Store, StoreError};
+use super::{run_json, time_text, Store, StoreError};
 
 impl Store {
     /// Inserts a run row; for a slot (schedule id and time set) returns `None` when that
@@ -150,53 +150,40 @@ impl Store {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let mut terms = Vec::new();
-        let mut values: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
-        if let Some(d) = &filter.deployment {
-            terms.push("deployment = :deployment".to_string());
-            values.push((":deployment", Box::new(d.clone())));
-        }
-        if let Some(s) = filter.state {
-            terms.push("state = :state".to_string());
-            values.push((":state", Box::new(s.as_str())));
-        }
-        if let Some(t) = filter.trigger {
-            terms.push("trigger = :trigger".to_string());
-            values.push((":trigger", Box::new(t.as_str())));
-        }
-        if let Some(since) = filter.since {
-            terms.push(format!("{RUN_TIME} >= :since"));
-            values.push((":since", Box::new(time_text(since))));
-        }
-        if let Some(until) = filter.until {
-            terms.push(format!("{RUN_TIME} < :until"));
-            values.push((":until", Box::new(time_text(until))));
-        }
-        if let Some(before) = filter.before {
-            terms.push("id < :before".to_string());
-            values.push((":before", Box::new(before)));
-        }
-        let condition = if terms.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", terms.join(" AND "))
-        };
-        // The ids first: the dashboard indexes (migration 8) hold every filtered column
-        // and the id, so the page is found from an index alone, and only its rows are read.
-        // The limit is written in the text, not bound: SQLite plans for a bound limit's
-        // value, so binding one prepares the statement again on every call.
-        // (A limit past i64::MAX is no limit, -1, as it was when bound.)
-        let limit = i64::try_from(filter.limit).unwrap_or(-1);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM runs WHERE id IN
-                (SELECT id FROM runs {condition} ORDER BY id DESC LIMIT {limit})
-             ORDER BY id DESC"
-        );
+        let (sql, values) = page_query(filter);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let params: Vec<(&str, &dyn rusqlite::ToSql)> =
             values.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         let rows = stmt.query_map(params.as_slice(), read_row)?;
         rows.map(|r| r?).collect()
+    }
+
+    /// [`Store::runs`] written into `out` as the JSON array `GET /api/runs` answers (see
+    /// `run_json`), straight from the rows. Returns how many runs it wrote and the id of
+    /// the last one. On an error `out` holds part of a page.
+    pub fn runs_json(
+        &self,
+        filter: &RunFilter,
+        out: &mut String,
+    ) -> Result<(usize, Option<i64>), StoreError> {
+        let (sql, values) = page_query(filter);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let params: Vec<(&str, &dyn rusqlite::ToSql)> =
+            values.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        let mut rows = stmt.query(params.as_slice())?;
+        let (mut count, mut last) = (0, None);
+        let mut cause = String::new();
+        out.push('[');
+        while let Some(row) = rows.next()? {
+            if count > 0 {
+                out.push(',');
+            }
+            run_json::write_row(row, out, &mut cause)?;
+            last = Some(row.get(0)?);
+            count += 1;
+        }
+        out.push(']');
+        Ok((count, last))
     }
 
     /// Every attempt of the slot `run` belongs to, first attempt first (just `run` for a
@@ -269,6 +256,56 @@ impl Store {
         let rows = stmt.query_map([], read_row)?;
         rows.map(|r| r?).collect()
     }
+}
+
+/// Values bound to a statement by name.
+type Bound = Vec<(&'static str, Box<dyn rusqlite::ToSql>)>;
+
+/// The statement of a page of [`Store::runs`], and its values.
+fn page_query(filter: &RunFilter) -> (String, Bound) {
+    let mut terms = Vec::new();
+    let mut values: Bound = Vec::new();
+    if let Some(d) = &filter.deployment {
+        terms.push("deployment = :deployment".to_string());
+        values.push((":deployment", Box::new(d.clone())));
+    }
+    if let Some(s) = filter.state {
+        terms.push("state = :state".to_string());
+        values.push((":state", Box::new(s.as_str())));
+    }
+    if let Some(t) = filter.trigger {
+        terms.push("trigger = :trigger".to_string());
+        values.push((":trigger", Box::new(t.as_str())));
+    }
+    if let Some(since) = filter.since {
+        terms.push(format!("{RUN_TIME} >= :since"));
+        values.push((":since", Box::new(time_text(since))));
+    }
+    if let Some(until) = filter.until {
+        terms.push(format!("{RUN_TIME} < :until"));
+        values.push((":until", Box::new(time_text(until))));
+    }
+    if let Some(before) = filter.before {
+        terms.push("id < :before".to_string());
+        values.push((":before", Box::new(before)));
+    }
+    let condition = if terms.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", terms.join(" AND "))
+    };
+    // The ids first: the dashboard indexes (migration 8) hold every filtered column
+    // and the id, so the page is found from an index alone, and only its rows are read.
+    // The limit is written in the text, not bound: SQLite plans for a bound limit's
+    // value, so binding one prepares the statement again on every call.
+    // (A limit past i64::MAX is no limit, -1, as it was when bound.)
+    let limit = i64::try_from(filter.limit).unwrap_or(-1);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE id IN
+            (SELECT id FROM runs {condition} ORDER BY id DESC LIMIT {limit})
+         ORDER BY id DESC"
+    );
+    (sql, values)
 }
 
 fn insert(

@@ -36,6 +36,12 @@ type R<T> = Result<T, StoreError>;
 pub trait StoreRead: Send {
     fn run(&self, id: i64) -> R<Option<Run>>;
     fn runs(&self, filter: &RunFilter) -> R<Vec<Run>>;
+    /// The page [`StoreRead::runs`] reads, written into `out` as the JSON array of
+    /// `GET /api/runs`, when this store writes it straight from its rows: how many runs and
+    /// the last id. `None` (the default): the caller builds it from `runs`.
+    fn runs_json(&self, _filter: &RunFilter, _out: &mut String) -> R<Option<(usize, Option<i64>)>> {
+        Ok(None)
+    }
     fn attempts_of(&self, run: &Run) -> R<Vec<Run>>;
     fn retry_pending(&self) -> R<Vec<Run>>;
     fn unfinished_runs(&self) -> R<Vec<Run>>;
@@ -160,6 +166,10 @@ macro_rules! delegate {
 pub(super) use delegate;
 
 impl StoreRead for SqliteStore {
+    fn runs_json(&self, filter: &RunFilter, out: &mut String) -> R<Option<(usize, Option<i64>)>> {
+        SqliteStore::runs_json(self, filter, out).map(Some)
+    }
+
     delegate! { SqliteStore;
         fn run(&self, id: i64) -> R<Option<Run>>;
         fn runs(&self, filter: &RunFilter) -> R<Vec<Run>>;
