@@ -137,17 +137,21 @@ impl Applied {
     }
 
     pub fn deployment(&self, name: &str) -> Option<(&Deployment, &str)> {
+        let (file, i) = self.place(name)?;
+        Some((file.deployments.get(i)?, file.commit.as_str()))
+    }
+
+    /// The file of deployment `name` and its place there.
+    fn place(&self, name: &str) -> Option<(&AppliedFile, usize)> {
         let (path, i) = self.by_name.get(name)?;
-        let file = self.files.get(&**path)?;
-        Some((file.deployments.get(*i)?, file.commit.as_str()))
+        Some((self.files.get(&**path)?, *i))
     }
 
     /// The deployment `name` shared (not copied), with the commit it runs from.
     pub fn shared(&self, name: &str) -> Option<(SharedDeployment, &str)> {
-        let (path, i) = self.by_name.get(name)?;
-        let file = self.files.get(&**path)?;
+        let (file, i) = self.place(name)?;
         Some((
-            SharedDeployment::new(&file.deployments, *i)?,
+            SharedDeployment::new(&file.deployments, i)?,
             file.commit.as_str(),
         ))
     }
@@ -290,19 +294,7 @@ fn same(a: &Deployment, b: &Deployment) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{validate, SourceFile};
-
-    fn outcomes(files: &[(&str, &str)]) -> Vec<FileOutcome> {
-        let sources: Vec<SourceFile> = files
-            .iter()
-            .map(|(path, text)| SourceFile {
-                display: path.to_string(),
-                repo_path: path.to_string(),
-                bytes: text.as_bytes().to_vec().into(),
-            })
-            .collect();
-        validate(&sources).files
-    }
+    use crate::validate::outcomes_of as outcomes;
 
     fn names(applied: &Applied) -> Vec<(String, String)> {
         applied

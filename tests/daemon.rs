@@ -1,14 +1,15 @@
 //! The daemon end to end: real git repositories, the real binary, real processes, real
 //! HTTP. Every wait polls a condition with a deadline.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use chrono::Timelike;
 
-use crate::support::daemon::{wait_for_wall_time, wait_until, Daemon, GitRepo};
+use crate::support::daemon::{
+    assert_each_second_once, slots_of, wait_for_wall_time, wait_until, Daemon, GitRepo,
+};
 use crate::support::git_ok;
 
 /// A Python program that appends its environment and working directory to a JSON-lines
@@ -176,19 +177,9 @@ fn kill_9_and_restart_neither_doubles_nor_loses_a_slot() {
             .then_some(())
     });
     let runs = daemon.runs("tick");
-    let slots: Vec<chrono::DateTime<chrono::Utc>> = runs
-        .iter()
-        .map(|r| r["scheduled_for"].as_str().unwrap().parse().unwrap())
-        .collect();
-    let unique: BTreeSet<_> = slots.iter().collect();
-    assert_eq!(unique.len(), slots.len(), "a slot has two rows: {slots:?}");
+    let slots = slots_of(&runs);
     // Every second from the first slot to the last is accounted for: run or recorded.
-    let (first, last) = (*unique.first().unwrap(), *unique.last().unwrap());
-    assert_eq!(
-        unique.len() as i64,
-        (*last - *first).num_seconds() + 1,
-        "a slot vanished: {slots:?}"
-    );
+    assert_each_second_once(&slots);
     let missed = runs
         .iter()
         .filter(|r| r["state"] == "Skipped" && r["reason"] == "missed")

@@ -8,15 +8,10 @@ use std::time::Duration;
 use sundial::store::pg::testing::TestDatabase;
 use sundial::store::{RunFilter, StoreSpec};
 
-use crate::support::daemon::{manifest, wait_for_wall_time, wait_until, Daemon, GitRepo};
+use crate::support::daemon::{
+    assert_each_second_once, manifest, slots_of, wait_for_wall_time, wait_until, Daemon, GitRepo,
+};
 use crate::support::sundial;
-
-/// The slots of `runs` (from `/api/runs`), in order.
-fn slots(runs: &[serde_json::Value]) -> Vec<chrono::DateTime<chrono::Utc>> {
-    runs.iter()
-        .map(|r| r["scheduled_for"].as_str().unwrap().parse().unwrap())
-        .collect()
-}
 
 /// A 1-second schedule runs on PostgreSQL, and its runs show in `/api/runs` as they are
 /// in the database (nothing goes to a SQLite file). After kill -9 and a restart no slot
@@ -52,22 +47,15 @@ fn a_daemon_on_postgres_runs_each_slot_once_through_a_kill_9() {
     let restarted_at = chrono::Utc::now();
     wait_until(Duration::from_secs(30), "a run after the restart", || {
         let runs = daemon.runs("tick");
-        let after = slots(&runs)
+        let after = slots_of(&runs)
             .into_iter()
             .zip(&runs)
             .any(|(slot, r)| slot > restarted_at && r["state"] == "Completed");
         after.then_some(())
     });
     let runs = daemon.runs("tick");
-    let slots = slots(&runs);
-    let unique: BTreeSet<_> = slots.iter().collect();
-    assert_eq!(unique.len(), slots.len(), "a slot has two rows: {slots:?}");
-    let (first, last) = (*unique.first().unwrap(), *unique.last().unwrap());
-    assert_eq!(
-        unique.len() as i64,
-        (*last - *first).num_seconds() + 1,
-        "a slot vanished: {slots:?}"
-    );
+    let slots = slots_of(&runs);
+    assert_each_second_once(&slots);
     assert!(
         runs.iter()
             .any(|r| r["state"] == "Skipped" && r["reason"] == "missed"),

@@ -154,7 +154,7 @@ impl<'a> IntoIterator for &'a DeploymentViews {
 /// the view points at its file's deployments, shared with the engine (10,000 views cost
 /// about a tenth of 10,000 copies). Beside it, what the run time adds: the commit its runs
 /// execute, a pause after failures, whether its file is held back, and its next fires.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DeploymentView {
     deployment: SharedDeployment,
     /// The commit its runs execute (shared by the views of one file).
@@ -168,17 +168,8 @@ pub struct DeploymentView {
 }
 
 impl DeploymentView {
-    /// The view of `file[index]`, with no next fire and no pause yet.
-    ///
-    /// # Panics
-    /// When `index` is not a place in `file` (a caller's mistake).
-    pub fn new(
-        file: &Arc<Vec<Deployment>>,
-        index: usize,
-        commit: Arc<str>,
-        held_back: bool,
-    ) -> DeploymentView {
-        let deployment = SharedDeployment::new(file, index).expect("a place in the file");
+    /// The view of `deployment`, with no next fire and no pause yet.
+    pub fn new(deployment: SharedDeployment, commit: Arc<str>, held_back: bool) -> DeploymentView {
         let schedules = deployment.schedules.len();
         DeploymentView {
             deployment,
@@ -238,19 +229,6 @@ impl DeploymentView {
     }
 }
 
-impl std::fmt::Debug for DeploymentView {
-    /// The deployment it shows, not its whole file.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeploymentView")
-            .field("deployment", self.deployment())
-            .field("commit", &self.commit)
-            .field("paused_after_failures", &self.paused_after_failures)
-            .field("held_back", &self.held_back)
-            .field("nexts", &self.nexts)
-            .finish()
-    }
-}
-
 /// Views for tests: a deployment alone in its file, with its schedules' next fires.
 #[cfg(test)]
 impl DeploymentView {
@@ -259,7 +237,8 @@ impl DeploymentView {
         commit: &str,
         nexts: &[Option<DateTime<Utc>>],
     ) -> DeploymentView {
-        let mut view = DeploymentView::new(&Arc::new(vec![deployment]), 0, commit.into(), false);
+        let shared = SharedDeployment::new(&Arc::new(vec![deployment]), 0).unwrap();
+        let mut view = DeploymentView::new(shared, commit.into(), false);
         view.nexts = nexts.to_vec().into_boxed_slice();
         assert_eq!(view.nexts.len(), view.deployment().schedules.len());
         view

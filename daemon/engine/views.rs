@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::reconcile::Applied;
+use crate::reconcile::{Applied, SharedDeployment};
 use crate::scheduler::{Key, Timer};
 use crate::store::Pause;
 use crate::validate::Deployment;
@@ -160,8 +160,9 @@ fn build(
     held_back: bool,
     sources: &Sources<'_>,
 ) -> DeploymentView {
-    let mut view = DeploymentView::new(file, index, commit, held_back);
+    let shared = SharedDeployment::new(file, index).expect("an index of the file's deployments");
     let d = &file[index];
+    let mut view = DeploymentView::new(shared, commit, held_back);
     view.paused_after_failures = sources.pauses.get(&d.name).cloned();
     for s in &d.schedules {
         view.set_next(

@@ -500,5 +500,19 @@ fn yaml11_booleans<'n>(report: &mut FileReport<'_>, node: &'n Node, steps: &mut 
     }
 }
 
+/// The validated files of `(path, text)` pairs: what tests reconcile and publish.
+#[cfg(test)]
+pub fn outcomes_of(files: &[(&str, &str)]) -> Vec<FileOutcome> {
+    let sources: Vec<SourceFile> = files
+        .iter()
+        .map(|(path, text)| SourceFile {
+            display: path.to_string(),
+            repo_path: path.to_string(),
+            bytes: text.as_bytes().to_vec().into(),
+        })
+        .collect();
+    validate(&sources).files
+}
+
 #[cfg(test)]
 mod tests;

@@ -545,3 +545,24 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// The slots of `runs` (from `/api/runs`), in the order given.
+pub fn slots_of(runs: &[Value]) -> Vec<chrono::DateTime<chrono::Utc>> {
+    runs.iter()
+        .map(|r| r["scheduled_for"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// At most once and nothing lost: no slot has two rows, and every second from the first
+/// slot to the last has one (run, or recorded).
+#[track_caller]
+pub fn assert_each_second_once(slots: &[chrono::DateTime<chrono::Utc>]) {
+    let unique: std::collections::BTreeSet<_> = slots.iter().collect();
+    assert_eq!(unique.len(), slots.len(), "a slot has two rows: {slots:?}");
+    let (first, last) = (*unique.first().unwrap(), *unique.last().unwrap());
+    assert_eq!(
+        unique.len() as i64,
+        (*last - *first).num_seconds() + 1,
+        "a slot vanished: {slots:?}"
+    );
+}

@@ -4,19 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::reconcile::reconcile;
-use crate::validate::{validate, FileOutcome, SourceFile};
-
-fn outcomes(files: &[(&str, &str)]) -> Vec<FileOutcome> {
-    let sources: Vec<SourceFile> = files
-        .iter()
-        .map(|(path, text)| SourceFile {
-            display: path.to_string(),
-            repo_path: path.to_string(),
-            bytes: text.as_bytes().to_vec().into(),
-        })
-        .collect();
-    validate(&sources).files
-}
+use crate::validate::outcomes_of as outcomes;
 
 fn manifest(names: &[&str], description: &str) -> String {
     let mut text = String::from("deployments:\n");
