@@ -534,3 +534,74 @@ fn a_batch_is_one_transaction_committed_or_rolled_back_whole(mut f: Fixture) {
         3
     );
 }
+
+/// Retention deletes exactly what ranking every row would pick (the statement it used
+/// before it read only what it may delete): runs of several deployments in every state,
+/// ended at various times, checked against that ranking over the same rows.
+#[test]
+fn retention_deletes_what_ranking_every_row_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = Store::open(&path).unwrap();
+    let start = at("2026-03-01T00:00:00Z");
+    let states = [
+        RunState::Completed,
+        RunState::Failed,
+        RunState::Running,
+        RunState::Skipped,
+        RunState::Cancelled,
+        RunState::Pending,
+        RunState::TimedOut,
+        RunState::Crashed,
+    ];
+    // A fixed pseudo-random walk: deployments, states and end times interleaved.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for i in 0..600 {
+        let name = format!("d{}", next(6));
+        let when = start + Duration::minutes(i);
+        let id = store
+            .insert_run(&slot(&name, &time_text(when)), when)
+            .unwrap()
+            .unwrap();
+        let state = states[next(states.len() as u64) as usize];
+        let ended = when + Duration::seconds(next(5_000) as i64);
+        match state {
+            RunState::Running => {
+                store.start_run(id, "abc", when).unwrap();
+            }
+            RunState::Pending => store.mark_pending(id).unwrap(),
+            _ => store.finish_run(id, state, None, None, ended).unwrap(),
+        }
+    }
+    let oracle = |conn: &rusqlite::Connection, keep: i64, older: &str| -> Vec<i64> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT id FROM (
+                    SELECT id, state, ended_at,
+                           ROW_NUMBER() OVER (PARTITION BY deployment ORDER BY id DESC) AS rank
+                    FROM runs)
+                 WHERE state IN ('Completed', 'Failed', 'TimedOut', 'Crashed', 'Cancelled', 'Skipped')
+                   AND (rank > ?1 OR ended_at < ?2)
+                 ORDER BY id",
+            )
+            .unwrap();
+        let rows = stmt.query_map((keep, older), |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for (keep, older) in [(40, start), (7, start + Duration::hours(4)), (1, start)] {
+        let expected = oracle(&conn, keep as i64, &time_text(older));
+        let pruned = store.prune_runs(keep, older).unwrap();
+        assert!(
+            !pruned.is_empty(),
+            "keep {keep}: nothing to prune is no test"
+        );
+        assert_eq!(pruned, expected, "keep {keep}, older than {older}");
+    }
+}
