@@ -256,7 +256,7 @@ fn defaults_that_push_the_parameters_over_128_kib_fail_clearly_not_with_e2big() 
     let big = "x".repeat(100 * 1024);
     let text = format!(
         "deployments:\n  - name: heavy\n    parameters: {{a: \"{big}\"}}\n    work_pool:\n      job_variables:\n        command: echo never\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n        parameters: {{b: \"{}\"}}\n",
-        crate::support::daemon::soon(2),
+        crate::support::daemon::soon(5),
         "y".repeat(40 * 1024)
     );
     repo.commit(&[("deployments/h.yaml", Some(&text))], "heavy");
@@ -288,7 +288,7 @@ fn placeholders_in_a_working_directory_are_filled_in_and_kept_inside_the_checkou
     let repo = GitRepo::new();
     let text = format!(
         "deployments:\n  - name: where\n    work_pool:\n      job_variables:\n        command: pwd\n        working_dir: \"sub/{{{{ $WHERE }}}}\"\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
-        crate::support::daemon::soon(2)
+        crate::support::daemon::soon(5)
     );
     repo.commit(
         &[

@@ -139,7 +139,7 @@ fn a_deleted_state_database_stops_the_daemon_loudly_after_ending_its_jobs() {
     let text = manifest(
         "long",
         &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()),
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     repo.commit(&[("deployments/l.yaml", Some(&text))], "long");
@@ -317,7 +317,7 @@ fn an_unwritable_state_database_stops_the_daemon_loudly_after_ending_its_jobs() 
     let long = manifest(
         "long",
         &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()),
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     let tick = manifest("tick", "echo tick", "interval: 1", "");

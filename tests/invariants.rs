@@ -41,7 +41,7 @@ fn a_slugged_schedule_whose_timing_changes_is_armed_anew() {
 #[test]
 fn a_changed_timing_does_not_catch_up_slots_from_before_the_change() {
     let repo = GitRepo::new();
-    let anchor: DateTime<Utc> = soon(2).parse().unwrap();
+    let anchor: DateTime<Utc> = soon(5).parse().unwrap();
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let text = |every: u32, anchor: DateTime<Utc>| {
         manifest(
@@ -167,7 +167,7 @@ fn queued_runs_keep_slot_order_across_a_restart() {
 #[test]
 fn a_queued_run_started_after_a_new_commit_runs_that_commits_definition_and_checkout() {
     let repo = GitRepo::new();
-    let anchor = soon(2);
+    let anchor = soon(5);
     let text = |script: &str| {
         manifest(
             "moving",
@@ -225,7 +225,7 @@ fn the_time_limit_bounds_pull_steps_and_the_command_together() {
     let repo = GitRepo::new();
     let text = format!(
         "pull:\n- prefect.deployments.steps.run_shell_script:\n    script: sleep 3\ndeployments:\n- name: bounded\n  timeout_seconds: 4\n  work_pool:\n    job_variables:\n      command: sleep 3\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
-        soon(2)
+        soon(5)
     );
     repo.commit(&[("deployments/b.yaml", Some(&text))], "bounded");
     let daemon = Daemon::start(repo.path());

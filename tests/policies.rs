@@ -14,7 +14,7 @@ fn a_job_failing_twice_then_succeeding_is_retried_with_its_delays() {
     let text = manifest(
         "flaky",
         "python3 flaky.py",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    retries: 2\n    retry_delay_seconds: [1, 2]\n",
     );
     repo.commit(
@@ -131,7 +131,7 @@ fn a_timeout_ends_the_job_and_the_grandchild_it_forked() {
     let text = format!(
         "deployments:\n  - name: sleepy\n    work_pool:\n      job_variables:\n        command: '{}'\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n    timeout_seconds: 1\n",
         command.replace('\'', "''"),
-        soon(2)
+        soon(5)
     );
     repo.commit(&[("deployments/sleepy.yaml", Some(&text))], "sleepy");
     let daemon = Daemon::start(repo.path());
@@ -274,7 +274,7 @@ fn parameters_merge_defaults_then_schedule_overrides() {
     );
     let text = format!(
         "deployments:\n  - name: params\n    parameters: {{a: 1, b: 1}}\n    work_pool:\n      job_variables:\n        command: python3 params.py\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n        parameters: {{b: 2, c: 3}}\n",
-        soon(2)
+        soon(5)
     );
     repo.commit(
         &[
@@ -303,7 +303,7 @@ fn the_log_cap_holds_under_a_job_that_writes_100_mb() {
     let text = manifest(
         "chatty",
         "python3 chatty.py",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     repo.commit(
@@ -341,7 +341,7 @@ fn a_run_that_outlived_a_killed_daemon_is_ended_crashed_and_retried() {
     let text = manifest(
         "survivor",
         "python3 -c \"import os, sys, time; time.sleep(600 if os.environ['SUNDIAL_ATTEMPT'] == '1' else 0)\"",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    retries: 1\n",
     );
     repo.commit(&[("deployments/survivor.yaml", Some(&text))], "survivor");

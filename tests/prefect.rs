@@ -233,7 +233,7 @@ fn pip_install_requirements_installs_a_local_package_into_a_venv_before_the_run(
     let text = format!(
         "pull:\n- prefect.deployments.steps.pip_install_requirements:\n    requirements_file: requirements.txt\ndeployments:\n- name: greeter\n  entrypoint: flows/greet.py:run\n  parameters: {{name: sundial}}\n  work_pool:\n    job_variables:\n      python: {}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
         venv.join("bin/python").display(),
-        soon(2)
+        soon(5)
     );
     repo.commit(
         &[
@@ -421,7 +421,7 @@ fn a_prefect_flow_runs_unchanged_under_the_bootstrap() {
         "deployments:\n- name: prefect-flow\n  entrypoint: flows/hello.py:hello\n  parameters: {{name: sundial}}\n  timeout_seconds: 240\n  work_pool:\n    job_variables:\n      python: {}\n      env: {{PREFECT_HOME: {}, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: \"180\"}}\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
         python.display(),
         repo.path().join(".prefect").display(),
-        soon(2)
+        soon(5)
     );
     repo.commit(
         &[
@@ -444,7 +444,7 @@ fn a_failing_pull_step_fails_the_attempt_with_its_output_in_the_log() {
     let repo = GitRepo::new();
     let text = format!(
         "pull:\n- prefect.deployments.steps.run_shell_script:\n    script: |\n      echo preparing\n      python3 -c \"import sys; print('step broke'); sys.exit(3)\"\ndeployments:\n- name: prepared\n  work_pool:\n    job_variables:\n      command: echo never\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
-        soon(2)
+        soon(5)
     );
     repo.commit(&[("prefect.yaml", Some(&text))], "a failing step");
     let daemon = Daemon::start(repo.path());
@@ -471,7 +471,7 @@ fn a_quoted_sh_c_and_a_shell_true_pipe_run_before_the_command() {
     let repo = GitRepo::new();
     let text = format!(
         "# pull steps as uv projects write them\npull:\n- prefect.deployments.steps.run_shell_script:\n    script: sh -c \"mkdir -p build && echo quoted > build/a.txt\"\n- prefect.deployments.steps.run_shell_script:\n    script: echo piped | tr a-z A-Z > build/b.txt\n    shell: true\ndeployments:\n- name: prepared\n  description: null\n  work_pool:\n    job_variables:\n      command: cat build/a.txt build/b.txt\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
-        soon(2)
+        soon(5)
     );
     repo.commit(&[("prefect.yaml", Some(&text))], "shell steps");
     let daemon = Daemon::start(repo.path());

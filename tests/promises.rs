@@ -91,7 +91,7 @@ fn a_manual_run_waits_for_the_place_a_scheduled_run_holds() {
     let text = manifest(
         "limited",
         "sleep 2",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    concurrency_limit: 1\n",
     );
     repo.commit(&[("deployments/l.yaml", Some(&text))], "limited");
@@ -123,7 +123,7 @@ fn a_timed_out_attempt_is_retried() {
     let text = manifest(
         "slow",
         "sleep 30",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    timeout_seconds: 1\n    retries: 1\n    retry_delay_seconds: 0\n",
     );
     repo.commit(&[("deployments/s.yaml", Some(&text))], "slow");
@@ -206,7 +206,7 @@ fn sigint_stops_like_sigterm_and_nothing_new_starts_during_the_stop() {
     let stubborn = manifest(
         "stubborn",
         &command,
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     let ticker = manifest("ticker", "echo tick", "interval: 1", "");

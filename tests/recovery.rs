@@ -70,7 +70,7 @@ fn a_run_whose_pid_was_never_recorded_is_ended_at_restart_before_its_retry() {
     let text = manifest(
         "lost",
         &format!("sh -c '{job}'"),
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    retries: 1\n    retry_delay_seconds: 0\n",
     );
     repo.commit(&[("deployments/l.yaml", Some(&text))], "lost");
@@ -122,7 +122,7 @@ fn a_crashed_runs_retry_survives_a_stop_before_the_first_apply() {
     let text = manifest(
         "durable",
         "python3 -c 'import os,sys,time; time.sleep(300 if os.environ[\"SUNDIAL_ATTEMPT\"] == \"1\" else 0)'",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    retries: 1\n    retry_delay_seconds: 0\n",
     );
     repo.commit(&[("deployments/d.yaml", Some(&text))], "durable");
@@ -167,7 +167,7 @@ fn a_second_daemon_on_the_same_state_directory_exits_and_leaves_the_first_alone(
     let text = manifest(
         "steady",
         "sleep 3",
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     repo.commit(&[("deployments/s.yaml", Some(&text))], "steady");
@@ -238,7 +238,7 @@ fn a_setsid_escapee_is_ended_when_its_run_ends() {
     let text = manifest(
         "escaping",
         &escaping_job(&pid_file),
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     repo.commit(&[("deployments/e.yaml", Some(&text))], "escaping");
@@ -264,7 +264,7 @@ fn an_escapee_that_outlived_a_killed_daemon_is_ended_at_restart() {
     let text = manifest(
         "orphaned",
         &escaping_job(&pid_file).replace("sleep 1'", "sleep 300'"),
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "",
     );
     repo.commit(&[("deployments/o.yaml", Some(&text))], "orphaned");
@@ -301,7 +301,7 @@ fn a_run_cancelled_as_it_fails_on_its_own_gets_no_retry() {
     let text = manifest(
         "racing",
         &job,
-        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(2)),
+        &format!("interval: 3600\n        anchor_date: \"{}\"", soon(5)),
         "    retries: 2\n    retry_delay_seconds: 0\n",
     );
     repo.commit(&[("deployments/r.yaml", Some(&text))], "racing");

@@ -521,7 +521,7 @@ fn the_watchdog_is_fed_through_a_graceful_stop() {
     let stubborn = format!(
         "deployments:\n  - name: stubborn\n    work_pool:\n      job_variables:\n        command: sh -c 'trap \"\" TERM; touch {}; sleep 60'\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
         ready.display(),
-        crate::support::daemon::soon(2)
+        crate::support::daemon::soon(5)
     );
     repo.commit(&[("deployments/s.yaml", Some(&stubborn))], "stubborn");
     let notify = NotifySocket::at_path();
@@ -556,7 +556,7 @@ fn a_failed_run_and_its_stderr_are_warnings_in_the_journal() {
     let repo = GitRepo::new();
     let text = format!(
         "deployments:\n  - name: noisy\n    work_pool:\n      job_variables:\n        command: sh -c 'echo fine; echo broken >&2; exit 3'\n        stream_output: true\n    schedules:\n      - interval: 3600\n        anchor_date: \"{}\"\n",
-        crate::support::daemon::soon(2)
+        crate::support::daemon::soon(5)
     );
     repo.commit(&[("deployments/n.yaml", Some(&text))], "noisy");
     let mut service = Service::start_with(repo.path(), &[], |log| {
