@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for the tests: `start` makes one in a new temporary
 # directory (initdb, trust auth, 127.0.0.1 on a free port) and prints the shell line that
-# exports its URL; `stop DIR` stops it and deletes DIR. Uses Debian's PostgreSQL
+# exports its URL; `stop DIR` stops it and deletes DIR; `down DIR` stops the server and
+# keeps it (a database outage), `up DIR` starts it again on the same port. Uses Debian's PostgreSQL
 # (`apt-get install postgresql`; its binaries are under /usr/lib/postgresql/N/bin, not on
 # PATH). As root, the server runs as the `postgres` user (initdb and postgres refuse root).
 #   eval "$(scripts/pg-cluster.sh start)"   # sets SUNDIAL_TEST_POSTGRES and PG_CLUSTER_DIR
@@ -31,9 +32,8 @@ start)
   for _ in 1 2 3; do # the free port may be taken meanwhile
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     # No test crashes the server itself, so durability is traded for speed.
-    if "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o \
-      "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-      start >/dev/null; then
+    echo "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >"$dir/options"
+    if "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null; then
       started=1
       break
     fi
@@ -44,13 +44,21 @@ start)
   fi
   echo "export SUNDIAL_TEST_POSTGRES=postgres://postgres@127.0.0.1:$port/postgres PG_CLUSTER_DIR=$dir"
   ;;
+down)
+  dir=${2:?usage: pg-cluster.sh down DIR}
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  ;;
+up)
+  dir=${2:?usage: pg-cluster.sh up DIR}
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null
+  ;;
 stop)
   dir=${2:?usage: pg-cluster.sh stop DIR}
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null || true
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: pg-cluster.sh start | stop DIR" >&2
+  echo "usage: pg-cluster.sh start | stop DIR | down DIR | up DIR" >&2
   exit 2
   ;;
 esac

@@ -9,6 +9,7 @@ mod api;
 mod bench;
 mod chaos;
 mod client;
+mod cluster;
 mod croniter;
 mod daemon;
 mod dashboard;

@@ -108,9 +108,9 @@ pub async fn trigger(
             message: "the parameters do not match the deployment's parameter schema".into(),
             errors,
         }),
-        Err(e @ (TriggerError::Store(_) | TriggerError::Unavailable)) => {
-            Err(ApiError::Unavailable(e.to_string()))
-        }
+        Err(
+            e @ (TriggerError::Store(_) | TriggerError::Unavailable | TriggerError::Standby(_)),
+        ) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 
@@ -127,7 +127,7 @@ pub async fn resume(
             return Err(ApiError::NotFound(e.to_string()))
         }
         Err(e @ ResumeError::NotPaused(_)) => return Err(ApiError::Conflict(e.to_string())),
-        Err(e @ (ResumeError::Store(_) | ResumeError::Unavailable)) => {
+        Err(e @ (ResumeError::Store(_) | ResumeError::Unavailable | ResumeError::Standby(_))) => {
             return Err(ApiError::Unavailable(e.to_string()))
         }
     }

@@ -190,6 +190,23 @@ fn registry(
         "1 while the state database cannot be written because its disk is full",
         gauge(i64::from(status.store_error.is_some())),
     );
+    if let Some(cluster) = &status.cluster {
+        registry.register(
+            "leader",
+            "1 while this node leads its cluster (schedules), 0 while it stands by",
+            gauge(i64::from(cluster.leads.is_some())),
+        );
+        registry.register(
+            "leader_epoch",
+            "The epoch of the cluster's lease (one more at each change of leader); 0 while none is held",
+            gauge(cluster.leader.as_ref().map_or(0, |(_, epoch)| *epoch)),
+        );
+        registry.register(
+            "cluster_nodes_alive",
+            "Nodes of the cluster with a recent heartbeat",
+            gauge(cluster.nodes.iter().filter(|(_, alive)| *alive).count() as i64),
+        );
+    }
     let outbox = &status.notifications;
     for (name, help, value) in [
         (

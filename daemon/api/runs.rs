@@ -170,7 +170,7 @@ pub async fn cancel(
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(RunJson::from(&run)))),
         Err(e @ CancelError::UnknownRun(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ CancelError::AlreadyEnded(..)) => Err(ApiError::Conflict(e.to_string())),
-        Err(e @ (CancelError::Store(_) | CancelError::Unavailable)) => {
+        Err(e @ (CancelError::Store(_) | CancelError::Unavailable | CancelError::Standby(_))) => {
             Err(ApiError::Unavailable(e.to_string()))
         }
     }

@@ -30,6 +30,12 @@ pub struct RunJson {
     /// Who or what made it, in words.
     #[serde(default)]
     pub cause: String,
+    /// The node that ran it (a PostgreSQL cluster), else null.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The epoch of the leader that scheduled it (a PostgreSQL cluster), else null.
+    #[serde(default)]
+    pub epoch: Option<i64>,
 }
 
 impl From<&Run> for RunJson {
@@ -58,6 +64,8 @@ impl From<Run> for RunJson {
             retry_of: run.retry_of,
             schedule_id: run.schedule_id,
             cause,
+            node: run.node,
+            epoch: run.epoch,
         }
     }
 }
@@ -78,6 +86,52 @@ pub struct StatusJson {
     pub source: SourceJson,
     /// How notification deliveries stand.
     pub notifications: NotificationsJson,
+    /// This node's part in a cluster (a PostgreSQL store), or null alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterJson>,
+}
+
+/// A cluster as one node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterJson {
+    /// This node's name.
+    pub node: String,
+    /// `leader` (it schedules) or `standby`.
+    pub role: String,
+    /// The node that holds the lease, or null during a takeover.
+    pub leader: Option<String>,
+    /// The lease's epoch (one more at each change of leader), or null.
+    pub epoch: Option<i64>,
+    /// Every node of the cluster, and whether it is alive (a recent heartbeat).
+    pub nodes: Vec<NodeJson>,
+    /// Why this node cannot keep its lease and heartbeat now, or null.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeJson {
+    pub name: String,
+    pub alive: bool,
+}
+
+impl From<&crate::engine::status::ClusterStatus> for ClusterJson {
+    fn from(c: &crate::engine::status::ClusterStatus) -> ClusterJson {
+        ClusterJson {
+            node: c.node.clone(),
+            role: c.role().to_string(),
+            leader: c.leader.as_ref().map(|(node, _)| node.clone()),
+            epoch: c.leader.as_ref().map(|(_, epoch)| *epoch),
+            nodes: c
+                .nodes
+                .iter()
+                .map(|(name, alive)| NodeJson {
+                    name: name.clone(),
+                    alive: *alive,
+                })
+                .collect(),
+            error: c.error.clone(),
+        }
+    }
 }
 
 /// The outbox of notifications at a glance.
@@ -121,6 +175,7 @@ impl From<&Status> for StatusJson {
             warnings: s.warnings.clone(),
             source: SourceJson::from(&s.source),
             notifications: NotificationsJson::from(&s.notifications),
+            cluster: s.cluster.as_ref().map(ClusterJson::from),
         }
     }
 }

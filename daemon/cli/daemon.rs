@@ -43,7 +43,8 @@ pub struct DaemonArgs {
     pub state_dir: PathBuf,
     /// Where run history and schedule state are kept. Unset: the SQLite file `state.db` in
     /// --state-dir. `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: that PostgreSQL
-    /// database (one daemon at a time for now). The password is never logged.
+    /// database, shared by every daemon of a cluster (one leads, the others stand by).
+    /// The password is never logged.
     #[arg(
         long,
         env = "SUNDIAL_STORE",
@@ -51,6 +52,10 @@ pub struct DaemonArgs {
         hide_env_values = true
     )]
     pub store: Option<String>,
+    /// This daemon's name in a cluster (with a PostgreSQL --store), unique among its
+    /// nodes. Default: the host's name.
+    #[arg(long, env = "SUNDIAL_NODE", value_name = "NAME")]
+    pub node: Option<String>,
     /// Address of the HTTP API and dashboard.
     #[arg(
         long,
@@ -146,6 +151,10 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     ensure_token(&args.state_dir)?;
     let store = crate::store::StoreSpec::from_flag(args.store.as_deref(), &args.state_dir)
         .map_err(anyhow::Error::msg)?;
+    if let Some(node) = &args.node {
+        let clustered = matches!(store, crate::store::StoreSpec::Postgres(_));
+        crate::cluster::check_node_name(node, clustered).map_err(anyhow::Error::msg)?;
+    }
     if let crate::store::StoreSpec::Postgres(target) = &store {
         target
             .probe()
@@ -264,6 +273,21 @@ async fn serve(
         }
     };
     let store_text = store.clone();
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{listening}"));
+    let cluster = match &store {
+        crate::store::StoreSpec::Sqlite(_) => None,
+        crate::store::StoreSpec::Postgres(_) => Some(crate::cluster::ClusterConfig {
+            node: args
+                .node
+                .clone()
+                .unwrap_or_else(crate::cluster::default_node_name),
+            timings: crate::cluster::Timings::from_env(),
+            url: public_url.clone(),
+        }),
+    };
     let config = EngineConfig {
         source,
         state_dir: args.state_dir.clone(),
@@ -271,10 +295,8 @@ async fn serve(
         poll_interval: poll,
         grace,
         discovery: args.manifests.discovery()?,
-        public_url: args
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{listening}")),
+        public_url,
+        cluster,
         retention: engine::Retention {
             keep_runs: args.keep_runs.max(1),
             keep_for: seconds(args.keep_days * 86_400.0, "--keep-days")?,
@@ -292,6 +314,10 @@ async fn serve(
     let _ = stop_api_tx.send(true);
     let _ = tokio::task::spawn_blocking(move || server.join()).await;
     let what = store_text.describe();
+    // A name taken by another node is this daemon's setting, not a broken store.
+    if let Err(e @ crate::store::StoreError::NodeInUse { .. }) = outcome {
+        return Err(e.into());
+    }
     outcome.with_context(|| match store_text {
         crate::store::StoreSpec::Sqlite(_) => format!(
             "the state database {what} failed, and sundial cannot keep its promises without it; check the disk space and permissions of --state-dir, then start it again"

@@ -31,10 +31,17 @@ impl Engine {
                 self.publish();
                 Ok(())
             }
+            SyncMessage::Synced(synced) if !self.leads() => {
+                self.follow(synced, now);
+                Ok(())
+            }
             SyncMessage::Synced(synced) => {
                 let applied = self.apply(&synced, now);
-                if applied.as_ref().is_err_and(StoreError::is_disk_full) {
+                if applied.as_ref().is_err_and(StoreError::is_transient) {
                     self.deferred_sync = Some(synced);
+                } else if let Some(cluster) = &mut self.cluster {
+                    // Kept: a later promotion plans from it again.
+                    cluster.synced = Some(synced);
                 }
                 applied
             }
@@ -46,19 +53,7 @@ impl Engine {
     pub(super) fn apply(&mut self, synced: &Synced, now: DateTime<Utc>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let first = !self.recovered.is_settled();
-        if self.applied.files().is_empty() {
-            for seed in &synced.seeds {
-                if let Some(deployments) = &seed.outcome.deployments {
-                    let file = AppliedFile {
-                        commit: seed.commit.clone(),
-                        deployments: deployments.clone(),
-                        held_back: true,
-                        notifications: seed.outcome.notifications.clone(),
-                    };
-                    self.applied.seed(seed.outcome.repo_path.clone(), file);
-                }
-            }
-        }
+        self.seed(synced);
         let (next, plan) = reconcile(&self.applied, &synced.head, &synced.outcomes);
         let short = attempt::short(&synced.head).to_string();
         let held = if plan.held_back.is_empty() {
@@ -86,16 +81,7 @@ impl Engine {
                 if count == 1 { "" } else { "s" }
             );
         }
-        let findings = |errors: bool| -> Vec<FileError> {
-            synced
-                .outcomes
-                .iter()
-                .flat_map(|o| o.diagnostics.iter())
-                .filter(|d| d.is_error() == errors)
-                .map(file_error)
-                .collect()
-        };
-        let (errors, warnings) = (findings(true), findings(false));
+        let (errors, warnings) = (findings(synced, true), findings(synced, false));
         for e in &errors {
             tracing::error!("{}:{}:{}: {}", e.file, e.line, e.column, e.message);
         }
@@ -227,6 +213,49 @@ impl Engine {
         Ok(())
     }
 
+    /// Before the first commit since the start, the files' last-known-good versions
+    /// (a file that fails now keeps running as it was).
+    fn seed(&mut self, synced: &Synced) {
+        if self.applied.files().is_empty() {
+            for seed in &synced.seeds {
+                if let Some(deployments) = &seed.outcome.deployments {
+                    let file = AppliedFile {
+                        commit: seed.commit.clone(),
+                        deployments: deployments.clone(),
+                        held_back: true,
+                        notifications: seed.outcome.notifications.clone(),
+                    };
+                    self.applied.seed(seed.outcome.repo_path.clone(), file);
+                }
+            }
+        }
+    }
+
+    /// A standby follows a commit in memory only: the deployments, their findings and
+    /// checkouts, for the API and for a quick takeover; the leader records it. The commit
+    /// is kept and applied for real if this node comes to lead.
+    fn follow(&mut self, synced: Box<Synced>, now: DateTime<Utc>) {
+        self.seed(&synced);
+        let (next, _) = reconcile(&self.applied, &synced.head, &synced.outcomes);
+        self.applied = next;
+        self.published.stale = true;
+        self.prepare_checkouts(false);
+        tracing::info!(
+            "following commit {} ({}) as a standby",
+            attempt::short(&synced.head),
+            synced.summary
+        );
+        self.status.ready = true;
+        self.status.commit = Some(synced.head.clone());
+        self.status.synced_at = Some(now);
+        self.status.errors = findings(&synced, true);
+        self.status.warnings = findings(&synced, false);
+        self.publish();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.synced = Some(synced);
+        }
+    }
+
     /// Creates the checkouts of the commits in force ahead of their first run (so a slot
     /// does not wait for one) and removes those nothing needs any more; then, when
     /// `release`, gives back the memory the apply freed ([`crate::memory::release`]).
@@ -261,6 +290,17 @@ fn prepare(ctx: &attempt::RunContext, keep: &HashSet<String>) {
     if let Err(e) = ctx.checkouts.prune(keep) {
         tracing::warn!("cannot prune checkouts: {}", error_chain(&e));
     }
+}
+
+/// The errors (or the warnings) of a synced commit's files.
+fn findings(synced: &Synced, errors: bool) -> Vec<FileError> {
+    synced
+        .outcomes
+        .iter()
+        .flat_map(|o| o.diagnostics.iter())
+        .filter(|d| d.is_error() == errors)
+        .map(file_error)
+        .collect()
 }
 
 pub(super) fn file_error(d: &Diagnostic) -> FileError {

@@ -42,6 +42,22 @@ pub struct RunContext {
     pub instance: String,
     /// Finds what a run left behind.
     pub sweeper: Sweeper,
+    /// In a cluster: whether this node still leads, checked at the instant of each spawn.
+    pub lease: Option<Arc<crate::cluster::Liveness>>,
+    /// In a cluster: this node's name (`SUNDIAL_NODE`).
+    pub node: Option<String>,
+}
+
+impl RunContext {
+    /// Whether a run written at `epoch` may start now: alone always; in a cluster only
+    /// while this node still leads at that epoch (a leader stopped or cut off past its
+    /// lease starts nothing when it wakes).
+    fn may_start(lease: Option<&crate::cluster::Liveness>, epoch: Option<i64>) -> bool {
+        match lease {
+            None => true,
+            Some(lease) => lease.leads().is_some() && lease.leads() == epoch,
+        }
+    }
 }
 
 /// One attempt to execute.
@@ -56,6 +72,9 @@ pub struct Attempt {
     /// Do not spawn before this instant: the engine arms a slot a little ahead of its time
     /// (row committed, checkout and argv ready) so the process starts on the dot.
     pub not_before: Option<DateTime<Utc>>,
+    /// In a cluster: the epoch of the leader that wrote its row (`SUNDIAL_LEADER_EPOCH`);
+    /// it starts only while this node leads at that epoch.
+    pub epoch: Option<i64>,
 }
 
 /// What an attempt tells the engine.
@@ -196,6 +215,10 @@ async fn prepare_and_run(
     }
     env.push(("SUNDIAL_ATTEMPT".into(), attempt.attempt.to_string()));
     env.push(("SUNDIAL_COMMIT".into(), attempt.commit.clone()));
+    if let (Some(node), Some(epoch)) = (&ctx.node, attempt.epoch) {
+        env.push(("SUNDIAL_NODE".into(), node.clone()));
+        env.push(("SUNDIAL_LEADER_EPOCH".into(), epoch.to_string()));
+    }
     env.push((
         contain::MARK_VAR.into(),
         contain::mark(&ctx.instance, attempt.run_id),
@@ -253,14 +276,21 @@ async fn prepare_and_run(
     let begins = tokio::time::Instant::from_std(when.max(std::time::Instant::now()));
     spec.deadline = d.timeout.map(|t| begins + t);
     let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
+    let (lease, epoch) = (ctx.lease.clone(), attempt.epoch);
+    let may_start = move || RunContext::may_start(lease.as_deref(), epoch);
     if let (Some(_), true, true) = (d.prestart, bootstrapped, d.pull.is_empty()) {
-        return prestarted(attempt.run_id, spec, when, stop, events).await;
+        return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
     }
     if d.pull.is_empty() {
-        // The main process is spawned by a launch thread on the dot.
-        let launched = timed::at(when, &mut stop, move || process::spawn(&spec)).await;
+        // The main process is spawned by a launch thread on the dot, if this node may
+        // still start it then.
+        let launched = timed::at(when, &mut stop, move || {
+            may_start().then(|| process::spawn(&spec))
+        })
+        .await;
         let (running, began) = match launched {
-            Released::Ran(started, began) => (
+            Released::Ran(None, _) => return Err(Failure::Crashed(NOT_LEADING.into())),
+            Released::Ran(Some(started), began) => (
                 started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
                 began,
             ),
@@ -276,8 +306,9 @@ async fn prepare_and_run(
         return Ok(running.wait(stop).await);
     }
     // Pull steps first: the wait ends on the dot, then each step, then the main process.
-    let began = match timed::at(when, &mut stop, || ()).await {
-        Released::Ran((), began) => began,
+    let began = match timed::at(when, &mut stop, may_start).await {
+        Released::Ran(false, _) => return Err(Failure::Crashed(NOT_LEADING.into())),
+        Released::Ran(true, began) => began,
         Released::Stopped(request) => return Ok(Exit::Stopped(request)),
         Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
     };
@@ -316,6 +347,7 @@ async fn prestarted(
     when: std::time::Instant,
     mut stop: watch::Receiver<Option<StopRequest>>,
     events: &mpsc::UnboundedSender<RunEvent>,
+    may_start: impl FnOnce() -> bool + Send + 'static,
 ) -> Result<Exit, Failure> {
     let (reader, mut release) = std::io::pipe()
         .map_err(|e| Failure::Crashed(format!("cannot make the release pipe: {e}")))?;
@@ -330,19 +362,31 @@ async fn prestarted(
     });
     let released = timed::at(when, &mut stop, move || {
         use std::io::Write;
+        if !may_start() {
+            // Dropped unwritten: the bootstrap exits without calling the function.
+            return false;
+        }
         // A child that already ended (its import failed) cannot read it: its exit says why.
         let _ = release.write_all(b"g");
+        true
     })
     .await;
     match released {
-        Released::Ran((), began) => {
+        Released::Ran(true, began) => {
             let _ = events.send(RunEvent::Began { id, at: began });
+        }
+        Released::Ran(false, _) => {
+            running.wait(stop).await;
+            return Err(Failure::Crashed(NOT_LEADING.into()));
         }
         // The release pipe closed unwritten: the bootstrap exits without calling.
         Released::Stopped(_) | Released::Lost => {}
     }
     Ok(running.wait(stop).await)
 }
+
+/// Why an attempt of a node that stopped leading before its instant is Crashed.
+const NOT_LEADING: &str = "not started: this node stopped leading the cluster before the run's time (its lease lapsed or was taken over); the new leader decides its retry";
 
 /// Why an attempt whose launch thread failed is Crashed.
 const LAUNCH_LOST: &str = "the thread starting the process failed; whether it started is unknown, and any process of the run is ended";

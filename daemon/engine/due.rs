@@ -33,6 +33,11 @@ impl Engine {
             }
             None => {}
         }
+        // A standby schedules nothing; it keeps its own runs' logs in bounds.
+        if !self.leads() {
+            self.cap_logs();
+            return Ok(());
+        }
         if self
             .status
             .clock_warning
@@ -58,7 +63,7 @@ impl Engine {
         match claimed {
             Ok(()) => {}
             // Not claimed: tried again in a second, then due or missed by the rule.
-            Err(e) if e.is_disk_full() => {
+            Err(e) if e.is_transient() => {
                 for key in &due {
                     self.timer
                         .set(key.clone(), Some(now + chrono::Duration::seconds(1)));
@@ -68,6 +73,7 @@ impl Engine {
             Err(e) => return Err(e),
         }
         self.due_retries(now)?;
+        self.sweep_cluster(now)?;
         self.check_slas(now)?;
         self.cap_logs();
         self.maybe_prune(now)?;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::store::{Progress, RunState, StoreError};
 
 use super::attempt::RunEvent;
-use super::faults::ignore_full;
+use super::faults::ignore_transient;
 use super::{shown, Engine};
 
 /// After how many ends, once nothing runs, the heap's free pages are given back.
@@ -98,7 +98,7 @@ impl Engine {
         if progress.is_empty() {
             return Ok(());
         }
-        ignore_full(self.store.record_progress(progress))
+        ignore_transient(self.store.record_progress(progress))
     }
 
     /// Records the ends in one transaction, then follows up each. Nothing acts on an end
@@ -117,7 +117,7 @@ impl Engine {
             if ends.len() > 1 {
                 self.store.rollback_batch();
             }
-            if e.is_disk_full() {
+            if e.is_transient() {
                 self.deferred_events
                     .extend(ends.into_iter().map(End::event));
             }
@@ -187,8 +187,9 @@ impl Engine {
         } else {
             tracing::info!("{line}");
         }
-        // Stopping: the retry stays owed in the store, decided at the next start.
-        if self.stopping {
+        // Stopping, or standing by: the retry stays owed in the store, decided at the
+        // next start or by the leader.
+        if self.stopping || !self.leads() {
             return Ok(());
         }
         let cancelled = flight.as_ref().is_some_and(|f| f.cancel_requested);

@@ -23,16 +23,32 @@ impl Engine {
                 }
                 Ok(())
             }
-            Err(e) if e.is_disk_full() => {
+            // Another node leads: this one stands by.
+            Err(e) if e.is_fenced() => {
+                self.demote(&error_chain(&e));
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
                 if self.status.store_error.is_none() {
-                    tracing::error!(
-                        "the disk of the state directory is full: {}; slots and run ends wait until it can be written",
-                        error_chain(&e)
-                    );
-                    self.status.store_error = Some(format!(
-                        "the disk of {} is full: new slots wait (and follow the catch-up rule once recorded), run ends are recorded when space returns; free some space",
-                        self.ctx.logs_dir.with_file_name("state.db").display()
-                    ));
+                    let (log, shown) = if e.is_disk_full() {
+                        (
+                            format!("the disk of the state database is full: {}; slots and run ends wait until it can be written", error_chain(&e)),
+                            format!(
+                                "the disk of {} is full: new slots wait (and follow the catch-up rule once recorded), run ends are recorded when space returns; free some space",
+                                self.store_name
+                            ),
+                        )
+                    } else {
+                        (
+                            format!("{}; slots and run ends wait until it answers", error_chain(&e)),
+                            format!(
+                                "{}: new slots wait (and follow the catch-up rule once recorded), run ends are recorded when it answers",
+                                error_chain(&e)
+                            ),
+                        )
+                    };
+                    tracing::error!("{log}");
+                    self.status.store_error = Some(shown);
                     self.publish();
                 }
                 Ok(())
@@ -52,11 +68,12 @@ impl Engine {
     }
 }
 
-/// A store write whose loss is harmless when the disk is full; other errors stay errors.
-pub(super) fn ignore_full(written: Result<(), StoreError>) -> Result<(), StoreError> {
+/// A store write whose loss is harmless when the store cannot be written for now (a full
+/// disk, an unreachable server); other errors stay errors.
+pub(super) fn ignore_transient(written: Result<(), StoreError>) -> Result<(), StoreError> {
     match written {
-        Err(e) if e.is_disk_full() => {
-            tracing::debug!("not recorded (disk full): {}", error_chain(&e));
+        Err(e) if e.is_transient() => {
+            tracing::debug!("not recorded: {}", error_chain(&e));
             Ok(())
         }
         other => other,

@@ -38,6 +38,7 @@ mod recover;
 pub mod request;
 mod reread;
 mod retention;
+mod role;
 mod sla;
 pub mod status;
 pub mod sync;
@@ -109,6 +110,8 @@ pub struct EngineConfig {
     pub discovery: crate::manifest::discover::Discovery,
     /// The dashboard's address as notifications link to it, without a trailing slash.
     pub public_url: String,
+    /// This daemon's node in a cluster: set with a PostgreSQL store.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 pub use retention::Retention;
@@ -123,7 +126,7 @@ pub async fn run(
     mut requests: mpsc::Receiver<Request>,
     lifecycle: Box<dyn Lifecycle>,
 ) -> Result<(), StoreError> {
-    let store = config.store.open_writer()?;
+    let mut store = config.store.open_writer()?;
     let logs_dir = config.state_dir.join("logs");
     if store.created() {
         set_aside_old_logs(&logs_dir);
@@ -139,6 +142,10 @@ pub async fn run(
             config.state_dir.join("instance").display()
         ))
     })?;
+    let (cluster, mut lease_rx) = match join_cluster(&config, &mut *store, &instance)? {
+        Some((cluster, rx)) => (Some(cluster), Some(rx)),
+        None => (None, None),
+    };
     let ctx = Arc::new(RunContext {
         source: config.source.clone(),
         checkouts: Checkouts::new(config.state_dir.join("checkouts")),
@@ -146,6 +153,8 @@ pub async fn run(
         grace: config.grace,
         sweeper: contain::Sweeper::start(instance.clone()),
         instance,
+        lease: cluster.as_ref().map(|c| Arc::clone(&c.liveness)),
+        node: cluster.as_ref().map(|c| c.config.node.clone()),
     });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (deliveries_tx, mut deliveries_rx) = mpsc::unbounded_channel();
@@ -180,6 +189,8 @@ pub async fn run(
         published: Default::default(),
         cursors_swept: false,
         to_plan: Default::default(),
+        cluster,
+        store_name: config.store.describe(),
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -221,9 +232,13 @@ pub async fn run(
             }
             Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now()),
             Some(done) = deliveries_rx.recv() => engine.on_delivered(done, Utc::now()),
+            Some(()) = lease_changed(&mut lease_rx) => engine.follow_lease(Utc::now()),
         };
-        // What the turn changed is noticed before anything else happens.
-        let turn = turn.and_then(|()| engine.notice(Utc::now()));
+        // A lapsed lease stops scheduling before anything else; what the turn changed
+        // is noticed then.
+        let turn = turn
+            .and_then(|()| engine.follow_lease(Utc::now()))
+            .and_then(|()| engine.notice(Utc::now()));
         if let Err(fatal) = engine.settle_turn(turn) {
             break Err(fatal);
         }
@@ -281,6 +296,10 @@ struct Engine {
     ended_since_release: usize,
     /// What publishing the status keeps between two publications.
     published: views::Published,
+    /// This node's side of a cluster (a PostgreSQL store), or `None` alone.
+    cluster: Option<role::Cluster>,
+    /// The store in words (its file, or its database without the password).
+    store_name: String,
     /// Every stored cursor was compared with the schedules in force since the start.
     cursors_swept: bool,
     /// Schedules an applied commit added or changed, until they are planned.
@@ -305,6 +324,10 @@ impl Engine {
         let mut cap = every.saturating_sub(self.ticked_at.elapsed());
         if let Some(limit) = self.lifecycle.max_sleep() {
             cap = cap.min(limit);
+        }
+        // A leader wakes when its leadership would lapse, and stops scheduling then.
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| c.led.is_some()) {
+            cap = cap.min(cluster.liveness.remaining().unwrap_or_default());
         }
         // Retries wait for the first applied commit (they need their deployment).
         let retry = self
@@ -332,6 +355,11 @@ impl Engine {
         events: &mut mpsc::UnboundedReceiver<RunEvent>,
     ) -> Result<(), StoreError> {
         self.stopping = true;
+        // A standby takes over at once; this node's runs are still its own to end.
+        if let Some(cluster) = &self.cluster {
+            cluster.keeper.release(Duration::from_secs(2));
+            self.store.fence(None);
+        }
         tracing::info!(
             "stopping: {} running process(es) get SIGTERM, SIGKILL after {:?}",
             self.running.len(),
@@ -359,6 +387,65 @@ impl Engine {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Joins the cluster when the store is PostgreSQL: registers the node, starts the keeper.
+/// The engine starts standing by; the keeper's first round makes it lead if no other
+/// node does.
+fn join_cluster(
+    config: &EngineConfig,
+    store: &mut dyn StoreWrite,
+    instance: &str,
+) -> Result<Option<(role::Cluster, watch::Receiver<crate::cluster::LeaseView>)>, StoreError> {
+    let (Some(cluster), StoreSpec::Postgres(target)) = (&config.cluster, &config.store) else {
+        return Ok(None);
+    };
+    let lease = crate::store::pg::lease::LeaseStore::new(target);
+    let timings = cluster.timings;
+    let incarnation = match lease.join(&cluster.node, instance, &cluster.url, timings.node_lost)? {
+        Ok(incarnation) => incarnation,
+        Err(seconds) => {
+            return Err(StoreError::NodeInUse {
+                node: cluster.node.clone(),
+                seconds,
+            })
+        }
+    };
+    store.join_cluster(&cluster.node);
+    let liveness = Arc::new(crate::cluster::Liveness::default());
+    let (view_tx, view_rx) = watch::channel(crate::cluster::LeaseView::default());
+    let keeper = crate::cluster::Keeper::start(
+        lease,
+        cluster.node.clone(),
+        incarnation,
+        timings,
+        Arc::clone(&liveness),
+        view_tx,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("cannot start the lease keeper's thread: {e}")))?;
+    tracing::info!(
+        "node {} (incarnation {incarnation}) joined the cluster on {}",
+        cluster.node,
+        target.what
+    );
+    let side = role::Cluster {
+        config: cluster.clone(),
+        holder: format!("{}/{incarnation}", cluster.node),
+        liveness,
+        view: view_rx.clone(),
+        keeper,
+        led: None,
+        synced: None,
+    };
+    Ok(Some((side, view_rx)))
+}
+
+/// The next change of the cluster's view; never, alone.
+async fn lease_changed(rx: &mut Option<watch::Receiver<crate::cluster::LeaseView>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
     }
 }
 

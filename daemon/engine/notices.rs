@@ -43,6 +43,10 @@ pub struct Delivered {
 impl Engine {
     /// Notices every marked run and fills the outbox; then starts due deliveries.
     pub(super) fn notice(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        // The leader notices every node's runs.
+        if !self.leads() {
+            return Ok(());
+        }
         loop {
             let marked = self.store.marked_runs(BATCH)?;
             if marked.is_empty() {

@@ -126,6 +126,7 @@ impl Engine {
             parameters: row.parameters.clone(),
             // A slot armed ahead of its time starts on the dot, never early.
             not_before: row.scheduled_for.filter(|at| *at > Utc::now()),
+            epoch: self.epoch(),
         };
         tracing::info!(
             "{}: run {id} started ({}, attempt {}, slot {})",

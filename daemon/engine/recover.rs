@@ -15,6 +15,9 @@
 //! - `Scheduled` (claimed, never started): `Skipped` with reason `missed`.
 //! - Owed retry decisions (an attempt that ended while the daemon was stopping, or that
 //!   recovery just recorded Crashed) are made after the first apply, from the store.
+//! - In a cluster (a PostgreSQL store) the start settles only this node's `Running`
+//!   runs; the rest (waiting runs, runs no node claims) is settled when the node comes to
+//!   lead (`role.rs`), and another node's runs are its own until it is lost.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -62,9 +65,32 @@ impl Engine {
             contain::end(&left, self.ctx.grace).await;
         }
         let had_process: BTreeSet<i64> = left.iter().map(|p| p.run_id).collect();
+        self.settle_unfinished(&had_process, now)
+    }
+
+    /// Settles what the store says is unfinished, as far as this engine may: alone,
+    /// everything; in a cluster, a standby only its own node's `Running` runs (the rest is
+    /// the leader's), and a leader also what waits and the runs no node claims. Another
+    /// live node's runs are its own (a lost node's are settled as `node_lost`). A run
+    /// this engine still runs is left alone.
+    pub(super) fn settle_unfinished(
+        &mut self,
+        had_process: &BTreeSet<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let node = self.cluster.as_ref().map(|c| c.config.node.clone());
+        let leads = self.leads();
         for run in self.store.unfinished_runs()? {
             match run.state {
                 RunState::Running => {
+                    let ours = match (&node, &run.node) {
+                        (None, _) => true,
+                        (Some(me), Some(theirs)) => me == theirs,
+                        (Some(_), None) => leads,
+                    };
+                    if !ours || self.running.contains_key(&run.id) {
+                        continue;
+                    }
                     let reason = if had_process.contains(&run.id) {
                         "ended at restart: the daemon had lost track of it"
                     } else {
@@ -78,6 +104,7 @@ impl Engine {
                     self.store
                         .finish_run(run.id, RunState::Crashed, None, Some(reason), now)?;
                 }
+                _ if !leads => {}
                 RunState::Pending => self.enqueue(
                     &run.deployment,
                     run.id,

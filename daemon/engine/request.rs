@@ -63,6 +63,9 @@ pub enum ResumeError {
     /// The answer sent when the store failed (the daemon then stops).
     #[error("the daemon's state database failed; the daemon is stopping")]
     Unavailable,
+    /// This node of a cluster does not lead: the leader (named) takes this request.
+    #[error("this node stands by in a cluster, it does not schedule; {0}")]
+    Standby(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,9 @@ pub enum TriggerError {
     /// The answer sent when the store failed (the daemon then stops).
     #[error("the daemon's state database failed; the daemon is stopping")]
     Unavailable,
+    /// This node of a cluster does not lead: the leader (named) takes this request.
+    #[error("this node stands by in a cluster, it does not schedule; {0}")]
+    Standby(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +103,9 @@ pub enum CancelError {
     /// The answer sent when the store failed (the daemon then stops).
     #[error("the daemon's state database failed; the daemon is stopping")]
     Unavailable,
+    /// This node of a cluster does not lead: the leader (named) takes this request.
+    #[error("this node stands by in a cluster, it does not schedule; {0}")]
+    Standby(String),
 }
 
 /// How a service manager follows the engine. Every method has a do-nothing default.
@@ -129,6 +138,15 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         match request {
+            Request::Trigger { reply, .. } if !self.leads() => {
+                let _ = reply.send(Err(TriggerError::Standby(self.leader_hint())));
+            }
+            Request::Resume { reply, .. } if !self.leads() => {
+                let _ = reply.send(Err(ResumeError::Standby(self.leader_hint())));
+            }
+            Request::Cancel { run, reply } if !self.leads() && !self.running.contains_key(&run) => {
+                let _ = reply.send(Err(CancelError::Standby(self.leader_hint())));
+            }
             Request::Trigger {
                 deployment,
                 parameters,
@@ -166,7 +184,7 @@ impl Engine {
                 } else {
                     match self.resume(&deployment, "resumed by request") {
                         Ok(()) => Ok(()),
-                        Err(e) if e.is_disk_full() => Err(ResumeError::Store(e)),
+                        Err(e) if e.is_transient() => Err(ResumeError::Store(e)),
                         Err(e) => {
                             let _ = reply.send(Err(ResumeError::Unavailable));
                             return Err(e);

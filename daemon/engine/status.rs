@@ -33,6 +33,52 @@ pub struct Status {
     pub clock_warning: Option<(String, DateTime<Utc>)>,
     /// How notification deliveries stand.
     pub notifications: crate::store::OutboxCounts,
+    /// This node's part in a cluster (a PostgreSQL store), or `None` alone.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// This node's part in a cluster, and the cluster as the keeper last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// The epoch this node leads at, while it leads (it schedules).
+    pub leads: Option<i64>,
+    /// The node that holds the lease and its epoch, while one does.
+    pub leader: Option<(String, i64)>,
+    /// Every node, and whether it is alive (a heartbeat within the node-lost time).
+    pub nodes: Vec<(String, bool)>,
+    /// Why the lease and heartbeat cannot be kept now.
+    pub error: Option<String>,
+}
+
+impl ClusterStatus {
+    pub fn new(node: &str, leads: Option<i64>, view: &crate::cluster::LeaseView) -> ClusterStatus {
+        ClusterStatus {
+            node: node.to_string(),
+            leads,
+            leader: view
+                .leader
+                .as_ref()
+                .filter(|l| l.live)
+                .map(|l| (l.node().to_string(), l.epoch)),
+            nodes: view
+                .nodes
+                .iter()
+                .map(|(n, alive)| (n.name.clone(), *alive))
+                .collect(),
+            error: view.error.clone(),
+        }
+    }
+
+    /// `leader`, or `standby`.
+    pub fn role(&self) -> &'static str {
+        if self.leads.is_some() {
+            "leader"
+        } else {
+            "standby"
+        }
+    }
 }
 
 /// Which step of reading the source failed.

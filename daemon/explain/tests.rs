@@ -59,6 +59,8 @@ fn row(d: &Deployment, id: i64, slot: &str, state: RunState, attempt: u32) -> Ru
         not_before: None,
         retry_pending: false,
         retry_of: (attempt > 1).then_some(id - 1),
+        node: None,
+        epoch: None,
     }
 }
 

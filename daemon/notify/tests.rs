@@ -32,6 +32,8 @@ fn run(state: RunState) -> Run {
         not_before: None,
         retry_pending: false,
         retry_of: None,
+        node: None,
+        epoch: None,
     }
 }
 

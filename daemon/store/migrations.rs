@@ -122,6 +122,12 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 8: the dashboard's indexes.
     DASHBOARD_INDEXES,
+    // 9: which node ran a run, under which leader's epoch (PostgreSQL clusters; NULL on
+    //    SQLite, where one daemon is all there is).
+    "
+    ALTER TABLE runs ADD COLUMN node TEXT;
+    ALTER TABLE runs ADD COLUMN epoch {INT};
+    ",
 ];
 
 /// Step 8 (its own step, written apart for its length):
@@ -200,13 +206,38 @@ pub fn migrate(conn: &mut Connection) -> Result<bool, StoreError> {
 
 /// What PostgreSQL adds to a step, after its rendering: step 1 numbers the commits in
 /// the order applied (SQLite has its implicit `rowid`) and records the store's random id
-/// (to notice a database dropped and made again, as a replaced SQLite file is noticed).
-const POSTGRES_EXTRA: [(usize, &str); 1] = [(
-    0,
-    "ALTER TABLE commits ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
+/// (to notice a database dropped and made again, as a replaced SQLite file is noticed);
+/// step 9 adds the cluster's lease and nodes (`crate::cluster`), dated by the server's
+/// clock, and finds each node's runs by index.
+const POSTGRES_EXTRA: [(usize, &str); 2] = [
+    (
+        0,
+        "ALTER TABLE commits ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
      CREATE TABLE sundial_meta (store_id TEXT NOT NULL);
      INSERT INTO sundial_meta (store_id) VALUES (md5(random()::text || clock_timestamp()::text));",
-)];
+    ),
+    (
+        8,
+        "CREATE TABLE sundial_lease (
+         id          INTEGER PRIMARY KEY CHECK (id = 1),
+         holder      TEXT NOT NULL DEFAULT '',
+         epoch       BIGINT NOT NULL DEFAULT 0,
+         expires_at  TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+         acquired_at TIMESTAMPTZ
+     );
+     INSERT INTO sundial_lease (id) VALUES (1);
+     CREATE TABLE sundial_nodes (
+         name         TEXT PRIMARY KEY,
+         incarnation  BIGINT NOT NULL,
+         instance     TEXT NOT NULL,
+         started_at   TIMESTAMPTZ NOT NULL,
+         heartbeat_at TIMESTAMPTZ NOT NULL,
+         url          TEXT,
+         version      TEXT
+     );
+     CREATE INDEX sundial_runs_by_node ON runs (node, state) WHERE node IS NOT NULL;",
+    ),
+];
 
 /// The advisory lock the migrations of a PostgreSQL database take, so that daemons
 /// starting together migrate once. It guards nothing else.
@@ -318,6 +349,7 @@ mod tests {
             "7b7383b7c497632275d0a515a0827b0eeab4c66757ea07e75fe1e342f472a93b",
             "ef1acef6d0717c831175764b2450525c9bc1bbdcbb3eae69b6b5d93252a68add",
             "c22af06d1ed756344594e0d3be9e6b33b7b71dabbf35fff5acd3f5a3375e0d26",
+            "61736f8c5b955403e46257ab9d2d3523fdc74994686d9e10f9b49d9393a580f1",
         ];
         assert_eq!(MIGRATIONS.len(), golden.len());
         for (i, (sql, want)) in MIGRATIONS.iter().zip(golden).enumerate() {

@@ -75,6 +75,13 @@ pub enum StoreError {
     /// `SQLITE_TOOBIG`).
     #[error("a value of {bytes} bytes is over the store's limit of {limit} bytes ($SUNDIAL_STORE_MAX_VALUE)")]
     TooBig { bytes: usize, limit: usize },
+    /// A scheduling write of a node that does not hold the cluster's lease (PostgreSQL):
+    /// nothing of it was written.
+    /// Another daemon runs as this node name (PostgreSQL clusters).
+    #[error("the node name {node} is in use by another daemon of this cluster (its last heartbeat was {seconds:.0} s ago); give each daemon its own --node (or $SUNDIAL_NODE)")]
+    NodeInUse { node: String, seconds: f64 },
+    #[error("this node does not lead the cluster (its lease, epoch {epoch}, was lost or taken over); it schedules nothing until it leads again")]
+    Fenced { epoch: i64 },
 }
 
 impl StoreError {
@@ -120,11 +127,21 @@ impl StoreError {
         }
     }
 
+    /// Whether the error passes by itself: a full disk, or a PostgreSQL server that cannot
+    /// be reached for now. What could not be written waits and is written again.
+    pub fn is_transient(&self) -> bool {
+        self.is_disk_full() || self.is_unavailable()
+    }
+
+    /// Whether a scheduling write was refused because this node does not hold the lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced { .. })
+    }
+
     /// Whether the PostgreSQL server could not be reached, or ended a statement that may
     /// succeed when tried again (a restart, a timeout, a lock or serialization conflict).
-    /// Never true of SQLite. The engine still treats it as fatal (the daemon stops and
-    /// its service manager starts it again); staying up through it is stage 3 of
-    /// docs/plans/postgres-ha.md.
+    /// Never true of SQLite. The engine waits it out like a full disk
+    /// ([`StoreError::is_transient`]), and its lease lapses meanwhile.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } => true,

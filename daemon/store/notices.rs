@@ -72,7 +72,7 @@ impl Store {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([limit as i64], |row| {
-            let noticed: Option<String> = row.get(18)?;
+            let noticed: Option<String> = row.get(super::run::COLUMN_COUNT)?;
             Ok(read_row(row)?.map(|run| (run, noticed.as_deref().and_then(RunState::parse))))
         })?;
         rows.map(|r| r?).collect()

@@ -168,6 +168,10 @@ pub struct Run {
     pub retry_pending: bool,
     /// For a retry: the attempt it follows.
     pub retry_of: Option<i64>,
+    /// The node that ran it (PostgreSQL clusters; `None` on SQLite and until claimed).
+    pub node: Option<String>,
+    /// The epoch of the leader that wrote it (PostgreSQL clusters).
+    pub epoch: Option<i64>,
 }
 
 impl Run {
@@ -248,7 +252,10 @@ pub struct RunFilter {
 /// (migration 8) are on this exact expression.
 pub(super) const RUN_TIME: &str = "COALESCE(started_at, scheduled_for, created_at)";
 
-pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending, retry_of";
+pub(super) const COLUMNS: &str = "id, deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, started_at, ended_at, exit_code, pid, not_before, retry_pending, retry_of, node, epoch";
+
+/// How many columns [`COLUMNS`] selects: the index of a column a query selects after them.
+pub(super) const COLUMN_COUNT: usize = 20;
 
 /// What a running attempt reports, for [`Store::record_progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +280,8 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
     let not_before = text(15)?;
     let retry_pending: bool = row.get(16)?;
     let retry_of: Option<i64> = row.get(17)?;
+    let node: Option<String> = row.get(18)?;
+    let epoch: Option<i64> = row.get(19)?;
     let (id, deployment, schedule_id, reason, attempt, commit, exit_code, pid) = (
         row.get(0)?,
         row.get(1)?,
@@ -306,6 +315,8 @@ pub(super) fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Run, StoreError
             not_before: not_before.map(parse_time).transpose()?,
             retry_pending,
             retry_of,
+            node,
+            epoch,
         })
     })())
 }
@@ -342,5 +353,14 @@ fn refused(
         }
         FromSqlError::Utf8Error(e) => rusqlite::Error::Utf8Error(i, e),
         e => rusqlite::Error::FromSqlConversionFailure(i, found, Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A column selected after [`super::COLUMNS`] is read at [`super::COLUMN_COUNT`].
+    #[test]
+    fn the_column_count_is_the_columns_selected() {
+        assert_eq!(super::COLUMNS.split(',').count(), super::COLUMN_COUNT);
     }
 }

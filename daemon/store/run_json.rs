@@ -47,6 +47,8 @@ pub(super) fn write_row(
     let ended_at = time_or_null(text_ref(row, 12)?)?;
     let exit_code: Option<i32> = row.get(13)?;
     let retry_of: Option<i64> = row.get(17)?;
+    let node = text_ref(row, 18)?;
+    let epoch: Option<i64> = row.get(19)?;
     // Not in the answer, but a row `read_row` refuses is refused here too.
     Time::read(text_of(row, 10)?)?;
     let _: Option<u32> = row.get(14)?;
@@ -100,6 +102,15 @@ pub(super) fn write_row(
     let slot = slot.as_ref().map(Secs::as_str);
     write_cause(cause, trigger, schedule_id, slot, attempt, retry_of);
     push_json_str(out, cause);
+    out.push_str(",\"node\":");
+    push_json_str_or_null(out, node);
+    out.push_str(",\"epoch\":");
+    match epoch {
+        Some(epoch) => {
+            let _ = write!(out, "{epoch}");
+        }
+        None => out.push_str("null"),
+    }
     out.push('}');
     Ok(())
 }

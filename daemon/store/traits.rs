@@ -96,6 +96,24 @@ pub trait StoreWrite: StoreRead {
     /// replaced, or a PostgreSQL database dropped and made again, is
     /// [`StoreError::Replaced`].
     fn check_identity(&self) -> R<()>;
+    /// Joins a cluster as `node` (PostgreSQL): from then on the scheduling writes need
+    /// the lease ([`StoreWrite::fence`]; without it they are [`StoreError::Fenced`] and
+    /// write nothing), and the runs this writer starts carry `node`. SQLite has no
+    /// cluster: nothing changes.
+    fn join_cluster(&mut self, _node: &str) {}
+    /// The lease this node holds now, (holder, epoch), or `None`: every scheduling write
+    /// checks it against the store's lease in its own transaction.
+    fn fence(&mut self, _fence: Option<(String, i64)>) {}
+    /// Settles `Crashed` (reason `node_lost`, retry owed) the runs still `Running` on
+    /// other nodes silent for `silent_for` by the store's clock; returns their ids. A
+    /// store without nodes has none.
+    fn settle_lost_nodes(
+        &mut self,
+        _silent_for: std::time::Duration,
+        _at: DateTime<Utc>,
+    ) -> R<Vec<i64>> {
+        Ok(Vec::new())
+    }
 
     fn insert_run(&mut self, new: &NewRun, now: DateTime<Utc>) -> R<Option<i64>>;
     fn claim_slots(

@@ -196,7 +196,15 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         (0, 0) => String::new(),
         (failing, given_up) => format!(", notifications failing: {failing}, given up: {given_up}"),
     };
-    format!("commit {short}, {deployments}, next: {next}, {errors}{source}{clock}{notices}")
+    let role = match &status.cluster {
+        Some(c) => match (&c.leader, c.leads) {
+            (_, Some(epoch)) => format!("leader (epoch {epoch}), "),
+            (Some((leader, epoch)), None) => format!("standby (leader {leader}, epoch {epoch}), "),
+            (None, None) => "standby (no leader), ".to_string(),
+        },
+        None => String::new(),
+    };
+    format!("{role}commit {short}, {deployments}, next: {next}, {errors}{source}{clock}{notices}")
 }
 
 fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {

@@ -203,6 +203,11 @@ impl Daemon {
         status.code()
     }
 
+    /// The daemon's exit status if it has exited by itself, without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().expect("started").try_wait().unwrap()
+    }
+
     /// Starts the daemon on `repo` as `setup` says and waits until ready.
     #[track_caller]
     pub fn launch(repo: &Path, setup: Setup) -> Daemon {

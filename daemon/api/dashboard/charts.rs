@@ -346,6 +346,8 @@ mod tests {
             not_before: None,
             retry_pending: false,
             retry_of: None,
+            node: None,
+            epoch: None,
         };
         let svg = durations(
             "durations",

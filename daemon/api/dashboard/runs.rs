@@ -444,6 +444,8 @@ mod tests {
             not_before: None,
             retry_pending: false,
             retry_of: Some(7),
+            node: None,
+            epoch: None,
         };
         let attempt = |id, attempt, state, commit: &str| AttemptRef {
             id,

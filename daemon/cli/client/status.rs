@@ -48,6 +48,9 @@ pub fn run(args: &StatusArgs) -> Result<bool, ClientError> {
     if let Some(store) = &status.store_error {
         println!("state database: {store}");
     }
+    if let Some(cluster) = &status.cluster {
+        println!("{}", cluster_line(cluster));
+    }
     if let Some(clock) = &status.clock_warning {
         println!("clock: {clock}");
     }
@@ -73,6 +76,39 @@ pub fn run(args: &StatusArgs) -> Result<bool, ClientError> {
         println!("next: {name} at {}", local_time(Some(at)));
     }
     Ok(healthy)
+}
+
+/// `cluster: this node (a) leads, epoch 7; nodes: a, b (silent)`.
+fn cluster_line(c: &crate::api::types::ClusterJson) -> String {
+    let who = match (&c.leader, c.epoch) {
+        (Some(leader), Some(epoch)) if c.role == "leader" => {
+            format!("this node ({leader}) leads, epoch {epoch}")
+        }
+        (Some(leader), Some(epoch)) => {
+            format!(
+                "this node ({}) stands by; {leader} leads, epoch {epoch}",
+                c.node
+            )
+        }
+        _ => format!("this node ({}) stands by; no node leads now", c.node),
+    };
+    let nodes: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            if n.alive {
+                n.name.clone()
+            } else {
+                format!("{} (silent)", n.name)
+            }
+        })
+        .collect();
+    let error = c
+        .error
+        .as_ref()
+        .map(|e| format!("; cannot keep the lease: {e}"))
+        .unwrap_or_default();
+    format!("cluster: {who}; nodes: {}{error}", nodes.join(", "))
 }
 
 fn print_findings(kind: &str, findings: &[FileError]) {

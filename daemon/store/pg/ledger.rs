@@ -259,7 +259,7 @@ impl PgStore {
             c.query(&sql, &[&limit])?
                 .iter()
                 .map(|r| {
-                    let noticed: Option<&str> = r.try_get(18)?;
+                    let noticed: Option<&str> = r.try_get(super::super::run::COLUMN_COUNT)?;
                     Ok((super::read_run(r)?, noticed.and_then(RunState::parse)))
                 })
                 .collect()

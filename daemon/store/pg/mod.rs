@@ -13,13 +13,20 @@
 //!   transaction ends on the server too.
 //! - `$SUNDIAL_STORE_MAX_VALUE` limits each text value as it does on SQLite: a longer one
 //!   is [`StoreError::TooBig`], a row error.
+//! - Fencing, once the writer joined a cluster ([`PgStore::join_cluster`]): every
+//!   scheduling write first locks the lease row `FOR SHARE` in its own transaction and
+//!   finds it held by this node's (holder, epoch) and unexpired, else writes nothing and is
+//!   [`StoreError::Fenced`]. While the transaction holds that lock no other node can take
+//!   the lease, so whatever a leader commits was written under a lease it held. Node
+//!   writes (a run's progress and end) are not fenced: a node records the end of what it
+//!   runs whoever leads, but never over a run the leader settled as `node_lost`.
 //!
-//! Non-goals here (docs/plans/postgres-ha.md stages 3-5): the lease, fencing, standbys,
-//! runs spread over nodes, TLS.
+//! Non-goals here (docs/plans/postgres-ha.md stages 4-5): runs spread over nodes, TLS.
 
 mod breaches;
 mod conn;
 mod history;
+pub mod lease;
 mod ledger;
 mod runs;
 pub mod testing;
@@ -154,7 +161,28 @@ pub struct PgStore {
     store_id: String,
     /// The longest text value stored (`$SUNDIAL_STORE_MAX_VALUE`), if limited.
     max_value: Option<usize>,
+    /// The node this writer runs as, once it joined a cluster: its scheduling writes are
+    /// fenced, and the runs it starts carry its name.
+    node: Option<String>,
+    /// The lease this node holds (holder, epoch), while it leads.
+    fence: Option<(String, i64)>,
+    /// Whether the open batch has checked the fence already (the lock it took lasts until
+    /// the batch ends).
+    fence_checked: Cell<bool>,
 }
+
+/// Which writes are fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Scheduling: only the leader, under its lease.
+    Leader,
+    /// A run's progress and end: the node that runs it, whoever leads.
+    Node,
+}
+
+/// Locks the lease row for the rest of the transaction, and finds it held by `holder` at
+/// `epoch` and unexpired.
+const FENCE: &str = "SELECT 1 FROM sundial_lease WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp() FOR SHARE";
 
 impl PgStore {
     /// Connects, creates the schema or brings it up to date, and warns when the server
@@ -184,6 +212,9 @@ impl PgStore {
             created,
             store_id,
             max_value: super::max_value().map(|n| n as usize),
+            node: None,
+            fence: None,
+            fence_checked: Cell::new(false),
         })
     }
 
@@ -197,6 +228,9 @@ impl PgStore {
             created: false,
             store_id,
             max_value: super::max_value().map(|n| n as usize),
+            node: None,
+            fence: None,
+            fence_checked: Cell::new(false),
         })
     }
 
@@ -214,17 +248,17 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         match self.batch.get() {
             None => self.conn.call(f),
-            Some(_) => self.write(f),
+            Some(_) => self.transact(Writer::Node, 1, f),
         }
     }
 
-    /// Runs a write as one transaction, or one savepoint inside a batch, undone alone on
-    /// error.
+    /// Runs a scheduling write as one transaction, or one savepoint inside a batch,
+    /// undone alone on error; fenced once the store joined a cluster.
     fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_sized(1, f)
+        self.transact(Writer::Leader, 1, f)
     }
 
     /// [`PgStore::write`] of `items` statements: the call limit grows by
@@ -234,7 +268,39 @@ impl PgStore {
         items: usize,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.transact(Writer::Leader, items, f)
+    }
+
+    /// A node's write of `items` statements (a run's progress or end): never fenced.
+    fn node_write<T: Send + 'static>(
+        &self,
+        items: usize,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.transact(Writer::Node, items, f)
+    }
+
+    /// Whether a write of `writer` must check the fence first, and with what: `Err` when
+    /// it may not write at all (a clustered node that does not lead).
+    fn fence_for(&self, writer: Writer) -> Result<Option<(String, i64)>, StoreError> {
+        if writer == Writer::Node || self.node.is_none() || self.fence_checked.get() {
+            return Ok(None);
+        }
+        match &self.fence {
+            Some(fence) => Ok(Some(fence.clone())),
+            None => Err(StoreError::Fenced { epoch: 0 }),
+        }
+    }
+
+    fn transact<T: Send + 'static>(
+        &self,
+        writer: Writer,
+        items: usize,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let limit = CALL_LIMIT.saturating_add(PER_ITEM.saturating_mul(items as u32));
+        let fence = self.fence_for(writer)?;
+        let checks = fence.is_some();
         let batch = self.batch.get();
         let (begin, end, undo) = match batch {
             Some(_) => (
@@ -244,9 +310,17 @@ impl PgStore {
             ),
             None => ("BEGIN", "COMMIT", "ROLLBACK"),
         };
-        self.conn.call_within(limit, batch, move |c| {
+        let answer = self.conn.call_within(limit, batch, move |c| {
             c.batch_execute(begin)?;
-            match f(c) {
+            let fenced = match &fence {
+                Some((holder, epoch)) => match c.query_opt(FENCE, &[holder, epoch]) {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(StoreError::Fenced { epoch: *epoch }),
+                    Err(e) => Err(e.into()),
+                },
+                None => Ok(()),
+            };
+            match fenced.and_then(|()| f(c)) {
                 Ok(answer) => {
                     c.batch_execute(end)?;
                     Ok(answer)
@@ -256,7 +330,12 @@ impl PgStore {
                     Err(e)
                 }
             }
-        })
+        });
+        // Inside a batch the lock lasts until it ends: one check is enough.
+        if checks && batch.is_some() && answer.is_ok() {
+            self.fence_checked.set(true);
+        }
+        answer
     }
 
     fn begin_batch(&mut self) -> Result<(), StoreError> {
@@ -265,16 +344,19 @@ impl PgStore {
             Ok(c.batch_execute("BEGIN")?)
         })?;
         self.batch.set(Some(generation));
+        self.fence_checked.set(false);
         Ok(())
     }
 
     fn commit_batch(&mut self) -> Result<(), StoreError> {
+        self.fence_checked.set(false);
         let batch = self.batch.take();
         self.conn
             .call_within(CALL_LIMIT, batch, |c| Ok(c.batch_execute("COMMIT")?))
     }
 
     fn rollback_batch(&mut self) {
+        self.fence_checked.set(false);
         if let Some(generation) = self.batch.take() {
             // A lost connection took its transaction with it.
             let _ = self.conn.call_within(CALL_LIMIT, Some(generation), |c| {
@@ -285,6 +367,26 @@ impl PgStore {
 
     fn created(&self) -> bool {
         self.created
+    }
+
+    /// Joins a cluster as `node`: from now on scheduling writes need the lease
+    /// ([`PgStore::set_fence`]), and the runs this writer starts carry `node`.
+    pub fn join_cluster(&mut self, node: &str) {
+        self.node = Some(node.to_string());
+    }
+
+    /// The lease this node now holds, or `None` once it lost it.
+    pub fn set_fence(&mut self, fence: Option<(String, i64)>) {
+        self.fence = fence;
+        self.fence_checked.set(false);
+    }
+
+    /// What the runs this writer inserts or starts carry: its node, the leader's epoch.
+    fn stamp(&self) -> (Option<String>, Option<i64>) {
+        (
+            self.node.clone(),
+            self.fence.as_ref().map(|(_, epoch)| *epoch),
+        )
     }
 
     /// A database dropped and made again (or another one at the same address) has
@@ -384,6 +486,8 @@ fn read_run(row: &Row) -> Result<Run, StoreError> {
         not_before: time(15)?,
         retry_pending: row.try_get(16)?,
         retry_of: row.try_get(17)?,
+        node: row.try_get(18)?,
+        epoch: row.try_get(19)?,
     })
 }
 
@@ -438,6 +542,22 @@ impl StoreWrite for PgStore {
 
     fn check_identity(&self) -> Result<(), StoreError> {
         PgStore::check_identity(self)
+    }
+
+    fn join_cluster(&mut self, node: &str) {
+        PgStore::join_cluster(self, node)
+    }
+
+    fn fence(&mut self, fence: Option<(String, i64)>) {
+        self.set_fence(fence)
+    }
+
+    fn settle_lost_nodes(
+        &mut self,
+        silent_for: std::time::Duration,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        PgStore::settle_lost_nodes(self, silent_for, at)
     }
 
     delegate! { PgStore;

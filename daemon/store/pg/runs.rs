@@ -10,9 +10,16 @@ use super::super::run::{
 use super::super::{parse_time, time_text, StoreError};
 use super::{fit, params, read_runs, Arg, PgStore};
 
-const INSERT: &str = "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due, retry_of)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+const INSERT: &str = "INSERT INTO runs (deployment, schedule_id, scheduled_for, trigger, state, reason, attempt, commit_sha, parameters, created_at, ended_at, started_at, not_before, notice_due, retry_of, node, epoch)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
      ON CONFLICT DO NOTHING RETURNING id";
+
+/// The reason of a run settled because its node went silent.
+pub const NODE_LOST: &str = "node_lost";
+
+/// What a written run carries in a cluster: the writer's node (on a row that starts
+/// `Running`) and the leader's epoch.
+type Stamp = (Option<String>, Option<i64>);
 
 /// Inserts each row with one prepared statement; `None` for a slot's attempt that has a
 /// row already.
@@ -21,6 +28,7 @@ fn insert(
     rows: &[NewRun],
     now: &str,
     limit: Option<usize>,
+    stamp: &Stamp,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let stmt = c.prepare(INSERT)?;
     let mut ids = Vec::with_capacity(rows.len());
@@ -37,6 +45,7 @@ fn insert(
             new.state,
             RunState::Pending | RunState::Scheduled | RunState::AwaitingRetry
         );
+        let node = stamp.0.as_ref().filter(|_| new.state == RunState::Running);
         let row = c.query_opt(
             &stmt,
             &[
@@ -55,6 +64,8 @@ fn insert(
                 &new.not_before.map(time_text),
                 &notice_due,
                 &new.retry_of,
+                &node,
+                &stamp.1,
             ],
         )?;
         ids.push(row.map(|r| r.try_get(0)).transpose()?);
@@ -87,8 +98,8 @@ impl PgStore {
         new: &NewRun,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        let (new, now, limit) = (new.clone(), time_text(now), self.max_value);
-        self.write(move |c| Ok(insert(c, std::slice::from_ref(&new), &now, limit)?[0]))
+        let (new, now, limit, stamp) = (new.clone(), time_text(now), self.max_value, self.stamp());
+        self.write(move |c| Ok(insert(c, std::slice::from_ref(&new), &now, limit, &stamp)?[0]))
     }
 
     pub(super) fn claim_slots(
@@ -97,7 +108,8 @@ impl PgStore {
         cursor: Option<SlotCursor<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        let (rows, now, limit) = (rows.to_vec(), time_text(now), self.max_value);
+        let (rows, now, limit, stamp) =
+            (rows.to_vec(), time_text(now), self.max_value, self.stamp());
         let cursor = cursor.map(|c| {
             (
                 c.deployment.to_string(),
@@ -107,7 +119,7 @@ impl PgStore {
             )
         });
         self.write_sized(rows.len(), move |c| {
-            let ids = insert(c, &rows, &now, limit)?;
+            let ids = insert(c, &rows, &now, limit, &stamp)?;
             if let Some((deployment, schedule_id, at, fingerprint)) = cursor {
                 set_cursor(c, &deployment, &schedule_id, &at, &fingerprint)?;
             }
@@ -121,11 +133,11 @@ impl PgStore {
         commit: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (commit, at) = (commit.to_string(), time_text(at));
+        let (commit, at, (node, epoch)) = (commit.to_string(), time_text(at), self.stamp());
         self.write(move |c| {
             let changed = c.execute(
-                "UPDATE runs SET state = 'Running', started_at = $2, commit_sha = $3, notice_due = true WHERE id = $1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
-                &[&id, &at, &commit],
+                "UPDATE runs SET state = 'Running', started_at = $2, commit_sha = $3, notice_due = true, node = $4, epoch = $5 WHERE id = $1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry')",
+                &[&id, &at, &commit, &node, &epoch],
             )?;
             Ok(changed == 1)
         })
@@ -133,7 +145,7 @@ impl PgStore {
 
     pub(super) fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
         let progress = progress.to_vec();
-        self.write_sized(progress.len(), move |c| {
+        self.node_write(progress.len(), move |c| {
             let began = c.prepare("UPDATE runs SET started_at = $2 WHERE id = $1")?;
             let spawned = c.prepare("UPDATE runs SET pid = $2 WHERE id = $1")?;
             for step in progress {
@@ -152,9 +164,10 @@ impl PgStore {
         next: &NewRun,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        let (next, now, limit) = (next.clone(), time_text(now), self.max_value);
+        let (next, now, limit, stamp) =
+            (next.clone(), time_text(now), self.max_value, self.stamp());
         self.write(move |c| {
-            let id = insert(c, std::slice::from_ref(&next), &now, limit)?[0];
+            let id = insert(c, std::slice::from_ref(&next), &now, limit, &stamp)?[0];
             c.execute(
                 "UPDATE runs SET retry_pending = false, notice_due = false WHERE id = $1",
                 &[&ended],
@@ -195,12 +208,39 @@ impl PgStore {
         if let Some(reason) = &reason {
             fit(self.max_value, reason)?;
         }
-        self.write(move |c| {
+        // A run the leader settled as lost with its node keeps that end: its retry may
+        // be under way elsewhere.
+        self.node_write(1, move |c| {
             c.execute(
-                "UPDATE runs SET state = $2, exit_code = $3, reason = CASE WHEN started_at IS NULL THEN COALESCE($4, reason) ELSE $4 END, ended_at = $5, retry_pending = $6, notice_due = true WHERE id = $1",
-                &[&id, &state.as_str(), &exit_code.map(i64::from), &reason, &ended, &state.may_retry()],
+                "UPDATE runs SET state = $2, exit_code = $3, reason = CASE WHEN started_at IS NULL THEN COALESCE($4, reason) ELSE $4 END, ended_at = $5, retry_pending = $6, notice_due = true
+                 WHERE id = $1 AND NOT (state = 'Crashed' AND reason IS NOT DISTINCT FROM $7)",
+                &[&id, &state.as_str(), &exit_code.map(i64::from), &reason, &ended, &state.may_retry(), &NODE_LOST],
             )?;
             Ok(())
+        })
+    }
+
+    /// Settles `Crashed` (reason [`NODE_LOST`], its retry owed) every run still
+    /// `Running` on another node whose heartbeat the server has not seen for
+    /// `silent_for`, or that never joined; returns their ids. A leader's write, fenced.
+    pub(super) fn settle_lost_nodes(
+        &mut self,
+        silent_for: std::time::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (me, at, secs) = (self.node.clone(), time_text(at), silent_for.as_secs_f64());
+        self.write(move |c| {
+            let rows = c.query(
+                "UPDATE runs SET state = 'Crashed', reason = $3, ended_at = $2, retry_pending = true, notice_due = true
+                 WHERE state = 'Running' AND node IS NOT NULL AND node IS DISTINCT FROM $1
+                   AND NOT EXISTS (SELECT 1 FROM sundial_nodes n WHERE n.name = runs.node
+                                     AND n.heartbeat_at > clock_timestamp() - make_interval(secs => $4))
+                 RETURNING id",
+                &[&me, &at, &NODE_LOST, &secs],
+            )?;
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            ids.sort_unstable();
+            Ok(ids)
         })
     }
 

@@ -85,7 +85,7 @@ fn postgres_schema(store: &PgStore) -> Schema {
                 &[],
             )? {
                 let (table, column): (String, String) = (r.get(0), r.get(1));
-                // PostgreSQL's own: the version, the store id, commits' order.
+                // PostgreSQL's own: the version, the store id, commits' order, the cluster.
                 if table.starts_with("sundial_") || (table == "commits" && column == "seq") {
                     continue;
                 }
@@ -94,7 +94,8 @@ fn postgres_schema(store: &PgStore) -> Schema {
             let indexes = c
                 .query(
                     "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'
-                       AND indexname NOT LIKE '%_pkey' ORDER BY indexname COLLATE \"C\"",
+                       AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE 'sundial\\_%'
+                     ORDER BY indexname COLLATE \"C\"",
                     &[],
                 )?
                 .iter()

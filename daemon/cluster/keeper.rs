@@ -1,0 +1,247 @@
+//! The keeper: a thread that keeps this node's lease and heartbeat, whatever the engine
+//! is doing (a long store call, a burst of spawns).
+//!
+//! Each round, every [`Timings::renew`] (±20 %): take or renew the lease, heartbeat this
+//! node, read who leads and which nodes are alive; then publish [`Liveness`] (for the
+//! engine and the launch threads) and a [`LeaseView`] (for the engine's wake-up and the
+//! status). A renew that fails leaves the leadership to lapse by itself at its deadline.
+//! Once it has lapsed, this node can only take the lease again after it expired on the
+//! server, at a new epoch.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::pg::lease::{Leader, LeaseStore, NodeRow};
+
+use super::liveness::{boottime_ns, Liveness};
+use super::Timings;
+
+/// What the engine and the status see of the cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaseView {
+    /// The epoch this node leads at, if it does.
+    pub leads: Option<i64>,
+    /// Who holds the lease, as last read.
+    pub leader: Option<Leader>,
+    /// Every node, and whether it is alive (heartbeat within `node_lost`).
+    pub nodes: Vec<(NodeRow, bool)>,
+    /// Why the last round failed, while it does.
+    pub error: Option<String>,
+}
+
+impl LeaseView {
+    /// Whether two views differ in what the engine acts on or shows (not in heartbeat
+    /// ages, which change every round).
+    fn differs(&self, other: &LeaseView) -> bool {
+        let shape = |v: &LeaseView| -> Vec<(String, bool)> {
+            v.nodes
+                .iter()
+                .map(|(n, alive)| (n.name.clone(), *alive))
+                .collect()
+        };
+        self.leads != other.leads
+            || self.leader != other.leader
+            || self.error != other.error
+            || shape(self) != shape(other)
+    }
+}
+
+enum Command {
+    /// Give the lease up and never take it again; keep heartbeating (the node's runs are
+    /// still being ended). The thread ends when the [`Keeper`] is dropped.
+    Release(mpsc::Sender<()>),
+}
+
+/// The keeper thread's handle.
+pub struct Keeper {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Keeper {
+    /// Starts keeping the lease as `node`'s `incarnation`.
+    pub fn start(
+        store: LeaseStore,
+        node: String,
+        incarnation: i64,
+        timings: Timings,
+        liveness: Arc<Liveness>,
+        view: watch::Sender<LeaseView>,
+    ) -> std::io::Result<Keeper> {
+        let (commands, inbox) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sundial-keeper".into())
+            .spawn(move || {
+                let holder = format!("{node}/{incarnation}");
+                let mut keeper = Round {
+                    store,
+                    node,
+                    incarnation,
+                    holder,
+                    held: 0,
+                    timings,
+                    liveness,
+                    view,
+                    jitter: RandomState::new(),
+                    rounds: 0,
+                    released: false,
+                };
+                loop {
+                    keeper.round();
+                    match inbox.recv_timeout(keeper.pause()) {
+                        Ok(Command::Release(done)) => {
+                            keeper.release();
+                            let _ = done.send(());
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })?;
+        Ok(Keeper { commands })
+    }
+
+    /// Gives the lease up (if held) for good, waiting at most `limit`.
+    pub fn release(&self, limit: Duration) {
+        let (done, wait) = mpsc::channel();
+        if self.commands.send(Command::Release(done)).is_ok() {
+            let _ = wait.recv_timeout(limit);
+        }
+    }
+}
+
+/// The keeper thread's state.
+struct Round {
+    store: LeaseStore,
+    node: String,
+    incarnation: i64,
+    holder: String,
+    /// The epoch this node holds, 0 when none.
+    held: i64,
+    timings: Timings,
+    liveness: Arc<Liveness>,
+    view: watch::Sender<LeaseView>,
+    jitter: RandomState,
+    rounds: u64,
+    /// The lease was given up (a graceful stop): it is not taken again.
+    released: bool,
+}
+
+impl Round {
+    fn round(&mut self) {
+        self.rounds += 1;
+        // A leadership that lapsed (no renew in time) is over for good: come back only
+        // at a new epoch.
+        if self.held != 0 && self.liveness.leads() != Some(self.held) {
+            tracing::warn!(
+                "this node stopped leading (epoch {}): no renew of its lease within {:?}",
+                self.held,
+                self.timings.demote_after
+            );
+            self.held = 0;
+            self.liveness.lose();
+        }
+        let sent = boottime_ns();
+        let mut error = None;
+        let taken = if self.released {
+            Ok(None)
+        } else {
+            self.store
+                .take_or_renew(&self.holder, self.held, self.timings.lease)
+        };
+        match taken {
+            Ok(Some(epoch)) => {
+                let until = sent + self.timings.demote_after.as_nanos() as u64;
+                self.liveness.grant(epoch, until);
+                if epoch != self.held {
+                    tracing::info!("this node ({}) leads now, at epoch {epoch}", self.node);
+                }
+                self.held = epoch;
+            }
+            Ok(None) => {
+                if self.held != 0 {
+                    tracing::warn!(
+                        "this node lost the lease (epoch {}) to another node",
+                        self.held
+                    );
+                    self.held = 0;
+                    self.liveness.lose();
+                }
+            }
+            Err(e) => error = Some(crate::engine::error_chain(&e)),
+        }
+        match self.store.heartbeat(&self.node, self.incarnation) {
+            Ok(true) => {}
+            Ok(false) => {
+                error = error.or(Some(format!(
+                    "another daemon took over the node name {}; give each daemon its own --node",
+                    self.node
+                )))
+            }
+            Err(e) => error = error.or(Some(crate::engine::error_chain(&e))),
+        }
+        let mut next = LeaseView {
+            leads: self.liveness.leads(),
+            error,
+            ..LeaseView::default()
+        };
+        match self.store.cluster() {
+            Ok((leader, nodes)) => {
+                let lost = self.timings.node_lost.as_secs_f64();
+                next.leader = leader;
+                next.nodes = nodes
+                    .into_iter()
+                    .map(|n| {
+                        let alive = n.heartbeat_age < lost;
+                        (n, alive)
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                next.error = next.error.or(Some(crate::engine::error_chain(&e)));
+                // What was known of the others stays shown until it can be read again.
+                let last = self.view.borrow();
+                next.leader = last.leader.clone();
+                next.nodes = last.nodes.clone();
+            }
+        }
+        if next.error.is_some() && self.view.borrow().error.is_none() {
+            tracing::error!(
+                "cannot keep this node's lease and heartbeat: {}",
+                next.error.as_deref().unwrap_or_default()
+            );
+        }
+        self.view.send_if_modified(|shown| {
+            let changed = shown.differs(&next);
+            *shown = next;
+            changed
+        });
+    }
+
+    /// The pause before the next round: the renew interval, ±20 %.
+    fn pause(&self) -> Duration {
+        let spread = self.jitter.hash_one(self.rounds) % 401;
+        let factor = 0.8 + spread as f64 / 1000.0;
+        self.timings.renew.mul_f64(factor)
+    }
+
+    fn release(&mut self) {
+        self.released = true;
+        if self.held == 0 {
+            return;
+        }
+        self.liveness.lose();
+        match self.store.release(&self.holder, self.held) {
+            Ok(()) => tracing::info!("released the lease (epoch {})", self.held),
+            Err(e) => tracing::warn!(
+                "could not release the lease (epoch {}): {}; a standby takes over when it expires",
+                self.held,
+                crate::engine::error_chain(&e)
+            ),
+        }
+        self.held = 0;
+    }
+}

@@ -1,0 +1,473 @@
+//! Several daemons on one PostgreSQL store (`--store postgres://… --node NAME`): one
+//! leads, the others stand by and take over. Each node has its own state directory and
+//! port and the same repository; real processes, real HTTP, a database of its own on the
+//! test server. Timings are halved (`SUNDIAL_CLUSTER_TIMINGS=scale=0.5`: a 5 s lease,
+//! given up 3 s after the last renew sent, nodes lost after 10 s).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use sundial::store::pg::testing::TestDatabase;
+
+use crate::support::daemon::{
+    assert_each_second_once, manifest, slots_of, wait_until, Daemon, GitRepo, Setup,
+};
+
+/// The scale of the timings under test, and the lease it makes.
+const SCALE: &str = "scale=0.5";
+const LEASE: Duration = Duration::from_secs(5);
+
+/// Starts node `name` of the cluster on the database at `store`, ready (it serves its
+/// API, leading or not).
+fn node(repo: &GitRepo, store: &str, name: &str) -> Daemon {
+    Daemon::launch(
+        repo.path(),
+        Setup {
+            extra: ["--store", store, "--node", name]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            env: vec![("SUNDIAL_CLUSTER_TIMINGS".into(), SCALE.into())],
+            ..Setup::default()
+        },
+    )
+}
+
+/// The node's view of the cluster (`/api/status`'s `cluster`).
+fn cluster(daemon: &Daemon) -> Value {
+    let (code, body) = daemon.get("/api/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["cluster"].clone()
+}
+
+/// Waits until `daemon` leads; returns its epoch.
+#[track_caller]
+fn wait_leads(daemon: &Daemon, within: Duration) -> i64 {
+    wait_until(within, "the node to lead", || {
+        let c = cluster(daemon);
+        (c["role"] == "leader").then(|| c["epoch"].as_i64().unwrap())
+    })
+}
+
+/// A 1-second schedule whose every process appends
+/// `node epoch slot start-time` to `stamps`.
+fn stamping(repo: &GitRepo, stamps: &std::path::Path) {
+    let command = format!(
+        "sh -c 'echo \"$SUNDIAL_NODE $SUNDIAL_LEADER_EPOCH $SUNDIAL_SCHEDULED_FOR $(date +%s.%N)\" >> {}'",
+        stamps.display()
+    );
+    repo.commit(
+        &[(
+            "deployments/tick.yaml",
+            Some(&manifest("tick", &command, "interval: 1", "")),
+        )],
+        "tick",
+    );
+}
+
+/// Every stamp: (node, epoch, slot, start time).
+fn stamps(path: &std::path::Path) -> Vec<(String, i64, DateTime<Utc>, DateTime<Utc>)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f.len(), 4, "a stamp line: {line:?}");
+            let secs: f64 = f[3].parse().unwrap();
+            let started = DateTime::from_timestamp_micros((secs * 1e6) as i64).unwrap();
+            let slot = DateTime::parse_from_rfc3339(f[2]).unwrap().to_utc();
+            (f[0].to_string(), f[1].parse().unwrap(), slot, started)
+        })
+        .collect()
+}
+
+/// No slot was started twice, by whichever node.
+#[track_caller]
+fn assert_no_slot_started_twice(path: &std::path::Path) {
+    let mut seen: BTreeMap<DateTime<Utc>, String> = BTreeMap::new();
+    for (node, epoch, slot, _) in stamps(path) {
+        if let Some(first) = seen.insert(slot, format!("{node}@{epoch}")) {
+            panic!("slot {slot} started twice: by {first} and by {node}@{epoch}");
+        }
+    }
+}
+
+/// The slots of the runs completed after `after` (each node sees the same database);
+/// none while the API cannot read the database (an API reader's first read after an
+/// outage fails, and it connects anew).
+fn completed_after(daemon: &Daemon, after: DateTime<Utc>) -> usize {
+    let (code, body) = daemon.get("/api/runs?deployment=tick&limit=1000");
+    if code != 200 {
+        return 0;
+    }
+    let runs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    slots_of(&runs)
+        .into_iter()
+        .zip(&runs)
+        .filter(|(slot, r)| *slot > after && r["state"] == "Completed")
+        .count()
+}
+
+/// kill -9 of the leader under a 1-second schedule: the standby takes over within the
+/// lease plus a renew, no slot has two rows or was started twice, the gap is recorded
+/// (each second has its row), and the runs after the takeover carry the new node and a
+/// higher epoch. Then a graceful stop of the new leader hands over within about a renew.
+#[test]
+fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stamps_path = dir.path().join("stamps");
+    stamping(&repo, &stamps_path);
+    let mut a = node(&repo, &db.url, "a");
+    let epoch_a = wait_leads(&a, Duration::from_secs(20));
+    let mut b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        let c = cluster(&b);
+        (c["role"] == "standby" && c["leader"] == "a").then_some(())
+    });
+    // A standby takes no triggers: it names the leader.
+    let (code, body) = b.post("/api/deployments/tick/runs", "{}", Some(&b.token()));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("node a leads"), "{body}");
+    let since = Utc::now();
+    wait_until(Duration::from_secs(20), "three runs by a", || {
+        (completed_after(&a, since) >= 3).then_some(())
+    });
+
+    a.kill_9();
+    let killed = Instant::now();
+    let epoch_b = wait_leads(&b, Duration::from_secs(20));
+    let takeover = killed.elapsed();
+    println!("takeover after kill -9: {takeover:?} (lease {LEASE:?})");
+    assert!(epoch_b > epoch_a, "{epoch_b} after {epoch_a}");
+    // The lease, the standby's next try (≤ 0.6 s), and room for a loaded machine.
+    assert!(takeover < LEASE + Duration::from_secs(4), "{takeover:?}");
+    let led_at = Utc::now();
+    wait_until(Duration::from_secs(20), "two runs by b", || {
+        (completed_after(&b, led_at) >= 2).then_some(())
+    });
+    let runs = b.runs("tick");
+    assert_each_second_once(&slots_of(&runs));
+    for r in runs.iter().filter(|r| r["state"] == "Completed") {
+        let slot: DateTime<Utc> = r["scheduled_for"].as_str().unwrap().parse().unwrap();
+        if slot > led_at {
+            assert_eq!(r["node"], "b", "{r}");
+            assert_eq!(r["epoch"], epoch_b, "{r}");
+        }
+    }
+    // What a's children stamped agrees: its epoch before the kill, b's after.
+    for (node, epoch, slot, _) in stamps(&stamps_path) {
+        match node.as_str() {
+            "a" => assert_eq!(epoch, epoch_a, "{slot}"),
+            "b" => assert_eq!(epoch, epoch_b, "{slot}"),
+            other => panic!("a stamp of node {other:?}"),
+        }
+    }
+
+    // A graceful stop hands the lease over at once.
+    a.restart();
+    wait_until(Duration::from_secs(20), "a back as a standby", || {
+        (cluster(&a)["role"] == "standby").then_some(())
+    });
+    let stopping = Instant::now();
+    assert_eq!(b.terminate(), Some(0), "{}", b.log());
+    let epoch_a2 = wait_leads(&a, Duration::from_secs(20));
+    let handover = stopping.elapsed();
+    println!("takeover after SIGTERM: {handover:?}");
+    assert!(epoch_a2 > epoch_b);
+    assert!(handover < Duration::from_secs(4), "{handover:?}");
+    let led_at = Utc::now();
+    wait_until(Duration::from_secs(20), "two runs by a again", || {
+        (completed_after(&a, led_at) >= 2).then_some(())
+    });
+    assert_each_second_once(&slots_of(&a.runs("tick")));
+    assert_no_slot_started_twice(&stamps_path);
+}
+
+/// A leader stopped (SIGSTOP) for longer than its lease, then continued: a standby leads
+/// meanwhile, and the woken node starts nothing and writes no run under its old epoch;
+/// it stands by. No slot runs twice.
+#[test]
+fn a_leader_paused_past_its_lease_starts_nothing_when_it_wakes() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stamps_path = dir.path().join("stamps");
+    stamping(&repo, &stamps_path);
+    let a = node(&repo, &db.url, "a");
+    let epoch_a = wait_leads(&a, Duration::from_secs(20));
+    let b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
+    });
+    let since = Utc::now();
+    wait_until(Duration::from_secs(20), "two runs by a", || {
+        (completed_after(&a, since) >= 2).then_some(())
+    });
+
+    let pid = Pid::from_raw(a.pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    let epoch_b = wait_leads(&b, Duration::from_secs(20));
+    println!("takeover from a stopped leader: {:?}", stopped.elapsed());
+    assert!(epoch_b > epoch_a);
+    // Past the lease and the node-lost time (10 s): a's runs are settled by b.
+    wait_until(Duration::from_secs(30), "a to be silent for 12 s", || {
+        (stopped.elapsed() > Duration::from_secs(12)).then_some(())
+    });
+    kill(pid, Signal::SIGCONT).unwrap();
+    let woke = Utc::now();
+    wait_until(Duration::from_secs(20), "a to stand by", || {
+        let c = cluster(&a);
+        (c["role"] == "standby" && c["leader"] == "b").then_some(())
+    });
+    // Two more runs by b after the wake, then look at everything.
+    wait_until(
+        Duration::from_secs(20),
+        "two runs by b after the wake",
+        || (completed_after(&b, woke) >= 2).then_some(()),
+    );
+    for (node, epoch, slot, started) in stamps(&stamps_path) {
+        if node == "a" {
+            assert!(
+                started < woke,
+                "a started slot {slot} at {started}, after it woke at {woke} (epoch {epoch})"
+            );
+        }
+    }
+    assert_no_slot_started_twice(&stamps_path);
+    let runs = b.runs("tick");
+    assert_each_second_once(&slots_of(&runs));
+    for r in &runs {
+        let created: DateTime<Utc> = r["started_at"]
+            .as_str()
+            .unwrap_or("1970-01-01T00:00:00Z")
+            .parse()
+            .unwrap();
+        if r["epoch"] == epoch_a && r["state"] == "Completed" {
+            assert!(created < woke, "a completed a run begun after it woke: {r}");
+        }
+    }
+    let log = a.log();
+    assert!(log.contains("stands by now"), "{log}");
+}
+
+/// A run armed before its leader paused (its row committed, its Python interpreter
+/// started ahead with `prestart_seconds`) is never released after the leader wakes past
+/// its lease: the launch thread checks at the instant of the start that the node still
+/// leads. The row keeps the settlement of the new leader (`node_lost`).
+#[test]
+fn a_run_armed_before_the_leader_paused_is_not_started_after_it_wakes() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let out = repo.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let module = format!(
+        "import os\nOUT = {out:?}\nopen(os.path.join(OUT, 'imported'), 'w').write('1')\n\ndef run():\n    open(os.path.join(OUT, 'called'), 'w').write('1')\n",
+        out = out.display().to_string()
+    );
+    let slot = Utc::now() + chrono::Duration::seconds(10);
+    let slot = slot - chrono::Duration::nanoseconds(slot.timestamp_subsec_nanos().into());
+    let text = format!(
+        "deployments:\n- name: early\n  entrypoint: flows/early.py:run\n  work_pool:\n    job_variables:\n      prestart_seconds: 6\n  schedules:\n  - interval: 3600\n    anchor_date: \"{}\"\n",
+        slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    repo.commit(
+        &[
+            ("flows/early.py", Some(&module)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "one slot, prestarted",
+    );
+    let a = node(&repo, &db.url, "a");
+    wait_leads(&a, Duration::from_secs(20));
+    let b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
+    });
+    wait_until(
+        Duration::from_secs(20),
+        "the interpreter to start ahead",
+        || out.join("imported").exists().then_some(()),
+    );
+    let pid = Pid::from_raw(a.pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    wait_leads(&b, Duration::from_secs(20));
+    wait_until(
+        Duration::from_secs(40),
+        "the slot and the node-lost time to pass",
+        || {
+            (Utc::now() > slot + chrono::Duration::seconds(1)
+                && stopped.elapsed() > Duration::from_secs(12))
+            .then_some(())
+        },
+    );
+    kill(pid, Signal::SIGCONT).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "a to refuse the late start",
+        || {
+            a.log()
+                .contains("this node stopped leading the cluster before the run's time")
+                .then_some(())
+        },
+    );
+    assert!(
+        !out.join("called").exists(),
+        "the function ran after its leader woke"
+    );
+    let runs = b.runs("early");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["state"], "Crashed", "{runs:?}");
+    assert_eq!(runs[0]["reason"], "node_lost", "{runs:?}");
+}
+
+/// A PostgreSQL server of the test's own (`scripts/pg-cluster.sh`), which it can stop and
+/// start again on the same port; deleted on drop.
+struct PrivateServer {
+    dir: String,
+    url: String,
+}
+
+impl PrivateServer {
+    fn script(args: &[&str]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+        let out = std::process::Command::new(script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg-cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn start() -> PrivateServer {
+        let line = PrivateServer::script(&["start"]);
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {line:?}"))
+                .to_string()
+        };
+        let server = field("SUNDIAL_TEST_POSTGRES=");
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let url = format!("{base}/postgres");
+        PrivateServer {
+            dir: field("PG_CLUSTER_DIR="),
+            url,
+        }
+    }
+
+    fn down(&self) {
+        PrivateServer::script(&["down", &self.dir]);
+    }
+
+    fn up(&self) {
+        PrivateServer::script(&["up", &self.dir]);
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/pg-cluster.sh"
+        ))
+        .args(["stop", &self.dir])
+        .output();
+    }
+}
+
+/// The database goes away for longer than the lease, then comes back: the daemon does not
+/// exit, the status says what is wrong meanwhile, it stops leading, then leads again at a
+/// new epoch and plans its schedules anew, and every second of the schedule has one row
+/// (the outage's slots follow the catch-up rule). One node, so that it is the one that
+/// comes back to lead.
+#[test]
+fn a_database_outage_stops_no_daemon_and_no_slot_is_lost_or_doubled() {
+    let server = PrivateServer::start();
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stamps_path = dir.path().join("stamps");
+    stamping(&repo, &stamps_path);
+    let mut a = node(&repo, &server.url, "a");
+    let epoch = wait_leads(&a, Duration::from_secs(20));
+    let since = Utc::now();
+    wait_until(Duration::from_secs(20), "two runs", || {
+        (completed_after(&a, since) >= 2).then_some(())
+    });
+
+    server.down();
+    let down = Instant::now();
+    wait_until(
+        Duration::from_secs(20),
+        "a to say the store is unreachable",
+        || {
+            let (code, body) = a.get("/api/status");
+            (code == 200 && body.contains("cannot reach the PostgreSQL database")).then_some(())
+        },
+    );
+    wait_until(Duration::from_secs(20), "a to stop leading", || {
+        (cluster(&a)["role"] == "standby").then_some(())
+    });
+    wait_until(
+        Duration::from_secs(20),
+        "an outage longer than the lease",
+        || (down.elapsed() > LEASE + Duration::from_secs(1)).then_some(()),
+    );
+    server.up();
+    let back = Utc::now();
+    let leader = wait_leads(&a, Duration::from_secs(30));
+    assert!(leader > epoch, "{leader} after {epoch}");
+    wait_until(Duration::from_secs(30), "two runs after the outage", || {
+        (completed_after(&a, back) >= 2).then_some(())
+    });
+    wait_until(Duration::from_secs(20), "the status to clear", || {
+        (a.get("/api/status").1.contains("\"store_error\":null")).then_some(())
+    });
+    assert_eq!(a.exited(), None, "a exited: {}", a.log());
+    assert_each_second_once(&slots_of(&a.runs("tick")));
+    assert_no_slot_started_twice(&stamps_path);
+}
+
+/// Two daemons may not share a node name: the second (another state directory) stops at
+/// start, naming the flag; the first leads on.
+#[test]
+fn a_second_daemon_under_a_node_name_in_use_is_refused_naming_the_flag() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    repo.commit(
+        &[(
+            "deployments/tick.yaml",
+            Some(&manifest("tick", "true", "interval: 60", "")),
+        )],
+        "tick",
+    );
+    let a = node(&repo, &db.url, "a");
+    wait_leads(&a, Duration::from_secs(20));
+    let state = tempfile::tempdir().unwrap();
+    let out = crate::support::sundial()
+        .args(["daemon", "--listen", "127.0.0.1:0", "--repo"])
+        .arg(repo.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--store", &db.url, "--node", "a"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the node name a is in use") && stderr.contains("--node"),
+        "{stderr}"
+    );
+    assert_eq!(cluster(&a)["role"], "leader");
+}
