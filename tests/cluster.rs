@@ -85,6 +85,25 @@ fn stamps(path: &std::path::Path) -> Vec<(String, i64, DateTime<Utc>, DateTime<U
         .collect()
 }
 
+/// Every run of `deployment` as the database holds it (read directly, not through a
+/// node's API).
+fn stored_runs(store: &str, deployment: &str) -> Vec<sundial::store::Run> {
+    let (store, deployment) = (store.to_string(), deployment.to_string());
+    // The sync PostgreSQL client runs on a thread of its own.
+    std::thread::spawn(move || {
+        let spec =
+            sundial::store::StoreSpec::from_flag(Some(&store), std::path::Path::new("/")).unwrap();
+        let filter = sundial::store::RunFilter {
+            deployment: Some(deployment),
+            limit: 100_000,
+            ..Default::default()
+        };
+        spec.open_reader().unwrap().runs(&filter).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
 /// No slot was started twice, by whichever node.
 #[track_caller]
 fn assert_no_slot_started_twice(path: &std::path::Path) {
@@ -130,6 +149,13 @@ fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
         let c = cluster(&b);
         (c["role"] == "standby" && c["leader"] == "a").then_some(())
     });
+    // Its dashboard says who leads.
+    let (code, page) = b.get("/");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("standby; <code>a</code> leads (epoch"),
+        "{page}"
+    );
     // A standby takes no triggers: it names the leader.
     let (code, body) = b.post("/api/deployments/tick/runs", "{}", Some(&b.token()));
     assert_eq!(code, 503, "{body}");
@@ -243,14 +269,15 @@ fn a_leader_paused_past_its_lease_starts_nothing_when_it_wakes() {
     assert_no_slot_started_twice(&stamps_path);
     let runs = b.runs("tick");
     assert_each_second_once(&slots_of(&runs));
-    for r in &runs {
-        let created: DateTime<Utc> = r["started_at"]
-            .as_str()
-            .unwrap_or("1970-01-01T00:00:00Z")
-            .parse()
-            .unwrap();
-        if r["epoch"] == epoch_a && r["state"] == "Completed" {
-            assert!(created < woke, "a completed a run begun after it woke: {r}");
+    // Nothing was written under a's old epoch once it woke, in any state.
+    let stored = stored_runs(&db.url, "tick");
+    assert!(
+        stored.iter().any(|r| r.epoch == Some(epoch_a)),
+        "no run of a: {stored:?}"
+    );
+    for r in &stored {
+        if r.epoch == Some(epoch_a) {
+            assert!(r.created_at < woke, "a wrote a run after it woke: {r:?}");
         }
     }
     let log = a.log();
@@ -470,4 +497,124 @@ fn a_second_daemon_under_a_node_name_in_use_is_refused_naming_the_flag() {
         "{stderr}"
     );
     assert_eq!(cluster(&a)["role"], "leader");
+}
+
+/// A node cut off from the database (its connection through a proxy that stops
+/// relaying, a partition): it stops leading within its give-up time, another node takes
+/// over, the cut node ends its own job before the new leader settles it as lost
+/// (`node_lost`) and retries it, so the retry never runs beside it; after the heal the
+/// cut node stands by.
+#[test]
+fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere() {
+    let db = TestDatabase::new();
+    let upstream: std::net::SocketAddr = {
+        let rest = db.url.split_once('@').unwrap().1;
+        rest.split_once('/').unwrap().0.parse().unwrap()
+    };
+    let proxy = crate::support::proxy::Proxy::start(upstream);
+    let through_proxy = db.url.replace(
+        &format!(":{}/", upstream.port()),
+        &format!(":{}/", proxy.port()),
+    );
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stamps_path = dir.path().join("stamps");
+    let script = "echo \"$SUNDIAL_NODE $SUNDIAL_ATTEMPT start $(date +%s.%N)\" >> \"$1\"\n\
+        [ \"$SUNDIAL_ATTEMPT\" = 2 ] && exit 0\n\
+        trap 'echo \"$SUNDIAL_NODE $SUNDIAL_ATTEMPT end $(date +%s.%N)\" >> \"$1\"; exit 143' TERM\n\
+        sleep 120 & wait\n";
+    let text = format!(
+        "deployments:\n  - name: long\n    retries: 1\n    retry_delay_seconds: 0\n    work_pool:\n      job_variables:\n        command: sh jobs/long.sh {}\n",
+        stamps_path.display()
+    );
+    repo.commit(
+        &[
+            ("jobs/long.sh", Some(script)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "a long job, retried once",
+    );
+    let a = node(&repo, &through_proxy, "a");
+    wait_leads(&a, Duration::from_secs(20));
+    let b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
+    });
+    let (code, body) = a.post("/api/deployments/long/runs", "{}", Some(&a.token()));
+    assert_eq!(code, 201, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    wait_until(Duration::from_secs(20), "attempt 1 to start on a", || {
+        std::fs::read_to_string(&stamps_path)
+            .unwrap_or_default()
+            .contains("a 1 start")
+            .then_some(())
+    });
+
+    proxy.cut();
+    let cut = Instant::now();
+    wait_until(Duration::from_secs(20), "a to stop leading", || {
+        (cluster(&a)["role"] == "standby").then_some(())
+    });
+    println!("a stood by {:?} after the cut", cut.elapsed());
+    wait_leads(&b, Duration::from_secs(20));
+    // b settles attempt 1 as lost and starts attempt 2 (on b).
+    wait_until(Duration::from_secs(40), "the retry to run on b", || {
+        std::fs::read_to_string(&stamps_path)
+            .unwrap_or_default()
+            .contains("b 2 start")
+            .then_some(())
+    });
+    let text = std::fs::read_to_string(&stamps_path).unwrap();
+    let time_of = |needle: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (ended, retried) = (time_of("a 1 end"), time_of("b 2 start"));
+    assert!(
+        ended < retried,
+        "attempt 1 ended at {ended}, after its retry started at {retried}"
+    );
+    let runs = b.runs("long");
+    let lost = runs
+        .iter()
+        .find(|r| r["id"] == first["id"])
+        .expect("attempt 1");
+    assert_eq!(
+        (lost["state"].as_str(), lost["reason"].as_str()),
+        (Some("Crashed"), Some("node_lost")),
+        "{runs:?}"
+    );
+    wait_until(Duration::from_secs(20), "the retry to complete", || {
+        b.runs("long")
+            .iter()
+            .any(|r| r["attempt"] == 2 && r["state"] == "Completed")
+            .then_some(())
+    });
+
+    proxy.heal();
+    wait_until(
+        Duration::from_secs(30),
+        "a to stand by, seeing b lead",
+        || {
+            let c = cluster(&a);
+            (c["role"] == "standby" && c["leader"] == "b" && c["error"].is_null()).then_some(())
+        },
+    );
+    // The cut node's end of attempt 1 did not overwrite the leader's settlement.
+    let lost = b
+        .runs("long")
+        .into_iter()
+        .find(|r| r["id"] == first["id"])
+        .unwrap();
+    assert_eq!(lost["reason"], "node_lost", "{lost}");
+    let log = std::fs::read_to_string(
+        a.state_dir
+            .join("logs")
+            .join(format!("{}.log", first["id"])),
+    )
+    .unwrap();
+    assert!(log.contains("this node lost the database"), "{log}");
 }

@@ -169,7 +169,9 @@ pub async fn cancel(
     match ask(&state, |reply| Request::Cancel { run: id, reply }).await? {
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(RunJson::from(&run)))),
         Err(e @ CancelError::UnknownRun(_)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ CancelError::AlreadyEnded(..)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ (CancelError::AlreadyEnded(..) | CancelError::OnAnotherNode(..))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
         Err(e @ (CancelError::Store(_) | CancelError::Unavailable | CancelError::Standby(_))) => {
             Err(ApiError::Unavailable(e.to_string()))
         }

@@ -9,6 +9,7 @@
 //! server, at a new epoch.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,11 @@ pub struct Keeper {
     commands: mpsc::Sender<Command>,
 }
 
+/// What the keeper does when this node has gone without a heartbeat for
+/// [`Timings::stop_own_runs_after`]: end the node's own jobs (once per loss), so that a
+/// retry the leader starts elsewhere never runs beside them.
+pub type OnLost = Box<dyn FnMut() + Send>;
+
 impl Keeper {
     /// Starts keeping the lease as `node`'s `incarnation`.
     pub fn start(
@@ -70,6 +76,7 @@ impl Keeper {
         timings: Timings,
         liveness: Arc<Liveness>,
         view: watch::Sender<LeaseView>,
+        on_lost: OnLost,
     ) -> std::io::Result<Keeper> {
         let (commands, inbox) = mpsc::channel();
         std::thread::Builder::new()
@@ -88,7 +95,13 @@ impl Keeper {
                     jitter: RandomState::new(),
                     rounds: 0,
                     released: false,
+                    heartbeat_at: Arc::new(AtomicU64::new(boottime_ns())),
                 };
+                watch_heartbeat(
+                    Arc::clone(&keeper.heartbeat_at),
+                    keeper.timings.stop_own_runs_after(),
+                    on_lost,
+                );
                 loop {
                     keeper.round();
                     match inbox.recv_timeout(keeper.pause()) {
@@ -128,7 +141,44 @@ struct Round {
     rounds: u64,
     /// The lease was given up (a graceful stop): it is not taken again.
     released: bool,
+    /// When the last successful heartbeat was sent (`CLOCK_BOOTTIME` ns).
+    heartbeat_at: Arc<AtomicU64>,
 }
+
+/// Runs `on_lost` once per loss, when no heartbeat succeeded for `after`: on a thread of
+/// its own, so that a round stuck in a call to an unreachable server does not delay it.
+fn watch_heartbeat(heartbeat_at: Arc<AtomicU64>, after: Duration, mut on_lost: OnLost) {
+    let watch = move || {
+        let mut lost = false;
+        loop {
+            let last = heartbeat_at.load(Ordering::SeqCst);
+            let silent = Duration::from_nanos(boottime_ns().saturating_sub(last));
+            if silent <= after {
+                lost = false;
+            } else if !lost {
+                lost = true;
+                tracing::error!(
+                    "this node has had no heartbeat for {silent:?}: it ends its own jobs before the leader settles them as lost (node_lost) and retries them elsewhere"
+                );
+                on_lost();
+            }
+            // The keeper is gone (its handle dropped): nothing to watch.
+            if Arc::strong_count(&heartbeat_at) == 1 {
+                return;
+            }
+            std::thread::sleep(WATCH_EVERY);
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sundial-watch".into())
+        .spawn(watch)
+    {
+        tracing::error!("cannot start the heartbeat watch: {e}; a node cut off from the database does not end its jobs by itself");
+    }
+}
+
+/// How often the heartbeat watch looks.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 impl Round {
     fn round(&mut self) {
@@ -141,8 +191,10 @@ impl Round {
                 self.held,
                 self.timings.demote_after
             );
-            self.held = 0;
             self.liveness.lose();
+            // Nobody need wait for it to expire on the server.
+            let _ = self.store.release(&self.holder, self.held);
+            self.held = 0;
         }
         let sent = boottime_ns();
         let mut error = None;
@@ -153,6 +205,13 @@ impl Round {
                 .take_or_renew(&self.holder, self.held, self.timings.lease)
         };
         match taken {
+            // A renew answered after this node's leadership lapsed (a slow answer, or the
+            // engine stood down): that epoch is over; give the lease up for the next taker.
+            Ok(Some(epoch)) if self.held != 0 && self.liveness.leads() != Some(epoch) => {
+                tracing::warn!("this node stopped leading (epoch {epoch}) during a renew");
+                let _ = self.store.release(&self.holder, epoch);
+                self.held = 0;
+            }
             Ok(Some(epoch)) => {
                 let until = sent + self.timings.demote_after.as_nanos() as u64;
                 self.liveness.grant(epoch, until);
@@ -173,8 +232,9 @@ impl Round {
             }
             Err(e) => error = Some(crate::engine::error_chain(&e)),
         }
+        let beat = boottime_ns();
         match self.store.heartbeat(&self.node, self.incarnation) {
-            Ok(true) => {}
+            Ok(true) => self.heartbeat_at.store(beat, Ordering::SeqCst),
             Ok(false) => {
                 error = error.or(Some(format!(
                     "another daemon took over the node name {}; give each daemon its own --node",

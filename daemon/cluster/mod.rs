@@ -42,6 +42,15 @@ pub struct Timings {
     pub node_lost: Duration,
 }
 
+impl Timings {
+    /// How long a node goes without a heartbeat before it ends its own jobs: half the
+    /// node-lost time, so that they are over (SIGKILL included) before the leader settles
+    /// them as lost and retries them elsewhere.
+    pub fn stop_own_runs_after(&self) -> Duration {
+        self.node_lost / 2
+    }
+}
+
 impl Default for Timings {
     fn default() -> Timings {
         Timings {

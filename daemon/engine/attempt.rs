@@ -306,6 +306,7 @@ async fn prepare_and_run(
         return Ok(running.wait(stop).await);
     }
     // Pull steps first: the wait ends on the dot, then each step, then the main process.
+    let still_leads = may_start.clone();
     let began = match timed::at(when, &mut stop, may_start).await {
         Released::Ran(false, _) => return Err(Failure::Crashed(NOT_LEADING.into())),
         Released::Ran(true, began) => began,
@@ -328,6 +329,10 @@ async fn prepare_and_run(
             );
             return Ok(exit);
         }
+    }
+    // The pull steps took their time: the node must still lead to start the main process.
+    if !still_leads() {
+        return Err(Failure::Crashed(NOT_LEADING.into()));
     }
     let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     let _ = events.send(RunEvent::Spawned {

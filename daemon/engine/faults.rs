@@ -29,6 +29,14 @@ impl Engine {
                 Ok(())
             }
             Err(e) if e.is_transient() => {
+                // Whether a scheduling write that got no answer was committed is unknown:
+                // a leader stands by, and takes over again from what the store holds.
+                if e.is_unavailable() && self.leads() && self.cluster.is_some() {
+                    self.demote(&format!(
+                        "the database did not answer ({})",
+                        error_chain(&e)
+                    ));
+                }
                 if self.status.store_error.is_none() {
                     let (log, shown) = if e.is_disk_full() {
                         (

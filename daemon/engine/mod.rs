@@ -142,7 +142,7 @@ pub async fn run(
             config.state_dir.join("instance").display()
         ))
     })?;
-    let (cluster, mut lease_rx) = match join_cluster(&config, &mut *store, &instance)? {
+    let (cluster, mut lease_rx) = match join_cluster(&config, &mut *store, &instance, &logs_dir)? {
         Some((cluster, rx)) => (Some(cluster), Some(rx)),
         None => (None, None),
     };
@@ -368,25 +368,50 @@ impl Engine {
         for flight in self.running.values() {
             let _ = flight.stop.send(Some(StopRequest::Shutdown));
         }
-        // Each attempt gets the grace for its group, then again for what escaped it.
+        // Each attempt gets the grace for its group, then again for what escaped it. An
+        // end that cannot be recorded does not cut the others' grace short: the next
+        // start's recovery settles what was not recorded.
         let deadline = tokio::time::Instant::now() + self.ctx.grace * 2 + Duration::from_secs(5);
+        let mut failed: Option<StoreError> = None;
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(event)) => self.on_event(event, Utc::now())?,
+                Ok(Some(event)) => {
+                    let ended = match &event {
+                        RunEvent::Finished { id, .. } => Some(*id),
+                        _ => None,
+                    };
+                    if let Err(e) = self.on_event(event, Utc::now()) {
+                        tracing::error!(
+                            "stopping: a run's end was not recorded: {}",
+                            error_chain(&e)
+                        );
+                        if let Some(id) = ended {
+                            self.running.remove(&id);
+                        }
+                        failed = failed.or(Some(e));
+                    }
+                }
                 Ok(None) | Err(_) => break,
             }
         }
         let left: Vec<i64> = self.running.keys().copied().collect();
         for id in left {
-            self.store.finish_run(
+            let recorded = self.store.finish_run(
                 id,
                 RunState::Crashed,
                 None,
                 Some("did not stop within the grace period"),
                 Utc::now(),
-            )?;
+            );
+            if let Err(e) = recorded {
+                failed = failed.or(Some(e));
+            }
         }
-        Ok(())
+        // A store that cannot be reached now is not broken: the stop is clean.
+        match failed {
+            Some(e) if !e.is_transient() => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -397,6 +422,7 @@ fn join_cluster(
     config: &EngineConfig,
     store: &mut dyn StoreWrite,
     instance: &str,
+    logs_dir: &std::path::Path,
 ) -> Result<Option<(role::Cluster, watch::Receiver<crate::cluster::LeaseView>)>, StoreError> {
     let (Some(cluster), StoreSpec::Postgres(target)) = (&config.cluster, &config.store) else {
         return Ok(None);
@@ -422,6 +448,7 @@ fn join_cluster(
         timings,
         Arc::clone(&liveness),
         view_tx,
+        end_own_runs(instance.to_string(), logs_dir.to_path_buf(), config.grace),
     )
     .map_err(|e| StoreError::Corrupt(format!("cannot start the lease keeper's thread: {e}")))?;
     tracing::info!(
@@ -439,6 +466,27 @@ fn join_cluster(
         synced: None,
     };
     Ok(Some((side, view_rx)))
+}
+
+/// What a node that lost the database does with its jobs (on the keeper's thread, which
+/// needs no engine): SIGTERM to every process of its runs, SIGKILL after the grace (at
+/// most 5 s), each run's log saying why. Their ends are recorded when the database
+/// answers again, unless the leader settled them as lost first.
+fn end_own_runs(
+    instance: String,
+    logs_dir: PathBuf,
+    grace: Duration,
+) -> crate::cluster::keeper::OnLost {
+    Box::new(move || {
+        let processes = contain::scan(&instance);
+        for p in &processes {
+            let _ = crate::runner::append_log_line(
+                &attempt::log_path(&logs_dir, p.run_id),
+                "# sundial: this node lost the database: its jobs are ended before the leader settles them as lost and retries them",
+            );
+        }
+        contain::end_blocking(&processes, grace.min(Duration::from_secs(5)));
+    })
 }
 
 /// The next change of the cluster's view; never, alone.

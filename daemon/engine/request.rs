@@ -60,8 +60,9 @@ pub enum ResumeError {
     NotPaused(String),
     #[error("the state database failed")]
     Store(#[from] StoreError),
-    /// The answer sent when the store failed (the daemon then stops).
-    #[error("the daemon's state database failed; the daemon is stopping")]
+    /// The answer sent when the store failed: nothing was done. A broken store stops the
+    /// daemon; one that cannot be reached for now is reported in `/api/status`.
+    #[error("the daemon's state database cannot be written now, so nothing was done; see /api/status (store_error)")]
     Unavailable,
     /// This node of a cluster does not lead: the leader (named) takes this request.
     #[error("this node stands by in a cluster, it does not schedule; {0}")]
@@ -84,8 +85,9 @@ pub enum TriggerError {
     Unstorable(String),
     #[error("the state database failed")]
     Store(#[from] StoreError),
-    /// The answer sent when the store failed (the daemon then stops).
-    #[error("the daemon's state database failed; the daemon is stopping")]
+    /// The answer sent when the store failed: nothing was done. A broken store stops the
+    /// daemon; one that cannot be reached for now is reported in `/api/status`.
+    #[error("the daemon's state database cannot be written now, so nothing was done; see /api/status (store_error)")]
     Unavailable,
     /// This node of a cluster does not lead: the leader (named) takes this request.
     #[error("this node stands by in a cluster, it does not schedule; {0}")]
@@ -98,10 +100,16 @@ pub enum CancelError {
     UnknownRun(i64),
     #[error("run {0} already ended ({state})", state = .1.as_str())]
     AlreadyEnded(i64, RunState),
+    /// The run's process belongs to another node of the cluster.
+    #[error(
+        "run {0} runs on node {1}, which alone can stop it: send the cancel to that node's API"
+    )]
+    OnAnotherNode(i64, String),
     #[error("the state database failed")]
     Store(#[from] StoreError),
-    /// The answer sent when the store failed (the daemon then stops).
-    #[error("the daemon's state database failed; the daemon is stopping")]
+    /// The answer sent when the store failed: nothing was done. A broken store stops the
+    /// daemon; one that cannot be reached for now is reported in `/api/status`.
+    #[error("the daemon's state database cannot be written now, so nothing was done; see /api/status (store_error)")]
     Unavailable,
     /// This node of a cluster does not lead: the leader (named) takes this request.
     #[error("this node stands by in a cluster, it does not schedule; {0}")]
@@ -154,6 +162,10 @@ impl Engine {
             } => match self.trigger(&deployment, parameters, now) {
                 Err(TriggerError::Store(e)) if e.is_row_error() => {
                     let _ = reply.send(Err(TriggerError::Unstorable(error_chain(&e))));
+                }
+                Err(TriggerError::Store(e)) if e.is_fenced() => {
+                    let _ = reply.send(Err(TriggerError::Standby(self.leader_hint())));
+                    return Err(e);
                 }
                 Err(TriggerError::Store(e)) => {
                     let _ = reply.send(Err(TriggerError::Unavailable));
@@ -318,6 +330,12 @@ impl Engine {
         }
         if run.state.is_final() {
             return Err(CancelError::AlreadyEnded(id, run.state));
+        }
+        let me = self.cluster.as_ref().map(|c| c.config.node.as_str());
+        if let (RunState::Running, Some(node)) = (run.state, &run.node) {
+            if me.is_some_and(|me| me != node) {
+                return Err(CancelError::OnAnotherNode(id, node.clone()));
+            }
         }
         self.store
             .finish_run(id, RunState::Cancelled, None, Some("cancelled"), now)?;

@@ -86,11 +86,13 @@ impl Engine {
         };
         cluster.led = Some(epoch);
         let (holder, lost_after) = (cluster.holder.clone(), cluster.config.timings.node_lost);
-        let synced = cluster.synced.take();
+        // The newest commit: one that could not be recorded yet, else the one in force.
+        let synced = self.deferred_sync.take().or(cluster.synced.take());
         tracing::info!("this node leads the cluster now (epoch {epoch}): it schedules");
         self.store.fence(Some((holder, epoch)));
         let taken_over = self
-            .settle_lost_nodes(lost_after, now)
+            .reload_ledger()
+            .and_then(|()| self.settle_lost_nodes(lost_after, now))
             .and_then(|()| self.settle_unfinished(&BTreeSet::new(), now))
             .and_then(|()| match &synced {
                 // The commit in force, applied as at a start: everything is planned from
@@ -115,6 +117,20 @@ impl Engine {
         Ok(())
     }
 
+    /// What the previous leader may have changed in the store since this node last read
+    /// it: the pauses after failures, the notification outbox.
+    fn reload_ledger(&mut self) -> Result<(), StoreError> {
+        self.pauses = self
+            .store
+            .pauses()?
+            .into_iter()
+            .map(|p| (p.deployment.clone(), p))
+            .collect();
+        self.status.notifications = self.store.outbox_counts()?;
+        self.next_notice = self.store.next_notice_at()?;
+        Ok(())
+    }
+
     /// Stops scheduling: forgets what was planned; running jobs go on.
     pub(super) fn demote(&mut self, why: &str) {
         let Some(cluster) = &mut self.cluster else {
@@ -127,6 +143,8 @@ impl Engine {
             "this node stands by now (it led at epoch {epoch}; {why}): it schedules nothing, its {} running job(s) go on",
             self.running.len()
         );
+        // Over for good at this epoch: the keeper takes the lease again only at a new one.
+        cluster.liveness.lose();
         self.store.fence(None);
         self.timer = Timer::default();
         self.fingerprints.clear();

@@ -152,6 +152,25 @@ pub async fn end(processes: &[Marked], grace: Duration) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }
+    kill_the_rest(processes);
+}
+
+/// [`end`] on a thread that runs no tokio tasks (the cluster's keeper).
+pub fn end_blocking(processes: &[Marked], grace: Duration) {
+    for p in processes {
+        signal(p.pid, Signal::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    let mut pause = Duration::from_millis(5);
+    while processes.iter().any(|p| alive(p.pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    kill_the_rest(processes);
+}
+
+/// SIGKILL to each of `processes` still alive once its grace is over.
+fn kill_the_rest(processes: &[Marked]) {
     for p in processes.iter().filter(|p| alive(p.pid)) {
         tracing::warn!(
             pid = p.pid,

@@ -116,7 +116,8 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
-    /// Records how a run ended (or a state it moved to without ending). An attempt that
+    /// Records how a run ended, once: a run that has ended already keeps its end (a
+    /// late second report changes nothing, and owes no second retry). An attempt that
     /// ended Failed, TimedOut or Crashed is marked as owing a retry decision in the same
     /// statement (see [`Store::insert_retry`], [`Store::retry_decided`]). A run that
     /// started ends with the end's reason (none for a plain exit): why it was made is its
@@ -132,7 +133,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ended = state.is_final().then(|| time_text(at));
         self.conn.prepare_cached(
-            "UPDATE runs SET state = ?2, exit_code = ?3, reason = CASE WHEN started_at IS NULL THEN COALESCE(?4, reason) ELSE ?4 END, ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1",
+            "UPDATE runs SET state = ?2, exit_code = ?3, reason = CASE WHEN started_at IS NULL THEN COALESCE(?4, reason) ELSE ?4 END, ended_at = ?5, retry_pending = ?6, notice_due = 1 WHERE id = ?1 AND ended_at IS NULL",
         )?
         .execute((id, state.as_str(), exit_code, reason, ended, state.may_retry()))?;
         Ok(())

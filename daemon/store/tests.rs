@@ -53,6 +53,7 @@ on_both!(
     commits_and_good_files_are_remembered,
     retention_keeps_the_newest_and_the_unfinished,
     a_batch_is_one_transaction_committed_or_rolled_back_whole,
+    an_end_is_recorded_once,
 );
 
 /// Inside a batch, a method that fails undoes only itself: the batch goes on and commits
@@ -357,6 +358,35 @@ fn cursors_of_schedules_that_left_are_forgotten(mut f: Fixture) {
     );
     assert!(store.cursor("etl", "daily").unwrap().is_some());
     assert_eq!(store.cursor("etl", "hourly").unwrap(), None);
+}
+
+/// A run's end is recorded once: a second report (a late one from a node whose run was
+/// already settled, or one recorded again after a lost answer) changes nothing, and owes
+/// no second retry.
+fn an_end_is_recorded_once(mut f: Fixture) {
+    let store = &mut *f.store;
+    let now = at("2026-03-01T09:00:00Z");
+    let id = store
+        .insert_run(&slot("etl", "2026-03-01T09:00:00Z"), now)
+        .unwrap()
+        .unwrap();
+    store
+        .finish_run(id, RunState::Failed, Some(1), None, now)
+        .unwrap();
+    let mut next = slot("etl", "2026-03-01T09:00:00Z");
+    next.attempt = 2;
+    next.state = RunState::AwaitingRetry;
+    assert!(store.insert_retry(id, &next, now).unwrap().is_some());
+    let later = at("2026-03-01T09:05:00Z");
+    store
+        .finish_run(id, RunState::Crashed, None, Some("again"), later)
+        .unwrap();
+    let run = store.run(id).unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.exit_code, run.ended_at, run.retry_pending),
+        (RunState::Failed, Some(1), Some(now), false)
+    );
+    assert!(store.retry_pending().unwrap().is_empty());
 }
 
 fn a_failed_attempt_owes_a_retry_decision_until_it_is_made(mut f: Fixture) {

@@ -220,4 +220,5 @@ pub fn failure_of(args: &[&str], code: i32) -> String {
 
 pub mod browser;
 pub mod daemon;
+pub mod proxy;
 pub mod receiver;

@@ -89,6 +89,24 @@ pub fn header_section(status: &Status) -> Markup {
                 }
                 @if let Some(at) = status.synced_at { span.mute { " · synced " (utc(Some(at))) } }
             }
+            @if let Some(c) = &status.cluster {
+                p #cluster {
+                    "Node " code { (c.node) } ": "
+                    @match (&c.leader, c.leads) {
+                        (_, Some(epoch)) => { strong { "leader" } " (epoch " (epoch) ")" }
+                        (Some((leader, epoch)), None) => { "standby; " code { (leader) } " leads (epoch " (epoch) ")" }
+                        (None, None) => { "standby; no node leads right now" }
+                    }
+                    span.mute {
+                        " · nodes: "
+                        @for (i, (name, alive)) in c.nodes.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (name) @if !alive { " (silent)" }
+                        }
+                    }
+                    @if let Some(e) = &c.error { " · " span.tag.bad { "cannot keep the lease: " (e) } }
+                }
+            }
             @if let Some((kind, message)) = &status.source.error {
                 section.errors #source {
                     h2 { "Repository" }
