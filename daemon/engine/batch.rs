@@ -36,7 +36,12 @@ impl Engine {
         self.store.begin_batch()?;
         self.batch = Some(Batch::default());
         let result = work(self).and_then(|value| {
+            let committing = std::time::Instant::now();
             self.store.commit_batch()?;
+            // How long a commit takes now decides how far ahead slots are armed.
+            if self.batch.as_ref().is_some_and(|b| !b.spawns.is_empty()) {
+                self.arm.observe(committing.elapsed());
+            }
             Ok(value)
         });
         let batch = self.batch.take().unwrap_or_default();

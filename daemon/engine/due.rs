@@ -10,7 +10,7 @@ use crate::scheduler::slots::{decide, due_slots, Action};
 use crate::scheduler::{Jump, Key};
 use crate::store::{NewRun, RunState, SlotCursor, StoreError, Trigger};
 
-use super::{arm_lead, policy, shown, time, Engine};
+use super::{policy, shown, time, Engine};
 
 impl Engine {
     /// Handles every schedule that is due at `now`.
@@ -48,7 +48,7 @@ impl Engine {
             self.publish();
         }
         // A burst due at one instant is armed earlier, by its size.
-        let lead = arm_lead(self.timer.earliest_crowd());
+        let lead = self.arm.lead(self.timer.earliest_crowd());
         let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
         let due = self.timer.pop_due(horizon);
         // Every due schedule's slots in one transaction (one fsync for a burst).

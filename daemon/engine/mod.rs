@@ -27,6 +27,7 @@
 //! is applied after a start, so recovered retries and queued runs meet their deployment.
 
 mod apply;
+mod arm;
 pub mod attempt;
 mod batch;
 mod due;
@@ -61,6 +62,7 @@ use crate::scheduler::{ClockWatch, Key, Timer};
 use crate::source::{Checkouts, SourceConfig};
 use crate::store::{RunState, StoreError, StoreSpec, StoreWrite};
 
+pub use arm::{arm_lead, ARM_AHEAD, ARM_MOST, ARM_PER_SLOT};
 use attempt::{RunContext, RunEvent};
 use faults::set_aside_old_logs;
 pub use request::{CancelError, Lifecycle, NoLifecycle, Request, ResumeError, TriggerError};
@@ -75,27 +77,6 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// The most run events handled in one loop turn (the rest wait for the next turn, so a
 /// burst of ends never holds back a due slot for long).
 const EVENTS_PER_TURN: usize = 256;
-
-/// How far ahead of its time a slot is armed: its row committed, its checkout and argv
-/// ready, its start handed to a launch thread that releases it on the dot. Keeps the
-/// database (a commit waits for `fsync`) and process set-up out of the start lateness.
-pub const ARM_AHEAD: Duration = Duration::from_millis(100);
-
-/// How much earlier a burst is armed for each slot due at the same instant: claiming and
-/// preparing one slot (its row, its log file, its argv and environment) costs the engine
-/// up to about this much on a busy 2-core machine (measured with `perf` on a burst of
-/// 3,000), so 10,000 slots due at one minute boundary are armed 4.1 s ahead and all of
-/// them are ready when it comes.
-pub const ARM_PER_SLOT: Duration = Duration::from_micros(400);
-
-/// The most a burst is armed ahead (the longest a claimed row waits for its process).
-pub const ARM_MOST: Duration = Duration::from_secs(5);
-
-/// How far ahead of its time a burst of `crowd` slots due at one instant is armed.
-pub fn arm_lead(crowd: usize) -> Duration {
-    let per_slot = ARM_PER_SLOT.saturating_mul(u32::try_from(crowd).unwrap_or(u32::MAX));
-    (ARM_AHEAD + per_slot).min(ARM_MOST)
-}
 
 pub struct EngineConfig {
     pub source: SourceConfig,
@@ -191,6 +172,7 @@ pub async fn run(
         to_plan: Default::default(),
         cluster,
         store_name: config.store.describe(),
+        arm: arm::ArmLead::default(),
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -298,6 +280,8 @@ struct Engine {
     published: views::Published,
     /// This node's side of a cluster (a PostgreSQL store), or `None` alone.
     cluster: Option<role::Cluster>,
+    /// How far ahead slots are armed, following how long commits take.
+    arm: arm::ArmLead,
     /// The store in words (its file, or its database without the password).
     store_name: String,
     /// Every stored cursor was compared with the schedules in force since the start.
@@ -335,7 +319,7 @@ impl Engine {
             .peek()
             .filter(|_| self.recovered.is_settled())
             .map(|Reverse((at, _))| *at);
-        let lead = arm_lead(self.timer.earliest_crowd());
+        let lead = self.arm.lead(self.timer.earliest_crowd());
         let armed = self
             .timer
             .earliest()
