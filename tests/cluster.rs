@@ -25,11 +25,17 @@ const LEASE: Duration = Duration::from_secs(5);
 /// Starts node `name` of the cluster on the database at `store`, ready (it serves its
 /// API, leading or not).
 fn node(repo: &GitRepo, store: &str, name: &str) -> Daemon {
+    node_with(repo, store, name, &[])
+}
+
+/// [`node`] with extra flags (e.g. `--capacity`).
+fn node_with(repo: &GitRepo, store: &str, name: &str, extra: &[&str]) -> Daemon {
     Daemon::launch(
         repo.path(),
         Setup {
             extra: ["--store", store, "--node", name]
                 .iter()
+                .chain(extra)
                 .map(|a| a.to_string())
                 .collect(),
             env: vec![("SUNDIAL_CLUSTER_TIMINGS".into(), SCALE.into())],
@@ -186,12 +192,16 @@ fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
             assert_eq!(r["epoch"], epoch_b, "{r}");
         }
     }
-    // What a's children stamped agrees: its epoch before the kill, b's after.
+    // Every process ran on a node of the cluster, under the epoch of the leader that
+    // dispatched it: a's before the kill, b's after.
     for (node, epoch, slot, _) in stamps(&stamps_path) {
-        match node.as_str() {
-            "a" => assert_eq!(epoch, epoch_a, "{slot}"),
-            "b" => assert_eq!(epoch, epoch_b, "{slot}"),
-            other => panic!("a stamp of node {other:?}"),
+        assert!(node == "a" || node == "b", "a stamp of node {node:?}");
+        assert!(
+            epoch == epoch_a || epoch == epoch_b,
+            "{slot}: epoch {epoch}"
+        );
+        if slot > led_at {
+            assert_eq!((node.as_str(), epoch), ("b", epoch_b), "{slot}");
         }
     }
 
@@ -206,7 +216,9 @@ fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
     let handover = stopping.elapsed();
     println!("takeover after SIGTERM: {handover:?}");
     assert!(epoch_a2 > epoch_b);
-    assert!(handover < Duration::from_secs(4), "{handover:?}");
+    // About a renew (0.5 s here); the bound leaves room for a loaded machine, and
+    // benches/cluster.py measures the figure.
+    assert!(handover < Duration::from_secs(6), "{handover:?}");
     let led_at = Utc::now();
     wait_until(Duration::from_secs(20), "two runs by a again", || {
         (completed_after(&a, led_at) >= 2).then_some(())
@@ -216,8 +228,8 @@ fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
 }
 
 /// A leader stopped (SIGSTOP) for longer than its lease, then continued: a standby leads
-/// meanwhile, and the woken node starts nothing and writes no run under its old epoch;
-/// it stands by. No slot runs twice.
+/// meanwhile, and nothing runs or is written under the old leader's epoch once it wakes;
+/// it stands by (and runs what the new leader dispatches). No slot runs twice.
 #[test]
 fn a_leader_paused_past_its_lease_starts_nothing_when_it_wakes() {
     let db = TestDatabase::new();
@@ -258,11 +270,13 @@ fn a_leader_paused_past_its_lease_starts_nothing_when_it_wakes() {
         "two runs by b after the wake",
         || (completed_after(&b, woke) >= 2).then_some(()),
     );
+    // Once awake, a may run what b dispatches (it is a node like any other), never
+    // anything of its own old epoch.
     for (node, epoch, slot, started) in stamps(&stamps_path) {
-        if node == "a" {
+        if epoch == epoch_a {
             assert!(
                 started < woke,
-                "a started slot {slot} at {started}, after it woke at {woke} (epoch {epoch})"
+                "slot {slot} of a's epoch started at {started} on {node}, after a woke at {woke}"
             );
         }
     }
@@ -313,7 +327,8 @@ fn a_run_armed_before_the_leader_paused_is_not_started_after_it_wakes() {
     );
     let a = node(&repo, &db.url, "a");
     wait_leads(&a, Duration::from_secs(20));
-    let b = node(&repo, &db.url, "b");
+    // b runs nothing itself: the slot is a's.
+    let b = node_with(&repo, &db.url, "b", &["--capacity", "0"]);
     wait_until(Duration::from_secs(20), "b to see a lead", || {
         (cluster(&b)["leader"] == "a").then_some(())
     });
@@ -326,22 +341,26 @@ fn a_run_armed_before_the_leader_paused_is_not_started_after_it_wakes() {
     kill(pid, Signal::SIGSTOP).unwrap();
     let stopped = Instant::now();
     wait_leads(&b, Duration::from_secs(20));
+    // Past the slot, and past the node-lost time: b settles the run as lost.
     wait_until(
         Duration::from_secs(40),
-        "the slot and the node-lost time to pass",
+        "b to settle the run as lost",
         || {
+            let runs = b.runs("early");
             (Utc::now() > slot + chrono::Duration::seconds(1)
-                && stopped.elapsed() > Duration::from_secs(12))
-            .then_some(())
+                && runs.len() == 1
+                && runs[0]["reason"] == "node_lost")
+                .then_some(())
         },
     );
+    println!("settled as lost {:?} after the stop", stopped.elapsed());
     kill(pid, Signal::SIGCONT).unwrap();
     wait_until(
         Duration::from_secs(20),
         "a to refuse the late start",
         || {
             a.log()
-                .contains("this node stopped leading the cluster before the run's time")
+                .contains("this node lost the database before the run's time")
                 .then_some(())
         },
     );
@@ -352,7 +371,7 @@ fn a_run_armed_before_the_leader_paused_is_not_started_after_it_wakes() {
     let runs = b.runs("early");
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["state"], "Crashed", "{runs:?}");
-    assert_eq!(runs[0]["reason"], "node_lost", "{runs:?}");
+    assert_eq!(runs[0]["reason"], "node_lost", "{runs:?}\n{}", b.log());
 }
 
 /// A PostgreSQL server of the test's own (`scripts/pg-cluster.sh`), which it can stop and
@@ -536,10 +555,6 @@ fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere
     );
     let a = node(&repo, &through_proxy, "a");
     wait_leads(&a, Duration::from_secs(20));
-    let b = node(&repo, &db.url, "b");
-    wait_until(Duration::from_secs(20), "b to see a lead", || {
-        (cluster(&b)["leader"] == "a").then_some(())
-    });
     let (code, body) = a.post("/api/deployments/long/runs", "{}", Some(&a.token()));
     assert_eq!(code, 201, "{body}");
     let first: Value = serde_json::from_str(&body).unwrap();
@@ -548,6 +563,11 @@ fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere
             .unwrap_or_default()
             .contains("a 1 start")
             .then_some(())
+    });
+    // b joins once attempt 1 runs on a, so the retry is the only run it can take.
+    let b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
     });
 
     proxy.cut();
@@ -617,4 +637,157 @@ fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere
     )
     .unwrap();
     assert!(log.contains("this node lost the database"), "{log}");
+}
+
+/// Runs spread over three nodes: 60 manual runs of a deployment limited to 5 at once,
+/// each node taking at most 2: every run completes, each node runs a share, and never
+/// more than 5 run at once across the cluster (the leader counts every node's runs).
+#[test]
+fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
+    const RUNS: usize = 60;
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stamps_path = dir.path().join("stamps");
+    let script = "echo \"$SUNDIAL_NODE $SUNDIAL_RUN_ID start $(date +%s.%N)\" >> \"$1\"\n\
+        sleep 0.3\n\
+        echo \"$SUNDIAL_NODE $SUNDIAL_RUN_ID end $(date +%s.%N)\" >> \"$1\"\n";
+    let text = format!(
+        "deployments:\n  - name: work\n    concurrency_limit: 5\n    work_pool:\n      job_variables:\n        command: sh jobs/work.sh {}\n",
+        stamps_path.display()
+    );
+    repo.commit(
+        &[
+            ("jobs/work.sh", Some(script)),
+            ("prefect.yaml", Some(&text)),
+        ],
+        "work, five at once",
+    );
+    let capacity = ["--capacity", "2"];
+    let a = node_with(&repo, &db.url, "a", &capacity);
+    wait_leads(&a, Duration::from_secs(20));
+    let b = node_with(&repo, &db.url, "b", &capacity);
+    let c = node_with(&repo, &db.url, "c", &capacity);
+    for n in [&b, &c] {
+        wait_until(Duration::from_secs(20), "the node to see a lead", || {
+            (cluster(n)["leader"] == "a").then_some(())
+        });
+    }
+    let token = a.token();
+    for _ in 0..RUNS {
+        let (code, body) = a.post("/api/deployments/work/runs", "{}", Some(&token));
+        assert_eq!(code, 201, "{body}");
+    }
+    let runs = wait_until(Duration::from_secs(90), "every run to complete", || {
+        let (code, body) = a.get("/api/runs?deployment=work&limit=1000");
+        let runs: Vec<Value> = if code == 200 {
+            serde_json::from_str(&body).unwrap()
+        } else {
+            Vec::new()
+        };
+        (runs.len() == RUNS && runs.iter().all(|r| r["state"] == "Completed")).then_some(runs)
+    });
+    // Each node ran a share, as the rows and the processes say.
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_node
+            .entry(r["node"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    println!("runs per node: {per_node:?}");
+    for name in ["a", "b", "c"] {
+        assert!(
+            per_node.get(name).copied().unwrap_or(0) >= RUNS / 10,
+            "{per_node:?}"
+        );
+    }
+    // Never more than 5 at once: a sweep over every start and end.
+    let text = std::fs::read_to_string(&stamps_path).unwrap();
+    let mut edges: Vec<(f64, i32)> = text
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let at: f64 = f[3].parse().unwrap();
+            (at, if f[2] == "start" { 1 } else { -1 })
+        })
+        .collect();
+    assert_eq!(edges.len(), 2 * RUNS, "{text}");
+    // An end before a start at the same instant.
+    edges.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(most <= 5, "{most} ran at once");
+    assert!(
+        most >= 3,
+        "only {most} ran at once: the runs did not spread"
+    );
+}
+
+/// A node dies with runs on it (kill -9 of the daemon and of its jobs, as when its host
+/// dies): the leader settles them `Crashed` (`node_lost`) once the node has been silent
+/// for the node-lost time, and each is retried once, on a live node.
+#[test]
+fn runs_of_a_dead_node_are_settled_lost_and_retried_once_elsewhere() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let script = "[ \"$SUNDIAL_ATTEMPT\" = 2 ] && exit 0\nsleep 120\n";
+    let text = "deployments:\n  - name: long\n    retries: 1\n    retry_delay_seconds: 0\n    work_pool:\n      job_variables:\n        command: sh jobs/long.sh\n";
+    repo.commit(
+        &[("jobs/long.sh", Some(script)), ("prefect.yaml", Some(text))],
+        "a long job, retried once",
+    );
+    // a schedules only; b takes the first attempts; c, started after, the retries.
+    let a = node_with(&repo, &db.url, "a", &["--capacity", "0"]);
+    wait_leads(&a, Duration::from_secs(20));
+    let mut b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
+    });
+    let token = a.token();
+    for _ in 0..3 {
+        let (code, body) = a.post("/api/deployments/long/runs", "{}", Some(&token));
+        assert_eq!(code, 201, "{body}");
+    }
+    wait_until(Duration::from_secs(20), "three runs on b", || {
+        let runs = a.runs("long");
+        (runs.len() == 3
+            && runs
+                .iter()
+                .all(|r| r["state"] == "Running" && r["node"] == "b"))
+        .then_some(())
+    });
+    let c = node(&repo, &db.url, "c");
+    // b's host dies: the daemon and every process of its runs.
+    let instance = std::fs::read_to_string(b.state_dir.join("instance")).unwrap();
+    b.kill_9();
+    for p in sundial::runner::contain::scan(instance.trim()) {
+        let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+    }
+    let runs = wait_until(
+        Duration::from_secs(40),
+        "three retries completed on c",
+        || {
+            let runs = c.runs("long");
+            let done = runs
+                .iter()
+                .filter(|r| r["attempt"] == 2 && r["state"] == "Completed" && r["node"] == "c")
+                .count();
+            (done == 3).then_some(runs)
+        },
+    );
+    assert_eq!(runs.len(), 6, "one retry each, no more: {runs:?}");
+    for r in runs.iter().filter(|r| r["attempt"] == 1) {
+        assert_eq!(
+            (
+                r["state"].as_str(),
+                r["reason"].as_str(),
+                r["node"].as_str()
+            ),
+            (Some("Crashed"), Some("node_lost"), Some("b")),
+            "{r}"
+        );
+    }
 }

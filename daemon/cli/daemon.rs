@@ -56,6 +56,10 @@ pub struct DaemonArgs {
     /// nodes. Default: the host's name.
     #[arg(long, env = "SUNDIAL_NODE", value_name = "NAME")]
     pub node: Option<String>,
+    /// In a cluster: the most runs this node runs at once (0: it runs none, it only
+    /// schedules when it leads). Default: four per core.
+    #[arg(long, env = "SUNDIAL_CAPACITY", value_name = "N")]
+    pub capacity: Option<usize>,
     /// Address of the HTTP API and dashboard.
     #[arg(
         long,
@@ -151,9 +155,12 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     ensure_token(&args.state_dir)?;
     let store = crate::store::StoreSpec::from_flag(args.store.as_deref(), &args.state_dir)
         .map_err(anyhow::Error::msg)?;
+    let clustered = matches!(store, crate::store::StoreSpec::Postgres(_));
     if let Some(node) = &args.node {
-        let clustered = matches!(store, crate::store::StoreSpec::Postgres(_));
         crate::cluster::check_node_name(node, clustered).map_err(anyhow::Error::msg)?;
+    }
+    if args.capacity.is_some() && !clustered {
+        bail!("--capacity: the runs a node takes are for a cluster, which needs a PostgreSQL --store; leave --capacity unset with SQLite");
     }
     if let crate::store::StoreSpec::Postgres(target) = &store {
         target
@@ -286,6 +293,9 @@ async fn serve(
                 .unwrap_or_else(crate::cluster::default_node_name),
             timings: crate::cluster::Timings::from_env(),
             url: public_url.clone(),
+            capacity: args
+                .capacity
+                .unwrap_or_else(crate::cluster::default_capacity),
         }),
     };
     let config = EngineConfig {

@@ -234,7 +234,11 @@ impl Round {
         }
         let beat = boottime_ns();
         match self.store.heartbeat(&self.node, self.incarnation) {
-            Ok(true) => self.heartbeat_at.store(beat, Ordering::SeqCst),
+            Ok(true) => {
+                self.heartbeat_at.store(beat, Ordering::SeqCst);
+                let alive_for = self.timings.stop_own_runs_after().as_nanos() as u64;
+                self.liveness.beat(beat + alive_for);
+            }
             Ok(false) => {
                 error = error.or(Some(format!(
                     "another daemon took over the node name {}; give each daemon its own --node",

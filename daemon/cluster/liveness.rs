@@ -18,11 +18,13 @@ pub fn boottime_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// This node's leadership: the epoch it holds and until when, by `CLOCK_BOOTTIME`.
+/// This node's leadership (the epoch it holds and until when) and its life (until when
+/// its last heartbeat keeps it alive), by `CLOCK_BOOTTIME`.
 #[derive(Debug, Default)]
 pub struct Liveness {
     epoch: AtomicI64,
     valid_until: AtomicU64,
+    alive_until: AtomicU64,
 }
 
 impl Liveness {
@@ -54,6 +56,17 @@ impl Liveness {
         self.epoch.store(0, Ordering::SeqCst);
         self.valid_until.store(0, Ordering::SeqCst);
     }
+
+    /// A heartbeat succeeded: the node counts as alive until `until` (`CLOCK_BOOTTIME` ns).
+    pub fn beat(&self, until: u64) {
+        self.alive_until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    /// Whether the node's heartbeat is recent enough for it to start a run: the leader
+    /// settles the runs of a node silent for longer as lost, and retries them elsewhere.
+    pub fn alive(&self) -> bool {
+        boottime_ns() < self.alive_until.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +88,17 @@ mod tests {
         live.grant(5, now + 60_000_000_000);
         live.lose();
         assert_eq!(live.leads(), None);
+    }
+
+    #[test]
+    fn a_node_is_alive_until_its_heartbeat_is_too_old() {
+        let live = Liveness::default();
+        assert!(!live.alive());
+        let now = boottime_ns();
+        live.beat(now + 60_000_000_000);
+        assert!(live.alive());
+        // An older beat's deadline never shortens a newer one's.
+        live.beat(now.saturating_sub(1));
+        assert!(live.alive());
     }
 }

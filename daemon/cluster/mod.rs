@@ -104,6 +104,13 @@ pub struct ClusterConfig {
     pub timings: Timings,
     /// Where this node's API answers, shown to the others.
     pub url: String,
+    /// The most runs this node runs at once (`--capacity`).
+    pub capacity: usize,
+}
+
+/// The default `--capacity`: four runs per core.
+pub fn default_capacity() -> usize {
+    4 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The default node name: the host's name, if it makes one ([`check_node_name`]).

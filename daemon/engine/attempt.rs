@@ -42,21 +42,19 @@ pub struct RunContext {
     pub instance: String,
     /// Finds what a run left behind.
     pub sweeper: Sweeper,
-    /// In a cluster: whether this node still leads, checked at the instant of each spawn.
+    /// In a cluster: whether this node is still alive (its heartbeat recent), checked at
+    /// the instant of each spawn.
     pub lease: Option<Arc<crate::cluster::Liveness>>,
     /// In a cluster: this node's name (`SUNDIAL_NODE`).
     pub node: Option<String>,
 }
 
 impl RunContext {
-    /// Whether a run written at `epoch` may start now: alone always; in a cluster only
-    /// while this node still leads at that epoch (a leader stopped or cut off past its
-    /// lease starts nothing when it wakes).
-    fn may_start(lease: Option<&crate::cluster::Liveness>, epoch: Option<i64>) -> bool {
-        match lease {
-            None => true,
-            Some(lease) => lease.leads().is_some() && lease.leads() == epoch,
-        }
+    /// Whether a run may start now: alone always; in a cluster only while this node's
+    /// heartbeat is recent (a node stopped or cut off from the database starts nothing
+    /// when it wakes: the leader settles its runs as lost and retries them elsewhere).
+    fn may_start(lease: Option<&crate::cluster::Liveness>) -> bool {
+        lease.is_none_or(crate::cluster::Liveness::alive)
     }
 }
 
@@ -72,8 +70,7 @@ pub struct Attempt {
     /// Do not spawn before this instant: the engine arms a slot a little ahead of its time
     /// (row committed, checkout and argv ready) so the process starts on the dot.
     pub not_before: Option<DateTime<Utc>>,
-    /// In a cluster: the epoch of the leader that wrote its row (`SUNDIAL_LEADER_EPOCH`);
-    /// it starts only while this node leads at that epoch.
+    /// In a cluster: the epoch of the leader that dispatched it (`SUNDIAL_LEADER_EPOCH`).
     pub epoch: Option<i64>,
 }
 
@@ -276,8 +273,8 @@ async fn prepare_and_run(
     let begins = tokio::time::Instant::from_std(when.max(std::time::Instant::now()));
     spec.deadline = d.timeout.map(|t| begins + t);
     let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
-    let (lease, epoch) = (ctx.lease.clone(), attempt.epoch);
-    let may_start = move || RunContext::may_start(lease.as_deref(), epoch);
+    let lease = ctx.lease.clone();
+    let may_start = move || RunContext::may_start(lease.as_deref());
     if let (Some(_), true, true) = (d.prestart, bootstrapped, d.pull.is_empty()) {
         return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
     }
@@ -289,7 +286,7 @@ async fn prepare_and_run(
         })
         .await;
         let (running, began) = match launched {
-            Released::Ran(None, _) => return Err(Failure::Crashed(NOT_LEADING.into())),
+            Released::Ran(None, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
             Released::Ran(Some(started), began) => (
                 started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
                 began,
@@ -308,7 +305,7 @@ async fn prepare_and_run(
     // Pull steps first: the wait ends on the dot, then each step, then the main process.
     let still_leads = may_start.clone();
     let began = match timed::at(when, &mut stop, may_start).await {
-        Released::Ran(false, _) => return Err(Failure::Crashed(NOT_LEADING.into())),
+        Released::Ran(false, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
         Released::Ran(true, began) => began,
         Released::Stopped(request) => return Ok(Exit::Stopped(request)),
         Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
@@ -332,7 +329,7 @@ async fn prepare_and_run(
     }
     // The pull steps took their time: the node must still lead to start the main process.
     if !still_leads() {
-        return Err(Failure::Crashed(NOT_LEADING.into()));
+        return Err(Failure::Crashed(NOT_ALIVE.into()));
     }
     let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     let _ = events.send(RunEvent::Spawned {
@@ -382,7 +379,7 @@ async fn prestarted(
         }
         Released::Ran(false, _) => {
             running.wait(stop).await;
-            return Err(Failure::Crashed(NOT_LEADING.into()));
+            return Err(Failure::Crashed(NOT_ALIVE.into()));
         }
         // The release pipe closed unwritten: the bootstrap exits without calling.
         Released::Stopped(_) | Released::Lost => {}
@@ -391,7 +388,7 @@ async fn prestarted(
 }
 
 /// Why an attempt of a node that stopped leading before its instant is Crashed.
-const NOT_LEADING: &str = "not started: this node stopped leading the cluster before the run's time (its lease lapsed or was taken over); the new leader decides its retry";
+const NOT_ALIVE: &str = "not started: this node lost the database before the run's time (no recent heartbeat); the leader settles it and decides its retry";
 
 /// Why an attempt whose launch thread failed is Crashed.
 const LAUNCH_LOST: &str = "the thread starting the process failed; whether it started is unknown, and any process of the run is ended";

@@ -21,6 +21,9 @@ pub(super) struct Batch {
     pub spawns: Vec<(Attempt, watch::Receiver<Option<StopRequest>>)>,
     /// (deployment, run id, slot): `Pending` runs to queue.
     pub queued: Vec<(String, i64, DateTime<Utc>)>,
+    /// Runs were dispatched to the cluster's nodes: they are told as the batch commits,
+    /// and this node claims its share after.
+    pub dispatched: bool,
 }
 
 impl Engine {
@@ -36,6 +39,9 @@ impl Engine {
         self.store.begin_batch()?;
         self.batch = Some(Batch::default());
         let result = work(self).and_then(|value| {
+            if self.batch.as_ref().is_some_and(|b| b.dispatched) {
+                self.store.notify(crate::store::pg::dispatch::READY)?;
+            }
             let committing = std::time::Instant::now();
             self.store.commit_batch()?;
             // How long a commit takes now decides how far ahead slots are armed.
@@ -52,6 +58,9 @@ impl Engine {
                 }
                 for (deployment, id, order) in batch.queued {
                     self.enqueue(&deployment, id, order);
+                }
+                if batch.dispatched {
+                    self.claim(Utc::now())?;
                 }
                 Ok(value)
             }

@@ -33,10 +33,11 @@ impl Engine {
             }
             None => {}
         }
-        // A standby schedules nothing; it keeps its own runs' logs in bounds.
+        // A standby schedules nothing: it claims what it has room for, and keeps its own
+        // runs' logs in bounds.
         if !self.leads() {
             self.cap_logs();
-            return Ok(());
+            return self.claim(now);
         }
         if self
             .status
@@ -73,7 +74,8 @@ impl Engine {
             Err(e) => return Err(e),
         }
         self.due_retries(now)?;
-        self.sweep_cluster(now)?;
+        self.leader_wake(now)?;
+        self.claim(now)?;
         self.check_slas(now)?;
         self.cap_logs();
         self.maybe_prune(now)?;
@@ -217,6 +219,10 @@ impl Engine {
                         Trigger::Schedule
                     };
                     match self.admission(&deployment, admitted) {
+                        policy::Admission::Start if self.dispatches() => {
+                            admitted += 1;
+                            (trigger, RunState::Scheduled, None, None)
+                        }
                         policy::Admission::Start => {
                             admitted += 1;
                             (trigger, RunState::Running, None, Some(now))
@@ -258,7 +264,10 @@ impl Engine {
                     tracing::error!("{name}: {reason}");
                     for row in &mut rows {
                         row.parameters = Json::Object(Map::new());
-                        if matches!(row.state, RunState::Running | RunState::Pending) {
+                        if matches!(
+                            row.state,
+                            RunState::Running | RunState::Pending | RunState::Scheduled
+                        ) {
                             row.state = RunState::Failed;
                             row.started_at = None;
                             row.reason = Some(reason.clone());
@@ -270,7 +279,10 @@ impl Engine {
             };
             for (row, id) in rows.iter().zip(ids) {
                 match (id, row.state) {
-                    (Some(id), RunState::Running) => self.start(id, &deployment, &commit, row),
+                    (Some(id), RunState::Running) => {
+                        self.start(id, &deployment, &commit, row, None)
+                    }
+                    (Some(_), RunState::Scheduled) => self.dispatched(&key.0, now)?,
                     (Some(id), RunState::Pending) => {
                         tracing::info!("{name}: run {id} waits for a place (concurrency limit)");
                         self.enqueue(&key.0, id, row.scheduled_for.unwrap_or(now));

@@ -124,12 +124,19 @@ impl Engine {
             return Err(e);
         }
         self.ended_since_release += ends.len();
+        // In a cluster: the leader is told, and counts again what runs where.
+        ignore_transient(self.tell_ended())?;
+        self.refresh_active()?;
         // Each end's follow-ups; one that fails does not keep the others from theirs.
         let mut first_error = None;
         for end in ends {
             if let Err(e) = self.after_end(end, now) {
                 first_error = first_error.or(Some(e));
             }
+        }
+        // Room was made: this node claims what waits for one.
+        if let Err(e) = self.claim(now) {
+            first_error = first_error.or(Some(e));
         }
         // A burst is over: the memory its attempts held goes back to the system.
         if self.running.is_empty() && self.ended_since_release >= RELEASE_AFTER_ENDS {

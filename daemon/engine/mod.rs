@@ -30,6 +30,7 @@ mod apply;
 mod arm;
 pub mod attempt;
 mod batch;
+mod dispatch;
 mod due;
 mod events;
 mod faults;
@@ -73,6 +74,10 @@ use sync::Synced;
 /// Five seconds: a stepped clock shows in the status within that, for a wake-up that costs
 /// microseconds.
 pub const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// How often a node of a cluster ticks, whatever else wakes it: it claims dispatched runs,
+/// and the leader settles lost nodes and decides retries owed.
+const CLUSTER_TICK: Duration = Duration::from_secs(1);
 
 /// The most run events handled in one loop turn (the rest wait for the next turn, so a
 /// burst of ends never holds back a due slot for long).
@@ -123,10 +128,11 @@ pub async fn run(
             config.state_dir.join("instance").display()
         ))
     })?;
-    let (cluster, mut lease_rx) = match join_cluster(&config, &mut *store, &instance, &logs_dir)? {
-        Some((cluster, rx)) => (Some(cluster), Some(rx)),
-        None => (None, None),
-    };
+    let (cluster, mut lease_rx, mut notices_rx) =
+        match join_cluster(&config, &mut *store, &instance, &logs_dir)? {
+            Some((cluster, rx, notices)) => (Some(cluster), Some(rx), Some(notices)),
+            None => (None, None, None),
+        };
     let ctx = Arc::new(RunContext {
         source: config.source.clone(),
         checkouts: Checkouts::new(config.state_dir.join("checkouts")),
@@ -173,6 +179,7 @@ pub async fn run(
         cluster,
         store_name: config.store.describe(),
         arm: arm::ArmLead::default(),
+        active: Default::default(),
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -215,6 +222,7 @@ pub async fn run(
             Some(request) = requests.recv() => engine.on_request(request, &force_tx, Utc::now()),
             Some(done) = deliveries_rx.recv() => engine.on_delivered(done, Utc::now()),
             Some(()) = lease_changed(&mut lease_rx) => engine.follow_lease(Utc::now()),
+            Some(channel) = notice(&mut notices_rx) => engine.on_notice(channel, Utc::now()),
         };
         // A lapsed lease stops scheduling before anything else; what the turn changed
         // is noticed then.
@@ -282,6 +290,9 @@ struct Engine {
     cluster: Option<role::Cluster>,
     /// How far ahead slots are armed, following how long commits take.
     arm: arm::ArmLead,
+    /// In a cluster, the leader's count of dispatched or running runs per deployment, on
+    /// every node.
+    active: dispatch::Active,
     /// The store in words (its file, or its database without the password).
     store_name: String,
     /// Every stored cursor was compared with the schedules in force since the start.
@@ -304,6 +315,11 @@ impl Engine {
         let mut every = MAX_SLEEP;
         if !self.running.is_empty() {
             every = every.min(retention::LOG_CHECK_EVERY);
+        }
+        // In a cluster every node claims, and the leader sweeps, at least once a second
+        // (a notification may be lost).
+        if self.cluster.is_some() {
+            every = every.min(CLUSTER_TICK);
         }
         let mut cap = every.saturating_sub(self.ticked_at.elapsed());
         if let Some(limit) = self.lifecycle.max_sleep() {
@@ -399,7 +415,15 @@ impl Engine {
     }
 }
 
-/// Joins the cluster when the store is PostgreSQL: registers the node, starts the keeper.
+/// A node's side of a cluster, with the keeper's view and the other nodes' notifications.
+type Joined = (
+    role::Cluster,
+    watch::Receiver<crate::cluster::LeaseView>,
+    mpsc::UnboundedReceiver<&'static str>,
+);
+
+/// Joins the cluster when the store is PostgreSQL: registers the node, starts the keeper
+/// and the listener.
 /// The engine starts standing by; the keeper's first round makes it lead if no other
 /// node does.
 fn join_cluster(
@@ -407,7 +431,7 @@ fn join_cluster(
     store: &mut dyn StoreWrite,
     instance: &str,
     logs_dir: &std::path::Path,
-) -> Result<Option<(role::Cluster, watch::Receiver<crate::cluster::LeaseView>)>, StoreError> {
+) -> Result<Option<Joined>, StoreError> {
     let (Some(cluster), StoreSpec::Postgres(target)) = (&config.cluster, &config.store) else {
         return Ok(None);
     };
@@ -435,10 +459,15 @@ fn join_cluster(
         end_own_runs(instance.to_string(), logs_dir.to_path_buf(), config.grace),
     )
     .map_err(|e| StoreError::Corrupt(format!("cannot start the lease keeper's thread: {e}")))?;
+    let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    crate::store::pg::listen::start(Arc::clone(target), notices_tx).map_err(|e| {
+        StoreError::Corrupt(format!("cannot start the cluster's listener thread: {e}"))
+    })?;
     tracing::info!(
-        "node {} (incarnation {incarnation}) joined the cluster on {}",
+        "node {} (incarnation {incarnation}) joined the cluster on {}, running at most {} runs at once",
         cluster.node,
-        target.what
+        target.what,
+        cluster.capacity
     );
     let side = role::Cluster {
         config: cluster.clone(),
@@ -449,7 +478,7 @@ fn join_cluster(
         led: None,
         synced: None,
     };
-    Ok(Some((side, view_rx)))
+    Ok(Some((side, view_rx, notices_rx)))
 }
 
 /// What a node that lost the database does with its jobs (on the keeper's thread, which
@@ -471,6 +500,14 @@ fn end_own_runs(
         }
         contain::end_blocking(&processes, grace.min(Duration::from_secs(5)));
     })
+}
+
+/// The next notification from the other nodes of the cluster; never, alone.
+async fn notice(rx: &mut Option<mpsc::UnboundedReceiver<&'static str>>) -> Option<&'static str> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next change of the cluster's view; never, alone.

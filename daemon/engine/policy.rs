@@ -55,8 +55,12 @@ pub enum Admission {
 }
 
 impl Engine {
-    /// How many attempts of `deployment` are in flight.
+    /// How many attempts of `deployment` are in flight: here, or in a cluster on every
+    /// node (dispatched or running, as last counted plus what was dispatched since).
     pub(super) fn in_flight(&self, deployment: &str) -> usize {
+        if self.dispatches() {
+            return self.active.get(deployment).copied().unwrap_or(0);
+        }
         self.running
             .values()
             .filter(|r| r.deployment == deployment)
@@ -100,6 +104,7 @@ impl Engine {
         deployment: &SharedDeployment,
         commit: &str,
         row: &NewRun,
+        epoch: Option<i64>,
     ) {
         let (stop, stop_rx) = watch::channel(None);
         self.running.insert(
@@ -126,7 +131,7 @@ impl Engine {
             parameters: row.parameters.clone(),
             // A slot armed ahead of its time starts on the dot, never early.
             not_before: row.scheduled_for.filter(|at| *at > Utc::now()),
-            epoch: self.epoch(),
+            epoch,
         };
         tracing::info!(
             "{}: run {id} started ({}, attempt {}, slot {})",
@@ -225,10 +230,15 @@ impl Engine {
             self.admission(&deployment, 0)
         };
         match admission {
+            Admission::Start if self.dispatches() => {
+                if self.store.dispatch_run(id, &commit)? {
+                    self.dispatched(&deployment.name, now)?;
+                }
+            }
             Admission::Start => {
                 if self.store.start_run(id, &commit, now)? {
                     let row = row_of(&run, &commit);
-                    self.start(id, &deployment, &commit, &row);
+                    self.start(id, &deployment, &commit, &row, None);
                 }
             }
             Admission::Queue => {
@@ -250,9 +260,10 @@ impl Engine {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        tracing::info!("run {id} Cancelled ({reason})");
-        self.store
-            .finish_run(id, RunState::Cancelled, None, Some(reason), now)
+        if self.store.cancel_waiting(id, reason, now)? {
+            tracing::info!("run {id} Cancelled ({reason})");
+        }
+        Ok(())
     }
 
     /// After an attempt ended: schedules the next attempt if one remains, and records
@@ -342,7 +353,7 @@ pub fn retry_delay(delays: &[Duration], ended_attempt: u32) -> Duration {
 }
 
 /// The stored run as the row shape `start` takes.
-fn row_of(run: &Run, commit: &str) -> NewRun {
+pub(super) fn row_of(run: &Run, commit: &str) -> NewRun {
     NewRun {
         deployment: run.deployment.clone(),
         schedule_id: run.schedule_id.clone(),

@@ -113,6 +113,14 @@ impl Engine {
                 RunState::AwaitingRetry => self
                     .retries
                     .push(Reverse((run.not_before.unwrap_or(now), run.id))),
+                // In a cluster a dispatched run waits for a node to claim it, unless its
+                // slot is long past (no node was there to take it).
+                RunState::Scheduled
+                    if self.dispatches()
+                        && run.node.is_none()
+                        && run
+                            .scheduled_for
+                            .is_none_or(|at| now - at < super::dispatch::STALE_DISPATCH) => {}
                 RunState::Scheduled => {
                     self.store
                         .finish_run(run.id, RunState::Skipped, None, Some("missed"), now)?;

@@ -294,6 +294,10 @@ impl Engine {
         let admission = self.admission(&deployment, 0);
         let mut row = row;
         match admission {
+            Admission::Start if self.dispatches() => {
+                row.state = RunState::Scheduled;
+                row.started_at = None;
+            }
             Admission::Start => {}
             Admission::Queue => {
                 row.state = RunState::Pending;
@@ -310,7 +314,8 @@ impl Engine {
             .insert_run(&row, now)?
             .ok_or_else(|| StoreError::Corrupt("a manual run was not inserted".into()))?;
         match admission {
-            Admission::Start => self.start(id, &deployment, &commit, &row),
+            Admission::Start if self.dispatches() => self.dispatched(&deployment.name, now)?,
+            Admission::Start => self.start(id, &deployment, &commit, &row, None),
             Admission::Queue => self.enqueue(&deployment.name, id, now),
             Admission::Refuse => {}
         }
@@ -337,8 +342,14 @@ impl Engine {
                 return Err(CancelError::OnAnotherNode(id, node.clone()));
             }
         }
-        self.store
-            .finish_run(id, RunState::Cancelled, None, Some("cancelled"), now)?;
+        if !self.store.cancel_waiting(id, "cancelled", now)? {
+            // A node claimed it meanwhile: it runs there now.
+            let now_is = self.store.run(id)?.unwrap_or(run);
+            return match (now_is.state, now_is.node) {
+                (RunState::Running, Some(node)) => Err(CancelError::OnAnotherNode(id, node)),
+                (state, _) => Err(CancelError::AlreadyEnded(id, state)),
+            };
+        }
         Ok(self.store.run(id)?.unwrap_or(run))
     }
 }

@@ -55,11 +55,6 @@ impl Engine {
             .is_none_or(|c| c.led.is_some() && c.liveness.leads() == c.led)
     }
 
-    /// The epoch the engine leads at, in a cluster.
-    pub(super) fn epoch(&self) -> Option<i64> {
-        self.cluster.as_ref().and_then(|c| c.led)
-    }
-
     /// Follows the keeper: promotes when the node leads at an epoch the engine does not
     /// act on yet, demotes when it no longer leads, and shows the cluster in the status.
     pub(super) fn follow_lease(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -114,6 +114,45 @@ pub trait StoreWrite: StoreRead {
     ) -> R<Vec<i64>> {
         Ok(Vec::new())
     }
+    /// Makes a waiting run claimable by any node, at `commit` (a cluster's leader); false
+    /// when it no longer waits. A store without a cluster has nothing to dispatch to.
+    fn dispatch_run(&mut self, _id: i64, _commit: &str) -> R<bool> {
+        Err(StoreError::Corrupt(
+            "a run was dispatched on a store without a cluster".into(),
+        ))
+    }
+    /// Claims up to `limit` dispatched runs of the (deployment, commit) pairs `offered`
+    /// for this node, oldest first; they are `Running` on it once this returns.
+    fn claim_runs(
+        &mut self,
+        _limit: usize,
+        _offered: &[(String, String)],
+        _at: DateTime<Utc>,
+    ) -> R<Vec<Run>> {
+        Ok(Vec::new())
+    }
+    /// How many runs of each deployment are dispatched or running, on every node.
+    fn active_counts(&self) -> R<HashMap<String, usize>> {
+        Ok(HashMap::new())
+    }
+    /// Tells the other nodes (`store::pg::dispatch::READY`, `WAKE`) when the current
+    /// transaction commits. Alone, nobody listens.
+    fn notify(&mut self, _channel: &'static str) -> R<()> {
+        Ok(())
+    }
+    /// Cancels a run that waits and no node has claimed; false when it no longer waits.
+    fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool> {
+        let waiting = self.run(id)?.is_some_and(|r| {
+            matches!(
+                r.state,
+                RunState::Scheduled | RunState::Pending | RunState::AwaitingRetry
+            )
+        });
+        if waiting {
+            self.finish_run(id, RunState::Cancelled, None, Some(reason), at)?;
+        }
+        Ok(waiting)
+    }
 
     fn insert_run(&mut self, new: &NewRun, now: DateTime<Utc>) -> R<Option<i64>>;
     fn claim_slots(

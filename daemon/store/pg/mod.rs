@@ -25,9 +25,11 @@
 
 mod breaches;
 mod conn;
+pub mod dispatch;
 mod history;
 pub mod lease;
 mod ledger;
+pub mod listen;
 mod runs;
 pub mod testing;
 
@@ -558,6 +560,36 @@ impl StoreWrite for PgStore {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<i64>, StoreError> {
         PgStore::settle_lost_nodes(self, silent_for, at)
+    }
+
+    fn dispatch_run(&mut self, id: i64, commit: &str) -> Result<bool, StoreError> {
+        PgStore::dispatch_run(self, id, commit)
+    }
+
+    fn claim_runs(
+        &mut self,
+        limit: usize,
+        offered: &[(String, String)],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Run>, StoreError> {
+        PgStore::claim_runs(self, limit, offered, at)
+    }
+
+    fn active_counts(&self) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+        PgStore::active_counts(self)
+    }
+
+    fn notify(&mut self, channel: &'static str) -> Result<(), StoreError> {
+        PgStore::notify(self, channel)
+    }
+
+    fn cancel_waiting(
+        &mut self,
+        id: i64,
+        reason: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        PgStore::cancel_waiting(self, id, reason, at)
     }
 
     delegate! { PgStore;
