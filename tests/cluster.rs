@@ -791,3 +791,34 @@ fn runs_of_a_dead_node_are_settled_lost_and_retried_once_elsewhere() {
         );
     }
 }
+
+/// A concurrency limit holds across a takeover: the new leader counts the runs already
+/// running on the nodes before it admits any.
+#[test]
+fn a_new_leader_counts_the_runs_already_running_before_it_admits() {
+    let db = TestDatabase::new();
+    let repo = GitRepo::new();
+    let text = "deployments:\n  - name: one\n    concurrency_limit: 1\n    work_pool:\n      job_variables:\n        command: sleep 120\n";
+    repo.commit(&[("prefect.yaml", Some(text))], "one at a time");
+    let mut a = node_with(&repo, &db.url, "a", &["--capacity", "0"]);
+    wait_leads(&a, Duration::from_secs(20));
+    let b = node(&repo, &db.url, "b");
+    wait_until(Duration::from_secs(20), "b to see a lead", || {
+        (cluster(&b)["leader"] == "a").then_some(())
+    });
+    let (code, body) = a.post("/api/deployments/one/runs", "{}", Some(&a.token()));
+    assert_eq!(code, 201, "{body}");
+    wait_until(Duration::from_secs(20), "the run to run on b", || {
+        let runs = b.runs("one");
+        (runs.len() == 1 && runs[0]["state"] == "Running" && runs[0]["node"] == "b").then_some(())
+    });
+    a.kill_9();
+    wait_leads(&b, Duration::from_secs(20));
+    let (code, body) = b.post("/api/deployments/one/runs", "{}", Some(&b.token()));
+    assert_eq!(code, 201, "{body}");
+    let second: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        second["state"], "Pending",
+        "the limit of 1 was passed: {second}"
+    );
+}

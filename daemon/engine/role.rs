@@ -85,8 +85,11 @@ impl Engine {
         let synced = self.deferred_sync.take().or(cluster.synced.take());
         tracing::info!("this node leads the cluster now (epoch {epoch}): it schedules");
         self.store.fence(Some((holder, epoch)));
+        // What runs where is counted before anything is admitted: a limit holds across
+        // the takeover.
         let taken_over = self
             .reload_ledger()
+            .and_then(|()| self.refresh_active())
             .and_then(|()| self.settle_lost_nodes(lost_after, now))
             .and_then(|()| self.settle_unfinished(&BTreeSet::new(), now))
             .and_then(|()| match &synced {
