@@ -76,7 +76,7 @@ impl Engine {
                 finished @ RunEvent::Finished { .. } => ends.extend(End::of(finished)),
             }
         }
-        self.record_progress(&progress)?;
+        self.record_progress(&mut progress)?;
         if ends.is_empty() {
             return Ok(());
         }
@@ -94,16 +94,24 @@ impl Engine {
 
     /// Records when runs began and which process each runs. Informational: lost (not
     /// retried) when the disk is full.
-    fn record_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+    fn record_progress(&mut self, progress: &mut [Progress]) -> Result<(), StoreError> {
         if progress.is_empty() {
             return Ok(());
         }
+        // In the order of the runs' ids, as `on_ends` (the order within a run is kept).
+        progress.sort_by_key(|p| match p {
+            Progress::Began(id, _) | Progress::Spawned(id, _) => *id,
+        });
         ignore_transient(self.store.record_progress(progress))
     }
 
     /// Records the ends in one transaction, then follows up each. Nothing acts on an end
     /// before it is durable; when the disk is full, every end waits.
-    fn on_ends(&mut self, ends: Vec<End>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn on_ends(&mut self, mut ends: Vec<End>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        // Rows are written in the order of their ids, as every other transaction writing
+        // several runs does: two nodes' transactions then never wait for each other in a
+        // circle (a deadlock).
+        ends.sort_by_key(|end| end.id);
         let written = if ends.len() == 1 {
             self.record_end(&ends[0], now)
         } else {

@@ -30,8 +30,9 @@ impl Engine {
             }
             Err(e) if e.is_transient() => {
                 // Whether a scheduling write that got no answer was committed is unknown:
-                // a leader stands by, and takes over again from what the store holds.
-                if e.is_unavailable() && self.leads() && self.cluster.is_some() {
+                // a leader stands by, and takes over again from what the store holds. (A
+                // deadlock or a time-out rolled it back: it is tried again.)
+                if e.outcome_unknown() && self.leads() && self.cluster.is_some() {
                     self.demote(&format!(
                         "the database did not answer ({})",
                         error_chain(&e)

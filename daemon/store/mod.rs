@@ -133,6 +133,18 @@ impl StoreError {
         self.is_disk_full() || self.is_unavailable()
     }
 
+    /// Whether a write's outcome is unknown: no answer came (a cut network, a server that
+    /// went away, a session it ended), so it may have been committed. A server's refusal
+    /// (a deadlock, a lock or statement time-out, a serialization failure) rolled the
+    /// transaction back: its outcome is known, and it is simply tried again.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Pg(e) => connection_lost(e),
+            _ => false,
+        }
+    }
+
     /// Whether a scheduling write was refused because this node does not hold the lease.
     pub fn is_fenced(&self) -> bool {
         matches!(self, StoreError::Fenced { .. })
@@ -147,26 +159,38 @@ impl StoreError {
             StoreError::Unavailable { .. } => true,
             StoreError::Pg(e) => {
                 use postgres::error::SqlState;
-                e.is_closed()
-                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                connection_lost(e)
                     || e.code().is_some_and(|code| {
-                        code.code().starts_with("08")
-                            || [
-                                SqlState::ADMIN_SHUTDOWN,
-                                SqlState::CRASH_SHUTDOWN,
-                                SqlState::CANNOT_CONNECT_NOW,
-                                SqlState::TOO_MANY_CONNECTIONS,
-                                SqlState::QUERY_CANCELED,
-                                SqlState::LOCK_NOT_AVAILABLE,
-                                SqlState::T_R_SERIALIZATION_FAILURE,
-                                SqlState::T_R_DEADLOCK_DETECTED,
-                            ]
-                            .contains(code)
+                        [
+                            SqlState::TOO_MANY_CONNECTIONS,
+                            SqlState::QUERY_CANCELED,
+                            SqlState::LOCK_NOT_AVAILABLE,
+                            SqlState::T_R_SERIALIZATION_FAILURE,
+                            SqlState::T_R_DEADLOCK_DETECTED,
+                        ]
+                        .contains(code)
                     })
             }
             _ => false,
         }
     }
+}
+
+/// Whether a PostgreSQL error says the connection itself was lost: closed, an I/O error,
+/// a connection failure (class 08), or a session the server ended (a shutdown, a restart).
+fn connection_lost(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.code().is_some_and(|code| {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        })
 }
 
 /// The largest text the writer stores in one value, in bytes: `$SUNDIAL_STORE_MAX_VALUE`

@@ -321,3 +321,23 @@ fn a_connection_lost_in_a_batch_fails_the_batch_and_the_store_goes_on() {
     let names: Vec<&str> = runs.iter().map(|r| r.deployment.as_str()).collect();
     assert_eq!(names, ["d"]);
 }
+
+/// A statement the server refused (here a time-out; a deadlock alike) was rolled back:
+/// its outcome is known, and the engine just tries again. A call that got no answer may
+/// have committed: its outcome is unknown, and a leader stands by on it.
+#[test]
+fn a_refused_statement_has_a_known_outcome_and_a_lost_answer_has_not() {
+    let db = TestDatabase::new();
+    let store = PgStore::open(&db.target()).unwrap();
+    let refused = store
+        .conn
+        .call(|c| Ok(c.batch_execute("SET statement_timeout = '10ms'; SELECT pg_sleep(1)")?))
+        .unwrap_err();
+    assert!(refused.is_transient(), "{refused:?}");
+    assert!(!refused.outcome_unknown(), "{refused:?}");
+    let lost = StoreError::Unavailable {
+        what: "postgres://db".into(),
+        detail: "no answer within 6 s".into(),
+    };
+    assert!(lost.outcome_unknown());
+}
