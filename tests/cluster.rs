@@ -162,8 +162,8 @@ fn a_leader_killed_is_replaced_within_its_lease_and_no_slot_runs_twice() {
         page.contains("standby; <code>a</code> leads (epoch"),
         "{page}"
     );
-    // A standby takes no triggers: it names the leader.
-    let (code, body) = b.post("/api/deployments/tick/runs", "{}", Some(&b.token()));
+    // A standby takes no resume: it names the leader.
+    let (code, body) = b.post("/api/deployments/tick/resume", "", Some(&b.token()));
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("node a leads"), "{body}");
     let since = Utc::now();
@@ -640,8 +640,9 @@ fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere
 }
 
 /// Runs spread over three nodes: 60 manual runs of a deployment limited to 5 at once,
-/// each node taking at most 2: every run completes, each node runs a share, and never
-/// more than 5 run at once across the cluster (the leader counts every node's runs).
+/// asked of all three nodes in turn, each node taking at most 2: every run completes,
+/// each node runs a share, and never more than 5 run at once across the cluster (the
+/// leader admits every node's requests and counts every node's runs).
 #[test]
 fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
     const RUNS: usize = 60;
@@ -673,9 +674,12 @@ fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
             (cluster(n)["leader"] == "a").then_some(())
         });
     }
-    let token = a.token();
-    for _ in 0..RUNS {
-        let (code, body) = a.post("/api/deployments/work/runs", "{}", Some(&token));
+    // Asked of every node: the standbys write their requests for the leader to admit.
+    let nodes = [&a, &b, &c];
+    let tokens: Vec<String> = nodes.iter().map(|n| n.token()).collect();
+    for i in 0..RUNS {
+        let (n, token) = (nodes[i % 3], &tokens[i % 3]);
+        let (code, body) = n.post("/api/deployments/work/runs", "{}", Some(token));
         assert_eq!(code, 201, "{body}");
     }
     let runs = wait_until(Duration::from_secs(90), "every run to complete", || {

@@ -15,6 +15,9 @@
 //!   every tick (at most a second apart in a cluster), and when a run of its own ends.
 //! - **A run's end** is recorded by the node that ran it, which tells the leader
 //!   (`sundial_wake`): the leader then drains the queues and decides the retries owed.
+//! - **A manual run asked of another node** is written there `Pending` with no epoch,
+//!   with a `sundial_wake` in the same transaction; the leader queues it (in the order
+//!   asked) and admits it as any waiting run.
 
 use std::collections::HashMap;
 
@@ -143,6 +146,10 @@ impl Engine {
         }
         self.refresh_active()?;
         self.sweep_cluster(now)?;
+        // Manual runs asked of other nodes join their queues, in the order asked.
+        for run in self.store.requested_runs()? {
+            self.enqueue(&run.deployment, run.id, run.created_at);
+        }
         let names: Vec<String> = self.queues.keys().cloned().collect();
         for name in names {
             self.drain_queue(&name, now)?;

@@ -146,9 +146,23 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         match request {
-            Request::Trigger { reply, .. } if !self.leads() => {
-                let _ = reply.send(Err(TriggerError::Standby(self.leader_hint())));
-            }
+            // A node that does not lead writes the request for the leader to admit.
+            Request::Trigger {
+                deployment,
+                parameters,
+                reply,
+            } if !self.leads() => match self.request(&deployment, parameters, now) {
+                Err(TriggerError::Store(e)) if e.is_row_error() => {
+                    let _ = reply.send(Err(TriggerError::Unstorable(error_chain(&e))));
+                }
+                Err(TriggerError::Store(e)) => {
+                    let _ = reply.send(Err(TriggerError::Unavailable));
+                    return Err(e);
+                }
+                answer => {
+                    let _ = reply.send(answer);
+                }
+            },
             Request::Resume { reply, .. } if !self.leads() => {
                 let _ = reply.send(Err(ResumeError::Standby(self.leader_hint())));
             }
@@ -252,14 +266,40 @@ impl Engine {
         }))
     }
 
-    /// A manual run: defaults then the trigger's overrides, checked against the
-    /// parameter schema (every error reported), recorded, then started.
-    fn trigger(
+    /// A manual run asked of a node of a cluster that does not lead: checked as
+    /// [`Engine::trigger`] checks it, written `Pending` for the leader, which admits it
+    /// (usually within milliseconds: the write wakes it).
+    fn request(
         &mut self,
         name: &str,
         overrides: Map<String, Json>,
         now: DateTime<Utc>,
     ) -> Result<Run, TriggerError> {
+        if self.cluster.is_none() {
+            return Err(TriggerError::Standby(self.leader_hint()));
+        }
+        let (_, mut row) = self.manual_row(name, overrides, now)?;
+        row.state = RunState::Pending;
+        row.started_at = None;
+        let id = self
+            .store
+            .request_run(&row, now)?
+            .ok_or_else(|| StoreError::Corrupt("a manual run was not inserted".into()))?;
+        let run = self
+            .store
+            .run(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
+        Ok(run)
+    }
+
+    /// A manual run's row: defaults then the trigger's overrides, checked against the
+    /// parameter schema (every error reported), to run at the commit in force.
+    fn manual_row(
+        &self,
+        name: &str,
+        overrides: Map<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<(crate::reconcile::SharedDeployment, NewRun), TriggerError> {
         let Some((deployment, commit)) = self.applied.shared(name) else {
             return Err(TriggerError::UnknownDeployment(name.to_string()));
         };
@@ -291,8 +331,20 @@ impl Engine {
             not_before: None,
             retry_of: None,
         };
+        Ok((deployment, row))
+    }
+
+    /// A manual run: its row ([`Engine::manual_row`]) recorded, then started (or
+    /// dispatched, queued, refused by its concurrency limit).
+    fn trigger(
+        &mut self,
+        name: &str,
+        overrides: Map<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<Run, TriggerError> {
+        let (deployment, mut row) = self.manual_row(name, overrides, now)?;
+        let commit = row.commit.clone();
         let admission = self.admission(&deployment, 0);
-        let mut row = row;
         match admission {
             Admission::Start if self.dispatches() => {
                 row.state = RunState::Scheduled;

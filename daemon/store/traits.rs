@@ -140,6 +140,17 @@ pub trait StoreWrite: StoreRead {
     fn notify(&mut self, _channel: &'static str) -> R<()> {
         Ok(())
     }
+    /// Writes a manual run asked of a node that does not lead (`Pending`, no epoch) and
+    /// wakes the leader, which admits it. Alone, every node leads.
+    fn request_run(&mut self, _new: &NewRun, _at: DateTime<Utc>) -> R<Option<i64>> {
+        Err(StoreError::Corrupt(
+            "a run was requested of a store without a cluster".into(),
+        ))
+    }
+    /// Manual runs asked of other nodes that no leader has taken in yet, oldest first.
+    fn requested_runs(&self) -> R<Vec<Run>> {
+        Ok(Vec::new())
+    }
     /// Cancels a run that waits and no node has claimed; false when it no longer waits.
     fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool> {
         let waiting = self.run(id)?.is_some_and(|r| {

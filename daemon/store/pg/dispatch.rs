@@ -89,6 +89,35 @@ impl PgStore {
         })
     }
 
+    /// A manual run asked of a node that does not lead: written `Pending` with no epoch,
+    /// with a wake-up for the leader in the same transaction; the leader admits it. A
+    /// node's write.
+    pub(super) fn request_run(
+        &mut self,
+        new: &super::super::NewRun,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (new, at, limit) = (new.clone(), time_text(at), self.max_value);
+        self.node_write(1, move |c| {
+            let id =
+                super::runs::insert_rows(c, std::slice::from_ref(&new), &at, limit, &(None, None))?
+                    [0];
+            c.execute("SELECT pg_notify($1, '')", &[&WAKE])?;
+            Ok(id)
+        })
+    }
+
+    /// Manual runs asked of other nodes that no leader has taken in yet (`Pending`, no
+    /// epoch), oldest first.
+    pub(super) fn requested_runs(&self) -> Result<Vec<Run>, StoreError> {
+        self.read(|c| {
+            read_runs(c.query(
+                &format!("SELECT {COLUMNS} FROM runs WHERE state = 'Pending' AND epoch IS NULL AND ended_at IS NULL ORDER BY id"),
+                &[],
+            )?)
+        })
+    }
+
     /// Sends `channel`'s notification, delivered when the current transaction commits.
     pub(super) fn notify(&mut self, channel: &'static str) -> Result<(), StoreError> {
         self.node_write(1, move |c| {

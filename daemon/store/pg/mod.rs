@@ -583,6 +583,18 @@ impl StoreWrite for PgStore {
         PgStore::notify(self, channel)
     }
 
+    fn request_run(
+        &mut self,
+        new: &super::NewRun,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        PgStore::request_run(self, new, at)
+    }
+
+    fn requested_runs(&self) -> Result<Vec<Run>, StoreError> {
+        PgStore::requested_runs(self)
+    }
+
     fn cancel_waiting(
         &mut self,
         id: i64,

@@ -23,7 +23,7 @@ type Stamp = (Option<String>, Option<i64>);
 
 /// Inserts each row with one prepared statement; `None` for a slot's attempt that has a
 /// row already.
-fn insert(
+pub(super) fn insert_rows(
     c: &mut Client,
     rows: &[NewRun],
     now: &str,
@@ -99,7 +99,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let (new, now, limit, stamp) = (new.clone(), time_text(now), self.max_value, self.stamp());
-        self.write(move |c| Ok(insert(c, std::slice::from_ref(&new), &now, limit, &stamp)?[0]))
+        self.write(move |c| Ok(insert_rows(c, std::slice::from_ref(&new), &now, limit, &stamp)?[0]))
     }
 
     pub(super) fn claim_slots(
@@ -119,7 +119,7 @@ impl PgStore {
             )
         });
         self.write_sized(rows.len(), move |c| {
-            let ids = insert(c, &rows, &now, limit, &stamp)?;
+            let ids = insert_rows(c, &rows, &now, limit, &stamp)?;
             if let Some((deployment, schedule_id, at, fingerprint)) = cursor {
                 set_cursor(c, &deployment, &schedule_id, &at, &fingerprint)?;
             }
@@ -167,7 +167,7 @@ impl PgStore {
         let (next, now, limit, stamp) =
             (next.clone(), time_text(now), self.max_value, self.stamp());
         self.write(move |c| {
-            let id = insert(c, std::slice::from_ref(&next), &now, limit, &stamp)?[0];
+            let id = insert_rows(c, std::slice::from_ref(&next), &now, limit, &stamp)?[0];
             c.execute(
                 "UPDATE runs SET retry_pending = false, notice_due = false WHERE id = $1",
                 &[&ended],
