@@ -177,7 +177,10 @@ impl Engine {
         }
         // The schedules that appeared or changed, and those without a next fire, are
         // planned in one transaction, from the arm horizon.
-        let horizon = now + chrono::Duration::from_std(super::ARM_AHEAD).unwrap_or_default();
+        // Never before a horizon the ticks have armed up to: a slot the old identity of a
+        // schedule claimed ahead (however far the lead was then) is not the new one's.
+        let horizon = (now + chrono::Duration::from_std(super::ARM_AHEAD).unwrap_or_default())
+            .max(self.armed_until.unwrap_or(now));
         let mut plan_now: Vec<Key> = self
             .to_plan
             .iter()

@@ -51,6 +51,7 @@ impl Engine {
         // A burst due at one instant is armed earlier, by its size.
         let lead = self.arm.lead(self.timer.earliest_crowd());
         let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
+        self.armed_until = Some(self.armed_until.map_or(horizon, |at| at.max(horizon)));
         let due = self.timer.pop_due(horizon);
         // Every due schedule's slots in one transaction (one fsync for a burst).
         let claimed = if due.is_empty() {

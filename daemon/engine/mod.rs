@@ -179,6 +179,7 @@ pub async fn run(
         cluster,
         store_name: config.store.describe(),
         arm: arm::ArmLead::default(),
+        armed_until: None,
         active: Default::default(),
     };
     for pause in engine.store.pauses()? {
@@ -290,6 +291,10 @@ struct Engine {
     cluster: Option<role::Cluster>,
     /// How far ahead slots are armed, following how long commits take.
     arm: arm::ArmLead,
+    /// The furthest horizon a tick has armed slots up to: a schedule planned anew (a new
+    /// identity) starts after it, so a slot claimed ahead under the old one is not
+    /// claimed again under the new one.
+    armed_until: Option<DateTime<Utc>>,
     /// In a cluster, the leader's count of dispatched or running runs per deployment, on
     /// every node.
     active: dispatch::Active,
