@@ -220,5 +220,6 @@ pub fn failure_of(args: &[&str], code: i32) -> String {
 
 pub mod browser;
 pub mod daemon;
+pub mod postgres;
 pub mod proxy;
 pub mod receiver;
