@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::postgres::stored_runs;
 use sundial::store::pg::testing::TestDatabase;
-use sundial::store::{RunFilter, StoreSpec};
 
 use crate::support::daemon::{
     assert_each_second_once, manifest, slots_of, wait_for_wall_time, wait_until, Daemon, GitRepo,
@@ -62,20 +62,7 @@ fn a_daemon_on_postgres_runs_each_slot_once_through_a_kill_9() {
         "the downtime's slots are Skipped/missed rows: {runs:?}"
     );
     // The API answers from the database: every row there (read first) is listed.
-    let url = db.url.clone();
-    let stored = std::thread::spawn(move || {
-        let spec = StoreSpec::from_flag(Some(&url), std::path::Path::new("/")).unwrap();
-        let reader = spec.open_reader().unwrap();
-        let filter = RunFilter {
-            deployment: Some("tick".into()),
-            limit: 100_000,
-            ..RunFilter::default()
-        };
-        let ids: BTreeSet<i64> = reader.runs(&filter).unwrap().iter().map(|r| r.id).collect();
-        ids
-    })
-    .join()
-    .unwrap();
+    let stored: BTreeSet<i64> = stored_runs(&db.url, "tick").iter().map(|r| r.id).collect();
     let listed: BTreeSet<i64> = daemon
         .runs("tick")
         .iter()

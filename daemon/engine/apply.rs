@@ -206,14 +206,25 @@ impl Engine {
         })?;
         self.to_plan.clear();
         self.due_retries(now)?;
+        self.show_commit(synced, errors, warnings, now);
+        tracing::debug!("applied commit {short} in {:?}", started.elapsed());
+        Ok(())
+    }
+
+    /// Publishes `synced` as the commit in force, with its findings.
+    fn show_commit(
+        &mut self,
+        synced: &Synced,
+        errors: Vec<FileError>,
+        warnings: Vec<FileError>,
+        now: DateTime<Utc>,
+    ) {
         self.status.ready = true;
         self.status.commit = Some(synced.head.clone());
         self.status.synced_at = Some(now);
         self.status.errors = errors;
         self.status.warnings = warnings;
         self.publish();
-        tracing::debug!("applied commit {short} in {:?}", started.elapsed());
-        Ok(())
     }
 
     /// Before the first commit since the start, the files' last-known-good versions
@@ -248,12 +259,12 @@ impl Engine {
             attempt::short(&synced.head),
             synced.summary
         );
-        self.status.ready = true;
-        self.status.commit = Some(synced.head.clone());
-        self.status.synced_at = Some(now);
-        self.status.errors = findings(&synced, true);
-        self.status.warnings = findings(&synced, false);
-        self.publish();
+        self.show_commit(
+            &synced,
+            findings(&synced, true),
+            findings(&synced, false),
+            now,
+        );
         if let Some(cluster) = &mut self.cluster {
             cluster.synced = Some(synced);
         }

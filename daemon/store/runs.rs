@@ -209,6 +209,22 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Cancels a run that waits (`Scheduled`, `Pending`, `AwaitingRetry`); false when it no
+    /// longer waits.
+    pub fn cancel_waiting(
+        &mut self,
+        id: i64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE runs SET state = 'Cancelled', reason = ?2, ended_at = ?3, notice_due = 1
+             WHERE id = ?1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry') AND ended_at IS NULL",
+            (id, reason, time_text(at)),
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Moves a waiting row to `Pending` (queued behind a concurrency limit).
     pub fn mark_pending(&mut self, id: i64) -> Result<(), StoreError> {
         self.conn.execute("UPDATE runs SET state = 'Pending' WHERE id = ?1 AND state IN ('Scheduled', 'AwaitingRetry')", [id])?;

@@ -151,19 +151,9 @@ pub trait StoreWrite: StoreRead {
     fn requested_runs(&self) -> R<Vec<Run>> {
         Ok(Vec::new())
     }
-    /// Cancels a run that waits and no node has claimed; false when it no longer waits.
-    fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool> {
-        let waiting = self.run(id)?.is_some_and(|r| {
-            matches!(
-                r.state,
-                RunState::Scheduled | RunState::Pending | RunState::AwaitingRetry
-            )
-        });
-        if waiting {
-            self.finish_run(id, RunState::Cancelled, None, Some(reason), at)?;
-        }
-        Ok(waiting)
-    }
+    /// Cancels a run that waits (and, in a cluster, no node has claimed); false when it
+    /// no longer waits.
+    fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool>;
 
     fn insert_run(&mut self, new: &NewRun, now: DateTime<Utc>) -> R<Option<i64>>;
     fn claim_slots(
@@ -291,6 +281,7 @@ impl StoreWrite for SqliteStore {
         fn retry_decided(&mut self, id: i64) -> R<()>;
         fn finish_run(&mut self, id: i64, state: RunState, exit_code: Option<i32>, reason: Option<&str>, at: DateTime<Utc>) -> R<()>;
         fn mark_pending(&mut self, id: i64) -> R<()>;
+        fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool>;
         fn prune_runs(&mut self, keep: usize, older_than: DateTime<Utc>) -> R<Vec<i64>>;
         fn set_anchor(&mut self, deployment: &str, schedule_id: &str, anchor: DateTime<Utc>) -> R<()>;
         fn set_cursor(&mut self, deployment: &str, schedule_id: &str, at: DateTime<Utc>, fingerprint: &str) -> R<()>;

@@ -1,9 +1,11 @@
 //! A leader stopped past its lease starts and writes nothing when it wakes: neither new
 //! slots under its old epoch nor a run it had armed before the stop.
 
+use crate::support::postgres::stored_runs;
+
 use super::{
     assert_no_slot_started_twice, cluster, completed_after, node, node_with, stamping, stamps,
-    stored_runs, wait_leads,
+    wait_leads,
 };
 use crate::support::daemon::{assert_each_second_once, slots_of, wait_until, GitRepo};
 use chrono::Utc;

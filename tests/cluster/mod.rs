@@ -93,25 +93,6 @@ fn stamps(path: &std::path::Path) -> Vec<(String, i64, DateTime<Utc>, DateTime<U
         .collect()
 }
 
-/// Every run of `deployment` as the database holds it (read directly, not through a
-/// node's API).
-fn stored_runs(store: &str, deployment: &str) -> Vec<sundial::store::Run> {
-    let (store, deployment) = (store.to_string(), deployment.to_string());
-    // The sync PostgreSQL client runs on a thread of its own.
-    std::thread::spawn(move || {
-        let spec =
-            sundial::store::StoreSpec::from_flag(Some(&store), std::path::Path::new("/")).unwrap();
-        let filter = sundial::store::RunFilter {
-            deployment: Some(deployment),
-            limit: 100_000,
-            ..Default::default()
-        };
-        spec.open_reader().unwrap().runs(&filter).unwrap()
-    })
-    .join()
-    .unwrap()
-}
-
 /// No slot was started twice, by whichever node.
 #[track_caller]
 fn assert_no_slot_started_twice(path: &std::path::Path) {

@@ -60,3 +60,22 @@ impl Drop for PrivateServer {
         .output();
     }
 }
+
+/// Every run of `deployment` as the database holds it (read directly, not through a
+/// node's API).
+pub fn stored_runs(store: &str, deployment: &str) -> Vec<sundial::store::Run> {
+    let (store, deployment) = (store.to_string(), deployment.to_string());
+    // The sync PostgreSQL client runs on a thread of its own.
+    std::thread::spawn(move || {
+        let spec =
+            sundial::store::StoreSpec::from_flag(Some(&store), std::path::Path::new("/")).unwrap();
+        let filter = sundial::store::RunFilter {
+            deployment: Some(deployment),
+            limit: 100_000,
+            ..Default::default()
+        };
+        spec.open_reader().unwrap().runs(&filter).unwrap()
+    })
+    .join()
+    .unwrap()
+}
