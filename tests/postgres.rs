@@ -107,3 +107,35 @@ fn a_store_that_cannot_be_used_stops_the_start_naming_the_flag() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// The cluster's flags on a daemon alone (SQLite), or a label no node could carry, stop
+/// the start with exit code 2 and a message naming the flag and what to do.
+#[test]
+fn cluster_flags_without_a_cluster_or_a_bad_label_stop_the_start_naming_the_flag() {
+    let repo = GitRepo::new();
+    let state = tempfile::tempdir().unwrap();
+    for (flags, says) in [
+        (&["--node", "a"][..], "--node: a node name is for a cluster"),
+        (
+            &["--capacity", "2"],
+            "--capacity: the runs a node takes are for a cluster",
+        ),
+        (
+            &["--label", "gpu=true"],
+            "--label: labels choose among the nodes of a cluster",
+        ),
+        (&["--label", "gpu"], "--label: \"gpu\" is not KEY=VALUE"),
+    ] {
+        let out = sundial()
+            .args(["daemon", "--listen", "127.0.0.1:0", "--repo"])
+            .arg(repo.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}

@@ -204,7 +204,28 @@ fn registry(
         registry.register(
             "cluster_nodes_alive",
             "Nodes of the cluster with a recent heartbeat",
-            gauge(cluster.nodes.iter().filter(|(_, alive)| *alive).count() as i64),
+            gauge(cluster.nodes.iter().filter(|n| n.alive).count() as i64),
+        );
+        let (running, capacity) = (
+            Family::<Labels, Gauge>::default(),
+            Family::<Labels, Gauge>::default(),
+        );
+        for n in cluster.nodes.iter().filter(|n| n.alive) {
+            let node = vec![("node", n.name.clone())];
+            running.get_or_create(&node).set(n.running);
+            if let Some(most) = n.capacity {
+                capacity.get_or_create(&node).set(most);
+            }
+        }
+        registry.register(
+            "cluster_node_running",
+            "Runs each live node of the cluster runs now",
+            running,
+        );
+        registry.register(
+            "cluster_node_capacity",
+            "The most runs each live node of the cluster runs at once (--capacity)",
+            capacity,
         );
     }
     let outbox = &status.notifications;

@@ -118,14 +118,30 @@ pub struct LogsQuery {
     offset: Option<u64>,
 }
 
-/// The run's log as plain text (empty while nothing is written yet).
+/// The run's log as plain text (empty while nothing is written yet). In a cluster, a
+/// run another node runs or ran has its log there: `307` to that node's API.
 pub async fn logs(
     State(state): State<ApiState>,
     RunId(id): RunId,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    if read(state.db, move |store| store.run(id)).await?.is_none() {
+    let Some(run) = read(state.db, move |store| store.run(id)).await? else {
         return Err(ApiError::NotFound(format!("no run {id}")));
+    };
+    let status = state.status.borrow().clone();
+    if let Some((node, url)) = status.cluster.as_ref().and_then(|c| c.elsewhere(&run)) {
+        let Some(url) = url else {
+            return Err(ApiError::NotFound(format!(
+                "run {id}'s log is kept by node {node}, whose address is not known: ask its API"
+            )));
+        };
+        let query = q.offset.map(|o| format!("?offset={o}")).unwrap_or_default();
+        let location = format!("{}/api/runs/{id}/logs{query}", url.trim_end_matches('/'));
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response());
     }
     let path = crate::engine::attempt::log_path(&state.logs_dir, id);
     let offset = q.offset.unwrap_or(0);
@@ -160,7 +176,7 @@ pub(super) fn read_log(path: &PathBuf, offset: u64, max: Option<u64>) -> Result<
 }
 
 /// 202 with the run: a running process is being stopped (the row says Cancelled once it
-/// has ended); a waiting run is Cancelled at once.
+/// has ended), by the node that runs it in a cluster; a waiting run is Cancelled at once.
 pub async fn cancel(
     _: Authorized,
     State(state): State<ApiState>,
@@ -169,10 +185,8 @@ pub async fn cancel(
     match ask(&state, |reply| Request::Cancel { run: id, reply }).await? {
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(RunJson::from(&run)))),
         Err(e @ CancelError::UnknownRun(_)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ (CancelError::AlreadyEnded(..) | CancelError::OnAnotherNode(..))) => {
-            Err(ApiError::Conflict(e.to_string()))
-        }
-        Err(e @ (CancelError::Store(_) | CancelError::Unavailable | CancelError::Standby(_))) => {
+        Err(e @ CancelError::AlreadyEnded(..)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ (CancelError::Store(_) | CancelError::Unavailable)) => {
             Err(ApiError::Unavailable(e.to_string()))
         }
     }

@@ -111,7 +111,17 @@ pub struct ClusterJson {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeJson {
     pub name: String,
+    /// A heartbeat within the node-lost time (20 s by default).
     pub alive: bool,
+    /// The most runs it runs at once (`--capacity`), or null.
+    #[serde(default)]
+    pub capacity: Option<i64>,
+    /// The runs it runs now.
+    #[serde(default)]
+    pub running: i64,
+    /// What it carries (`--label KEY=VALUE`), by key.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&crate::engine::status::ClusterStatus> for ClusterJson {
@@ -124,9 +134,12 @@ impl From<&crate::engine::status::ClusterStatus> for ClusterJson {
             nodes: c
                 .nodes
                 .iter()
-                .map(|(name, alive)| NodeJson {
-                    name: name.clone(),
-                    alive: *alive,
+                .map(|n| NodeJson {
+                    name: n.name.clone(),
+                    alive: n.alive,
+                    capacity: n.capacity,
+                    running: n.running,
+                    labels: crate::cluster::labels::from_text(&n.labels),
                 })
                 .collect(),
             error: c.error.clone(),

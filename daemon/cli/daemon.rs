@@ -60,6 +60,11 @@ pub struct DaemonArgs {
     /// schedules when it leads). Default: four per core.
     #[arg(long, env = "SUNDIAL_CAPACITY", value_name = "N")]
     pub capacity: Option<usize>,
+    /// In a cluster: a label `KEY=VALUE` this node carries (repeatable; the variable
+    /// takes several separated by commas). A deployment whose job variable `node_labels`
+    /// asks for labels runs only on the nodes that carry them all.
+    #[arg(long = "label", env = "SUNDIAL_LABELS", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Address of the HTTP API and dashboard.
     #[arg(
         long,
@@ -161,6 +166,10 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
     }
     if args.capacity.is_some() && !clustered {
         bail!("--capacity: the runs a node takes are for a cluster, which needs a PostgreSQL --store; leave --capacity unset with SQLite");
+    }
+    let labels = crate::cluster::labels::parse_flags(&args.labels).map_err(anyhow::Error::msg)?;
+    if !labels.is_empty() && !clustered {
+        bail!("--label: labels choose among the nodes of a cluster, which needs a PostgreSQL --store; leave --label unset with SQLite (one daemon runs every deployment)");
     }
     if let crate::store::StoreSpec::Postgres(target) = &store {
         target
@@ -296,6 +305,9 @@ async fn serve(
             capacity: args
                 .capacity
                 .unwrap_or_else(crate::cluster::default_capacity),
+            // Checked in `run`, before the runtime started.
+            labels: crate::cluster::labels::parse_flags(&args.labels)
+                .map_err(anyhow::Error::msg)?,
         }),
     };
     let config = EngineConfig {

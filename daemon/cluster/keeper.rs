@@ -36,12 +36,13 @@ pub struct LeaseView {
 
 impl LeaseView {
     /// Whether two views differ in what the engine acts on or shows (not in heartbeat
-    /// ages, which change every round).
+    /// ages, which change every round; a node's capacity and labels change only as it
+    /// joins, which shows it alive anew).
     fn differs(&self, other: &LeaseView) -> bool {
-        let shape = |v: &LeaseView| -> Vec<(String, bool)> {
+        let shape = |v: &LeaseView| -> Vec<(String, bool, i64)> {
             v.nodes
                 .iter()
-                .map(|(n, alive)| (n.name.clone(), *alive))
+                .map(|(n, alive)| (n.name.clone(), *alive, n.running))
                 .collect()
         };
         self.leads != other.leads

@@ -18,6 +18,7 @@
 //! - A graceful stop releases the lease, so a standby takes over within one renew.
 
 pub mod keeper;
+pub mod labels;
 pub mod liveness;
 
 use std::time::Duration;
@@ -106,6 +107,9 @@ pub struct ClusterConfig {
     pub url: String,
     /// The most runs this node runs at once (`--capacity`).
     pub capacity: usize,
+    /// What this node carries (`--label`): it runs only the deployments whose
+    /// `node_labels` it has.
+    pub labels: labels::Labels,
 }
 
 /// The default `--capacity`: four runs per core.

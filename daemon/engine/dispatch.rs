@@ -9,10 +9,15 @@
 //!   elsewhere, not yet seen), never low.
 //! - **Every node claims** (the leader too): as many dispatched runs as it has room for
 //!   (`--capacity`), of the deployments at the commits it has applied, with `FOR UPDATE
-//!   SKIP LOCKED`, so each row is claimed by one node. The claim is committed before the
+//!   SKIP LOCKED`, so each row is claimed by one node; only the deployments whose
+//!   `node_labels` it carries (`--label`). The claim is committed before the
 //!   process starts, on the dot of its slot, and only while the node's heartbeat is
 //!   recent. It claims when told (`sundial_ready`, sent as the leader's dispatch commits),
 //!   every tick (at most a second apart in a cluster), and when a run of its own ends.
+//! - **A cancel** of a run another node runs is asked through the store (the row's
+//!   `cancel_asked`, and `sundial_cancel` in the same transaction), by any node; the node
+//!   that runs it stops it when told, or at its next tick, and records it `Cancelled`. A
+//!   lost node's run whose cancel was asked is settled `Cancelled`, not retried.
 //! - **A run's end** is recorded by the node that ran it, which tells the leader
 //!   (`sundial_wake`): the leader then drains the queues and decides the retries owed.
 //! - **A manual run asked of another node** is written there `Pending` with no epoch,
@@ -23,7 +28,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::pg::dispatch::{READY, WAKE};
+use crate::runner::process::StopRequest;
+use crate::store::pg::dispatch::{CANCEL, READY, WAKE};
 use crate::store::{RunState, StoreError};
 
 use super::{policy, Engine};
@@ -83,9 +89,13 @@ impl Engine {
             return Ok(());
         }
         let capacity = cluster.config.capacity;
+        // What this node may run: the deployments it has applied, at their commits,
+        // whose `node_labels` it carries.
+        let labels = &cluster.config.labels;
         let offered: Vec<(String, String)> = self
             .applied
             .deployments()
+            .filter(|(d, _)| crate::cluster::labels::satisfies(labels, &d.node_labels))
             .map(|(d, commit)| (d.name.clone(), commit.to_string()))
             .collect();
         loop {
@@ -125,8 +135,8 @@ impl Engine {
         }
     }
 
-    /// A notification from the other nodes: claim what was dispatched, or (the leader)
-    /// look at the queues and the retries owed.
+    /// A notification from the other nodes: claim what was dispatched, stop the runs
+    /// whose cancel was asked, or (the leader) look at the queues and the retries owed.
     pub(super) fn on_notice(
         &mut self,
         channel: &str,
@@ -135,8 +145,36 @@ impl Engine {
         match channel {
             READY => self.claim(now),
             WAKE => self.leader_wake(now),
+            CANCEL => self.take_cancels(),
             _ => Ok(()),
         }
+    }
+
+    /// A node's look at the store each tick: the cancels asked of it, then the runs it
+    /// has room for.
+    pub(super) fn node_turn(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.take_cancels()?;
+        self.claim(now)
+    }
+
+    /// The cancels other nodes asked of this one: each of its runs asked is stopped as a
+    /// cancel here stops it (SIGTERM to its group, SIGKILL after the grace) and recorded
+    /// `Cancelled`.
+    pub(super) fn take_cancels(&mut self) -> Result<(), StoreError> {
+        if !self.dispatches() || self.running.is_empty() {
+            return Ok(());
+        }
+        for id in self.store.cancels_asked()? {
+            let Some(flight) = self.running.get_mut(&id) else {
+                continue;
+            };
+            if !flight.cancel_requested {
+                flight.cancel_requested = true;
+                let _ = flight.stop.send(Some(StopRequest::Cancel));
+                tracing::info!("run {id}: cancelled, as asked through another node");
+            }
+        }
+        Ok(())
     }
 
     /// The leader's look after a run ended somewhere: the counts, the queues, the retries.

@@ -33,11 +33,11 @@ impl Engine {
             }
             None => {}
         }
-        // A standby schedules nothing: it claims what it has room for, and keeps its own
-        // runs' logs in bounds.
+        // A standby schedules nothing: it stops the runs whose cancel was asked, claims
+        // what it has room for, and keeps its own runs' logs in bounds.
         if !self.leads() {
             self.cap_logs();
-            return self.claim(now);
+            return self.node_turn(now);
         }
         if self
             .status
@@ -76,7 +76,7 @@ impl Engine {
         }
         self.due_retries(now)?;
         self.leader_wake(now)?;
-        self.claim(now)?;
+        self.node_turn(now)?;
         self.check_slas(now)?;
         self.cap_logs();
         self.maybe_prune(now)?;

@@ -442,7 +442,14 @@ fn join_cluster(
     };
     let lease = crate::store::pg::lease::LeaseStore::new(target);
     let timings = cluster.timings;
-    let incarnation = match lease.join(&cluster.node, instance, &cluster.url, timings.node_lost)? {
+    let joining = crate::store::pg::lease::Joining {
+        node: cluster.node.clone(),
+        instance: instance.to_string(),
+        url: cluster.url.clone(),
+        capacity: cluster.capacity as i64,
+        labels: crate::cluster::labels::text(&cluster.labels),
+    };
+    let incarnation = match lease.join(&joining, timings.node_lost)? {
         Ok(incarnation) => incarnation,
         Err(seconds) => {
             return Err(StoreError::NodeInUse {
@@ -468,8 +475,12 @@ fn join_cluster(
     crate::store::pg::listen::start(Arc::clone(target), notices_tx).map_err(|e| {
         StoreError::Corrupt(format!("cannot start the cluster's listener thread: {e}"))
     })?;
+    let labelled = match joining.labels.as_str() {
+        "" => String::new(),
+        labels => format!(", labelled {labels}"),
+    };
     tracing::info!(
-        "node {} (incarnation {incarnation}) joined the cluster on {}, running at most {} runs at once",
+        "node {} (incarnation {incarnation}) joined the cluster on {}, running at most {} runs at once{labelled}",
         cluster.node,
         target.what,
         cluster.capacity

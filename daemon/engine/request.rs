@@ -100,20 +100,12 @@ pub enum CancelError {
     UnknownRun(i64),
     #[error("run {0} already ended ({state})", state = .1.as_str())]
     AlreadyEnded(i64, RunState),
-    /// The run's process belongs to another node of the cluster.
-    #[error(
-        "run {0} runs on node {1}, which alone can stop it: send the cancel to that node's API"
-    )]
-    OnAnotherNode(i64, String),
     #[error("the state database failed")]
     Store(#[from] StoreError),
     /// The answer sent when the store failed: nothing was done. A broken store stops the
     /// daemon; one that cannot be reached for now is reported in `/api/status`.
     #[error("the daemon's state database cannot be written now, so nothing was done; see /api/status (store_error)")]
     Unavailable,
-    /// This node of a cluster does not lead: the leader (named) takes this request.
-    #[error("this node stands by in a cluster, it does not schedule; {0}")]
-    Standby(String),
 }
 
 /// How a service manager follows the engine. Every method has a do-nothing default.
@@ -165,9 +157,6 @@ impl Engine {
             },
             Request::Resume { reply, .. } if !self.leads() => {
                 let _ = reply.send(Err(ResumeError::Standby(self.leader_hint())));
-            }
-            Request::Cancel { run, reply } if !self.leads() && !self.running.contains_key(&run) => {
-                let _ = reply.send(Err(CancelError::Standby(self.leader_hint())));
             }
             Request::Trigger {
                 deployment,
@@ -388,21 +377,33 @@ impl Engine {
         if run.state.is_final() {
             return Err(CancelError::AlreadyEnded(id, run.state));
         }
-        let me = self.cluster.as_ref().map(|c| c.config.node.as_str());
-        if let (RunState::Running, Some(node)) = (run.state, &run.node) {
-            if me.is_some_and(|me| me != node) {
-                return Err(CancelError::OnAnotherNode(id, node.clone()));
-            }
+        if let (RunState::Running, Some(_)) = (run.state, &run.node) {
+            return self.cancel_elsewhere(run, now);
         }
         if !self.store.cancel_waiting(id, "cancelled", now)? {
             // A node claimed it meanwhile: it runs there now.
             let now_is = self.store.run(id)?.unwrap_or(run);
-            return match (now_is.state, now_is.node) {
-                (RunState::Running, Some(node)) => Err(CancelError::OnAnotherNode(id, node)),
+            return match (now_is.state, &now_is.node) {
+                (RunState::Running, Some(_)) => self.cancel_elsewhere(now_is, now),
                 (state, _) => Err(CancelError::AlreadyEnded(id, state)),
             };
         }
         Ok(self.store.run(id)?.unwrap_or(run))
+    }
+
+    /// A run whose process another node runs: that node is asked to cancel it (it stops
+    /// the process as a cancel here would, and records it `Cancelled`).
+    fn cancel_elsewhere(&mut self, run: Run, now: DateTime<Utc>) -> Result<Run, CancelError> {
+        let node = run.node.clone().unwrap_or_default();
+        if self.store.ask_cancel(run.id, &node, now)? {
+            tracing::info!(
+                "run {}: its cancel was handed to node {node}, which runs it",
+                run.id
+            );
+            return Ok(run);
+        }
+        let now_is = self.store.run(run.id)?.unwrap_or(run);
+        Err(CancelError::AlreadyEnded(now_is.id, now_is.state))
     }
 }
 

@@ -46,10 +46,26 @@ pub struct ClusterStatus {
     pub leads: Option<i64>,
     /// The node that holds the lease and its epoch, while one does.
     pub leader: Option<(String, i64)>,
-    /// Every node, and whether it is alive (a heartbeat within the node-lost time).
-    pub nodes: Vec<(String, bool)>,
+    /// Every node, by name.
+    pub nodes: Vec<NodeStatus>,
     /// Why the lease and heartbeat cannot be kept now.
     pub error: Option<String>,
+}
+
+/// A node of the cluster, as the keeper last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    /// A heartbeat within the node-lost time.
+    pub alive: bool,
+    /// The most runs it runs at once (`--capacity`), if it said.
+    pub capacity: Option<i64>,
+    /// The runs it runs now.
+    pub running: i64,
+    /// What it carries (`--label`), as `k=v,k2=v2`.
+    pub labels: String,
+    /// Where its API answers (`--public-url`, else its listening address).
+    pub url: Option<String>,
 }
 
 impl ClusterStatus {
@@ -65,10 +81,29 @@ impl ClusterStatus {
             nodes: view
                 .nodes
                 .iter()
-                .map(|(n, alive)| (n.name.clone(), *alive))
+                .map(|(n, alive)| NodeStatus {
+                    name: n.name.clone(),
+                    alive: *alive,
+                    capacity: n.capacity,
+                    running: n.running,
+                    labels: n.labels.clone(),
+                    url: n.url.clone(),
+                })
                 .collect(),
             error: view.error.clone(),
         }
+    }
+
+    /// The node that runs (or ran) `run`, and where its API answers, when that is not
+    /// this node: the run's log is kept there.
+    pub fn elsewhere(&self, run: &crate::store::Run) -> Option<(String, Option<String>)> {
+        let node = run.node.as_deref().filter(|n| *n != self.node)?;
+        let url = self
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.url.clone());
+        Some((node.to_string(), url))
     }
 
     /// `leader`, or `standby`.

@@ -52,6 +52,7 @@ pub struct RawJobVariables {
     pub stream_output: Option<bool>,
     pub python: Option<String>,
     pub prestart_seconds: Option<f64>,
+    pub node_labels: Option<Map<String, Json>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -302,6 +302,7 @@ pub(crate) fn test_deployment(launch: Launch) -> Deployment {
         stream_output: false,
         python: None,
         prestart: None,
+        node_labels: Vec::new(),
         schedules: Vec::new(),
         paused: false,
         concurrency: None,

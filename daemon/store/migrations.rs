@@ -128,6 +128,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN node TEXT;
     ALTER TABLE runs ADD COLUMN epoch {INT};
     ",
+    // 10: when a cancel was asked of the node that runs a run (PostgreSQL clusters; NULL
+    //     on SQLite, where a cancel acts at once).
+    "
+    ALTER TABLE runs ADD COLUMN cancel_asked {TIME};
+    ",
 ];
 
 /// Step 8 (its own step, written apart for its length):
@@ -208,8 +213,9 @@ pub fn migrate(conn: &mut Connection) -> Result<bool, StoreError> {
 /// the order applied (SQLite has its implicit `rowid`) and records the store's random id
 /// (to notice a database dropped and made again, as a replaced SQLite file is noticed);
 /// step 9 adds the cluster's lease and nodes (`crate::cluster`), dated by the server's
-/// clock, and finds each node's runs by index.
-const POSTGRES_EXTRA: [(usize, &str); 2] = [
+/// clock, and finds each node's runs by index; step 10 records each node's capacity and
+/// labels.
+const POSTGRES_EXTRA: [(usize, &str); 3] = [
     (
         0,
         "ALTER TABLE commits ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
@@ -236,6 +242,11 @@ const POSTGRES_EXTRA: [(usize, &str); 2] = [
          version      TEXT
      );
      CREATE INDEX sundial_runs_by_node ON runs (node, state) WHERE node IS NOT NULL;",
+    ),
+    (
+        9,
+        "ALTER TABLE sundial_nodes ADD COLUMN capacity BIGINT;
+     ALTER TABLE sundial_nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '';",
     ),
 ];
 
@@ -350,6 +361,7 @@ mod tests {
             "ef1acef6d0717c831175764b2450525c9bc1bbdcbb3eae69b6b5d93252a68add",
             "c22af06d1ed756344594e0d3be9e6b33b7b71dabbf35fff5acd3f5a3375e0d26",
             "61736f8c5b955403e46257ab9d2d3523fdc74994686d9e10f9b49d9393a580f1",
+            "768d5a3de062cfe08ff7c9048b93ee96259aefb6842e96cbc541023c6f3c16f9",
         ];
         assert_eq!(MIGRATIONS.len(), golden.len());
         for (i, (sql, want)) in MIGRATIONS.iter().zip(golden).enumerate() {

@@ -151,6 +151,15 @@ pub trait StoreWrite: StoreRead {
     fn requested_runs(&self) -> R<Vec<Run>> {
         Ok(Vec::new())
     }
+    /// Asks `node`, which runs run `id`, to cancel it (and tells it); false when the run
+    /// no longer runs there. Alone, every run is this daemon's own.
+    fn ask_cancel(&mut self, _id: i64, _node: &str, _at: DateTime<Utc>) -> R<bool> {
+        Ok(false)
+    }
+    /// This node's runs another node asked to cancel, still running.
+    fn cancels_asked(&self) -> R<Vec<i64>> {
+        Ok(Vec::new())
+    }
     /// Cancels a run that waits (and, in a cluster, no node has claimed); false when it
     /// no longer waits.
     fn cancel_waiting(&mut self, id: i64, reason: &str, at: DateTime<Utc>) -> R<bool>;

@@ -166,6 +166,7 @@ pub fn check(
         );
     }
     let prestart = prestart(report, &jv, &jobs, &launch, &pulled);
+    let node_labels = node_labels(report, &jv, jobs.node_labels.as_ref());
     // Taken, not copied: the checks below read the defaults from `parameters`.
     let mut parameters = raw.parameters.take().unwrap_or_default();
     let raw_schedules = schedules_of(report, at, &raw);
@@ -281,6 +282,7 @@ pub fn check(
         stream_output: jobs.stream_output.unwrap_or(false),
         python: jobs.python,
         prestart,
+        node_labels,
         schedules,
         paused: raw.paused.unwrap_or(false),
         concurrency,
@@ -346,6 +348,33 @@ fn env(
         }
         out.push((key.clone(), scalar_text(value)));
     }
+    out
+}
+
+/// `node_labels`: each key and value checked at its line; sorted by key.
+fn node_labels(
+    report: &mut FileReport<'_>,
+    jv: &str,
+    labels: Option<&Map<String, Json>>,
+) -> Vec<(String, String)> {
+    use crate::cluster::labels::{check_key, check_value};
+    let at = pointer(jv, "node_labels");
+    let mut out = Vec::new();
+    for (key, value) in labels.into_iter().flatten() {
+        let value = scalar_text(value);
+        if let Err(why) = check_key(key).and_then(|()| check_value(&value)) {
+            report.error(
+                &pointer(&at, key),
+                true,
+                Code::NodeLabels,
+                why,
+                Some("write labels as a node's `--label KEY=VALUE` would carry them, e.g. `gpu: \"true\"`".into()),
+            );
+            continue;
+        }
+        out.push((key.clone(), value));
+    }
+    out.sort();
     out
 }
 

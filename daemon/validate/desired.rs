@@ -44,6 +44,9 @@ pub struct Deployment {
     /// its module imported this long before the slot, and the function called on the dot.
     /// Kept only where it applies (an entrypoint, no `command`, no pull steps).
     pub prestart: Option<Duration>,
+    /// `job_variables.node_labels`: in a cluster, only nodes carrying every one of these
+    /// labels run it (`crate::cluster::labels`). Sorted by key.
+    pub node_labels: Vec<(String, String)>,
     pub schedules: Vec<PlannedSchedule>,
     pub paused: bool,
     pub concurrency: Option<Concurrency>,

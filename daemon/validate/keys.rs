@@ -151,6 +151,7 @@ pub const JOB_VARIABLES: Place = Place {
         "stream_output",
         "python",
         "prestart_seconds",
+        "node_labels",
     ],
     ignored: &[],
     misplaced: &[],

@@ -9,6 +9,7 @@ use super::{validate, SourceFile};
 
 mod bounds;
 mod entrypoints;
+mod job_variables;
 mod notify;
 mod property;
 mod real_files;

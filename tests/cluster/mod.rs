@@ -7,10 +7,13 @@
 //! `failover`: a standby takes over (kill -9, graceful stop, a database outage, one name
 //! per daemon). `fencing`: a leader that lost its lease starts and writes nothing.
 //! `nodes`: runs spread over the nodes, lost nodes, a node cut off, limits across nodes.
+//! `placement`: which node runs what (labels, the commit a node has) and a cancel
+//! reaching the node that runs the run.
 
 mod failover;
 mod fencing;
 mod nodes;
+mod placement;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,8 +35,13 @@ fn node(repo: &GitRepo, store: &str, name: &str) -> Daemon {
 
 /// [`node`] with extra flags (e.g. `--capacity`).
 fn node_with(repo: &GitRepo, store: &str, name: &str, extra: &[&str]) -> Daemon {
+    node_at(repo.path(), store, name, extra)
+}
+
+/// [`node_with`] on the repository at `repo` (a node's own clone).
+fn node_at(repo: &std::path::Path, store: &str, name: &str, extra: &[&str]) -> Daemon {
     Daemon::launch(
-        repo.path(),
+        repo,
         Setup {
             extra: ["--store", store, "--node", name]
                 .iter()

@@ -131,19 +131,19 @@ fn a_node_cut_off_from_the_database_ends_its_job_before_the_retry_runs_elsewhere
     assert!(log.contains("this node lost the database"), "{log}");
 }
 
-/// Runs spread over three nodes: 60 manual runs of a deployment limited to 5 at once,
+/// Runs spread over three nodes: 500 manual runs of a deployment limited to 5 at once,
 /// asked of all three nodes in turn, each node taking at most 2: every run completes,
 /// each node runs a share, and never more than 5 run at once across the cluster (the
 /// leader admits every node's requests and counts every node's runs).
 #[test]
 fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
-    const RUNS: usize = 60;
+    const RUNS: usize = 500;
     let db = TestDatabase::new();
     let repo = GitRepo::new();
     let dir = tempfile::tempdir().unwrap();
     let stamps_path = dir.path().join("stamps");
     let script = "echo \"$SUNDIAL_NODE $SUNDIAL_RUN_ID start $(date +%s.%N)\" >> \"$1\"\n\
-        sleep 0.3\n\
+        sleep 0.1\n\
         echo \"$SUNDIAL_NODE $SUNDIAL_RUN_ID end $(date +%s.%N)\" >> \"$1\"\n";
     let text = format!(
         "deployments:\n  - name: work\n    concurrency_limit: 5\n    work_pool:\n      job_variables:\n        command: sh jobs/work.sh {}\n",
@@ -174,7 +174,7 @@ fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
         let (code, body) = n.post("/api/deployments/work/runs", "{}", Some(token));
         assert_eq!(code, 201, "{body}");
     }
-    let runs = wait_until(Duration::from_secs(90), "every run to complete", || {
+    let runs = wait_until(Duration::from_secs(240), "every run to complete", || {
         let (code, body) = a.get("/api/runs?deployment=work&limit=1000");
         let runs: Vec<Value> = if code == 200 {
             serde_json::from_str(&body).unwrap()

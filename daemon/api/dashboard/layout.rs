@@ -99,9 +99,15 @@ pub fn header_section(status: &Status) -> Markup {
                     }
                     span.mute {
                         " · nodes: "
-                        @for (i, (name, alive)) in c.nodes.iter().enumerate() {
+                        @for (i, n) in c.nodes.iter().enumerate() {
                             @if i > 0 { ", " }
-                            (name) @if !alive { " (silent)" }
+                            span.node title=(n.labels) {
+                                (n.name) " " (n.running)
+                                @if let Some(capacity) = n.capacity { "/" (capacity) }
+                                " running"
+                                @if !n.labels.is_empty() { " [" (n.labels) "]" }
+                                @if !n.alive { " (silent)" }
+                            }
                         }
                     }
                     @if let Some(e) = &c.error { " · " span.tag.bad { "cannot keep the lease: " (e) } }

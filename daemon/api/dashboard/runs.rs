@@ -327,6 +327,9 @@ pub async fn run_page(
             body,
         ));
     };
+    // In a cluster, a run of another node has its log there.
+    let status = state.status.borrow().clone();
+    let elsewhere = status.cluster.as_ref().and_then(|c| c.elsewhere(&run));
     let path = crate::engine::attempt::log_path(&state.logs_dir, id);
     let log = tokio::task::spawn_blocking(move || {
         crate::api::runs::read_log(&path, 0, Some(LOG_TAIL_BYTES))
@@ -350,6 +353,7 @@ pub async fn run_page(
             dt { "Lateness" } dd #lateness { (lateness(&run)) }
             dt { "Exit code" } dd { @if let Some(c) = run.exit_code { (c) } @else { "–" } }
             dt { "Commit" } dd { code { (run.commit) } }
+            @if let Some(node) = &run.node { dt { "Node" } dd #node { (node) } }
             dt { "Parameters" } dd { pre.json #parameters { (serde_json::to_string_pretty(&run.parameters).unwrap_or_default()) } }
         }
         div #actions data-live { @if active { (cancel_form(run.id)) } }
@@ -377,7 +381,15 @@ pub async fn run_page(
             span #log-count.mute {}
         }
         div #log-box data-live {
-            @if log.is_empty() {
+            @if let Some((node, url)) = elsewhere {
+                p.mute #elsewhere {
+                    "Node " code { (node) } " runs this run and keeps its log"
+                    @if let Some(url) = url {
+                        ": " a href=(format!("{}/runs/{id}", url.trim_end_matches('/'))) { "open it there" }
+                    }
+                    "."
+                }
+            } @else if log.is_empty() {
                 p.mute { "Nothing logged yet." }
             } @else {
                 pre.log #log { @for line in log.split_inclusive('\n') { span.line { (line) } } }

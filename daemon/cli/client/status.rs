@@ -78,7 +78,7 @@ pub fn run(args: &StatusArgs) -> Result<bool, ClientError> {
     Ok(healthy)
 }
 
-/// `cluster: this node (a) leads, epoch 7; nodes: a, b (silent)`.
+/// `cluster: this node (a) leads, epoch 7; nodes: a 1/8 running, b 0/8 running [gpu=true] (silent)`.
 fn cluster_line(c: &crate::api::types::ClusterJson) -> String {
     let who = match (&c.leader, c.epoch) {
         (Some(leader), Some(epoch)) if c.role == "leader" => {
@@ -96,11 +96,20 @@ fn cluster_line(c: &crate::api::types::ClusterJson) -> String {
         .nodes
         .iter()
         .map(|n| {
-            if n.alive {
-                n.name.clone()
-            } else {
-                format!("{} (silent)", n.name)
+            let mut shown = n.name.clone();
+            match n.capacity {
+                Some(capacity) => shown.push_str(&format!(" {}/{capacity} running", n.running)),
+                None => shown.push_str(&format!(" {} running", n.running)),
             }
+            if !n.labels.is_empty() {
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                shown.push_str(&format!(" [{}]", labels.join(",")));
+            }
+            if !n.alive {
+                shown.push_str(" (silent)");
+            }
+            shown
         })
         .collect();
     let error = c

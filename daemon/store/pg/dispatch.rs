@@ -4,9 +4,9 @@
 //! its process starts. The leader counts what is dispatched or running per deployment
 //! across every node, which is how a concurrency limit holds across nodes.
 //!
-//! Wake-ups travel as notifications: `sundial_ready` (runs were dispatched: claim them)
-//! and `sundial_wake` (a run ended somewhere: the leader drains queues and decides
-//! retries). Sent inside a transaction, a notification is delivered when it commits.
+//! Wake-ups travel as notifications: `sundial_ready` (runs were dispatched: claim them),
+//! `sundial_wake` (a run ended somewhere: the leader drains queues and decides
+//! retries) and `sundial_cancel` (a cancel was asked of the node that runs a run). Sent inside a transaction, a notification is delivered when it commits.
 
 use std::collections::HashMap;
 
@@ -20,6 +20,8 @@ use super::{read_runs, PgStore};
 pub const READY: &str = "sundial_ready";
 /// A run ended, or a waiting run appeared: the leader looks at its queues and retries.
 pub const WAKE: &str = "sundial_wake";
+/// A cancel was asked of a run on another node: each node looks for its own.
+pub const CANCEL: &str = "sundial_cancel";
 
 impl PgStore {
     /// Makes a waiting run (`Pending`, `AwaitingRetry`, `Scheduled`) claimable at the
@@ -123,6 +125,46 @@ impl PgStore {
         self.node_write(1, move |c| {
             c.execute("SELECT pg_notify($1, '')", &[&channel])?;
             Ok(())
+        })
+    }
+
+    /// Asks `node`, which runs run `id`, to cancel it: the time is kept in the row and
+    /// `node` is told in the same transaction; false when the run no longer runs there.
+    /// A node's write (any node may ask).
+    pub(super) fn ask_cancel(
+        &mut self,
+        id: i64,
+        node: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (node, at) = (node.to_string(), time_text(at));
+        self.node_write(1, move |c| {
+            let changed = c.execute(
+                "UPDATE runs SET cancel_asked = COALESCE(cancel_asked, $3)
+                 WHERE id = $1 AND node = $2 AND state = 'Running' AND ended_at IS NULL",
+                &[&id, &node, &at],
+            )?;
+            if changed == 1 {
+                c.execute("SELECT pg_notify($1, '')", &[&CANCEL])?;
+            }
+            Ok(changed == 1)
+        })
+    }
+
+    /// This node's runs that another node asked to cancel, and that still run.
+    pub(super) fn cancels_asked(&self) -> Result<Vec<i64>, StoreError> {
+        let Some(node) = self.node.clone() else {
+            return Ok(Vec::new());
+        };
+        self.read(move |c| {
+            c.query(
+                "SELECT id FROM runs WHERE node = $1 AND state = 'Running' AND ended_at IS NULL
+                   AND cancel_asked IS NOT NULL ORDER BY id",
+                &[&node],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
         })
     }
 

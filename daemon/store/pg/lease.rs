@@ -51,6 +51,25 @@ pub struct NodeRow {
     /// Seconds since its last heartbeat, by the server's clock.
     pub heartbeat_age: f64,
     pub url: Option<String>,
+    /// The most runs it runs at once (`--capacity`).
+    pub capacity: Option<i64>,
+    /// The runs it runs now.
+    pub running: i64,
+    /// What it carries (`--label`), as `k=v,k2=v2`.
+    pub labels: String,
+}
+
+/// What a node tells the others of itself when it joins.
+#[derive(Debug, Clone)]
+pub struct Joining {
+    pub node: String,
+    /// Its state directory's id: one daemon per name.
+    pub instance: String,
+    /// Where its API answers.
+    pub url: String,
+    pub capacity: i64,
+    /// As `k=v,k2=v2`.
+    pub labels: String,
 }
 
 /// The keeper's connection.
@@ -74,12 +93,16 @@ impl LeaseStore {
     /// lock), and its successor need not wait for the lease to expire.
     pub fn join(
         &self,
-        node: &str,
-        instance: &str,
-        url: &str,
+        joining: &Joining,
         live_for: Duration,
     ) -> Result<Result<i64, f64>, StoreError> {
-        let (node, instance, url) = (node.to_string(), instance.to_string(), url.to_string());
+        let Joining {
+            node,
+            instance,
+            url,
+            capacity,
+            labels,
+        } = joining.clone();
         let secs = live_for.as_secs_f64();
         self.conn.call(move |c| {
             let mut c = c.transaction()?;
@@ -91,15 +114,16 @@ impl LeaseStore {
                 .map(|r| r.try_get(0))
                 .transpose()?;
             let joined = c.query_opt(
-                "INSERT INTO sundial_nodes (name, incarnation, instance, started_at, heartbeat_at, url, version)
-                 VALUES ($1, 1, $2, clock_timestamp(), clock_timestamp(), $3, $4)
+                "INSERT INTO sundial_nodes (name, incarnation, instance, started_at, heartbeat_at, url, version, capacity, labels)
+                 VALUES ($1, 1, $2, clock_timestamp(), clock_timestamp(), $3, $4, $6, $7)
                  ON CONFLICT (name) DO UPDATE SET incarnation = sundial_nodes.incarnation + 1,
                      instance = excluded.instance, started_at = excluded.started_at,
-                     heartbeat_at = excluded.heartbeat_at, url = excluded.url, version = excluded.version
+                     heartbeat_at = excluded.heartbeat_at, url = excluded.url, version = excluded.version,
+                     capacity = excluded.capacity, labels = excluded.labels
                  WHERE sundial_nodes.instance = excluded.instance
                     OR sundial_nodes.heartbeat_at < clock_timestamp() - make_interval(secs => $5)
                  RETURNING incarnation",
-                &[&node, &instance, &url, &env!("CARGO_PKG_VERSION"), &secs],
+                &[&node, &instance, &url, &env!("CARGO_PKG_VERSION"), &secs, &capacity, &labels],
             )?;
             if let Some(row) = joined {
                 let incarnation: i64 = row.try_get(0)?;
@@ -183,8 +207,11 @@ impl LeaseStore {
                 .transpose()?;
             let nodes = c
                 .query(
-                    "SELECT name, EXTRACT(EPOCH FROM clock_timestamp() - heartbeat_at)::float8, url
-                     FROM sundial_nodes ORDER BY name",
+                    "SELECT n.name, EXTRACT(EPOCH FROM clock_timestamp() - n.heartbeat_at)::float8, n.url,
+                            n.capacity, n.labels,
+                            (SELECT count(*) FROM runs r
+                              WHERE r.node = n.name AND r.state = 'Running' AND r.ended_at IS NULL)
+                     FROM sundial_nodes n ORDER BY n.name",
                     &[],
                 )?
                 .iter()
@@ -193,6 +220,9 @@ impl LeaseStore {
                         name: r.try_get(0)?,
                         heartbeat_age: r.try_get(1)?,
                         url: r.try_get(2)?,
+                        capacity: r.try_get(3)?,
+                        labels: r.try_get(4)?,
+                        running: r.try_get(5)?,
                     })
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -232,7 +262,7 @@ mod tests {
     use chrono::{DateTime, Utc};
     use serde_json::json;
 
-    use super::LeaseStore;
+    use super::{Joining, LeaseStore};
     use crate::store::pg::testing::TestDatabase;
     use crate::store::pg::PgStore;
     use crate::store::{NewRun, RunState, SlotCursor, StoreError, StoreWrite, Trigger};
@@ -241,6 +271,17 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    /// Node `node` of state directory `instance`, with room for 4 and labelled `zone=a`.
+    fn joining(node: &str, instance: &str) -> Joining {
+        Joining {
+            node: node.into(),
+            instance: instance.into(),
+            url: "http://127.0.0.1:1".into(),
+            capacity: 4,
+            labels: "zone=a".into(),
+        }
     }
 
     fn slot(when: &str) -> NewRun {
@@ -303,14 +344,13 @@ mod tests {
         let db = TestDatabase::new();
         PgStore::open(&db.target()).unwrap();
         let lease = LeaseStore::new(&db.target());
-        let url = "http://127.0.0.1:1";
-        assert_eq!(lease.join("a", "dir-1", url, TEN).unwrap(), Ok(1));
-        assert!(lease.join("a", "dir-2", url, TEN).unwrap().is_err());
+        assert_eq!(lease.join(&joining("a", "dir-1"), TEN).unwrap(), Ok(1));
+        assert!(lease.join(&joining("a", "dir-2"), TEN).unwrap().is_err());
         assert_eq!(lease.take_or_renew("a/1", 0, TEN).unwrap(), Some(1));
         assert!(lease.heartbeat("a", 1).unwrap());
         // The same state directory again (the old daemon died): incarnation 2, and the
         // lease of incarnation 1 is free at once.
-        assert_eq!(lease.join("a", "dir-1", url, TEN).unwrap(), Ok(2));
+        assert_eq!(lease.join(&joining("a", "dir-1"), TEN).unwrap(), Ok(2));
         assert!(
             !lease.heartbeat("a", 1).unwrap(),
             "the old incarnation lives on"
@@ -318,7 +358,7 @@ mod tests {
         assert_eq!(lease.take_or_renew("a/2", 0, TEN).unwrap(), Some(2));
         // A name silent for longer than `live_for` may be taken by another directory.
         db.execute("UPDATE sundial_nodes SET heartbeat_at = clock_timestamp() - interval '11 s'");
-        assert_eq!(lease.join("a", "dir-2", url, TEN).unwrap(), Ok(3));
+        assert_eq!(lease.join(&joining("a", "dir-2"), TEN).unwrap(), Ok(3));
     }
 
     /// Fencing: a writer whose lease was taken over writes nothing, neither its slot's
@@ -396,19 +436,18 @@ mod tests {
     /// node's run and its own stay Running; the lost node's later end does not overwrite
     /// the settlement.
     #[test]
-    fn runs_of_a_silent_node_are_settled_lost_and_stay_so() {
+    fn runs_of_a_silent_node_are_settled_lost_or_cancelled_as_asked_and_stay_so() {
         let db = TestDatabase::new();
         let mut leader = PgStore::open(&db.target()).unwrap();
         let mut gone = PgStore::open(&db.target()).unwrap();
         let mut alive = PgStore::open(&db.target()).unwrap();
         let lease = LeaseStore::new(&db.target());
-        let url = "http://127.0.0.1:1";
         for (name, store) in [
             ("lead", &mut leader),
             ("gone", &mut gone),
             ("alive", &mut alive),
         ] {
-            assert!(lease.join(name, name, url, TEN).unwrap().is_ok());
+            assert!(lease.join(&joining(name, name), TEN).unwrap().is_ok());
             store.join_cluster(name);
         }
         let now = at("2026-03-01T09:00:00Z");
@@ -421,6 +460,20 @@ mod tests {
             let when = format!("2026-03-01T09:00:0{i}Z");
             ids.push(store.claim_slots(&[slot(&when)], None, now).unwrap()[0].unwrap());
         }
+        // Each node is seen with its capacity, its labels and the one run it runs.
+        let (_, nodes) = lease.cluster().unwrap();
+        let seen: Vec<(&str, Option<i64>, &str, i64)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.capacity, n.labels.as_str(), n.running))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("alive", Some(4), "zone=a", 1),
+                ("gone", Some(4), "zone=a", 1),
+                ("lead", Some(4), "zone=a", 1)
+            ]
+        );
         db.execute("UPDATE sundial_nodes SET heartbeat_at = clock_timestamp() - interval '30 s' WHERE name = 'gone'");
         let lost = leader
             .settle_lost_nodes(Duration::from_secs(20), now)
@@ -441,6 +494,29 @@ mod tests {
         assert_eq!(
             (kept.state, kept.reason.as_deref()),
             (RunState::Crashed, Some("node_lost"))
+        );
+        // A cancel asked of the node that runs a run, which then goes silent: the run is
+        // settled Cancelled, and no retry is owed.
+        assert!(leader.ask_cancel(ids[1], "alive", now).unwrap());
+        assert!(
+            !leader.ask_cancel(ids[2], "alive", now).unwrap(),
+            "lead's run"
+        );
+        assert_eq!(alive.cancels_asked().unwrap(), vec![ids[1]]);
+        assert!(leader.cancels_asked().unwrap().is_empty());
+        db.execute("UPDATE sundial_nodes SET heartbeat_at = clock_timestamp() - interval '30 s' WHERE name = 'alive'");
+        let lost = leader
+            .settle_lost_nodes(Duration::from_secs(20), now)
+            .unwrap();
+        assert_eq!(lost, vec![ids[1]]);
+        let settled = leader.run(ids[1]).unwrap().unwrap();
+        assert_eq!(
+            (
+                settled.state,
+                settled.reason.as_deref(),
+                settled.retry_pending
+            ),
+            (RunState::Cancelled, Some("cancelled"), false)
         );
     }
 }

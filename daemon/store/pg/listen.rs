@@ -1,5 +1,6 @@
 //! The listener: a thread of its own with a connection of its own that `LISTEN`s on the
-//! cluster's channels ([`super::dispatch::READY`], [`super::dispatch::WAKE`]) and hands
+//! cluster's channels ([`super::dispatch::READY`], [`super::dispatch::WAKE`],
+//! [`super::dispatch::CANCEL`]) and hands
 //! each notification to the engine. A lost connection is made again (every second while
 //! the server does not answer), and each (re)connection is followed by a wake-up on every
 //! channel, so nothing sent in a gap is missed: the engine looks at the store then, as it
@@ -12,11 +13,11 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::NoTls;
 use tokio::sync::mpsc;
 
-use super::dispatch::{READY, WAKE};
+use super::dispatch::{CANCEL, READY, WAKE};
 use super::Target;
 
 /// The channels listened on.
-const CHANNELS: [&str; 2] = [READY, WAKE];
+const CHANNELS: [&str; 3] = [READY, WAKE, CANCEL];
 
 /// How long one wait for notifications lasts before the thread looks whether the engine
 /// still listens, and checks its connection.

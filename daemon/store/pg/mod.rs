@@ -519,6 +519,19 @@ impl StoreWrite for PgStore {
         PgStore::cancel_waiting(self, id, reason, at)
     }
 
+    fn ask_cancel(
+        &mut self,
+        id: i64,
+        node: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        PgStore::ask_cancel(self, id, node, at)
+    }
+
+    fn cancels_asked(&self) -> Result<Vec<i64>, StoreError> {
+        PgStore::cancels_asked(self)
+    }
+
     delegate! { PgStore;
         fn begin_batch(&mut self) -> Result<(), StoreError>;
         fn commit_batch(&mut self) -> Result<(), StoreError>;

@@ -223,7 +223,8 @@ impl PgStore {
 
     /// Settles `Crashed` (reason [`NODE_LOST`], its retry owed) every run still
     /// `Running` on another node whose heartbeat the server has not seen for
-    /// `silent_for`, or that never joined; returns their ids. A leader's write, fenced.
+    /// `silent_for`, or that never joined; returns their ids. A run whose cancel was
+    /// asked is settled `Cancelled` instead, with no retry. A leader's write, fenced.
     pub(super) fn settle_lost_nodes(
         &mut self,
         silent_for: std::time::Duration,
@@ -232,7 +233,9 @@ impl PgStore {
         let (me, at, secs) = (self.node.clone(), time_text(at), silent_for.as_secs_f64());
         self.write(move |c| {
             let rows = c.query(
-                "UPDATE runs SET state = 'Crashed', reason = $3, ended_at = $2, retry_pending = true, notice_due = true
+                "UPDATE runs SET state = CASE WHEN cancel_asked IS NULL THEN 'Crashed' ELSE 'Cancelled' END,
+                        reason = CASE WHEN cancel_asked IS NULL THEN $3 ELSE 'cancelled' END,
+                        ended_at = $2, retry_pending = cancel_asked IS NULL, notice_due = true
                  WHERE state = 'Running' AND node IS NOT NULL AND node IS DISTINCT FROM $1
                    AND NOT EXISTS (SELECT 1 FROM sundial_nodes n WHERE n.name = runs.node
                                      AND n.heartbeat_at > clock_timestamp() - make_interval(secs => $4))
