@@ -52,6 +52,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   fi
   install_deb "PostgreSQL's initdb" postgresql
 fi
+# The test server speaks TLS with a CA of its own, made by openssl (the sslmode tests).
+need_deb openssl openssl
 # A real Prefect in its own venv, for the test that runs a Prefect @flow under sundial.
 # (fastapi is held below 0.116: newer ones break Prefect 3.8's temporary server.)
 prefect_python=target/prefect-venv/bin/python

@@ -89,6 +89,10 @@ fn a_store_that_cannot_be_used_stops_the_start_naming_the_flag() {
             &format!("postgres://u:hunter2@127.0.0.1:{closed}/db") as &str,
             "cannot reach the PostgreSQL database postgres://u@127.0.0.1",
         ),
+        (
+            "postgres://u:hunter2@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "sslrootcert /nonexistent/ca.pem: cannot read it",
+        ),
     ] {
         let out = sundial()
             .args(["daemon", "--listen", "127.0.0.1:0", "--repo"])

@@ -11,9 +11,17 @@ use super::ApiState;
 /// The OpenAPI 3.1 document of this API; `tests/api.rs` checks real answers against it.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// `200` once the first commit is applied: `ready`, and in a cluster this node's role,
+/// the leader and its epoch (`ready: standby (leader a, epoch 7)`); a standby is ready
+/// too (it serves the API and runs what it claims).
 pub async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.status.borrow().ready {
-        (StatusCode::OK, "ready\n").into_response()
+    let status = state.status.borrow();
+    if status.ready {
+        let text = match &status.cluster {
+            Some(c) => format!("ready: {}\n", c.role_text()),
+            None => "ready\n".to_string(),
+        };
+        (StatusCode::OK, text).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -106,6 +106,16 @@ impl ClusterStatus {
         Some((node.to_string(), url))
     }
 
+    /// `leader (epoch 7)`, `standby (leader a, epoch 7)` or `standby (no leader)`: the
+    /// readiness answer's and the systemd status line's words.
+    pub fn role_text(&self) -> String {
+        match (&self.leader, self.leads) {
+            (_, Some(epoch)) => format!("leader (epoch {epoch})"),
+            (Some((leader, epoch)), None) => format!("standby (leader {leader}, epoch {epoch})"),
+            (None, None) => "standby (no leader)".to_string(),
+        }
+    }
+
     /// `leader`, or `standby`.
     pub fn role(&self) -> &'static str {
         if self.leads.is_some() {

@@ -197,11 +197,7 @@ pub fn status_line(status: &Status, now: DateTime<Utc>) -> String {
         (failing, given_up) => format!(", notifications failing: {failing}, given up: {given_up}"),
     };
     let role = match &status.cluster {
-        Some(c) => match (&c.leader, c.leads) {
-            (_, Some(epoch)) => format!("leader (epoch {epoch}), "),
-            (Some((leader, epoch)), None) => format!("standby (leader {leader}, epoch {epoch}), "),
-            (None, None) => "standby (no leader), ".to_string(),
-        },
+        Some(c) => format!("{}, ", c.role_text()),
         None => String::new(),
     };
     format!("{role}commit {short}, {deployments}, next: {next}, {errors}{source}{clock}{notices}")

@@ -57,9 +57,15 @@ fn labelled_runs_go_to_labelled_nodes_and_a_cancel_reaches_the_node_running_it()
     repo.commit(&[("prefect.yaml", Some(&text))], "gpu and any");
     let a = node_with(&repo, &db.url, "a", &["--capacity", "4"]);
     wait_leads(&a, Duration::from_secs(20));
+    // b speaks TLS to the database, checking its certificate and name.
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        db.url,
+        sundial::store::pg::testing::server_ca().display()
+    );
     let b = node_with(
         &repo,
-        &db.url,
+        &verified,
         "b",
         &["--capacity", "4", "--label", "gpu=true,zone=x"],
     );
@@ -104,6 +110,16 @@ fn labelled_runs_go_to_labelled_nodes_and_a_cancel_reaches_the_node_running_it()
         metrics.contains("sundial_cluster_node_capacity{node=\"b\"} 4")
             && metrics.contains("sundial_cluster_node_running{node=\"b\"} 3"),
         "{metrics}"
+    );
+    // Readiness says each node's role.
+    let epoch = cluster(&a)["epoch"].as_i64().unwrap();
+    assert_eq!(
+        a.get("/readyz"),
+        (200, format!("ready: leader (epoch {epoch})\n"))
+    );
+    assert_eq!(
+        b.get("/readyz"),
+        (200, format!("ready: standby (leader a, epoch {epoch})\n"))
     );
     // The same in the dashboard's header and `sundial status`, on a.
     let (code, page) = a.get("/");

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::super::StoreError;
 use super::Target;
@@ -128,7 +128,7 @@ impl Conn {
         let spawned = std::thread::Builder::new()
             .name("sundial-pg".into())
             .spawn(move || {
-                let mut client = match target.config.connect(NoTls) {
+                let mut client = match target.connect() {
                     Ok(client) => client,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

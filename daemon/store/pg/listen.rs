@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::NoTls;
 use tokio::sync::mpsc;
 
 use super::dispatch::{CANCEL, READY, WAKE};
@@ -46,7 +45,7 @@ fn listen(
     target: &Target,
     tx: &mpsc::UnboundedSender<&'static str>,
 ) -> Result<(), postgres::Error> {
-    let mut client = target.config.connect(NoTls)?;
+    let mut client = target.connect()?;
     let statements: Vec<String> = CHANNELS.iter().map(|c| format!("LISTEN {c}")).collect();
     client.batch_execute(&statements.join("; "))?;
     for channel in CHANNELS {

@@ -21,7 +21,7 @@
 //!   writes (a run's progress and end) are not fenced: a node records the end of what it
 //!   runs whoever leads, but never over a run the leader settled as `node_lost`.
 //!
-//! Non-goals here (docs/plans/postgres-ha.md stages 4-5): runs spread over nodes, TLS.
+//! - Connections speak TLS as the URL's `sslmode` and `sslrootcert` say ([`tls`]).
 
 mod breaches;
 mod conn;
@@ -33,6 +33,7 @@ pub mod listen;
 mod rows;
 mod runs;
 pub mod testing;
+mod tls;
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ use rows::{count, fit, params, read_run, read_runs, Arg};
 /// A PostgreSQL database to connect to, from `--store`.
 pub struct Target {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` say ([`tls`]).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// The database in words, without the password: `postgres://user@host:port/db`.
     pub what: String,
 }
@@ -76,10 +79,9 @@ impl Target {
     /// Parses a `postgres://` or `postgresql://` URL. The error says what is wrong,
     /// without the password.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let mut config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err("sslmode=require needs TLS, which sundial does not speak to PostgreSQL yet; use a local or tunnelled connection".into());
-        }
+        let params = tls::take_params(url)?;
+        let mut config: postgres::Config = params.url.parse().map_err(|e| format!("{e}"))?;
+        let tls = tls::connector(params.verify, params.root.as_ref())?;
         let options = match config.get_options() {
             Some(own) if !own.is_empty() => format!("{own} {SESSION}"),
             _ => SESSION.to_string(),
@@ -96,7 +98,12 @@ impl Target {
             config.application_name("sundial");
         }
         let what = describe(&config);
-        Ok(Target { config, what })
+        Ok(Target { config, tls, what })
+    }
+
+    /// A new connection to the database.
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        self.config.connect(self.tls.clone())
     }
 }
 

@@ -32,6 +32,19 @@ pub fn server() -> String {
     }
 }
 
+/// The PEM file of the CA that signed the test server's certificate (`ca.pem` in
+/// `$PG_CLUSTER_DIR`, made by `scripts/pg-cluster.sh`).
+pub fn server_ca() -> std::path::PathBuf {
+    let ca = std::path::PathBuf::from(std::env::var("PG_CLUSTER_DIR").unwrap_or_default())
+        .join("ca.pem");
+    assert!(
+        ca.is_file(),
+        "{} is missing: start the test server with scripts/pg-cluster.sh (which makes its CA with openssl)",
+        ca.display()
+    );
+    ca
+}
+
 impl TestDatabase {
     pub fn new() -> TestDatabase {
         static MADE: AtomicUsize = AtomicUsize::new(0);

@@ -225,8 +225,59 @@ fn the_store_flag_takes_a_postgres_url_or_nothing() {
         assert!(e.contains("postgres://USER@HOST"), "{e}");
         assert!(!e.contains("pw1"), "{e}");
     }
-    let e = StoreSpec::from_flag(Some("postgres://u@h/db?sslmode=require"), dir).unwrap_err();
-    assert!(e.contains("TLS"), "{e}");
+    let e =
+        StoreSpec::from_flag(Some("postgres://u@h/db?sslrootcert=/nonexistent"), dir).unwrap_err();
+    assert!(e.contains("sslmode=verify-full"), "{e}");
+}
+
+/// Whether a connection to `url` speaks TLS, as the server says; or why it failed.
+fn speaks_tls(url: &str) -> Result<bool, String> {
+    let target = Arc::new(Target::parse(url)?);
+    let conn = Conn::new(target, Duration::from_secs(10));
+    conn.call(|c| {
+        Ok(c.query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )?
+        .get::<_, bool>(0))
+    })
+    .map_err(|e| crate::engine::error_chain(&e))
+}
+
+/// TLS as libpq's `sslmode` says, against the test server (which has a CA of its own):
+/// `prefer` (the default) and `require` encrypt, `disable` does not; `verify-full`
+/// checks the chain and the name, `verify-ca` the chain only; a server whose CA is not
+/// trusted is refused, saying so.
+#[test]
+fn connections_speak_tls_as_the_sslmode_says() {
+    let db = TestDatabase::new();
+    let ca = super::testing::server_ca();
+    let ca = ca.display();
+    let url = |query: &str| format!("{}?{query}", db.url);
+    assert_eq!(speaks_tls(&db.url), Ok(true), "prefer");
+    assert_eq!(speaks_tls(&url("sslmode=require")), Ok(true));
+    assert_eq!(speaks_tls(&url("sslmode=disable")), Ok(false));
+    assert_eq!(
+        speaks_tls(&url(&format!("sslmode=verify-full&sslrootcert={ca}"))),
+        Ok(true)
+    );
+    // Mozilla's roots do not include the test CA.
+    let e = speaks_tls(&url("sslmode=verify-full")).unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // The server's certificate names 127.0.0.1 and localhost, not db.invalid: reached
+    // as db.invalid (at 127.0.0.1), the name fails verify-full, not verify-ca.
+    let (user, rest) = db.url.split_once('@').unwrap();
+    let port_and_db = rest.split_once(':').unwrap().1;
+    let renamed = format!("{user}@db.invalid:{port_and_db}?hostaddr=127.0.0.1");
+    let e = speaks_tls(&format!("{renamed}&sslmode=verify-full&sslrootcert={ca}")).unwrap_err();
+    assert!(
+        e.contains("certificate not valid for name \"db.invalid\""),
+        "{e}"
+    );
+    assert_eq!(
+        speaks_tls(&format!("{renamed}&sslmode=verify-ca&sslrootcert={ca}")),
+        Ok(true)
+    );
 }
 
 /// A database dropped and made again under a running daemon is another store.
