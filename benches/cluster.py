@@ -200,11 +200,14 @@ def main():
     ap.add_argument("--stops", type=int, default=10)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--sslmode", default="prefer",
+                    help="the nodes' sslmode to the bench's PostgreSQL, which speaks TLS (default prefer: TLS)")
     args = ap.parse_args()
     started = subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start"], check=True,
                              capture_output=True, text=True).stdout
     exports = dict(word.split("=", 1) for word in started.replace("export", "").split())
     store, cluster_dir = exports["SUNDIAL_TEST_POSTGRES"], exports["PG_CLUSTER_DIR"]
+    store += f"?sslmode={args.sslmode}"
     nodes = []
     root = tempfile.mkdtemp(prefix="sundial-cluster-bench.")
     try:

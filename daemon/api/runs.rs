@@ -116,6 +116,9 @@ pub async fn get(
 pub struct LogsQuery {
     /// Answer only the bytes from this offset on (how `sundial logs --follow` tails).
     offset: Option<u64>,
+    /// In a cluster, the node another node's redirect meant (so a redirect that comes
+    /// back to the wrong node stops there instead of going round).
+    node: Option<String>,
 }
 
 /// The run's log as plain text (empty while nothing is written yet). In a cluster, a
@@ -129,19 +132,32 @@ pub async fn logs(
         return Err(ApiError::NotFound(format!("no run {id}")));
     };
     let status = state.status.borrow().clone();
-    if let Some((node, url)) = status.cluster.as_ref().and_then(|c| c.elsewhere(&run)) {
-        let Some(url) = url else {
+    if let Some(cluster) = &status.cluster {
+        if let Some(meant) = q.node.as_deref().filter(|n| *n != cluster.node) {
             return Err(ApiError::NotFound(format!(
-                "run {id}'s log is kept by node {node}, whose address is not known: ask its API"
+                "this is node {}, not node {meant}, which keeps run {id}'s log: the address node {meant} gives leads here; give each node its own --public-url",
+                cluster.node
             )));
-        };
-        let query = q.offset.map(|o| format!("?offset={o}")).unwrap_or_default();
-        let location = format!("{}/api/runs/{id}/logs{query}", url.trim_end_matches('/'));
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [(header::LOCATION, location)],
-        )
-            .into_response());
+        }
+        if let Some((node, url)) = cluster.elsewhere(&run) {
+            let own = cluster.url_of(&cluster.node);
+            let Some(url) = url.filter(|u| Some(u.as_str()) != own) else {
+                return Err(ApiError::NotFound(format!(
+                    "run {id}'s log is kept by node {node}, whose address is not known (or is this node's): ask its API, and give each node its own --public-url"
+                )));
+            };
+            let offset = q.offset.map(|o| format!("&offset={o}")).unwrap_or_default();
+            let location = format!(
+                "{}/api/runs/{id}/logs?node={}{offset}",
+                url.trim_end_matches('/'),
+                super::percent_encode(&node)
+            );
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response());
+        }
     }
     let path = crate::engine::attempt::log_path(&state.logs_dir, id);
     let offset = q.offset.unwrap_or(0);

@@ -36,15 +36,20 @@ pub struct LeaseView {
 
 impl LeaseView {
     /// Whether two views differ in what the engine acts on or shows (not in heartbeat
-    /// ages, which change every round; a node's capacity and labels change only as it
-    /// joins, which shows it alive anew).
+    /// ages, which change every round).
     fn differs(&self, other: &LeaseView) -> bool {
-        let shape = |v: &LeaseView| -> Vec<(String, bool, i64)> {
+        fn shape(v: &LeaseView) -> Vec<(NodeRow, bool)> {
             v.nodes
                 .iter()
-                .map(|(n, alive)| (n.name.clone(), *alive, n.running))
+                .map(|(n, alive)| {
+                    let n = NodeRow {
+                        heartbeat_age: 0.0,
+                        ..n.clone()
+                    };
+                    (n, *alive)
+                })
                 .collect()
-        };
+        }
         self.leads != other.leads
             || self.leader != other.leader
             || self.error != other.error

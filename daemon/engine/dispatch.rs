@@ -164,7 +164,8 @@ impl Engine {
         if !self.dispatches() || self.running.is_empty() {
             return Ok(());
         }
-        for id in self.store.cancels_asked()? {
+        let running: Vec<i64> = self.running.keys().copied().collect();
+        for id in self.store.cancels_asked(&running)? {
             let Some(flight) = self.running.get_mut(&id) else {
                 continue;
             };

@@ -274,7 +274,9 @@ impl Engine {
         cancelled: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if !ended.state.may_retry() {
+        // No retry decision is owed: its end needs none, it was made already, or a cancel
+        // was asked of the node that ran it.
+        if !ended.state.may_retry() || !ended.retry_pending {
             return Ok(());
         }
         let deployment = self.applied.deployment(&ended.deployment);

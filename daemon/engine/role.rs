@@ -168,7 +168,7 @@ impl Engine {
             return Ok(());
         }
         tracing::warn!(
-            "{} run(s) of nodes silent for {silent_for:?} settled Crashed (node_lost): {lost:?}",
+            "{} run(s) of nodes silent for {silent_for:?} settled Crashed (node_lost), or Cancelled where a cancel was asked: {lost:?}",
             lost.len()
         );
         if self.recovered.is_settled() {

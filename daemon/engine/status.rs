@@ -98,12 +98,15 @@ impl ClusterStatus {
     /// this node: the run's log is kept there.
     pub fn elsewhere(&self, run: &crate::store::Run) -> Option<(String, Option<String>)> {
         let node = run.node.as_deref().filter(|n| *n != self.node)?;
-        let url = self
-            .nodes
+        Some((node.to_string(), self.url_of(node).map(str::to_string)))
+    }
+
+    /// Where `node`'s API answers, as it said when it joined.
+    pub fn url_of(&self, node: &str) -> Option<&str> {
+        self.nodes
             .iter()
             .find(|n| n.name == node)
-            .and_then(|n| n.url.clone());
-        Some((node.to_string(), url))
+            .and_then(|n| n.url.as_deref())
     }
 
     /// `leader (epoch 7)`, `standby (leader a, epoch 7)` or `standby (no leader)`: the

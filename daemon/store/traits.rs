@@ -156,8 +156,8 @@ pub trait StoreWrite: StoreRead {
     fn ask_cancel(&mut self, _id: i64, _node: &str, _at: DateTime<Utc>) -> R<bool> {
         Ok(false)
     }
-    /// This node's runs another node asked to cancel, still running.
-    fn cancels_asked(&self) -> R<Vec<i64>> {
+    /// Of `running` (the runs this node runs), those another node asked to cancel.
+    fn cancels_asked(&self, _running: &[i64]) -> R<Vec<i64>> {
         Ok(Vec::new())
     }
     /// Cancels a run that waits (and, in a cluster, no node has claimed); false when it

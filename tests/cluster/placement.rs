@@ -139,6 +139,11 @@ fn labelled_runs_go_to_labelled_nodes_and_a_cancel_reaches_the_node_running_it()
     let (code, log) = a.get(&format!("/api/runs/{}/logs", ids[1]));
     assert_eq!(code, 200, "{log}");
     assert!(log.ends_with("\nrunning on b\n"), "{log}");
+    // A redirect that lands on the wrong node (an address that leads elsewhere) stops
+    // there, saying so, instead of going round.
+    let (code, body) = a.get(&format!("/api/runs/{}/logs?node=b", ids[1]));
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("this is node a, not node b"), "{body}");
     let (code, page) = a.get(&format!("/runs/{}", ids[1]));
     assert_eq!(code, 200);
     assert!(

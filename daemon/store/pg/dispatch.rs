@@ -151,16 +151,21 @@ impl PgStore {
         })
     }
 
-    /// This node's runs that another node asked to cancel, and that still run.
-    pub(super) fn cancels_asked(&self) -> Result<Vec<i64>, StoreError> {
+    /// Of `running` (the runs whose processes this node runs), those another node asked
+    /// to cancel, whatever their rows say now: a run the leader settled while this node
+    /// was cut off or stopped is still this node's to end.
+    pub(super) fn cancels_asked(&self, running: &[i64]) -> Result<Vec<i64>, StoreError> {
         let Some(node) = self.node.clone() else {
             return Ok(Vec::new());
         };
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let running = running.to_vec();
         self.read(move |c| {
             c.query(
-                "SELECT id FROM runs WHERE node = $1 AND state = 'Running' AND ended_at IS NULL
-                   AND cancel_asked IS NOT NULL ORDER BY id",
-                &[&node],
+                "SELECT id FROM runs WHERE id = ANY($2) AND node = $1 AND cancel_asked IS NOT NULL ORDER BY id",
+                &[&node, &running],
             )?
             .iter()
             .map(|r| Ok(r.try_get(0)?))

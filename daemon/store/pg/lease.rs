@@ -502,8 +502,8 @@ mod tests {
             !leader.ask_cancel(ids[2], "alive", now).unwrap(),
             "lead's run"
         );
-        assert_eq!(alive.cancels_asked().unwrap(), vec![ids[1]]);
-        assert!(leader.cancels_asked().unwrap().is_empty());
+        assert_eq!(alive.cancels_asked(&ids).unwrap(), vec![ids[1]]);
+        assert!(leader.cancels_asked(&ids).unwrap().is_empty());
         db.execute("UPDATE sundial_nodes SET heartbeat_at = clock_timestamp() - interval '30 s' WHERE name = 'alive'");
         let lost = leader
             .settle_lost_nodes(Duration::from_secs(20), now)
@@ -517,6 +517,18 @@ mod tests {
                 settled.retry_pending
             ),
             (RunState::Cancelled, Some("cancelled"), false)
+        );
+        // Settled meanwhile, the run is still the silent node's to end when it is back.
+        assert_eq!(alive.cancels_asked(&ids).unwrap(), vec![ids[1]]);
+        // An end its node records after a cancel was asked owes no retry.
+        assert!(leader.ask_cancel(ids[2], "lead", now).unwrap());
+        leader
+            .finish_run(ids[2], RunState::Failed, Some(1), None, now)
+            .unwrap();
+        let ended = leader.run(ids[2]).unwrap().unwrap();
+        assert_eq!(
+            (ended.state, ended.retry_pending),
+            (RunState::Failed, false)
         );
     }
 }

@@ -52,6 +52,8 @@ pub struct Target {
     config: postgres::Config,
     /// TLS as the URL's `sslmode` and `sslrootcert` say ([`tls`]).
     tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// Whether a plain connection after a failed TLS handshake (`prefer`) was logged.
+    fell_back: std::sync::atomic::AtomicBool,
     /// The database in words, without the password: `postgres://user@host:port/db`.
     pub what: String,
 }
@@ -98,12 +100,44 @@ impl Target {
             config.application_name("sundial");
         }
         let what = describe(&config);
-        Ok(Target { config, tls, what })
+        Ok(Target {
+            config,
+            tls,
+            what,
+            fell_back: Default::default(),
+        })
     }
 
-    /// A new connection to the database.
+    /// A new connection to the database. Under `sslmode=prefer` (the default), a TLS
+    /// handshake that fails (an old server's protocol or key, a URL with no host name to
+    /// check) is followed by a plain connection, as libpq does, said once in the log.
     fn connect(&self) -> Result<Client, postgres::Error> {
-        self.config.connect(self.tls.clone())
+        use postgres::config::SslMode;
+        let failed = match self.config.connect(self.tls.clone()) {
+            Err(e)
+                if self.config.get_ssl_mode() == SslMode::Prefer
+                    && e.to_string().contains("TLS") =>
+            {
+                e
+            }
+            answer => return answer,
+        };
+        let mut plain = self.config.clone();
+        plain.ssl_mode(SslMode::Disable);
+        let Ok(client) = plain.connect(postgres::NoTls) else {
+            return Err(failed);
+        };
+        if !self
+            .fell_back
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "{}: TLS failed ({}), so sundial connects without it (sslmode=prefer); say sslmode=disable to mean it, or sslmode=require to refuse it",
+                self.what,
+                describe_error(&failed)
+            );
+        }
+        Ok(client)
     }
 }
 
@@ -535,8 +569,8 @@ impl StoreWrite for PgStore {
         PgStore::ask_cancel(self, id, node, at)
     }
 
-    fn cancels_asked(&self) -> Result<Vec<i64>, StoreError> {
-        PgStore::cancels_asked(self)
+    fn cancels_asked(&self, running: &[i64]) -> Result<Vec<i64>, StoreError> {
+        PgStore::cancels_asked(self, running)
     }
 
     delegate! { PgStore;

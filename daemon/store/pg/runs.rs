@@ -210,10 +210,10 @@ impl PgStore {
         }
         // An end is recorded once: a run already ended (settled as lost with its node, or
         // cancelled while it waited, or recorded before) keeps that end, and its retry
-        // is not owed twice.
+        // is not owed twice; nor at all once a cancel was asked of its node.
         self.node_write(1, move |c| {
             c.execute(
-                "UPDATE runs SET state = $2, exit_code = $3, reason = CASE WHEN started_at IS NULL THEN COALESCE($4, reason) ELSE $4 END, ended_at = $5, retry_pending = $6, notice_due = true
+                "UPDATE runs SET state = $2, exit_code = $3, reason = CASE WHEN started_at IS NULL THEN COALESCE($4, reason) ELSE $4 END, ended_at = $5, retry_pending = $6 AND cancel_asked IS NULL, notice_due = true
                  WHERE id = $1 AND ended_at IS NULL",
                 &[&id, &state.as_str(), &exit_code.map(i64::from), &reason, &ended, &state.may_retry()],
             )?;

@@ -278,6 +278,13 @@ fn connections_speak_tls_as_the_sslmode_says() {
         speaks_tls(&format!("{renamed}&sslmode=verify-ca&sslrootcert={ca}")),
         Ok(true)
     );
+    // No host name to check (an address alone): TLS cannot start; `prefer` connects
+    // plain, as libpq does, and `require` refuses.
+    let (port, name) = port_and_db.split_once('/').unwrap();
+    let addressed = format!("{user}@/{name}?hostaddr=127.0.0.1&port={port}");
+    assert_eq!(speaks_tls(&addressed), Ok(false));
+    let e = speaks_tls(&format!("{addressed}&sslmode=require")).unwrap_err();
+    assert!(e.contains("TLS"), "{e}");
 }
 
 /// A database dropped and made again under a running daemon is another store.

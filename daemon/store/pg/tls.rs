@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use percent_encoding::percent_decode_str;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -46,28 +47,43 @@ pub struct TlsParams {
 /// Takes `sslmode`'s `verify-ca`/`verify-full` and `sslrootcert` out of a `postgres://`
 /// URL. The error says what is wrong.
 pub fn take_params(url: &str) -> Result<TlsParams, String> {
-    // Only the query is read and written again: the rest (several hosts, a password
-    // with `%` escapes) is `postgres::Config`'s to read.
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (mut verify, mut root) = (Verify::Nothing, None);
-    let mut kept: Vec<(String, String)> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match (key.as_ref(), value.as_ref()) {
-            ("sslmode", "verify-ca") => {
-                verify = Verify::Chain;
-                kept.push(("sslmode".into(), "require".into()));
+    // The query begins at the first `?` after the credentials (a password may hold one).
+    // Only its pieces that are sundial's to read are rewritten; every other piece is
+    // passed on byte for byte, for `postgres::Config` to read (it percent-decodes).
+    let credentials_end = url.rfind('@').map_or(0, |at| at + 1);
+    let (base, query) = match url[credentials_end..].find('?') {
+        Some(at) => url.split_at(credentials_end + at),
+        None => (url, ""),
+    };
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let (mut verify, mut root, mut modes) = (Verify::Nothing, None, 0);
+    let mut kept: Vec<&str> = Vec::new();
+    for piece in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
+        let value = percent_decode_str(value).decode_utf8_lossy();
+        match percent_decode_str(key).decode_utf8_lossy().as_ref() {
+            "sslmode" => {
+                modes += 1;
+                match value.as_ref() {
+                    "verify-ca" => {
+                        verify = Verify::Chain;
+                        kept.push("sslmode=require");
+                    }
+                    "verify-full" => {
+                        verify = Verify::Full;
+                        kept.push("sslmode=require");
+                    }
+                    "allow" => return Err("sslmode=allow is not supported; give disable, prefer, require, verify-ca or verify-full".into()),
+                    _ => kept.push(piece),
+                }
             }
-            ("sslmode", "verify-full") => {
-                verify = Verify::Full;
-                kept.push(("sslmode".into(), "require".into()));
-            }
-            ("sslmode", "allow") => {
-                return Err("sslmode=allow is not supported; give disable, prefer, require, verify-ca or verify-full".into())
-            }
-            ("sslrootcert", "system") => root = None,
-            ("sslrootcert", file) => root = Some(PathBuf::from(file)),
-            (key, value) => kept.push((key.to_string(), value.to_string())),
+            "sslrootcert" if value == "system" => root = None,
+            "sslrootcert" => root = Some(PathBuf::from(value.as_ref())),
+            _ => kept.push(piece),
         }
+    }
+    if modes > 1 {
+        return Err("sslmode is given more than once; give it once".into());
     }
     if root.is_some() && verify == Verify::Nothing {
         return Err("sslrootcert is given but nothing checks the server against it: add sslmode=verify-full (or verify-ca)".into());
@@ -75,10 +91,7 @@ pub fn take_params(url: &str) -> Result<TlsParams, String> {
     let url = if kept.is_empty() {
         base.to_string()
     } else {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&kept)
-            .finish();
-        format!("{base}?{query}")
+        format!("{base}?{}", kept.join("&"))
     };
     Ok(TlsParams { url, verify, root })
 }
@@ -210,6 +223,19 @@ mod tests {
         assert_eq!(p.url, "postgres://u@db/s");
         let p = take_params("postgres://u@a:5432,b:5433/s?sslmode=verify-full").unwrap();
         assert_eq!(p.url, "postgres://u@a:5432,b:5433/s?sslmode=require");
+        // Other pieces pass byte for byte (`%20` stays `%20`, not `+`); a `?` in the
+        // password is not the query's.
+        let p = take_params(
+            "postgres://u:pa?ss@db/s?options=-c%20search_path%3Dapp&sslmode=verify-ca&sslrootcert=%2Fetc%2Fca%20a.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            p.url,
+            "postgres://u:pa?ss@db/s?options=-c%20search_path%3Dapp&sslmode=require"
+        );
+        assert_eq!(p.root, Some(PathBuf::from("/etc/ca a.pem")));
+        let e = take_params("postgres://u@db/s?sslmode=verify-full&sslmode=disable").unwrap_err();
+        assert!(e.contains("more than once"), "{e}");
     }
 
     #[test]
