@@ -270,6 +270,7 @@ impl Engine {
         let (_, mut row) = self.manual_row(name, overrides, now)?;
         row.state = RunState::Pending;
         row.started_at = None;
+        row.reason = Some(crate::store::pg::dispatch::ASKED.to_string());
         let id = self
             .store
             .request_run(&row, now)?

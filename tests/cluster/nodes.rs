@@ -173,6 +173,15 @@ fn runs_spread_over_three_nodes_and_a_concurrency_limit_holds_across_them() {
         let (n, token) = (nodes[i % 3], &tokens[i % 3]);
         let (code, body) = n.post("/api/deployments/work/runs", "{}", Some(token));
         assert_eq!(code, 201, "{body}");
+        if i % 3 != 0 {
+            // A standby's answer: the row it wrote for the leader to admit.
+            let run: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                (&run["state"], &run["reason"]),
+                (&"Pending".into(), &"asked of the leader".into()),
+                "{body}"
+            );
+        }
     }
     let runs = wait_until(Duration::from_secs(240), "every run to complete", || {
         let (code, body) = a.get("/api/runs?deployment=work&limit=1000");

@@ -91,10 +91,14 @@ fn labelled_runs_go_to_labelled_nodes_and_a_cancel_reaches_the_node_running_it()
         || (run(&a, any)["state"] == "Completed").then_some(()),
     );
     // Each node as every node sees it: capacity, running, labels.
-    let nodes = wait_until(Duration::from_secs(20), "a to count b's runs", || {
-        let nodes = cluster(&a)["nodes"].clone();
-        (nodes[1]["running"] == 3).then_some(nodes)
-    });
+    let nodes = wait_until(
+        Duration::from_secs(20),
+        "a to count the runs of a (none) and b (three)",
+        || {
+            let nodes = cluster(&a)["nodes"].clone();
+            (nodes[0]["running"] == 0 && nodes[1]["running"] == 3).then_some(nodes)
+        },
+    );
     assert_eq!(nodes[0]["name"], "a");
     assert_eq!(nodes[0]["capacity"], 4);
     assert_eq!(nodes[0]["labels"], serde_json::json!({}));

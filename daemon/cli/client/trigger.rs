@@ -32,6 +32,14 @@ pub fn run(args: &TriggerArgs) -> Result<(), ClientError> {
     }
     let follow = format!("Follow it with `sundial logs {} --follow`.", run.id);
     match run.state.as_str() {
+        "Pending" if run.reason.as_deref() == Some(crate::store::pg::dispatch::ASKED) => println!(
+            "Asked the cluster's leader for run {} of {} (this node stands by): it starts on the next node with room. {follow}",
+            run.id, run.deployment
+        ),
+        "Scheduled" => println!(
+            "Dispatched run {} of {}: it starts on the next node of the cluster with room. {follow}",
+            run.id, run.deployment
+        ),
         "Pending" => println!(
             "Queued run {} of {}: it waits for a place under the deployment's concurrency limit. {follow}",
             run.id, run.deployment

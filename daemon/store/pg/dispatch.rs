@@ -22,6 +22,8 @@ pub const READY: &str = "sundial_ready";
 pub const WAKE: &str = "sundial_wake";
 /// A cancel was asked of a run on another node: each node looks for its own.
 pub const CANCEL: &str = "sundial_cancel";
+/// The reason a manual run asked of a standby carries until the leader dispatches it.
+pub const ASKED: &str = "asked of the leader";
 
 impl PgStore {
     /// Makes a waiting run (`Pending`, `AwaitingRetry`, `Scheduled`) claimable at the
@@ -30,9 +32,10 @@ impl PgStore {
         let (commit, epoch) = (commit.to_string(), self.stamp().1);
         self.write(move |c| {
             let changed = c.execute(
-                "UPDATE runs SET state = 'Scheduled', node = NULL, commit_sha = $2, epoch = $3
+                "UPDATE runs SET state = 'Scheduled', node = NULL, commit_sha = $2, epoch = $3,
+                        reason = NULLIF(reason, $4)
                  WHERE id = $1 AND state IN ('Scheduled', 'Pending', 'AwaitingRetry') AND ended_at IS NULL",
-                &[&id, &commit, &epoch],
+                &[&id, &commit, &epoch, &ASKED],
             )?;
             Ok(changed == 1)
         })
