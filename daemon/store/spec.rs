@@ -62,9 +62,7 @@ impl StoreSpec {
                 "--store: `{scheme}` is not a store sundial knows; give postgres://USER@HOST:PORT/DATABASE, or leave --store unset for SQLite in --state-dir"
             ));
         }
-        let target = Target::parse(value).map_err(|e| {
-            format!("--store: not a PostgreSQL URL sundial can use ({e}); give postgres://USER@HOST:PORT/DATABASE")
-        })?;
+        let target = Target::parse(value).map_err(|e| format!("--store: {e}"))?;
         Ok(StoreSpec::Postgres(Arc::new(target)))
     }
 }

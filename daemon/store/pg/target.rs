@@ -30,11 +30,13 @@ impl std::fmt::Debug for Target {
 const SESSION: &str = "-c statement_timeout=5s -c lock_timeout=2s -c idle_in_transaction_session_timeout=5s -c TimeZone=UTC";
 
 impl Target {
-    /// Parses a `postgres://` or `postgresql://` URL. The error says what is wrong,
-    /// without the password.
+    /// Parses a `postgres://` or `postgresql://` URL. The error says what is wrong and
+    /// what to give, without the password.
     pub fn parse(url: &str) -> Result<Target, String> {
         let params = tls::take_params(url)?;
-        let mut config: postgres::Config = params.url.parse().map_err(|e| format!("{e}"))?;
+        let mut config: postgres::Config = params.url.parse().map_err(|e| {
+            format!("not a PostgreSQL URL sundial can use ({e}); give postgres://USER@HOST:PORT/DATABASE")
+        })?;
         let tls = tls::connector(params.verify, params.root.as_ref())?;
         let options = match config.get_options() {
             Some(own) if !own.is_empty() => format!("{own} {SESSION}"),
@@ -134,14 +136,6 @@ fn describe(config: &postgres::Config) -> String {
 pub(super) fn describe_error(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
+        None => crate::engine::error_chain(e),
     }
 }

@@ -104,7 +104,7 @@ pub fn connector(verify: Verify, root: Option<&PathBuf>) -> Result<MakeRustlsCon
         Some(file) => {
             let what = file.display();
             let certs = CertificateDer::pem_file_iter(file)
-                .map_err(|e| format!("sslrootcert {what}: cannot read it ({e})"))?
+                .map_err(|e| format!("sslrootcert {what}: cannot read it ({e}); give the path of the PEM file of the CA that signed the server's certificate"))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("sslrootcert {what}: not PEM certificates ({e})"))?;
             let (added, _) = roots.add_parsable_certificates(certs);
@@ -122,12 +122,17 @@ pub fn connector(verify: Verify, root: Option<&PathBuf>) -> Result<MakeRustlsCon
     let config = match verify {
         Verify::Full => builder.with_root_certificates(roots),
         Verify::Chain | Verify::Nothing => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("TLS: {e}"))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Lenient { webpki, verify }))
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    webpki,
+                    verify,
+                    provider,
+                }))
         }
     }
     .with_no_client_auth();
@@ -140,6 +145,8 @@ pub fn connector(verify: Verify, root: Option<&PathBuf>) -> Result<MakeRustlsCon
 struct Lenient {
     webpki: Arc<WebPkiServerVerifier>,
     verify: Verify,
+    /// The handshake's signature algorithms (the connector's, made once).
+    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for Lenient {
@@ -174,7 +181,7 @@ impl ServerCertVerifier for Lenient {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &provider().signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         verify_tls12_signature(message, cert, dss, algorithms)
     }
 
@@ -184,19 +191,15 @@ impl ServerCertVerifier for Lenient {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &provider().signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
+        self.provider
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 #[cfg(test)]
