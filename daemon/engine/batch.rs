@@ -44,10 +44,9 @@ impl Engine {
             }
             let committing = std::time::Instant::now();
             self.store.commit_batch()?;
-            // How long a commit takes now decides how far ahead slots are armed.
-            if self.batch.as_ref().is_some_and(|b| !b.spawns.is_empty()) {
-                self.arm.observe(committing.elapsed());
-            }
+            // How long a commit of claims takes now decides how far ahead slots are armed.
+            let ended = std::time::Instant::now();
+            self.arm.observe(ended, ended - committing);
             Ok(value)
         });
         let batch = self.batch.take().unwrap_or_default();

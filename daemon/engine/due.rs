@@ -49,7 +49,7 @@ impl Engine {
             self.publish();
         }
         // A burst due at one instant is armed earlier, by its size.
-        let lead = self.arm.lead(self.timer.earliest_crowd());
+        let lead = self.arm_lead();
         let horizon = now + chrono::Duration::from_std(lead).unwrap_or_default();
         self.armed_until = Some(self.armed_until.map_or(horizon, |at| at.max(horizon)));
         let due = self.timer.pop_due(horizon);

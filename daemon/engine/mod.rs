@@ -312,6 +312,12 @@ struct Engine {
 }
 
 impl Engine {
+    /// How far ahead the earliest due slots are armed now ([`arm::ArmLead`]).
+    fn arm_lead(&mut self) -> Duration {
+        self.arm
+            .lead(std::time::Instant::now(), self.timer.earliest_crowd())
+    }
+
     /// When to wake next: the earliest due slot, but never later than [`MAX_SLEEP`] (or
     /// the lifecycle's own limit, e.g. half the systemd watchdog interval).
     fn deadline(&mut self, now: DateTime<Utc>) -> tokio::time::Instant {
@@ -340,7 +346,7 @@ impl Engine {
             .peek()
             .filter(|_| self.recovered.is_settled())
             .map(|Reverse((at, _))| *at);
-        let lead = self.arm.lead(self.timer.earliest_crowd());
+        let lead = self.arm_lead();
         let armed = self
             .timer
             .earliest()
