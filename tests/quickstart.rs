@@ -55,6 +55,9 @@ fn the_readme_quick_start_runs_every_example_deployment() {
             clone.to_str().unwrap(),
         ],
     );
+    // A newcomer's clone is on `main`; a clone of a checkout whose HEAD is detached (a CI
+    // worktree) would have no `main` branch for the daemon to watch.
+    git_ok(&clone, &["checkout", "-q", "-B", "main"]);
     let log = std::fs::File::create(work.path().join("daemon.log")).unwrap();
     let mut command = sundial();
     for (name, _) in std::env::vars_os() {
