@@ -39,8 +39,15 @@ impl Receiver {
     }
 
     /// Listens on `port` (one [`free_port`] gave, for a receiver that comes up late).
+    /// Another test's short-lived connection may hold the port for a moment after it was
+    /// given out, so the bind is retried for a while.
     pub fn start_on(port: u16) -> Receiver {
-        Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap())
+        let listener = crate::support::daemon::wait_until(
+            std::time::Duration::from_secs(30),
+            "the receiver's port to be free again",
+            || TcpListener::bind(("127.0.0.1", port)).ok(),
+        );
+        Receiver::on(listener)
     }
 
     fn on(listener: TcpListener) -> Receiver {
