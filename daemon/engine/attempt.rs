@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, watch};
 use crate::reconcile::SharedDeployment;
 use crate::runner::contain::{self, Sweeper};
 use crate::runner::launch;
-use crate::runner::process::{self, Exit, ProcessSpec, StopRequest};
+use crate::runner::process::{Exit, StopRequest};
+use crate::runner::spawn::{self, ProcessSpec};
 use crate::runner::timed::{self, Released};
 use crate::source::{Checkouts, Repo, SourceConfig};
 use crate::store::RunState;
@@ -110,7 +111,7 @@ pub async fn execute(
                 Failure::Crashed(message) => (RunState::Crashed, message),
                 Failure::Failed(message) => (RunState::Failed, message),
             };
-            let _ = process::append_log_line(
+            let _ = spawn::append_log_line(
                 &log_path(&ctx.logs_dir, id),
                 &format!("# sundial: {message}"),
             );
@@ -142,7 +143,7 @@ async fn end_leftovers(ctx: &RunContext, id: i64) {
         ctx.grace
     );
     tracing::info!("run {id}: {}", &line[12..]);
-    let _ = process::append_log_line(&log_path(&ctx.logs_dir, id), &line);
+    let _ = spawn::append_log_line(&log_path(&ctx.logs_dir, id), &line);
     contain::end(&left, ctx.grace).await;
 }
 
@@ -249,10 +250,8 @@ async fn prepare_and_run(
         short(&attempt.commit),
         shell_words::join(&shown)
     );
-    let _ = process::append_log_line(&log, &header);
-    for note in &plan.notes {
-        let _ = process::append_log_line(&log, &format!("# sundial: {note}"));
-    }
+    let mut preamble = vec![header];
+    preamble.extend(plan.notes.iter().map(|note| format!("# sundial: {note}")));
     let mut spec = ProcessSpec {
         argv,
         cwd,
@@ -275,14 +274,13 @@ async fn prepare_and_run(
     let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
     let lease = ctx.lease.clone();
     let may_start = move || RunContext::may_start(lease.as_deref());
-    if let (Some(_), true, true) = (d.prestart, bootstrapped, d.pull.is_empty()) {
-        return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
-    }
-    if d.pull.is_empty() {
-        // The main process is spawned by a launch thread on the dot, if this node may
-        // still start it then.
+    if d.pull.is_empty() && !(d.prestart.is_some() && bootstrapped) {
+        // The main process is prepared now (its log open, the command built) and spawned
+        // by a launch thread on the dot, if this node may still start it then. A failure
+        // to prepare is reported at the instant too, as the spawn's would be.
+        let prepared = spawn::prepare(&spec, &preamble);
         let launched = timed::at(when, &mut stop, move || {
-            may_start().then(|| process::spawn(&spec))
+            may_start().then(|| prepared.and_then(spawn::Prepared::start))
         })
         .await;
         let (running, began) = match launched {
@@ -302,6 +300,12 @@ async fn prepare_and_run(
         });
         return Ok(running.wait(stop).await);
     }
+    for line in &preamble {
+        let _ = spawn::append_log_line(&spec.log_path, line);
+    }
+    if d.pull.is_empty() {
+        return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
+    }
     // Pull steps first: the wait ends on the dot, then each step, then the main process.
     let still_leads = may_start.clone();
     let began = match timed::at(when, &mut stop, may_start).await {
@@ -317,7 +321,7 @@ async fn prepare_and_run(
     for (i, step) in d.pull.iter().enumerate() {
         let exit = pull_step(ctx, attempt, &checkout, &spec, (i, step), &stop, events).await?;
         if exit != Exit::Code(0) {
-            let _ = process::append_log_line(
+            let _ = spawn::append_log_line(
                 &spec.log_path,
                 &format!(
                     "# sundial: pull step {} failed ({exit:?}); the attempt fails",
@@ -331,7 +335,7 @@ async fn prepare_and_run(
     if !still_leads() {
         return Err(Failure::Crashed(NOT_ALIVE.into()));
     }
-    let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
+    let running = spawn::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     let _ = events.send(RunEvent::Spawned {
         id: attempt.run_id,
         pid: running.pid,
@@ -355,7 +359,7 @@ async fn prestarted(
         .map_err(|e| Failure::Crashed(format!("cannot make the release pipe: {e}")))?;
     spec.stdin = Some(Arc::new(reader));
     spec.env.push((launch::RELEASE_VAR.into(), "stdin".into()));
-    let running = process::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
+    let running = spawn::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     // The child has its own copy of the read end; the pipe ends with the writer.
     spec.stdin = None;
     let _ = events.send(RunEvent::Spawned {
@@ -504,7 +508,7 @@ async fn pull_step(
         }
     };
     for (argv, cwd, extra_env) in lines {
-        let _ = process::append_log_line(
+        let _ = spawn::append_log_line(
             &main.log_path,
             &format!(
                 "# sundial: pull step {}: {}",
@@ -525,7 +529,7 @@ async fn pull_step(
             stream_output: main.stream_output.clone(),
             stdin: None,
         };
-        let running = process::spawn(&spec).map_err(|e| {
+        let running = spawn::spawn(&spec).map_err(|e| {
             Failure::Failed(format!(
                 "pull step {} cannot start: {}",
                 index + 1,

@@ -30,6 +30,7 @@ mod apply;
 mod arm;
 pub mod attempt;
 mod batch;
+mod burst;
 mod dispatch;
 mod due;
 mod events;
@@ -181,6 +182,8 @@ pub async fn run(
         arm: arm::ArmLead::default(),
         armed_until: None,
         active: Default::default(),
+        held: Default::default(),
+        logs_checked_at: None,
     };
     for pause in engine.store.pauses()? {
         engine.pauses.insert(pause.deployment.clone(), pause);
@@ -212,7 +215,7 @@ pub async fn run(
                     let Ok(event) = events_rx.try_recv() else { break };
                     events.push(event);
                 }
-                engine.on_events(events, Utc::now())
+                engine.on_arrived(events, Utc::now())
             }
             () = tokio::time::sleep_until(deadline) => engine.tick(Utc::now()),
             Some(message) = sync_rx.recv() => {
@@ -224,11 +227,14 @@ pub async fn run(
             Some(done) = deliveries_rx.recv() => engine.on_delivered(done, Utc::now()),
             Some(()) = lease_changed(&mut lease_rx) => engine.follow_lease(Utc::now()),
             Some(channel) = notice(&mut notices_rx) => engine.on_notice(channel, Utc::now()),
+            // Whether a burst's launches are over, while bookkeeping waits for them.
+            () = tokio::time::sleep(burst::LOOK_EVERY), if !engine.held.is_empty() => Ok(()),
         };
         // A lapsed lease stops scheduling before anything else; what the turn changed
-        // is noticed then.
+        // is noticed then (both wait while a burst is launched).
         let turn = turn
             .and_then(|()| engine.follow_lease(Utc::now()))
+            .and_then(|()| engine.release_held(Utc::now(), false))
             .and_then(|()| engine.notice(Utc::now()));
         if let Err(fatal) = engine.settle_turn(turn) {
             break Err(fatal);
@@ -298,6 +304,10 @@ struct Engine {
     /// In a cluster, the leader's count of dispatched or running runs per deployment, on
     /// every node.
     active: dispatch::Active,
+    /// What waits while a burst is launched ([`burst`]).
+    held: burst::Held,
+    /// When the running runs' log sizes were last checked.
+    logs_checked_at: Option<Instant>,
     /// The store in words (its file, or its database without the password).
     store_name: String,
     /// Every stored cursor was compared with the schedules in force since the start.
@@ -384,6 +394,14 @@ impl Engine {
         // start's recovery settles what was not recorded.
         let deadline = tokio::time::Instant::now() + self.ctx.grace * 2 + Duration::from_secs(5);
         let mut failed: Option<StoreError> = None;
+        // What a burst held back comes first, in order.
+        if let Err(e) = self.release_held(Utc::now(), true) {
+            tracing::error!(
+                "stopping: run events were not recorded: {}",
+                error_chain(&e)
+            );
+            failed = Some(e);
+        }
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(event)) => {

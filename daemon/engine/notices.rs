@@ -44,7 +44,7 @@ impl Engine {
     /// Notices every marked run and fills the outbox; then starts due deliveries.
     pub(super) fn notice(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         // The leader notices every node's runs.
-        if !self.leads() {
+        if !self.leads() || self.notice_waits() {
             return Ok(());
         }
         loop {

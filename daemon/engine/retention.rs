@@ -68,7 +68,18 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn cap_logs(&self) {
+    /// Caps the running runs' logs: once a [`LOG_CHECK_EVERY`] at most, however often
+    /// the engine ticks, and not while a burst is launched (10,000 runs are 10,000 stats).
+    pub(super) fn cap_logs(&mut self) {
+        let now = Instant::now();
+        if self
+            .logs_checked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < LOG_CHECK_EVERY)
+            || self.holding()
+        {
+            return;
+        }
+        self.logs_checked_at = Some(now);
         for id in self.running.keys() {
             self.cap_log(*id);
         }

@@ -19,7 +19,9 @@
 //! process does not have. Off Linux (no `/proc`), scans find nothing.
 //!
 //! Scans are shared: [`Sweeper`] batches the requests that arrive while one scan runs, so
-//! a burst of thousands of ending runs costs a few scans of `/proc`, not thousands.
+//! a burst of thousands of ending runs costs a few scans of `/proc`, not thousands; and
+//! while a burst is being launched ([`timed::launching`]) a scan waits for it, at most
+//! 2 s, so it does not take a core from the spawns.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -31,12 +33,16 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use super::timed;
+
 /// The environment variable that marks a run's processes.
 pub const MARK_VAR: &str = "SUNDIAL_RUN_MARK";
 
 /// The longest environment read per process; the marker sits among the first variables
 /// sundial sets, but a job may have a large inherited environment before it.
 const MAX_ENVIRON: u64 = 1 << 20;
+/// The longest a scan waits for a burst's launches to be over.
+const SCAN_WAITS_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A process that carries a run's marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +214,12 @@ impl Sweeper {
         let (tx, mut rx) = mpsc::unbounded_channel::<(i64, oneshot::Sender<Vec<Marked>>)>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // A scan reads every process's environment: while a burst is launched it
+                // waits (at most SCAN_WAITS_AT_MOST), and answers everyone who asked then.
+                let asked = std::time::Instant::now();
+                while timed::launching() && asked.elapsed() < SCAN_WAITS_AT_MOST {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);

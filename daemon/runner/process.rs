@@ -1,44 +1,32 @@
-//! The one spawn recipe, and the supervision of what it started.
-//!
-//! Every run process of sundial starts in [`spawn`] and nowhere else:
-//! - the argv as given (no shell), in `cwd`, with stdin `/dev/null`;
-//! - the daemon's environment plus the caller's variables, in the caller's order (job
-//!   `env` first, then `SUNDIAL_*`, so ours win);
-//! - in a process group of its own (pgid = pid), so a stop reaches every descendant that
-//!   stayed in the group;
-//! - stdout and stderr appended straight to the run's log file, with no pipe through the
-//!   daemon; only `stream_output` adds pipes, and then each chunk is written to the file
-//!   as it arrives (never held in memory) and each line also goes to the daemon's log.
-//!
-//! A spawn failure (missing program, not executable, bad directory) is a [`SpawnError`]
-//! whose message names the program and directory; the same message is appended to the
-//! log file so `sundial logs` shows why nothing ran.
+//! The supervision of a started process (the start itself is `runner/spawn.rs`).
 //!
 //! [`Running::wait`] awaits the exit. On a timeout or a [`StopRequest`] it sends SIGTERM to
 //! the whole group, gives it `grace`, then SIGKILLs the group; after the leader exits for
 //! whatever reason, any member left in its group is SIGKILLed, so nothing outlives its run.
-//! [`Exit`] says why the process ended; recording it is the caller's job.
+//! [`Exit`] says why the process ended; recording it is the caller's job. With
+//! `stream_output`, [`forward`] copies each pipe to the run's log and the daemon's log.
 //!
-//! Non-goals: run rows, retries, concurrency and the log header line (the orchestrator's;
-//! [`append_log_line`] is here for it). A process that leaves its group (`setsid`) is out
-//! of reach, as under any process-group supervisor.
+//! Non-goals: run rows, retries, concurrency and the log header line (the orchestrator's).
+//! A process that leaves its group (`setsid`) is out of reach, as under any process-group
+//! supervisor.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpgrp, Pid};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+
+use super::spawn::append_log_line;
 
 /// How long [`Running::wait`] waits for the output pipes to reach end-of-file after the
 /// group is gone; only a process that left the group can hold them open longer.
@@ -46,55 +34,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A longer output line is cut in the daemon's log (the run's log file keeps it whole).
 const MAX_FORWARDED_LINE: usize = 16 * 1024;
-
-/// Everything [`spawn`] needs; the caller has already resolved argv, directory and env.
-#[derive(Debug, Clone)]
-pub struct ProcessSpec {
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-    /// Added on top of the daemon's inherited environment, in order (job env first, then
-    /// SUNDIAL_* — the caller orders them); a later entry wins over an earlier one.
-    pub env: Vec<(String, String)>,
-    /// Created (parent directories too) and opened for append; stdout and stderr both go
-    /// straight to this file.
-    pub log_path: PathBuf,
-    /// The attempt's time limit (`timeout_seconds`), for messages; `None` runs until the
-    /// process exits or is stopped.
-    pub timeout: Option<Duration>,
-    /// When that limit runs out: it bounds the whole attempt (pull steps and the main
-    /// process together), so each process gets what is left, not the full limit.
-    pub deadline: Option<Instant>,
-    /// SIGTERM to the group, wait this long, then SIGKILL.
-    pub grace: Duration,
-    /// When `Some(label)`: also forward each output line to the daemon's log (`info!`,
-    /// with the label), while still writing the file.
-    pub stream_output: Option<String>,
-    /// The process's standard input: this pipe's read end (a pre-started run waits on it
-    /// for its release), else `/dev/null`.
-    pub stdin: Option<Arc<std::io::PipeReader>>,
-}
-
-/// Why a process could not be started. Each message names what failed; [`spawn`] also
-/// appends it to the log file (except when the log file itself cannot be opened).
-#[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
-    #[error("nothing to run: the argv is empty")]
-    EmptyArgv,
-    #[error("cannot open the run log {}: {cause}", path.display())]
-    Log { path: PathBuf, cause: io::Error },
-    #[error("cannot start `{program}`: working directory {} {}", cwd.display(), describe_dir(cause))]
-    WorkingDir {
-        program: String,
-        cwd: PathBuf,
-        cause: io::Error,
-    },
-    #[error("cannot start `{program}` in {}: {}", cwd.display(), describe_program(cause))]
-    Program {
-        program: String,
-        cwd: PathBuf,
-        cause: io::Error,
-    },
-}
 
 /// Who asked a running process to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,114 +64,13 @@ pub enum Exit {
 pub struct Running {
     /// The process id, which is also its process group id.
     pub pid: u32,
-    child: Child,
-    pumps: Vec<JoinHandle<()>>,
-    log_path: PathBuf,
+    pub(super) child: Child,
+    pub(super) pumps: Vec<JoinHandle<()>>,
+    pub(super) log_path: PathBuf,
     /// When the attempt's time limit runs out.
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
-    grace: Duration,
-}
-
-/// Starts the process as the module docs describe. Must be called inside a tokio runtime.
-///
-/// Errors when the argv is empty, the log file cannot be opened, the working directory is
-/// missing, or the program cannot be executed; the message is also appended to the log.
-pub fn spawn(spec: &ProcessSpec) -> Result<Running, SpawnError> {
-    let started = start(spec);
-    if let Err(err) = &started {
-        if !matches!(err, SpawnError::Log { .. }) {
-            if let Err(e) = append_log_line(&spec.log_path, &format!("# sundial: {err}")) {
-                tracing::warn!(log = %spec.log_path.display(), error = %e, "cannot write the spawn failure to the run log");
-            }
-        }
-    }
-    started
-}
-
-fn start(spec: &ProcessSpec) -> Result<Running, SpawnError> {
-    let Some((program, args)) = spec.argv.split_first() else {
-        return Err(SpawnError::EmptyArgv);
-    };
-    let log = open_log(&spec.log_path).map_err(|cause| SpawnError::Log {
-        path: spec.log_path.clone(),
-        cause,
-    })?;
-    // Checked first so that "not found" below can only mean the program.
-    match std::fs::metadata(&spec.cwd) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(SpawnError::WorkingDir {
-                program: program.clone(),
-                cwd: spec.cwd.clone(),
-                cause: io::ErrorKind::NotADirectory.into(),
-            })
-        }
-        Err(cause) => {
-            return Err(SpawnError::WorkingDir {
-                program: program.clone(),
-                cwd: spec.cwd.clone(),
-                cause,
-            })
-        }
-    }
-
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .process_group(0)
-        .kill_on_drop(false);
-    let log_error = |cause| SpawnError::Log {
-        path: spec.log_path.clone(),
-        cause,
-    };
-    match &spec.stdin {
-        Some(pipe) => command.stdin(Stdio::from(pipe.try_clone().map_err(|cause| {
-            SpawnError::Program {
-                program: program.clone(),
-                cwd: spec.cwd.clone(),
-                cause,
-            }
-        })?)),
-        None => command.stdin(Stdio::null()),
-    };
-    if spec.stream_output.is_some() {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        command
-            .stdout(Stdio::from(log.try_clone().map_err(log_error)?))
-            .stderr(Stdio::from(log.try_clone().map_err(log_error)?));
-    }
-    let mut child = command.spawn().map_err(|cause| SpawnError::Program {
-        program: program.clone(),
-        cwd: spec.cwd.clone(),
-        cause,
-    })?;
-    let pid = child.id().expect("a just-spawned child has a pid");
-
-    let mut pumps = Vec::new();
-    if let Some(label) = &spec.stream_output {
-        // A failed clone only loses the file copy of that stream; the process already runs.
-        let copy = || log.try_clone().ok();
-        if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(forward(out, copy(), label.clone(), "stdout")));
-        }
-        if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(forward(err, copy(), label.clone(), "stderr")));
-        }
-    }
-    tracing::debug!(pid, program = %program, cwd = %spec.cwd.display(), "process started");
-    Ok(Running {
-        pid,
-        child,
-        pumps,
-        log_path: spec.log_path.clone(),
-        deadline: spec.deadline,
-        timeout: spec.timeout,
-        grace: spec.grace,
-    })
+    pub(super) deadline: Option<Instant>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) grace: Duration,
 }
 
 impl Running {
@@ -359,26 +197,6 @@ impl Running {
     }
 }
 
-/// Appends one line (a newline is added) to a log file, creating it and its parent
-/// directories. The orchestrator writes each attempt's header line with it.
-pub fn append_log_line(path: &Path, line: &str) -> io::Result<()> {
-    let mut file = open_log(path)?;
-    file.write_all(format!("{line}\n").as_bytes())
-}
-
-fn open_log(path: &Path) -> io::Result<File> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    // Mode 0600: a run's output may hold secrets.
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
 /// Whether any live process is in group `pgid` (`kill(-pgid, 0)`); zombies waiting for a
 /// parent that never reaps them do not count. For recovering runs a dead daemon left.
 /// `false` for 0 and 1, which name no run's group.
@@ -457,7 +275,7 @@ async fn until(deadline: Option<Instant>) {
 }
 
 /// Copies a pipe to the log file chunk by chunk and forwards each line to tracing.
-async fn forward<R: AsyncRead + Unpin>(
+pub(super) async fn forward<R: AsyncRead + Unpin>(
     pipe: R,
     mut file: Option<File>,
     label: String,
@@ -507,21 +325,5 @@ fn emit(label: &str, stream: &'static str, line: &[u8]) {
         tracing::warn!(target: "sundial::output", run = %label, stream, "{text}");
     } else {
         tracing::info!(target: "sundial::output", run = %label, stream, "{text}");
-    }
-}
-
-fn describe_program(cause: &io::Error) -> String {
-    match cause.kind() {
-        io::ErrorKind::NotFound => "no such program (or its #! interpreter is missing)".into(),
-        io::ErrorKind::PermissionDenied => "permission denied (is it executable?)".into(),
-        _ => cause.to_string(),
-    }
-}
-
-fn describe_dir(cause: &io::Error) -> String {
-    match cause.kind() {
-        io::ErrorKind::NotFound => "does not exist".into(),
-        io::ErrorKind::NotADirectory => "is not a directory".into(),
-        _ => format!("cannot be used: {cause}"),
     }
 }

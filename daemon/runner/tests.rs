@@ -428,3 +428,66 @@ async fn an_executable_entrypoint_runs_directly() {
     let (exit, log) = run_entrypoint(co.path(), "bin/job.sh", r#"{"a": 1}"#).await;
     assert_eq!((exit, log.as_str()), (Exit::Code(0), "exec {\"a\": 1}\n"));
 }
+
+/// The two tests that need a held log, or all of them, take turns.
+static HELD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+async fn a_prepared_start_writes_through_the_log_it_opened_ahead() {
+    let _held = HELD.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sh(dir.path(), "echo out; echo err >&2");
+    let prepared = prepare(&spec, &["# header".to_string()]).unwrap();
+    assert_eq!(
+        log(&spec),
+        "# header\n",
+        "the preamble is written when prepared"
+    );
+    // The log is moved away before the start: a start that opened the path again would
+    // write to a new file there, a prepared one writes to the file it holds.
+    let moved = dir.path().join("moved.log");
+    std::fs::rename(&spec.log_path, &moved).unwrap();
+    let exit = prepared.start().unwrap().wait(no_stop()).await;
+    assert_eq!(exit, Exit::Code(0));
+    assert_eq!(
+        std::fs::read_to_string(&moved).unwrap(),
+        "# header\nout\nerr\n"
+    );
+    assert!(
+        !spec.log_path.exists(),
+        "the log was opened again at the start"
+    );
+}
+
+#[tokio::test]
+async fn past_the_most_held_logs_a_prepared_start_opens_its_log_at_the_start() {
+    let _held = HELD.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sh(dir.path(), "echo late");
+    // Other tests may hold some too: these take whatever is left.
+    let held: Vec<Prepared> = (0..spawn::MOST_HELD_LOGS)
+        .map(|_| prepare(&spec, &[]).unwrap())
+        .collect();
+    let last = prepare(&spec, &["# over".to_string()]).unwrap();
+    std::fs::remove_file(&spec.log_path).unwrap();
+    assert_eq!(last.start().unwrap().wait(no_stop()).await, Exit::Code(0));
+    assert_eq!(log(&spec), "late\n", "opened anew at the start");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_directory_gone_between_prepare_and_start_is_named_as_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec(dir.path(), &["true"]);
+    spec.cwd = dir.path().join("work");
+    std::fs::create_dir(&spec.cwd).unwrap();
+    let prepared = prepare(&spec, &[]).unwrap();
+    std::fs::remove_dir(&spec.cwd).unwrap();
+    let err = prepared.start().unwrap_err();
+    let message = format!(
+        "cannot start `true`: working directory {} does not exist",
+        spec.cwd.display()
+    );
+    assert_eq!(err.to_string(), message);
+    assert_eq!(log(&spec), format!("# sundial: {message}\n"));
+}

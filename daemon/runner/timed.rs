@@ -143,6 +143,19 @@ impl Pool {
     }
 }
 
+/// A queued job due this soon (or overdue) means a launch is near.
+const NEAR: Duration = Duration::from_millis(20);
+
+/// Whether a launch is near: a queued job is due within [`NEAR`], or overdue. Work that
+/// can wait (bookkeeping, `/proc` scans) waits while it is, so a burst has the cores.
+pub fn launching() -> bool {
+    let queue = POOL.queue.lock().unwrap_or_else(|e| e.into_inner());
+    queue
+        .0
+        .peek()
+        .is_some_and(|Reverse(job)| job.when <= Instant::now() + NEAR)
+}
+
 /// Runs `work` on a launch thread at the monotonic instant `when` (at once when it has
 /// passed), unless `stop` receives a request first. Must be called inside the runtime:
 /// the work runs with the runtime entered (it may spawn a process and tasks).
