@@ -300,9 +300,7 @@ async fn prepare_and_run(
         });
         return Ok(running.wait(stop).await);
     }
-    for line in &preamble {
-        let _ = spawn::append_log_line(&spec.log_path, line);
-    }
+    let _ = spawn::append_log_lines(&spec.log_path, &preamble);
     if d.pull.is_empty() {
         return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
     }

@@ -27,9 +27,9 @@ use super::attempt::RunEvent;
 use super::Engine;
 
 /// The longest bookkeeping waits for a burst.
-pub(super) const MOST_HELD: Duration = Duration::from_secs(2);
+const MOST_HELD: Duration = timed::WAIT_AT_MOST;
 /// How often the engine looks whether the launches are over, while it holds something.
-pub(super) const LOOK_EVERY: Duration = Duration::from_millis(5);
+pub(super) const LOOK_EVERY: Duration = timed::LOOK_EVERY;
 
 /// What waits for the launches to be over.
 #[derive(Debug, Default)]

@@ -41,8 +41,6 @@ pub const MARK_VAR: &str = "SUNDIAL_RUN_MARK";
 /// The longest environment read per process; the marker sits among the first variables
 /// sundial sets, but a job may have a large inherited environment before it.
 const MAX_ENVIRON: u64 = 1 << 20;
-/// The longest a scan waits for a burst's launches to be over.
-const SCAN_WAITS_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A process that carries a run's marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,11 +213,8 @@ impl Sweeper {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 // A scan reads every process's environment: while a burst is launched it
-                // waits (at most SCAN_WAITS_AT_MOST), and answers everyone who asked then.
-                let asked = std::time::Instant::now();
-                while timed::launching() && asked.elapsed() < SCAN_WAITS_AT_MOST {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                // waits, and answers everyone who asked meanwhile.
+                timed::launches_over().await;
                 let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);

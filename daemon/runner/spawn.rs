@@ -124,12 +124,25 @@ impl Drop for Held {
 /// Where the child's output goes, as far as it was settled when prepared.
 #[derive(Debug)]
 enum Output {
-    /// Stdout and stderr are set on the command: the log's descriptors, held.
-    Set(Held),
-    /// Piped (`stream_output`): the log, held, is copied for the pumps at the start.
-    Piped(File, Held),
-    /// Not held (past [`MOST_HELD_LOGS`]): the log is opened again at the start.
+    /// Stdout and stderr are set on the command, to the log.
+    Set,
+    /// Piped (`stream_output`): the log is copied for the pumps at the start.
+    Piped(File),
+    /// The log is not held (past [`MOST_HELD_LOGS`]): it is opened again at the start.
     Later,
+}
+
+/// Points the command's output at the open `log`: straight to it, or through pipes
+/// whose pumps copy to it (`streamed`).
+fn direct(command: &mut Command, log: File, streamed: bool) -> io::Result<Output> {
+    if streamed {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        return Ok(Output::Piped(log));
+    }
+    command
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    Ok(Output::Set)
 }
 
 /// A process ready to start: its log open, its directory checked, its command built.
@@ -139,6 +152,8 @@ pub struct Prepared {
     program: String,
     cwd: PathBuf,
     output: Output,
+    /// Counts the log held open, while it is.
+    _held: Option<Held>,
     log_path: PathBuf,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
@@ -171,29 +186,15 @@ impl Prepared {
     }
 
     fn launch(mut self) -> Result<Running, SpawnError> {
-        let log_path = self.log_path.clone();
-        let log_error = |cause| SpawnError::Log {
-            path: log_path.clone(),
-            cause,
-        };
-        let pumped = match std::mem::replace(&mut self.output, Output::Later) {
-            Output::Set(held) => {
-                self.output = Output::Set(held);
-                None
-            }
-            Output::Piped(log, _) => Some(log),
-            Output::Later => {
-                let log = open_log(&self.log_path).map_err(log_error)?;
-                if self.stream_output.is_some() {
-                    Some(log)
-                } else {
-                    self.command
-                        .stdout(Stdio::from(log.try_clone().map_err(log_error)?))
-                        .stderr(Stdio::from(log));
-                    None
-                }
-            }
-        };
+        if let Output::Later = self.output {
+            let log_error = |cause| SpawnError::Log {
+                path: self.log_path.clone(),
+                cause,
+            };
+            let log = open_log(&self.log_path).map_err(log_error)?;
+            self.output =
+                direct(&mut self.command, log, self.stream_output.is_some()).map_err(log_error)?;
+        }
         let mut child = self.command.spawn().map_err(|cause| {
             // Checked when prepared; gone since, it is what failed (not the program).
             match check_dir(&self.program, &self.cwd) {
@@ -207,7 +208,7 @@ impl Prepared {
         })?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let mut pumps = Vec::new();
-        if let (Some(label), Some(log)) = (&self.stream_output, &pumped) {
+        if let (Some(label), Output::Piped(log)) = (&self.stream_output, &self.output) {
             // A failed clone only loses the file copy of that stream; the process already runs.
             let copy = || log.try_clone().ok();
             if let Some(out) = child.stdout.take() {
@@ -236,10 +237,8 @@ fn build(spec: &ProcessSpec, preamble: &[String]) -> Result<Prepared, SpawnError
         cause,
     };
     let mut log = open_log(&spec.log_path).map_err(log_error)?;
-    for line in preamble {
-        if let Err(e) = log.write_all(format!("{line}\n").as_bytes()) {
-            tracing::warn!(log = %spec.log_path.display(), error = %e, "cannot write to the run log");
-        }
+    if let Err(e) = write_lines(&mut log, preamble) {
+        tracing::warn!(log = %spec.log_path.display(), error = %e, "cannot write to the run log");
     }
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(SpawnError::EmptyArgv);
@@ -264,24 +263,18 @@ fn build(spec: &ProcessSpec, preamble: &[String]) -> Result<Prepared, SpawnError
         })?)),
         None => command.stdin(Stdio::null()),
     };
-    if spec.stream_output.is_some() {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
-    let output = match (Held::take(), spec.stream_output.is_some()) {
-        (None, _) => Output::Later,
-        (Some(held), true) => Output::Piped(log, held),
-        (Some(held), false) => {
-            command
-                .stdout(Stdio::from(log.try_clone().map_err(log_error)?))
-                .stderr(Stdio::from(log));
-            Output::Set(held)
-        }
+    // Held open only while few are; else closed here and opened again at the start.
+    let held = Held::take();
+    let output = match held {
+        Some(_) => direct(&mut command, log, spec.stream_output.is_some()).map_err(log_error)?,
+        None => Output::Later,
     };
     Ok(Prepared {
         command,
         program: program.clone(),
         cwd: spec.cwd.clone(),
         output,
+        _held: held,
         log_path: spec.log_path.clone(),
         timeout: spec.timeout,
         deadline: spec.deadline,
@@ -317,10 +310,24 @@ fn check_dir(program: &str, cwd: &Path) -> Result<(), SpawnError> {
 }
 
 /// Appends one line (a newline is added) to a log file, creating it and its parent
-/// directories. The orchestrator writes each attempt's header line with it.
+/// directories. The orchestrator writes its own lines in a run's log with it.
 pub fn append_log_line(path: &Path, line: &str) -> io::Result<()> {
-    let mut file = open_log(path)?;
-    file.write_all(format!("{line}\n").as_bytes())
+    append_log_lines(path, &[line])
+}
+
+/// Appends lines (a newline after each) to a log file with one open, creating it and its
+/// parent directories.
+pub fn append_log_lines(path: &Path, lines: &[impl AsRef<str>]) -> io::Result<()> {
+    write_lines(&mut open_log(path)?, lines)
+}
+
+fn write_lines(file: &mut File, lines: &[impl AsRef<str>]) -> io::Result<()> {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line.as_ref());
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
 }
 
 fn open_log(path: &Path) -> io::Result<File> {

@@ -145,6 +145,10 @@ impl Pool {
 
 /// A queued job due this soon (or overdue) means a launch is near.
 const NEAR: Duration = Duration::from_millis(20);
+/// The longest work that waits for launches ([`launching`]) waits.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(2);
+/// How often such work looks whether the launches are over.
+pub const LOOK_EVERY: Duration = Duration::from_millis(5);
 
 /// Whether a launch is near: a queued job is due within [`NEAR`], or overdue. Work that
 /// can wait (bookkeeping, `/proc` scans) waits while it is, so a burst has the cores.
@@ -154,6 +158,14 @@ pub fn launching() -> bool {
         .0
         .peek()
         .is_some_and(|Reverse(job)| job.when <= Instant::now() + NEAR)
+}
+
+/// Returns once no launch is near ([`launching`]), or after [`WAIT_AT_MOST`].
+pub async fn launches_over() {
+    let asked = Instant::now();
+    while launching() && asked.elapsed() < WAIT_AT_MOST {
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
 }
 
 /// Runs `work` on a launch thread at the monotonic instant `when` (at once when it has
