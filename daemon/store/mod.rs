@@ -177,11 +177,19 @@ impl StoreError {
 }
 
 /// Whether a PostgreSQL error says the connection itself was lost: closed, an I/O error,
-/// a connection failure (class 08), or a session the server ended (a shutdown, a restart).
-fn connection_lost(e: &postgres::Error) -> bool {
-    use postgres::error::SqlState;
+/// a connection failure (class 08), or a session the server ended: any FATAL error (a
+/// shutdown, a restart, a session idle in its transaction past the server's limit while
+/// this node was stopped) ends the session it comes on.
+pub(in crate::store) fn connection_lost(e: &postgres::Error) -> bool {
+    use postgres::error::{Severity, SqlState};
     e.is_closed()
         || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(Severity::Fatal | Severity::Panic)
+            )
+        })
         || e.code().is_some_and(|code| {
             code.code().starts_with("08")
                 || [

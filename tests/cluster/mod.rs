@@ -57,7 +57,14 @@ fn node_at(repo: &std::path::Path, store: &str, name: &str, extra: &[&str]) -> D
 /// The node's view of the cluster (`/api/status`'s `cluster`).
 fn cluster(daemon: &Daemon) -> Value {
     let (code, body) = daemon.get("/api/status");
-    assert_eq!(code, 200, "{body}");
+    if code != 200 {
+        let log = daemon.log();
+        let from = (log.len().saturating_sub(4000)..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(0);
+        let tail = &log[from..];
+        panic!("/api/status answered {code}: {body}\nthe node's log ends:\n{tail}");
+    }
     serde_json::from_str::<Value>(&body).unwrap()["cluster"].clone()
 }
 

@@ -380,7 +380,8 @@ impl Daemon {
                 response.status().as_u16(),
                 response.body_mut().read_to_string().unwrap_or_default(),
             ),
-            Err(_) => (0, String::new()),
+            // No answer: status 0, and the error (refused, timed out) as the body.
+            Err(e) => (0, format!("no answer: {e}")),
         }
     }
 

@@ -170,21 +170,8 @@ impl Conn {
 /// The longest a connection may take to be made.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
-/// Whether an error says the connection itself broke: closed, an I/O error, or a FATAL
-/// error (the server ends the session after one, e.g. when it shuts down).
+/// Whether an error says the connection itself broke (closed, an I/O error, a FATAL
+/// error or a connection failure): the next call connects anew.
 fn broke(error: &StoreError) -> bool {
-    use postgres::error::Severity;
-    match error {
-        StoreError::Pg(e) => {
-            e.is_closed()
-                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-                || e.as_db_error().is_some_and(|db| {
-                    matches!(
-                        db.parsed_severity(),
-                        Some(Severity::Fatal | Severity::Panic)
-                    )
-                })
-        }
-        _ => false,
-    }
+    matches!(error, StoreError::Pg(e) if super::super::connection_lost(e))
 }

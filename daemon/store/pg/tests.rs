@@ -399,3 +399,65 @@ fn a_refused_statement_has_a_known_outcome_and_a_lost_answer_has_not() {
     };
     assert!(lost.outcome_unknown());
 }
+
+/// A session the server ended while it sat in a transaction (the node was stopped, e.g.
+/// SIGSTOP, past `idle_in_transaction_session_timeout`) is a lost connection like any
+/// other: the next call's FATAL error is transient, its outcome unknown, and the call
+/// after it connects anew. A daemon woken from such a stop must wait it out, not exit.
+#[test]
+fn a_session_ended_in_a_transaction_is_a_lost_connection_not_a_fatal_error() {
+    let db = TestDatabase::new();
+    let store = PgStore::open(&db.target()).unwrap();
+    let pid: i32 = store
+        .conn
+        .call(|c| {
+            c.batch_execute("SET idle_in_transaction_session_timeout = '50ms'; BEGIN")?;
+            let rows = c.simple_query("SELECT pg_backend_pid()")?;
+            let pid = rows.iter().find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            });
+            Ok(pid.unwrap().parse::<i32>().unwrap())
+        })
+        .unwrap();
+    // The server ends the session once it has idled in its transaction past the limit.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = db.url.clone();
+        let alive = std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+        })
+        .join()
+        .unwrap();
+        if alive == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server kept the idle session"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The next statement reads the server's FATAL error (25P03), as the engine's next
+    // statement in its batch did after the stop.
+    let ended = store
+        .conn
+        .call(|c| Ok(c.batch_execute("SAVEPOINT sundial")?))
+        .unwrap_err();
+    assert!(
+        matches!(&ended, StoreError::Pg(e) if e.as_db_error().is_some()),
+        "not the server's FATAL error: {ended:?}"
+    );
+    assert!(ended.is_transient(), "{ended:?}");
+    assert!(ended.outcome_unknown(), "{ended:?}");
+    store
+        .conn
+        .call(|c| Ok(c.batch_execute("SELECT 1")?))
+        .expect("a new connection after the ended one");
+}
