@@ -130,7 +130,10 @@ impl Engine {
         // changed (kept until they are planned, should that fail).
         for name in plan.added.iter().chain(&plan.changed) {
             if let Some((d, _)) = self.applied.deployment(name) {
-                let keys = d.schedules.iter().map(|s| (d.name.clone(), s.id.clone()));
+                let keys = d
+                    .schedules
+                    .iter()
+                    .map(|s| Key::new((d.name.clone(), s.id.clone())));
                 self.to_plan.extend(keys);
             }
         }
@@ -154,7 +157,7 @@ impl Engine {
         let forgotten = if self.cursors_swept {
             self.store.forget_cursors(&plan.unscheduled)
         } else {
-            let wanted: BTreeSet<Key> = self.applied.schedule_keys().collect();
+            let wanted: BTreeSet<(String, String)> = self.applied.schedule_keys().collect();
             self.store.forget_cursors_except(&wanted)
         };
         self.cursors_swept = forgotten.is_ok();

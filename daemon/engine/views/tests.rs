@@ -76,7 +76,9 @@ fn views_kept_up_to_date_are_the_views_built_afresh() {
     let (first, _) = reconcile(&Applied::default(), "c1", &first_outcomes);
     check.publish(&first, true);
     let a1 = first.deployment("a1").unwrap().0.schedules[0].id.clone();
-    check.timer.set(("a1".into(), a1.clone()), Some(at(60)));
+    check
+        .timer
+        .set(Arc::new(("a1".into(), a1.clone())), Some(at(60)));
     check.publish(&first, false);
     let kept = Arc::clone(&check.views[1]);
 
@@ -101,14 +103,14 @@ fn views_kept_up_to_date_are_the_views_built_afresh() {
             note: "paused after 3 failed runs in a row".into(),
         },
     );
-    check.timer.set(("a1".into(), a1.clone()), None);
+    check.timer.set(Arc::new(("a1".into(), a1.clone())), None);
     check.publish(&second, false);
     let (third, _) = reconcile(
         &second,
         "c3",
         &outcomes(&[("deployments/a.yaml", &a_only), ("deployments/b.yaml", &b2)]),
     );
-    check.timer.set(("b1".into(), a1), Some(at(120)));
+    check.timer.set(Arc::new(("b1".into(), a1)), Some(at(120)));
     check.publish(&third, true);
     check.pauses.clear();
     check.publish(&third, false);
