@@ -95,35 +95,42 @@ pub fn log_path(logs_dir: &std::path::Path, run_id: i64) -> PathBuf {
 }
 
 /// Executes the attempt and reports `Started` (if a process started) then `Finished`.
-pub async fn execute(
+///
+/// A plain function returning the future, not an `async fn`: an `async fn` keeps a second
+/// copy of its by-value `attempt` in its future (rust-lang/rust#62958), and a burst holds
+/// one such future per slot.
+#[allow(clippy::manual_async_fn)] // one copy of its by-value arguments (see the doc)
+pub fn execute(
     ctx: Arc<RunContext>,
     attempt: Attempt,
     stop: watch::Receiver<Option<StopRequest>>,
     events: mpsc::UnboundedSender<RunEvent>,
-) {
-    let id = attempt.run_id;
-    let result = prepare_and_run(&ctx, &attempt, stop, &events).await;
-    end_leftovers(&ctx, id).await;
-    let (state, exit_code, reason) = match result {
-        Ok(exit) => outcome(exit),
-        Err(failure) => {
-            let (state, message) = match failure {
-                Failure::Crashed(message) => (RunState::Crashed, message),
-                Failure::Failed(message) => (RunState::Failed, message),
-            };
-            let _ = spawn::append_log_line(
-                &log_path(&ctx.logs_dir, id),
-                &format!("# sundial: {message}"),
-            );
-            (state, None, Some(message))
-        }
-    };
-    let _ = events.send(RunEvent::Finished {
-        id,
-        state,
-        exit_code,
-        reason,
-    });
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let id = attempt.run_id;
+        let result = prepare_and_run(&ctx, &attempt, stop, &events).await;
+        end_leftovers(&ctx, id).await;
+        let (state, exit_code, reason) = match result {
+            Ok(exit) => outcome(exit),
+            Err(failure) => {
+                let (state, message) = match failure {
+                    Failure::Crashed(message) => (RunState::Crashed, message),
+                    Failure::Failed(message) => (RunState::Failed, message),
+                };
+                let _ = spawn::append_log_line(
+                    &log_path(&ctx.logs_dir, id),
+                    &format!("# sundial: {message}"),
+                );
+                (state, None, Some(message))
+            }
+        };
+        let _ = events.send(RunEvent::Finished {
+            id,
+            state,
+            exit_code,
+            reason,
+        });
+    }
 }
 
 /// Ends what the run left behind (processes that left its group), and says so in its log.
@@ -147,43 +154,118 @@ async fn end_leftovers(ctx: &RunContext, id: i64) {
     contain::end(&left, ctx.grace).await;
 }
 
-async fn prepare_and_run(
-    ctx: &Arc<RunContext>,
-    attempt: &Attempt,
-    stop: watch::Receiver<Option<StopRequest>>,
-    events: &mpsc::UnboundedSender<RunEvent>,
-) -> Result<Exit, Failure> {
-    let log = log_path(&ctx.logs_dir, attempt.run_id);
-    // A ready checkout (`<root>/<sha>`) is used without opening git.
-    let ready = ctx.checkouts.root().join(&attempt.commit);
-    let checkout = if ready.is_dir() {
-        ready
-    } else {
-        let ctx = Arc::clone(ctx);
-        let commit = attempt.commit.clone();
-        tokio::task::spawn_blocking(move || {
-            let repo = Repo::open(&ctx.source)?;
-            ctx.checkouts.ensure(&repo, &commit)
+/// The attempt: its checkout, its process built, then started on the dot (the usual
+/// path), or pre-started, or after its pull steps.
+///
+/// The task of every armed attempt lives from its arming to its end, so a burst of 10,000
+/// slots holds 10,000 of them at once: what this future keeps across its waits is kept
+/// small. The process is built by a plain function (its temporaries are gone before the
+/// first wait), and the rare paths (pull steps, pre-started) are boxed, so they do not
+/// size every attempt.
+#[allow(clippy::manual_async_fn)] // one copy of its by-value arguments (see the doc)
+fn prepare_and_run<'a>(
+    ctx: &'a Arc<RunContext>,
+    attempt: &'a Attempt,
+    mut stop: watch::Receiver<Option<StopRequest>>,
+    events: &'a mpsc::UnboundedSender<RunEvent>,
+) -> impl std::future::Future<Output = Result<Exit, Failure>> + Send + 'a {
+    // Not an `async fn`: that would keep `stop` twice (rust-lang/rust#62958).
+    async move {
+        let lease = ctx.lease.clone();
+        let may_start = move || RunContext::may_start(lease.as_deref());
+        // What is built here is gone before the wait for the instant, but on the rare paths.
+        let (prepared, when) = {
+            let checkout = checkout_of(ctx, attempt).await?;
+            let (mut spec, preamble, bootstrapped) = process_of(ctx, attempt, &checkout)?;
+            // The instant the attempt begins: its slot's time (armed ahead), or now.
+            let when = attempt
+                .not_before
+                .map_or_else(std::time::Instant::now, timed::monotonic);
+            // Its time limit counts from then, for every process of it.
+            let begins = tokio::time::Instant::from_std(when.max(std::time::Instant::now()));
+            let d = &attempt.deployment;
+            spec.deadline = d.timeout.map(|t| begins + t);
+            if !d.pull.is_empty() || (d.prestart.is_some() && bootstrapped) {
+                let _ = spawn::append_log_lines(&spec.log_path, &preamble);
+                let id = attempt.run_id;
+                return if d.pull.is_empty() {
+                    Box::pin(prestarted(id, spec, when, stop, events, may_start)).await
+                } else {
+                    Box::pin(with_pull_steps(
+                        ctx, attempt, &checkout, spec, when, stop, events, may_start,
+                    ))
+                    .await
+                };
+            }
+            // The main process is prepared now (its log open, the command built) and spawned
+            // by a launch thread on the dot, if this node may still start it then. A failure
+            // to prepare is reported at the instant too, as the spawn's would be.
+            (spawn::prepare(&spec, &preamble), when)
+        };
+        let launched = timed::at(when, &mut stop, move || {
+            may_start().then(|| prepared.and_then(spawn::Prepared::start))
         })
-        .await
-        .map_err(|e| format!("checkout failed: {e}"))?
-        .map_err(|e| {
-            format!(
-                "checkout of {} failed: {}",
-                short(&attempt.commit),
-                error_chain(&e)
-            )
-        })?
-    };
+        .await;
+        let (running, began) = match launched {
+            Released::Ran(None, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
+            Released::Ran(Some(started), began) => (
+                started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
+                began,
+            ),
+            Released::Stopped(request) => return Ok(Exit::Stopped(request)),
+            Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
+        };
+        let id = attempt.run_id;
+        let _ = events.send(RunEvent::Began { id, at: began });
+        let _ = events.send(RunEvent::Spawned {
+            id,
+            pid: running.pid,
+        });
+        Ok(running.wait(stop).await)
+    }
+}
+
+/// The checkout of the attempt's commit: a ready one (`<root>/<sha>`) is used without
+/// opening git.
+async fn checkout_of(ctx: &Arc<RunContext>, attempt: &Attempt) -> Result<PathBuf, Failure> {
+    let ready = ctx.checkouts.root().join(&attempt.commit);
+    if ready.is_dir() {
+        return Ok(ready);
+    }
+    let ctx = Arc::clone(ctx);
+    let commit = attempt.commit.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let repo = Repo::open(&ctx.source)?;
+        ctx.checkouts.ensure(&repo, &commit)
+    })
+    .await
+    .map_err(|e| format!("checkout failed: {e}"))?
+    .map_err(|e| {
+        format!(
+            "checkout of {} failed: {}",
+            short(&attempt.commit),
+            error_chain(&e)
+        )
+    })?;
+    Ok(made)
+}
+
+/// The attempt's main process, built: its spec (argv and environment with their
+/// `{{ $NAME }}` placeholders read from the daemon's environment now, at run start), the
+/// lines its log begins with, and whether it runs sundial's Python bootstrap.
+fn process_of(
+    ctx: &RunContext,
+    attempt: &Attempt,
+    checkout: &std::path::Path,
+) -> Result<(ProcessSpec, Vec<String>, bool), Failure> {
     let d = &attempt.deployment;
-    // `{{ $NAME }}` placeholders are read from the daemon's environment now, at run start.
-    let plan = launch::plan(d, &checkout).map_err(|e| Failure::Crashed(error_chain(&e)))?;
+    let plan = launch::plan(d, checkout).map_err(|e| Failure::Crashed(error_chain(&e)))?;
     let argv = plan
         .argv
         .iter()
         .map(|word| render(word))
         .collect::<Result<Vec<_>, _>>()?;
-    let cwd = in_checkout(&checkout, &d.working_dir, "working directory")?;
+    let cwd = in_checkout(checkout, &d.working_dir, "working directory")?;
     let mut env: Vec<(String, String)> = Vec::new();
     for (key, value) in &d.env {
         env.push((key.clone(), render(value)?));
@@ -252,59 +334,33 @@ async fn prepare_and_run(
     );
     let mut preamble = vec![header];
     preamble.extend(plan.notes.iter().map(|note| format!("# sundial: {note}")));
-    let mut spec = ProcessSpec {
+    let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
+    let spec = ProcessSpec {
         argv,
         cwd,
         env,
-        log_path: log,
+        log_path: log_path(&ctx.logs_dir, attempt.run_id),
         timeout: d.timeout,
         deadline: None,
         grace: ctx.grace,
         stream_output: d.stream_output.then(|| d.name.clone()),
         stdin: None,
     };
-    let mut stop = stop;
-    // The instant the attempt begins: its slot's time (armed ahead), or now.
-    let when = attempt
-        .not_before
-        .map_or_else(std::time::Instant::now, timed::monotonic);
-    // Its time limit counts from then, for every process of it.
-    let begins = tokio::time::Instant::from_std(when.max(std::time::Instant::now()));
-    spec.deadline = d.timeout.map(|t| begins + t);
-    let bootstrapped = plan.argv.iter().any(|word| word == launch::BOOTSTRAP);
-    let lease = ctx.lease.clone();
-    let may_start = move || RunContext::may_start(lease.as_deref());
-    if d.pull.is_empty() && !(d.prestart.is_some() && bootstrapped) {
-        // The main process is prepared now (its log open, the command built) and spawned
-        // by a launch thread on the dot, if this node may still start it then. A failure
-        // to prepare is reported at the instant too, as the spawn's would be.
-        let prepared = spawn::prepare(&spec, &preamble);
-        let launched = timed::at(when, &mut stop, move || {
-            may_start().then(|| prepared.and_then(spawn::Prepared::start))
-        })
-        .await;
-        let (running, began) = match launched {
-            Released::Ran(None, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
-            Released::Ran(Some(started), began) => (
-                started.map_err(|e| Failure::Crashed(error_chain(&e)))?,
-                began,
-            ),
-            Released::Stopped(request) => return Ok(Exit::Stopped(request)),
-            Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
-        };
-        let id = attempt.run_id;
-        let _ = events.send(RunEvent::Began { id, at: began });
-        let _ = events.send(RunEvent::Spawned {
-            id,
-            pid: running.pid,
-        });
-        return Ok(running.wait(stop).await);
-    }
-    let _ = spawn::append_log_lines(&spec.log_path, &preamble);
-    if d.pull.is_empty() {
-        return prestarted(attempt.run_id, spec, when, stop, events, may_start).await;
-    }
-    // Pull steps first: the wait ends on the dot, then each step, then the main process.
+    Ok((spec, preamble, bootstrapped))
+}
+
+/// Pull steps first: the wait ends on the dot, then each step, then the main process.
+#[allow(clippy::too_many_arguments)]
+async fn with_pull_steps(
+    ctx: &Arc<RunContext>,
+    attempt: &Attempt,
+    checkout: &std::path::Path,
+    spec: ProcessSpec,
+    when: std::time::Instant,
+    mut stop: watch::Receiver<Option<StopRequest>>,
+    events: &mpsc::UnboundedSender<RunEvent>,
+    may_start: impl Fn() -> bool + Clone + Send + 'static,
+) -> Result<Exit, Failure> {
     let still_leads = may_start.clone();
     let began = match timed::at(when, &mut stop, may_start).await {
         Released::Ran(false, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
@@ -316,8 +372,8 @@ async fn prepare_and_run(
         id: attempt.run_id,
         at: began,
     });
-    for (i, step) in d.pull.iter().enumerate() {
-        let exit = pull_step(ctx, attempt, &checkout, &spec, (i, step), &stop, events).await?;
+    for (i, step) in attempt.deployment.pull.iter().enumerate() {
+        let exit = pull_step(ctx, attempt, checkout, &spec, (i, step), &stop, events).await?;
         if exit != Exit::Code(0) {
             let _ = spawn::append_log_line(
                 &spec.log_path,

@@ -80,28 +80,38 @@ impl Running {
     /// SIGKILLed, so a grandchild that ignored SIGTERM or kept running never outlives the
     /// run. A request already in `stop` when called stops at once; a dropped sender only
     /// means no stop will come.
-    pub async fn wait(mut self, mut stop: watch::Receiver<Option<StopRequest>>) -> Exit {
-        let deadline = self.deadline;
-        let mut stop_open = true;
-        let why = loop {
-            let requested = *stop.borrow_and_update();
-            if let Some(request) = requested {
-                break Exit::Stopped(request);
-            }
-            tokio::select! {
-                status = self.child.wait() => {
-                    let exit = self.exited(status);
-                    self.sweep_group();
-                    self.drain().await;
-                    return exit;
+    ///
+    /// A plain function returning the future, not an `async fn`: an `async fn` keeps a
+    /// second copy of a by-value `self` in its future (rust-lang/rust#62958), and every
+    /// attempt of a burst holds this future.
+    #[allow(clippy::manual_async_fn)] // one copy of its by-value arguments (see the doc)
+    pub fn wait(
+        mut self,
+        mut stop: watch::Receiver<Option<StopRequest>>,
+    ) -> impl std::future::Future<Output = Exit> + Send {
+        async move {
+            let deadline = self.deadline;
+            let mut stop_open = true;
+            let why = loop {
+                let requested = *stop.borrow_and_update();
+                if let Some(request) = requested {
+                    break Exit::Stopped(request);
                 }
-                () = until(deadline) => break Exit::TimedOut,
-                changed = stop.changed(), if stop_open => stop_open = changed.is_ok(),
-            }
-        };
-        self.terminate(why).await;
-        self.drain().await;
-        why
+                tokio::select! {
+                    status = self.child.wait() => {
+                        let exit = self.exited(status);
+                        self.sweep_group();
+                        self.drain().await;
+                        return exit;
+                    }
+                    () = until(deadline) => break Exit::TimedOut,
+                    changed = stop.changed(), if stop_open => stop_open = changed.is_ok(),
+                }
+            };
+            self.terminate(why).await;
+            self.drain().await;
+            why
+        }
     }
 
     fn exited(&mut self, status: io::Result<ExitStatus>) -> Exit {
