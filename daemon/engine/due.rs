@@ -114,7 +114,7 @@ impl Engine {
         let mut kept_anchor = None;
         let cursor = match self.store.cursor(&key.0, &key.1)? {
             // A cursor from before fingerprints were kept adopts the current timing.
-            Some(c) if c.fingerprint == planned.fingerprint || c.fingerprint.is_empty() => {
+            Some(c) if *c.fingerprint == *planned.fingerprint || c.fingerprint.is_empty() => {
                 kept_anchor = c.anchor;
                 c.last_slot
             }
@@ -157,7 +157,9 @@ impl Engine {
             .insert(key.clone(), planned.fingerprint.clone());
         let (due, dropped) = due_slots(&planned.schedule, cursor, horizon);
         let mut parameters: Map<String, Json> = deployment.parameters.clone();
-        parameters.extend(planned.parameters.clone());
+        if let Some(overrides) = &planned.parameters {
+            parameters.extend(overrides.as_ref().clone());
+        }
         let parameters = Json::Object(parameters);
         let inactive = deployment.paused || !planned.active;
         let paused_after_failures = self.pauses.contains_key(&key.0);

@@ -259,7 +259,7 @@ struct Engine {
     applied: Applied,
     timer: Timer,
     /// The timing fingerprint each armed schedule was planned for.
-    fingerprints: HashMap<Key, String>,
+    fingerprints: HashMap<Key, Arc<str>>,
     /// Attempts in flight: how to stop each, and the commit it runs (its checkout is kept).
     running: HashMap<i64, policy::InFlight>,
     /// Per deployment, `Pending` runs waiting for a place, oldest slot first.

@@ -230,7 +230,7 @@ impl Engine {
             let kept = self
                 .store
                 .cursor(name, &s.id)?
-                .filter(|c| c.fingerprint == s.fingerprint)
+                .filter(|c| *c.fingerprint == *s.fingerprint)
                 .and_then(|c| c.anchor);
             if let Some(anchor) = kept.or(s.introduced_at) {
                 s.schedule = s.schedule.anchored_at(anchor);

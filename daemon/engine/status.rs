@@ -254,7 +254,8 @@ pub struct DeploymentView {
     /// The commit its runs execute (shared by the views of one file).
     pub commit: Arc<str>,
     /// Paused at run time after failing runs in a row (not what git says), until resumed.
-    pub paused_after_failures: Option<crate::store::Pause>,
+    /// Boxed: rare, and each of 10,000 views would keep 64 bytes for it.
+    pub paused_after_failures: Option<Box<crate::store::Pause>>,
     /// True when its file fails at the newest commit and this is the last good version.
     pub held_back: bool,
     /// The next fire of each schedule, in the order of the deployment's `schedules`.

@@ -146,8 +146,8 @@ fn refresh(
     }
     for view in views.iter_mut() {
         let pause = sources.pauses.get(view.name());
-        if view.paused_after_failures.as_ref() != pause {
-            Arc::make_mut(view).paused_after_failures = pause.cloned();
+        if view.paused_after_failures.as_deref() != pause {
+            Arc::make_mut(view).paused_after_failures = pause.cloned().map(Box::new);
         }
     }
 }
@@ -163,7 +163,7 @@ fn build(
     let shared = SharedDeployment::new(file, index).expect("an index of the file's deployments");
     let d = &file[index];
     let mut view = DeploymentView::new(shared, commit, held_back);
-    view.paused_after_failures = sources.pauses.get(&d.name).cloned();
+    view.paused_after_failures = sources.pauses.get(&d.name).cloned().map(Box::new);
     for s in &d.schedules {
         view.set_next(
             &s.id,

@@ -274,7 +274,7 @@ pub fn check(
         version: raw.version.as_ref().map(scalar_text),
         launch: launch?,
         parameters,
-        parameter_schema,
+        parameter_schema: parameter_schema.map(Box::new),
         pull: pulled.steps,
         working_dir,
         working_dir_from_root,
@@ -521,7 +521,7 @@ fn planned_schedule(
         "{kind}\0{expression}\0{tz}\0{day_or}\0{}",
         raw.anchor_date.as_deref().unwrap_or_default()
     );
-    let fingerprint = short_digest(&timing);
+    let fingerprint = short_digest(&timing).into();
     let id = match raw.slug.as_deref().map(str::trim) {
         Some(slug) if !slug.is_empty() => slug.to_string(),
         _ => {
@@ -542,7 +542,11 @@ fn planned_schedule(
         introduced_at: None,
         schedule,
         active: raw.active.unwrap_or(true),
-        parameters: raw.parameters.clone().unwrap_or_default(),
+        parameters: raw
+            .parameters
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(Box::new),
     })
 }
 

@@ -29,8 +29,9 @@ pub struct Deployment {
     pub launch: Launch,
     /// Default parameters (a JSON object).
     pub parameters: Map<String, Json>,
-    /// Checked against every merged parameter set when present (enforcement on).
-    pub parameter_schema: Option<Json>,
+    /// Checked against every merged parameter set when present (enforcement on). Boxed:
+    /// most deployments have none, and each of 10,000 would keep 72 bytes for it.
+    pub parameter_schema: Option<Box<Json>>,
     pub pull: Vec<PullStep>,
     /// Directory the process starts in, relative to the repository root.
     pub working_dir: String,
@@ -100,7 +101,8 @@ pub struct PlannedSchedule {
     pub id: String,
     /// A digest of the timing (kind, expression, zone, day_or, anchor): the cursor
     /// remembers it, and a schedule whose timing changed is planned anew from now.
-    pub fingerprint: String,
+    /// Shared with the engine's record of what each schedule was planned for.
+    pub fingerprint: std::sync::Arc<str>,
     /// What it says, for people: `cron 0 9 * * * (America/Chicago)`.
     pub description: String,
     pub schedule: Schedule,
@@ -111,8 +113,8 @@ pub struct PlannedSchedule {
     /// anchored there.
     pub introduced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub active: bool,
-    /// This schedule's parameter overrides.
-    pub parameters: Map<String, Json>,
+    /// This schedule's parameter overrides, if it has any (boxed: most have none).
+    pub parameters: Option<Box<Map<String, Json>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,19 +22,19 @@ pub fn custom_run(d: &DeploymentView) -> Markup {
     let post = format!("/api/deployments/{}/runs", percent_encode(&dep.name));
     let properties = dep
         .parameter_schema
-        .as_ref()
+        .as_deref()
         .and_then(|s| s.get("properties"))
         .and_then(Json::as_object);
     let required: Vec<&str> = dep
         .parameter_schema
-        .as_ref()
+        .as_deref()
         .and_then(|s| s.get("required"))
         .and_then(Json::as_array)
         .map(|r| r.iter().filter_map(Json::as_str).collect())
         .unwrap_or_default();
     html! {
         form.api.params #custom-run data-post=(post) data-goto="run" data-params="1" {
-            @match (dep.parameter_schema.as_ref(), properties) {
+            @match (dep.parameter_schema.as_deref(), properties) {
                 (Some(root), Some(properties)) => {
                     @for (i, (name, schema)) in properties.iter().enumerate() {
                         (field(i, name, &resolve(root, schema), dep.parameters.get(name), required.contains(&name.as_str())))
