@@ -28,9 +28,9 @@ use crate::runner::timed::{self, Released};
 use crate::source::{Checkouts, Repo, SourceConfig};
 use crate::store::RunState;
 use crate::template;
-use crate::validate::desired::PullStep;
 
 use super::error_chain;
+use super::pull::with_pull_steps;
 
 /// What every attempt needs from the daemon.
 pub struct RunContext {
@@ -349,54 +349,6 @@ fn process_of(
     Ok((spec, preamble, bootstrapped))
 }
 
-/// Pull steps first: the wait ends on the dot, then each step, then the main process.
-#[allow(clippy::too_many_arguments)]
-async fn with_pull_steps(
-    ctx: &Arc<RunContext>,
-    attempt: &Attempt,
-    checkout: &std::path::Path,
-    spec: ProcessSpec,
-    when: std::time::Instant,
-    mut stop: watch::Receiver<Option<StopRequest>>,
-    events: &mpsc::UnboundedSender<RunEvent>,
-    may_start: impl Fn() -> bool + Clone + Send + 'static,
-) -> Result<Exit, Failure> {
-    let still_leads = may_start.clone();
-    let began = match timed::at(when, &mut stop, may_start).await {
-        Released::Ran(false, _) => return Err(Failure::Crashed(NOT_ALIVE.into())),
-        Released::Ran(true, began) => began,
-        Released::Stopped(request) => return Ok(Exit::Stopped(request)),
-        Released::Lost => return Err(Failure::Crashed(LAUNCH_LOST.into())),
-    };
-    let _ = events.send(RunEvent::Began {
-        id: attempt.run_id,
-        at: began,
-    });
-    for (i, step) in attempt.deployment.pull.iter().enumerate() {
-        let exit = pull_step(ctx, attempt, checkout, &spec, (i, step), &stop, events).await?;
-        if exit != Exit::Code(0) {
-            let _ = spawn::append_log_line(
-                &spec.log_path,
-                &format!(
-                    "# sundial: pull step {} failed ({exit:?}); the attempt fails",
-                    i + 1
-                ),
-            );
-            return Ok(exit);
-        }
-    }
-    // The pull steps took their time: the node must still lead to start the main process.
-    if !still_leads() {
-        return Err(Failure::Crashed(NOT_ALIVE.into()));
-    }
-    let running = spawn::spawn(&spec).map_err(|e| Failure::Crashed(error_chain(&e)))?;
-    let _ = events.send(RunEvent::Spawned {
-        id: attempt.run_id,
-        pid: running.pid,
-    });
-    Ok(running.wait(stop).await)
-}
-
 /// A Python entrypoint started ahead (`prestart_seconds`): the interpreter starts now and
 /// imports the module, the bootstrap waits on its standard input, and a launch thread
 /// writes the release on the dot; the function is called then. Stopped before that (or the
@@ -446,14 +398,14 @@ async fn prestarted(
 }
 
 /// Why an attempt of a node that stopped leading before its instant is Crashed.
-const NOT_ALIVE: &str = "not started: this node lost the database before the run's time (no recent heartbeat); the leader settles it and decides its retry";
+pub(super) const NOT_ALIVE: &str = "not started: this node lost the database before the run's time (no recent heartbeat); the leader settles it and decides its retry";
 
 /// Why an attempt whose launch thread failed is Crashed.
-const LAUNCH_LOST: &str = "the thread starting the process failed; whether it started is unknown, and any process of the run is ended";
+pub(super) const LAUNCH_LOST: &str = "the thread starting the process failed; whether it started is unknown, and any process of the run is ended";
 
 /// Why an attempt ended before its process could run.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// Nothing ran: checkout, launch or spawn failed.
     Crashed(String),
     /// The run's own configuration cannot be used now (an unset `{{ $NAME }}`).
@@ -466,7 +418,7 @@ impl From<String> for Failure {
     }
 }
 
-fn render(text: &str) -> Result<String, Failure> {
+pub(super) fn render(text: &str) -> Result<String, Failure> {
     template::render_env(text).map_err(|p| {
         Failure::Failed(format!(
             "`{}` cannot be resolved: set it in the daemon's environment (for systemd, in its EnvironmentFile=)",
@@ -478,7 +430,11 @@ fn render(text: &str) -> Result<String, Failure> {
 /// A directory of the run (`working_dir`, a pull step's `directory`) inside the checkout,
 /// with its `{{ $NAME }}` placeholders filled in now; one that would leave the checkout
 /// fails the attempt.
-fn in_checkout(checkout: &std::path::Path, dir: &str, what: &str) -> Result<PathBuf, Failure> {
+pub(super) fn in_checkout(
+    checkout: &std::path::Path,
+    dir: &str,
+    what: &str,
+) -> Result<PathBuf, Failure> {
     let rendered = render(dir)?;
     match crate::validate::paths::resolve_inside("", &rendered) {
         Some(rel) if rel.is_empty() => Ok(checkout.to_path_buf()),
@@ -500,106 +456,6 @@ fn render_json(value: &Json) -> Result<Json, Failure> {
         ),
         other => other.clone(),
     })
-}
-
-/// One process of a pull step: argv, directory, extra environment.
-type StepCommand = (Vec<String>, PathBuf, Vec<(String, String)>);
-
-/// Performs one pull step (DESIGN.md "Pull steps") as a process of the attempt, logged to
-/// the run's log, with the run's environment and what is left of its time limit.
-async fn pull_step(
-    ctx: &Arc<RunContext>,
-    attempt: &Attempt,
-    checkout: &std::path::Path,
-    main: &ProcessSpec,
-    (index, step): (usize, &PullStep),
-    stop: &watch::Receiver<Option<StopRequest>>,
-    events: &mpsc::UnboundedSender<RunEvent>,
-) -> Result<Exit, Failure> {
-    let d = &attempt.deployment;
-    let lines: Vec<StepCommand> = match step {
-        PullStep::PipInstall {
-            requirements,
-            directory,
-        } => {
-            let python = d
-                .python
-                .clone()
-                .unwrap_or_else(|| crate::runner::launch::DEFAULT_PYTHON.to_string());
-            let argv = vec![
-                python,
-                "-m".into(),
-                "pip".into(),
-                "install".into(),
-                "-r".into(),
-                checkout.join(requirements).display().to_string(),
-            ];
-            let dir = in_checkout(checkout, directory, "pull step directory")?;
-            vec![(argv, dir, Vec::new())]
-        }
-        PullStep::Script {
-            lines,
-            directory,
-            env,
-        } => {
-            let mut rendered_env = Vec::new();
-            for (k, v) in env {
-                rendered_env.push((k.clone(), render(v)?));
-            }
-            let mut out = Vec::new();
-            for line in lines {
-                let argv = line
-                    .iter()
-                    .map(|w| render(w))
-                    .collect::<Result<Vec<_>, _>>()?;
-                out.push((
-                    argv,
-                    in_checkout(checkout, directory, "pull step directory")?,
-                    rendered_env.clone(),
-                ));
-            }
-            out
-        }
-    };
-    for (argv, cwd, extra_env) in lines {
-        let _ = spawn::append_log_line(
-            &main.log_path,
-            &format!(
-                "# sundial: pull step {}: {}",
-                index + 1,
-                shell_words::join(&argv)
-            ),
-        );
-        let mut env = main.env.clone();
-        env.extend(extra_env);
-        let spec = ProcessSpec {
-            argv,
-            cwd,
-            env,
-            log_path: main.log_path.clone(),
-            timeout: main.timeout,
-            deadline: main.deadline,
-            grace: ctx.grace,
-            stream_output: main.stream_output.clone(),
-            stdin: None,
-        };
-        let running = spawn::spawn(&spec).map_err(|e| {
-            Failure::Failed(format!(
-                "pull step {} cannot start: {}",
-                index + 1,
-                error_chain(&e)
-            ))
-        })?;
-        let _ = events.send(RunEvent::Spawned {
-            id: attempt.run_id,
-            pid: running.pid,
-        });
-        let exit = running.wait(stop.clone()).await;
-        if exit != Exit::Code(0) {
-            return Ok(exit);
-        }
-    }
-    Ok(Exit::Code(0))
 }
 
 fn outcome(exit: Exit) -> (RunState, Option<i32>, Option<String>) {

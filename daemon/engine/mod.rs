@@ -37,6 +37,7 @@ mod events;
 mod faults;
 mod notices;
 mod policy;
+mod pull;
 mod recover;
 pub mod request;
 mod reread;
