@@ -10,6 +10,10 @@
  *                                 clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME), then
  *                                 posix_spawn()s `floor stamp FILE` in its own process group
  *                                 (the instants of a 1-second schedule)
+ *   floor ticks N OFFSET_MS FILE -- PROGRAM ARG...
+ *                                 the same, spawning PROGRAM ARG... instead (FILE unused):
+ *                                 the floor of a Python entrypoint's start is the same
+ *                                 interpreter calling the same stamping function
  *   floor burst N AT FILE         sleeps to AT (whole epoch seconds, CLOCK_REALTIME,
  *                                 TIMER_ABSTIME), then posix_spawn()s N stamping children one
  *                                 after the other, reaping the ended ones as it goes
@@ -73,17 +77,19 @@ static char **child_env(char *entry) {
     return env;
 }
 
-static int spawn_stamp(const char *self, const char *file, char *entry) {
+/* Spawns `cmd` (NULL: `self stamp FILE`) in its own process group, found on PATH. */
+static int spawn_stamp(const char *self, const char *file, char *entry, char **cmd) {
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    char *argv[] = {(char *)self, "stamp", (char *)file, NULL};
+    char *own[] = {(char *)self, "stamp", (char *)file, NULL};
+    char **argv = cmd ? cmd : own;
     pid_t pid;
-    int err = posix_spawn(&pid, self, NULL, &attr, argv, child_env(entry));
+    int err = posix_spawnp(&pid, argv[0], NULL, &attr, argv, child_env(entry));
     posix_spawnattr_destroy(&attr);
     if (err) {
-        fprintf(stderr, "posix_spawn %s: %s\n", self, strerror(err));
+        fprintf(stderr, "posix_spawn %s: %s\n", argv[0], strerror(err));
         return 1;
     }
     return 0;
@@ -100,7 +106,7 @@ static void sleep_until(time_t sec, long nsec) {
     }
 }
 
-static int ticks(const char *self, long n, long offset_ms, const char *file) {
+static int ticks(const char *self, long n, long offset_ms, const char *file, char **cmd) {
     static char entry[96];
     for (long i = 0; i < n; i++) {
         struct timespec now;
@@ -108,7 +114,7 @@ static int ticks(const char *self, long n, long offset_ms, const char *file) {
         time_t sec = now.tv_sec + (now.tv_nsec >= offset_ms * 1000000L ? 1 : 0);
         sleep_until(sec, offset_ms * 1000000L);
         scheduled_env(entry, sizeof entry, sec, offset_ms);
-        if (spawn_stamp(self, file, entry)) return 1;
+        if (spawn_stamp(self, file, entry, cmd)) return 1;
         reap(WNOHANG);
     }
     reap(0);
@@ -120,7 +126,7 @@ static int burst(const char *self, long n, time_t at, const char *file) {
     sleep_until(at, 0);
     scheduled_env(entry, sizeof entry, at, 0);
     for (long i = 0; i < n; i++) {
-        if (spawn_stamp(self, file, entry)) return 1;
+        if (spawn_stamp(self, file, entry, NULL)) return 1;
         reap(WNOHANG);
     }
     reap(0);
@@ -138,9 +144,11 @@ int main(int argc, char **argv) {
     }
     self[len] = '\0';
     if (argc == 5 && strcmp(argv[1], "ticks") == 0)
-        return ticks(self, atol(argv[2]), atol(argv[3]), argv[4]);
+        return ticks(self, atol(argv[2]), atol(argv[3]), argv[4], NULL);
+    if (argc >= 7 && strcmp(argv[1], "ticks") == 0 && strcmp(argv[5], "--") == 0)
+        return ticks(self, atol(argv[2]), atol(argv[3]), argv[4], argv + 6);
     if (argc == 5 && strcmp(argv[1], "burst") == 0)
         return burst(self, atol(argv[2]), (time_t)atoll(argv[3]), argv[4]);
-    fprintf(stderr, "usage: floor stamp FILE | floor ticks N OFFSET_MS FILE | floor burst N AT FILE\n");
+    fprintf(stderr, "usage: floor stamp FILE | floor ticks N OFFSET_MS FILE [-- PROGRAM ARG...] | floor burst N AT FILE\n");
     return 2;
 }

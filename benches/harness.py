@@ -193,9 +193,11 @@ class Daemon:
         PROCS.stop(self.proc, grace=60)
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """VmRSS (all resident pages), or RssAnon (the process's own memory) or RssFile (pages of
+    its binary and libraries: page cache, shared and reclaimable) from /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:
-        return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+        return int(next(l for l in f if l.startswith(field + ":")).split()[1])
 
 
 def cpu_seconds(pid):
@@ -269,6 +271,7 @@ class Row:
     def __init__(self, figure, target):
         self.figure, self.target = figure, target
         self.sundial = self.peer = self.ratio = self.met = None
+        self.floor = None  # a second peer, printed before `peer`
         self.ok = False
 
     def set(self, sundial, peer=None, ratio=None, met=None):
@@ -338,6 +341,18 @@ def lateness_phase(args, tmp, name, loaded, rows):
         py = lateness_ms(read_stamps(python, first)[:runs])
         rows["python"].set(f"p50 {pct(py, 50):.1f}, p99 {pct(py, 99):.1f}, max {max(py):.1f} ms", None, None,
                            yes_no(pct(py, 99) <= 5))
+        # The floor of a plain Python start: the same interpreter calling the same function,
+        # spawned by the floor program at +250 ms of each second (the daemon is stopped).
+        direct = os.path.join(work, "direct.txt")
+        flows = os.path.join(work, "repo", "flows")
+        code = f"import sys; sys.path.insert(0, {flows!r}); import stamp; stamp.stamp({direct!r})"
+        n_direct = min(runs, 60)
+        subprocess.run([args.floor, "ticks", str(n_direct), "250", direct, "--", args.python, "-c", code],
+                       check=True, timeout=n_direct * 3 + 60)
+        di = lateness_ms(read_stamps(direct)[:n_direct])
+        rows["python"].floor = (f"the same Python and function started by the floor: p50 {pct(di, 50):.1f}, "
+                                f"p99 {pct(di, 99):.1f}, max {max(di):.1f} ms ({len(di)} runs)")
+        rows["python"].ratio = f"{pct(py, 99) / pct(di, 99):.2f} (÷ floor)" if pct(di, 99) > 0 else "-"
         ea = lateness_ms(read_stamps(early, first)[:runs])
         rows["python-early"].set(f"p50 {pct(ea, 50):.2f}, p99 {pct(ea, 99):.2f}, max {max(ea):.2f} ms",
                                  f"the same without it: p99 {pct(py, 99):.1f} ms",
@@ -467,7 +482,8 @@ deployments:
                 f"max {max(late):.0f} ms ({len(late)} runs, {args.prefect_interval} s interval)")
     if row.ok:
         p99 = float(re.search(r"p99 ([\d.]+)", row.sundial).group(1))
-        row.ratio = f"{p99 / pct(late, 99):.3f}" if pct(late, 99) > 0 else "-"
+        prefect = f"{p99 / pct(late, 99):.3f} (÷ Prefect)" if pct(late, 99) > 0 else "-"
+        row.ratio = f"{row.ratio}; {prefect}" if row.floor and row.ratio else prefect
 
 
 def free_port():
@@ -606,6 +622,7 @@ def idle(args, tmp, rows):
     time.sleep(args.idle_seconds)
     cpu = 100 * (daemon.cpu_seconds() - c0) / (time.time() - t0)
     rss = daemon.rss_mib()
+    anon, file = (rss_kib(daemon.proc.pid, f) / 1024 for f in ("RssAnon", "RssFile"))
     count = len(daemon.json("/api/deployments"))
     daemon.stop()
     peers = []
@@ -625,7 +642,8 @@ def idle(args, tmp, rows):
     if getattr(args, "prefect_rss", None):
         peers.append(f"Prefect server + worker {args.prefect_rss:.0f} MiB (while running the bench flow)")
     rows["idle"].figure = f"idle RSS / CPU with the {count} example deployments ({args.idle_seconds} s)"
-    rows["idle"].set(f"{rss:.1f} MiB / {cpu:.2f} %", "; ".join(peers),
+    rows["idle"].set(f"{rss:.1f} MiB (own memory {anon:.1f}, binary and library pages {file:.1f}) / {cpu:.2f} %",
+                     "; ".join(peers),
                      f"{rss / cron_rss:.1f} (÷ cron)" if cron_rss else None, yes_no(rss <= 10))
 
 
@@ -804,7 +822,8 @@ def print_table(rows, quick):
     header = ["figure", "sundial", "peer", "ratio", "target", "met?"]
     lines = []
     for row in rows.values():
-        lines.append([row.figure, row.sundial or "not measured", row.peer or "—", row.ratio or "—", row.target,
+        peer = "; ".join(p for p in (row.floor, row.peer) if p) or "—"
+        lines.append([row.figure, row.sundial or "not measured", peer, row.ratio or "—", row.target,
                       "(not asserted)" if quick and row.ok else row.met or "—"])
     print()
     print("| " + " | ".join(header) + " |")

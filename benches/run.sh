@@ -63,9 +63,12 @@ else
   binary=$(realpath "$binary")
   fill_store=$(dirname "$binary")/examples/fill_store
   if [[ ! -x $fill_store ]]; then
-    profile=()
-    [[ $(basename "$(dirname "$binary")") == release ]] && profile=(--release)
+    # A debug binary gets a debug fill_store; any other (a release build, or a copy of one
+    # kept elsewhere to compare builds) the release one.
+    profile=(--release) dir=release
+    [[ $(basename "$(dirname "$binary")") == debug ]] && profile=() dir=debug
     nice -n 10 cargo build --locked --quiet "${profile[@]}" --example fill_store
+    fill_store=$target/$dir/examples/fill_store
   fi
 fi
 

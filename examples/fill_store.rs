@@ -1,8 +1,11 @@
 //! Fills a state database with finished runs for `benches/api.sh`:
-//! `fill_store STATE_DB COUNT`. Rows go through the public store API, in batches.
+//! `fill_store STATE_DB COUNT`. Rows go through the public store API, in batches, and are
+//! recorded as noticed (their events already derived), as the history of a daemon that
+//! ran for that long would be: otherwise the daemon's first notice pass would read all of
+//! them at start.
 
 use chrono::{Duration, Utc};
-use sundial::store::{NewRun, RunState, Store, Trigger};
+use sundial::store::{NewRun, Noticed, RunState, Store, Trigger};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -43,7 +46,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         made += batch.len() as i64;
-        store.claim_slots(&batch, None, Utc::now())?;
+        let ids = store.claim_slots(&batch, None, Utc::now())?;
+        let noticed = Noticed {
+            runs: ids
+                .iter()
+                .zip(&batch)
+                .filter_map(|(id, run)| Some(((*id)?, run.state)))
+                .collect(),
+            ..Noticed::default()
+        };
+        store.record_noticed(&noticed, Utc::now())?;
     }
     println!("{made} runs in {path}");
     Ok(())

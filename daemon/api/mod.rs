@@ -17,6 +17,7 @@ mod dashboard;
 mod deployments;
 pub(crate) mod explain;
 mod host;
+mod kept;
 mod metrics;
 mod readers;
 mod runs;
@@ -42,8 +43,8 @@ use crate::store::StoreError;
 use types::ErrorJson;
 
 pub use host::{AllowedHosts, BadAllowedHost};
+use readers::read;
 pub use readers::Readers;
-use readers::{read, read_with};
 
 /// The largest request body read; a larger one is refused with 413. The only body the
 /// API reads is a trigger's, whose parameters must fit in 128 KiB anyway

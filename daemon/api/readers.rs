@@ -1,5 +1,6 @@
-//! The API's read-only connections to the state database ([`Readers`]) and the one way
-//! handlers read through them ([`read`], [`read_with`]).
+//! The API's read-only connections to the state database ([`Readers`]) and the ways
+//! handlers read through them ([`read`], and [`read_page`] with [`kept_answer`] for pages
+//! of runs).
 //!
 //! Contract:
 //! - A read runs on tokio's blocking pool, never on the async thread the engine shares.
@@ -10,17 +11,30 @@
 //!   [`Readers::MAX`] of them: under steady load no read opens a connection (an open
 //!   re-reads the schema, and its statements are prepared again). One whose read failed
 //!   is closed.
+//! - Each kept connection keeps the pages of runs it read ([`Kept`]). [`kept_answer`]
+//!   answers one again on the API's own async thread, without the hand-off to the blocking
+//!   pool: it takes an idle connection only when one is idle and a read may start at once,
+//!   and asks it one thing, the store's version (for SQLite a read of the WAL index in
+//!   shared memory, microseconds; it could wait only while another connection recovers
+//!   the WAL after a crash, which the daemon's own writer does before the API starts).
 
 use std::sync::Arc;
 
+use super::kept::{Answer, Kept};
 use super::ApiError;
 use crate::store::{StoreError, StoreRead, StoreSpec};
+
+/// A kept connection and the pages it read.
+struct Reader {
+    store: Box<dyn StoreRead>,
+    kept: Kept,
+}
 
 /// Read-only connections to the state database, reused across requests.
 #[derive(Clone)]
 pub struct Readers {
     spec: StoreSpec,
-    idle: Arc<std::sync::Mutex<Vec<Box<dyn StoreRead>>>>,
+    idle: Arc<std::sync::Mutex<Vec<Reader>>>,
     busy: Arc<tokio::sync::Semaphore>,
     /// How many connections were opened, for the tests.
     #[cfg(test)]
@@ -41,19 +55,63 @@ impl Readers {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn StoreRead>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Reader>> {
         // A panic while holding the lock leaves only a list of connections behind.
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn open(&self) -> Result<Box<dyn StoreRead>, StoreError> {
+    fn open(&self) -> Result<Reader, StoreError> {
         #[cfg(test)]
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.spec.open_reader()
+        Ok(Reader {
+            store: self.spec.open_reader()?,
+            kept: Kept::default(),
+        })
     }
+}
+
+/// The page kept for `key` by an idle connection, if the store has not changed since it
+/// was read there; on the calling (async) thread. `None`: read it with [`read_page`].
+pub(super) fn kept_answer(db: &Readers, key: &str) -> Option<Answer> {
+    let _busy = db.busy.clone().try_acquire_owned().ok()?;
+    let mut reader = db.idle().pop()?;
+    match reader.store.data_version() {
+        Ok(Some(version)) => {
+            let answer = reader.kept.get(key, version);
+            db.idle().push(reader);
+            answer
+        }
+        Ok(None) => {
+            db.idle().push(reader);
+            None
+        }
+        // The connection is closed, as after any failed read; the page is read anew.
+        Err(_) => None,
+    }
+}
+
+/// Reads the page `key` with `f` off the async threads, and keeps it on the connection
+/// with the store's version read before it (see [`Kept`]).
+pub(super) async fn read_page(
+    db: Readers,
+    key: String,
+    f: impl FnOnce(&dyn StoreRead) -> Result<Answer, ApiError> + Send + 'static,
+) -> Result<Answer, ApiError> {
+    read_on(db, move |reader| {
+        let version = reader.store.data_version()?;
+        if let Some(answer) = version.and_then(|v| reader.kept.get(&key, v)) {
+            return Ok(answer);
+        }
+        let answer = f(&*reader.store)?;
+        if let Some(version) = version {
+            reader.kept.put(key, version, answer.clone());
+        }
+        Ok(answer)
+    })
+    .await
 }
 
 /// Runs a read on a read-only connection, off the async threads.
@@ -61,25 +119,25 @@ pub(super) async fn read<T: Send + 'static>(
     db: Readers,
     f: impl FnOnce(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    read_with(db, move |store| f(store).map_err(ApiError::from)).await
+    read_on(db, move |reader| f(&*reader.store).map_err(ApiError::from)).await
 }
 
-/// [`read`] for a handler that also builds its answer (its JSON text) on the blocking
-/// thread: the API's async thread (its own, beside the engine's) then only sends the bytes.
-pub(super) async fn read_with<T: Send + 'static>(
+/// Runs `f` on a kept (or newly opened) connection on the blocking pool; the connection
+/// is kept again if `f` succeeded.
+async fn read_on<T: Send + 'static>(
     db: Readers,
-    f: impl FnOnce(&dyn StoreRead) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&mut Reader) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let busy = db.busy.clone().acquire_owned().await;
     tokio::task::spawn_blocking(move || {
         let _busy = busy;
-        let store = match db.idle().pop() {
-            Some(store) => store,
+        let mut reader = match db.idle().pop() {
+            Some(reader) => reader,
             None => db.open()?,
         };
-        let answer = f(&*store);
+        let answer = f(&mut reader);
         if answer.is_ok() {
-            db.idle().push(store);
+            db.idle().push(reader);
         }
         answer
     })
@@ -128,12 +186,91 @@ mod tests {
         let path = dir.path().join("state.db");
         drop(Store::open(&path).unwrap());
         let db = Readers::new(StoreSpec::Sqlite(path));
-        let failed = read_with(db.clone(), |_| -> Result<(), ApiError> {
+        let failed = read_on(db.clone(), |_| -> Result<(), ApiError> {
             Err(ApiError::Internal("no".into()))
         });
         assert!(failed.await.is_err());
         assert_eq!(db.idle().len(), 0);
         read(db.clone(), |store| store.run(1)).await.unwrap();
         assert_eq!(db.idle().len(), 1);
+    }
+
+    fn new_run(deployment: &str) -> crate::store::NewRun {
+        use crate::store::{NewRun, RunState, Trigger};
+        NewRun {
+            deployment: deployment.into(),
+            schedule_id: None,
+            scheduled_for: None,
+            trigger: Trigger::Manual,
+            state: RunState::Scheduled,
+            reason: None,
+            attempt: 1,
+            commit: "abc".into(),
+            parameters: serde_json::json!({}),
+            started_at: None,
+            not_before: None,
+            retry_of: None,
+        }
+    }
+
+    /// The page of runs as `GET /api/runs` reads it: ids and states, newest first.
+    async fn page(db: &Readers) -> (bool, String) {
+        let key = "/api/runs?limit=50".to_string();
+        if let Some(kept) = kept_answer(db, &key) {
+            return (true, String::from_utf8(kept.body.to_vec()).unwrap());
+        }
+        let answer = read_page(db.clone(), key, |store| {
+            let filter = crate::store::RunFilter {
+                limit: 50,
+                ..Default::default()
+            };
+            let runs = store.runs(&filter)?;
+            let text: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{}:{}", r.id, r.state.as_str()))
+                .collect();
+            Ok(Answer {
+                body: text.join(",").into(),
+                last: None,
+            })
+        })
+        .await
+        .unwrap();
+        (false, String::from_utf8(answer.body.to_vec()).unwrap())
+    }
+
+    /// A page is answered again while nothing was committed, and read anew after each
+    /// commit of the daemon's own writer, whichever change it was.
+    #[tokio::test]
+    async fn a_kept_page_is_answered_until_the_store_changes() {
+        use crate::store::RunState;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut writer = Store::open(&path).unwrap();
+        let db = Readers::new(StoreSpec::Sqlite(path));
+        let now = chrono::Utc::now();
+        let id = writer.claim_slots(&[new_run("a")], None, now).unwrap()[0].unwrap();
+
+        let first = format!("{id}:Scheduled");
+        assert_eq!(page(&db).await, (false, first.clone()));
+        assert_eq!(page(&db).await, (true, first.clone()));
+        assert_eq!(page(&db).await, (true, first));
+
+        writer
+            .finish_run(id, RunState::Completed, Some(0), None, now)
+            .unwrap();
+        let ended = format!("{id}:Completed");
+        assert_eq!(
+            page(&db).await,
+            (false, ended.clone()),
+            "read anew after an end"
+        );
+        assert_eq!(page(&db).await, (true, ended.clone()));
+
+        let second = writer.claim_slots(&[new_run("b")], None, now).unwrap()[0].unwrap();
+        assert_eq!(
+            page(&db).await,
+            (false, format!("{second}:Scheduled,{ended}"))
+        );
     }
 }

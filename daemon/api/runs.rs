@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::kept::Answer;
+use super::readers::{kept_answer, read_page};
 use super::types::RunJson;
-use super::{
-    ask, percent_encode, read, read_with, ApiError, ApiQuery, ApiState, Authorized, RunId,
-};
+use super::{ask, percent_encode, read, ApiError, ApiQuery, ApiState, Authorized, RunId};
 use crate::engine::{CancelError, Request};
-use crate::store::{RunFilter, RunState};
+use crate::store::{RunFilter, RunState, StoreRead};
 
 #[derive(Debug, Deserialize)]
 pub struct RunsQuery {
@@ -61,31 +61,48 @@ pub async fn list(
         ..RunFilter::default()
     };
     let next = next_link(&filter);
-    // The page is read and written as JSON on the blocking thread, straight from the
-    // rows where the store can (SQLite writes `RunJson`'s JSON itself).
-    let (body, last) = read_with(state.db, move |store| {
-        let mut body = String::with_capacity(512 * filter.limit.min(100) + 2);
-        if let Some((count, last)) = store.runs_json(&filter, &mut body)? {
-            return Ok((body, last.filter(|_| count == filter.limit)));
-        }
-        let found = store.runs(&filter)?;
-        let last = found
-            .last()
-            .map(|r| r.id)
-            .filter(|_| found.len() == filter.limit);
-        let page: Vec<RunJson> = found.into_iter().map(RunJson::from).collect();
-        let text = serde_json::to_string(&page).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok((text, last))
-    })
-    .await?;
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if let Some(last) = last {
+    let key = match filter.before {
+        Some(before) => format!("{next}&before={before}"),
+        None => next.clone(),
+    };
+    // A page read before and the store unchanged since: answered again at once (see
+    // `api::kept`). Otherwise it is read and written as JSON on the blocking thread,
+    // straight from the rows where the store can (SQLite writes `RunJson`'s JSON itself).
+    let answer = match kept_answer(&state.db, &key) {
+        Some(answer) => answer,
+        None => read_page(state.db, key, move |store| read_runs(store, &filter)).await?,
+    };
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response();
+    if let Some(last) = answer.last {
         let link = format!("<{next}&before={last}>; rel=\"next\"");
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
         }
     }
     Ok(response)
+}
+
+/// A page of runs as the JSON of `GET /api/runs`, and its last id when it is full.
+fn read_runs(store: &dyn StoreRead, filter: &RunFilter) -> Result<Answer, ApiError> {
+    let mut body = String::with_capacity(512 * filter.limit.min(100) + 2);
+    if let Some((count, last)) = store.runs_json(filter, &mut body)? {
+        let last = last.filter(|_| count == filter.limit);
+        return Ok(Answer {
+            body: body.into(),
+            last,
+        });
+    }
+    let found = store.runs(filter)?;
+    let last = found
+        .last()
+        .map(|r| r.id)
+        .filter(|_| found.len() == filter.limit);
+    let page: Vec<RunJson> = found.into_iter().map(RunJson::from).collect();
+    let text = serde_json::to_string(&page).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Answer {
+        body: text.into(),
+        last,
+    })
 }
 
 /// The next page's path without its `before`.

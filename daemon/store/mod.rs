@@ -302,6 +302,13 @@ impl Store {
     }
 
     /// Opens an existing database for reading only (the HTTP API and the CLI).
+    /// SQLite's `PRAGMA data_version` on this connection: it changes when another
+    /// connection commits (see [`StoreRead::data_version`](traits::StoreRead::data_version)).
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        let mut stmt = self.conn.prepare_cached("PRAGMA data_version")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         // NO_MUTEX as `Connection::open` does: a connection is used by one thread at a time
         // (it is not `Sync`), so SQLite need not lock it on every call.

@@ -42,6 +42,14 @@ pub trait StoreRead: Send {
     fn runs_json(&self, _filter: &RunFilter, _out: &mut String) -> R<Option<(usize, Option<i64>)>> {
         Ok(None)
     }
+    /// A number that changes whenever any connection (of this process or another)
+    /// commits a change to the store, as read on this connection: two equal readings
+    /// mean nothing was committed between them, so what was read between them is still
+    /// what a read would find. `None` (the default): this store cannot tell (PostgreSQL,
+    /// where other nodes write), and nothing read from it may be answered again.
+    fn data_version(&self) -> R<Option<i64>> {
+        Ok(None)
+    }
     fn attempts_of(&self, run: &Run) -> R<Vec<Run>>;
     fn retry_pending(&self) -> R<Vec<Run>>;
     fn unfinished_runs(&self) -> R<Vec<Run>>;
@@ -235,6 +243,10 @@ pub(super) use delegate;
 impl StoreRead for SqliteStore {
     fn runs_json(&self, filter: &RunFilter, out: &mut String) -> R<Option<(usize, Option<i64>)>> {
         SqliteStore::runs_json(self, filter, out).map(Some)
+    }
+
+    fn data_version(&self) -> R<Option<i64>> {
+        SqliteStore::data_version(self).map(Some)
     }
 
     delegate! { SqliteStore;
