@@ -149,8 +149,10 @@ impl Engine {
         // A burst is over: the memory its attempts held goes back to the system.
         if self.running.is_empty() && self.ended_since_release >= RELEASE_AFTER_ENDS {
             self.ended_since_release = 0;
-            // The table of runs in flight keeps the size of the burst unless told.
+            // The table of runs in flight keeps the size of the burst unless told, and the
+            // store's page cache the pages its rows filled.
             self.running.shrink_to_fit();
+            self.store.release_memory();
             // A moment later: what the last ends set free (the attempts' tasks, the views
             // and status they changed, API pages read meanwhile) is freed after them.
             tokio::spawn(async {

@@ -309,6 +309,13 @@ impl Store {
         Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
+    /// `PRAGMA shrink_memory`: the page cache's unused pages are freed (see
+    /// [`StoreWrite::release_memory`](traits::StoreWrite::release_memory)). Best effort: a
+    /// failure changes nothing and is not reported.
+    pub fn release_memory(&mut self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
+
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         // NO_MUTEX as `Connection::open` does: a connection is used by one thread at a time
         // (it is not `Sync`), so SQLite need not lock it on every call.

@@ -531,3 +531,53 @@ fn a_batch_is_one_transaction_committed_or_rolled_back_whole(mut f: Fixture) {
         3
     );
 }
+
+/// The bytes of the connection's page cache in use (`SQLITE_DBSTATUS_CACHE_USED`).
+fn cache_used(store: &Store) -> i32 {
+    let (mut used, mut high) = (0, 0);
+    // SAFETY: the handle is the connection's own, alive while `store` is borrowed; the call
+    // only reads counters of it.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            store.conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+            &mut used,
+            &mut high,
+            0,
+        )
+    };
+    assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+    used
+}
+
+/// After a burst's thousands of rows, the page cache they filled is given back, and the
+/// store reads and writes as before.
+#[test]
+fn releasing_memory_empties_the_page_cache_and_changes_nothing() {
+    let (_dir, mut store) = open();
+    let now = at("2026-03-01T09:00:00Z");
+    let rows: Vec<NewRun> = (0..5000)
+        .map(|i| slot(&format!("deployment-{i}"), "2026-03-01T09:00:00Z"))
+        .collect();
+    let ids = store.claim_slots(&rows, None, now).unwrap();
+    let filled = cache_used(&store);
+    assert!(filled > 500_000, "{filled} bytes of cache after 5,000 rows");
+    store.release_memory();
+    let released = cache_used(&store);
+    assert!(
+        released < filled / 10,
+        "{released} of {filled} bytes still cached"
+    );
+    let first = ids[0].unwrap();
+    store
+        .finish_run(first, RunState::Completed, Some(0), None, now)
+        .unwrap();
+    assert_eq!(
+        store.run(first).unwrap().unwrap().state,
+        RunState::Completed
+    );
+    assert_eq!(
+        store.run(ids[4999].unwrap()).unwrap().unwrap().deployment,
+        "deployment-4999"
+    );
+}

@@ -100,6 +100,9 @@ pub trait StoreWrite: StoreRead {
     fn rollback_batch(&mut self);
     /// Whether this open created the store (its schema was new).
     fn created(&self) -> bool;
+    /// Gives back the memory of the connection's caches (after a burst, whose thousands of
+    /// rows filled them). Nothing observable changes: pages are read again when needed.
+    fn release_memory(&mut self) {}
     /// Checks that the store is still the one opened: a database file deleted or
     /// replaced, or a PostgreSQL database dropped and made again, is
     /// [`StoreError::Replaced`].
@@ -284,6 +287,10 @@ impl StoreRead for SqliteStore {
 impl StoreWrite for SqliteStore {
     fn check_identity(&self) -> R<()> {
         self.check_file()
+    }
+
+    fn release_memory(&mut self) {
+        SqliteStore::release_memory(self)
     }
 
     fn created(&self) -> bool {
