@@ -50,11 +50,10 @@ impl Kept {
     /// dropped: it can never be answered again.
     pub fn get(&mut self, key: &str, version: i64) -> Option<Answer> {
         let at = self.pages.iter().position(|p| p.key == key)?;
-        if self.pages[at].version != version {
-            self.pages.remove(at);
+        let page = self.pages.remove(at)?;
+        if page.version != version {
             return None;
         }
-        let page = self.pages.remove(at)?;
         let answer = page.answer.clone();
         self.pages.push_front(page);
         Some(answer)

@@ -30,6 +30,14 @@ struct Reader {
     kept: Kept,
 }
 
+impl Reader {
+    /// The store's version now, and the page kept for `key` if it was read at it.
+    fn kept_page(&mut self, key: &str) -> Result<(Option<i64>, Option<Answer>), StoreError> {
+        let version = self.store.data_version()?;
+        Ok((version, version.and_then(|v| self.kept.get(key, v))))
+    }
+}
+
 /// Read-only connections to the state database, reused across requests.
 #[derive(Clone)]
 pub struct Readers {
@@ -78,19 +86,10 @@ impl Readers {
 pub(super) fn kept_answer(db: &Readers, key: &str) -> Option<Answer> {
     let _busy = db.busy.clone().try_acquire_owned().ok()?;
     let mut reader = db.idle().pop()?;
-    match reader.store.data_version() {
-        Ok(Some(version)) => {
-            let answer = reader.kept.get(key, version);
-            db.idle().push(reader);
-            answer
-        }
-        Ok(None) => {
-            db.idle().push(reader);
-            None
-        }
-        // The connection is closed, as after any failed read; the page is read anew.
-        Err(_) => None,
-    }
+    // A connection that failed is closed, as after any failed read; the page is read anew.
+    let (_, answer) = reader.kept_page(key).ok()?;
+    db.idle().push(reader);
+    answer
 }
 
 /// Reads the page `key` with `f` off the async threads, and keeps it on the connection
@@ -101,8 +100,8 @@ pub(super) async fn read_page(
     f: impl FnOnce(&dyn StoreRead) -> Result<Answer, ApiError> + Send + 'static,
 ) -> Result<Answer, ApiError> {
     read_on(db, move |reader| {
-        let version = reader.store.data_version()?;
-        if let Some(answer) = version.and_then(|v| reader.kept.get(&key, v)) {
+        let (version, kept) = reader.kept_page(&key)?;
+        if let Some(answer) = kept {
             return Ok(answer);
         }
         let answer = f(&*reader.store)?;
