@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #19's figures beside their peers, in one run, as one table (README "Performance").
+# Issue #19's figures beside their peers, in one run, as one table (docs/performance.md).
 #
 #   benches/run.sh [--quick] [--binary PATH] [--no-install] [-- HARNESS-OPTIONS]
 #

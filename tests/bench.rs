@@ -1,7 +1,7 @@
 //! The benchmark harness still works: `benches/run.sh --quick` against the debug build,
 //! with only the peers already installed (a missing one is "peer not available"). Every
-//! figure must produce a number; nothing about time is asserted (README "Performance" has
-//! the full run's figures).
+//! figure must produce a number; nothing about time is asserted (docs/performance.md has
+//! the full runs' figures).
 
 /// The first cell of each row of the table, in order.
 const FIGURES: &[&str] = &[
