@@ -27,7 +27,13 @@ use super::attempt::RunEvent;
 use super::Engine;
 
 /// The longest bookkeeping waits for a burst.
-const MOST_HELD: Duration = timed::WAIT_AT_MOST;
+///
+/// Long enough to cover a whole burst of 10,000 on 2 cores (7 to 9 s), so its starts and
+/// ends are written once its spawns are done rather than while they compete for a core:
+/// in paired quick runs of that burst the last child started at 1.24 to 1.58× the serial
+/// floor with 2 s, 1.01 to 1.31× with 10 s (docs/performance.md). It bounds how stale the
+/// store's view of a run can be while launches keep coming.
+const MOST_HELD: Duration = Duration::from_secs(10);
 /// How often the engine looks whether the launches are over, while it holds something.
 pub(super) const LOOK_EVERY: Duration = timed::LOOK_EVERY;
 
