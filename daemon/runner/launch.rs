@@ -256,6 +256,10 @@ impl View for OnDisk<'_> {
             .ok()?;
         Some(bytes)
     }
+
+    fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
+        Some(Box::new(OnDisk(self.0)))
+    }
 }
 
 fn utf8(entry: &str, path: PathBuf) -> Result<String, LaunchError> {

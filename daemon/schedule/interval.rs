@@ -25,7 +25,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Where an interval (or an rrule without DTSTART) starts, seen both as an instant and as a
 /// wall time in the schedule's zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Anchor {
     pub instant: DateTime<Utc>,
     pub wall: NaiveDateTime,

@@ -15,7 +15,7 @@ use super::desired::{Concurrency, Deployment, Launch, PlannedSchedule};
 use super::diagnostic::Code;
 use super::entrypoint::{self, launch, Bases};
 use super::locate::{self, Kind};
-use super::memo::MemoView;
+use super::memo::{MemoView, Recurrences};
 use super::parameters::ParameterSchemas;
 use super::pull;
 use super::report::FileReport;
@@ -35,6 +35,8 @@ pub struct Context<'a> {
     pub view: &'a MemoView<'a>,
     /// The `parameter_openapi_schema`s compiled so far, shared by the files of one run.
     pub parameter_schemas: &'a ParameterSchemas,
+    /// The rrules parsed so far, each distinct one parsed once.
+    pub recurrences: &'a Recurrences,
 }
 
 /// Checks the deployment at `at` (its raw form read with wrong values nulled) and builds it.
@@ -176,7 +178,8 @@ pub fn check(
     // Each schedule's identity keys its slots: two with one identity would share them.
     let mut identities: Vec<(String, usize)> = Vec::new();
     for (i, (sched_at, raw_schedule)) in raw_schedules.iter().enumerate() {
-        let Some(planned) = planned_schedule(report, sched_at, raw_schedule) else {
+        let Some(planned) = planned_schedule(report, ctx.recurrences, sched_at, raw_schedule)
+        else {
             continue;
         };
         if let Some((_, first)) = identities.iter().find(|(id, _)| *id == planned.id) {
@@ -418,6 +421,7 @@ fn schedules_of(
 
 fn planned_schedule(
     report: &mut FileReport<'_>,
+    recurrences: &Recurrences,
     at: &str,
     raw: &RawSchedule,
 ) -> Option<PlannedSchedule> {
@@ -501,7 +505,8 @@ fn planned_schedule(
         (
             "rrule",
             rule.clone(),
-            Schedule::rrule(rule, tz, anchor)
+            recurrences
+                .schedule(rule, tz, anchor)
                 .map_err(|e| (Code::InvalidRrule, "rrule", e.to_string())),
         )
     } else {

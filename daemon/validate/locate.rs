@@ -51,6 +51,12 @@ pub trait View {
     /// The bytes of the file at `path`; `None` when it cannot be read (or is over the
     /// reader's size limit).
     fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// The same view for another thread, so that a large file's deployments can be checked
+    /// on several; `None` (the default) when this view cannot be shared (a git repository
+    /// handle is one thread's).
+    fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
+        None
+    }
 }
 
 /// A view that knows nothing: every lookup "cannot tell".
@@ -62,6 +68,9 @@ impl View for Unknown {
     }
     fn read(&self, _: &str) -> Option<Vec<u8>> {
         None
+    }
+    fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
+        Some(Box::new(Unknown))
     }
 }
 

@@ -1,13 +1,16 @@
-//! A [`View`] that asks the repository each question once per run: a thousand deployments
-//! naming one entrypoint cost one look at its file and one read of its text.
+//! Each question asked once per run: a [`View`] that asks the repository once (a thousand
+//! deployments naming one entrypoint cost one look at its file and one read of its text),
+//! and [`Recurrences`], each distinct rrule parsed once.
 //!
-//! Contract: every answer is the wrapped view's answer to the same question (its first
-//! one: the repository is taken not to change during a run); only how often the wrapped
-//! view is asked changes. Pure, like [`super::locate`]: the caching lives in memory for
-//! the run and is dropped with it.
+//! Contract: every answer is the one the uncached question gives (the repository's first
+//! one: it is taken not to change during a run); only how often it is worked out changes.
+//! Pure, like [`super::locate`]: the caching lives in memory for the run (or one thread of
+//! it) and is dropped with it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use crate::schedule::{Anchor, Schedule, ScheduleError, Tz};
 
 use super::locate::{self, Defines, Entry, View};
 
@@ -56,6 +59,38 @@ impl View for MemoView<'_> {
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {
         self.view.read(path)
+    }
+
+    fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
+        self.view.for_another_thread()
+    }
+}
+
+/// The rrule schedules parsed so far: a thousand deployments sharing a few rules parse
+/// each rule once ([`Schedule::rrule`] costs microseconds: the `rrule` crate's parser).
+#[derive(Default)]
+pub struct Recurrences {
+    parsed: RefCell<HashMap<RecurrenceKey, Result<Schedule, ScheduleError>>>,
+}
+
+/// What an rrule schedule is parsed from: its text, zone and anchor.
+type RecurrenceKey = (String, Tz, Option<Anchor>);
+
+impl Recurrences {
+    /// [`Schedule::rrule`] of the same arguments.
+    pub fn schedule(
+        &self,
+        text: &str,
+        tz: Tz,
+        anchor: Option<Anchor>,
+    ) -> Result<Schedule, ScheduleError> {
+        let key = (text.to_string(), tz, anchor);
+        if let Some(parsed) = self.parsed.borrow().get(&key) {
+            return parsed.clone();
+        }
+        let parsed = Schedule::rrule(text, tz, anchor);
+        self.parsed.borrow_mut().insert(key, parsed.clone());
+        parsed
     }
 }
 
@@ -106,5 +141,32 @@ mod tests {
         }
         assert_eq!(inner.entries.get(), 3);
         assert_eq!(inner.reads.get(), 3);
+    }
+
+    #[test]
+    fn an_rrule_is_parsed_once_per_text_zone_and_anchor_with_the_same_answer() {
+        let memo = Recurrences::default();
+        let rule = "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0";
+        let after = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let next = |s: Result<Schedule, ScheduleError>| s.unwrap().next_after(after).map(|f| f.at);
+        for tz in [Tz::UTC, Tz::Europe__Madrid, Tz::UTC] {
+            assert_eq!(
+                next(memo.schedule(rule, tz, None)),
+                next(Schedule::rrule(rule, tz, None))
+            );
+        }
+        assert_ne!(
+            next(memo.schedule(rule, Tz::UTC, None)),
+            next(memo.schedule(rule, Tz::Europe__Madrid, None)),
+            "a zone is part of what was parsed"
+        );
+        let bad = memo.schedule("FREQ=SOMETIMES", Tz::UTC, None);
+        assert_eq!(
+            bad.unwrap_err(),
+            Schedule::rrule("FREQ=SOMETIMES", Tz::UTC, None).unwrap_err()
+        );
+        assert_eq!(memo.parsed.borrow().len(), 3);
     }
 }

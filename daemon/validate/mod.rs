@@ -17,6 +17,7 @@ mod keys;
 pub mod locate;
 mod memo;
 mod notify;
+mod parallel;
 mod parameters;
 pub mod paths;
 mod pull;
@@ -39,7 +40,7 @@ use crate::manifest::{as_json, pointer, pointer_from, Node, Span, Step, Value};
 pub use desired::{Deployment, DesiredState, PlannedSchedule};
 pub use diagnostic::{Code, Diagnostic, Severity};
 use incremental::Names;
-use memo::MemoView;
+use memo::{MemoView, Recurrences};
 use parameters::ParameterSchemas;
 use report::FileReport;
 
@@ -144,8 +145,16 @@ pub fn validate(files: &[SourceFile]) -> Validation {
 /// files, directories) in `view`, the repository the files come from, by the rule of
 /// [`locate`].
 pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation {
+    validate_on(files, view, parallel::threads())
+}
+
+/// [`validate_in`] with a large file's deployments checked on at most `threads` threads.
+fn validate_on(files: &[SourceFile], view: &dyn locate::View, threads: usize) -> Validation {
     let mut names = Names::default();
-    let shared = Shared::new(view);
+    let shared = Shared {
+        threads,
+        ..Shared::new(view)
+    };
     let files = files
         .iter()
         .map(|f| check_file(f, &mut names, &shared))
@@ -158,6 +167,9 @@ struct Shared<'a> {
     /// The repository the files come from, each question asked once.
     view: MemoView<'a>,
     parameter_schemas: ParameterSchemas,
+    recurrences: Recurrences,
+    /// How many threads may check one file's deployments ([`parallel`]).
+    threads: usize,
 }
 
 impl<'a> Shared<'a> {
@@ -165,6 +177,8 @@ impl<'a> Shared<'a> {
         Shared {
             view: MemoView::new(view),
             parameter_schemas: ParameterSchemas::default(),
+            recurrences: Recurrences::default(),
+            threads: parallel::threads(),
         }
     }
 }
@@ -207,6 +221,7 @@ fn check_file(file: &SourceFile, names: &mut Names, shared: &Shared<'_>) -> File
     }
     let valid = !report.has_errors();
     let diagnostics = report.finish();
+    free_apart(loaded);
     FileOutcome {
         file: file.display.clone(),
         repo_path: file.repo_path.clone(),
@@ -214,6 +229,20 @@ fn check_file(file: &SourceFile, names: &mut Names, shared: &Shared<'_>) -> File
         declared,
         deployments: valid.then(|| Arc::new(deployments)),
         notifications: notifications.filter(|_| valid),
+    }
+}
+
+/// A tree of at least this many values is freed on a thread of its own.
+const FREED_APART: usize = 20_000;
+
+/// Frees the tree of a file whose checks are done: a large one (a file of a thousand
+/// deployments is some 45,000 allocations, a few milliseconds to free) on a thread of its
+/// own, so the verdict does not wait for it; here when that thread cannot be started.
+fn free_apart(loaded: yaml::Loaded) {
+    if loaded.cost.nodes >= FREED_APART {
+        let _ = std::thread::Builder::new()
+            .name("sundial-free".into())
+            .spawn(move || drop(loaded));
     }
 }
 
@@ -320,66 +349,18 @@ fn check_root(
         .get("notifications")
         .filter(|n| !n.is_null())
         .map(|list| notify::check(report, list, "/notifications"));
-    let ctx = deployment::Context {
+    let Some(list) = root.get("deployments") else {
+        return Vec::new();
+    };
+    let context = parallel::FileContext {
         project_root: &project_root,
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),
         top_notifications: top_notifications.as_deref(),
-        view: &shared.view,
-        parameter_schemas: &shared.parameter_schemas,
+        wrong: &wrong,
     };
-    let mut out = Vec::new();
-    let Some(list) = root.get("deployments") else {
-        return out;
-    };
-    for (i, node) in list.items().iter().enumerate() {
-        let at = pointer("/deployments", i);
-        report.checking_deployment(Some(i));
-        if !matches!(node.value, Value::Map(_)) {
-            continue; // the schema reported it
-        }
-        if node.is_placeholder() {
-            report.warning(
-                &at,
-                false,
-                Code::PlaceholderDeployment,
-                "this deployment has only empty values and is skipped",
-                Some("fill it in or delete it (a `prefect init` leftover)".into()),
-            );
-            continue;
-        }
-        *declared += 1;
-        check_keys(report, node, &at);
-        let raw = match raw_deployment(node, &at, &wrong) {
-            Ok(raw) => raw,
-            Err(e) => {
-                report.error(
-                    &at,
-                    false,
-                    Code::Type,
-                    format!("this deployment cannot be read: {e}"),
-                    None,
-                );
-                continue;
-            }
-        };
-        if let Some(name) = raw.name.as_deref().filter(|n| !n.trim().is_empty()) {
-            let here = node.get("name").map_or(0, |n| n.span.start.line);
-            if let Some((first_file, first_line)) = names.claim(name, report.file, here) {
-                report.error(
-                    &pointer(&at, "name"),
-                    false,
-                    Code::DuplicateDeployment,
-                    format!("deployment name `{name}` is already used"),
-                    Some(format!("first declared at {first_file}:{first_line}; names are unique across all manifest files")),
-                );
-            }
-        }
-        if let Some(built) = deployment::check(report, &ctx, node, &at, raw) {
-            out.push(built);
-        }
-    }
-    report.checking_deployment(None);
+    let mut out =
+        parallel::check_deployments(report, list.items(), context, shared, names, declared);
     // Kept for as long as the file is in force: no spare room.
     out.shrink_to_fit();
     out

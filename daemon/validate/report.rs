@@ -22,6 +22,10 @@ pub const MAX_DIAGNOSTICS: usize = 1_000;
 pub struct FileReport<'a> {
     pub file: &'a str,
     root: Option<&'a Node>,
+    /// What the file's checks found before this report's part of them began (for a part
+    /// of the checks run on another thread, [`FileReport::part`]): seen by
+    /// [`FileReport::has_error_under`], never listed again.
+    earlier: &'a [Diagnostic],
     pub diagnostics: Vec<Diagnostic>,
     /// For each listed diagnostic, the deployment (its index) whose check found it.
     origins: Vec<Option<usize>>,
@@ -38,6 +42,7 @@ impl<'a> FileReport<'a> {
         FileReport {
             file,
             root,
+            earlier: &[],
             diagnostics: Vec::new(),
             origins: Vec::new(),
             deployment: None,
@@ -60,6 +65,43 @@ impl<'a> FileReport<'a> {
             Severity::Warning => self.unlisted_warnings += 1,
         }
         false
+    }
+
+    /// A report for a part of this file's checks (one thread's run of deployments): it
+    /// lists only what that part finds, sees what this report holds, and is taken back
+    /// with [`FileReport::adopt`].
+    pub fn part(&self) -> FileReport<'_> {
+        FileReport {
+            earlier: &self.diagnostics,
+            ..FileReport::new(self.file, self.root)
+        }
+    }
+
+    /// What a part found ([`FileReport::part`]), given up so this report can adopt it.
+    pub fn into_part(self) -> Part {
+        Part {
+            listed: self.diagnostics,
+            unlisted_errors: self.unlisted_errors,
+            unlisted_warnings: self.unlisted_warnings,
+        }
+    }
+
+    /// Records a diagnostic a part listed, as if it were found here and now (so the listing
+    /// cap counts it in order), attributed to the deployment being checked.
+    pub fn adopt(&mut self, diagnostic: Diagnostic) {
+        if !self.admit(diagnostic.severity) {
+            return;
+        }
+        self.origins.push(self.deployment);
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Counts what a part found past its own listing cap: past this report's cap too,
+    /// since the part listed as many before it.
+    pub fn adopt_unlisted(&mut self, part: &Part) {
+        self.errors += part.unlisted_errors;
+        self.unlisted_errors += part.unlisted_errors;
+        self.unlisted_warnings += part.unlisted_warnings;
     }
 
     /// Attributes what is recorded from now on to the deployment at `index` (or to none).
@@ -186,7 +228,7 @@ impl<'a> FileReport<'a> {
 
     /// Whether a listed error sits at `pointer` or below it.
     pub fn has_error_under(&self, pointer: &str) -> bool {
-        self.diagnostics.iter().any(|d| {
+        self.earlier.iter().chain(&self.diagnostics).any(|d| {
             d.is_error()
                 && d.pointer
                     .strip_prefix(pointer)
@@ -197,6 +239,14 @@ impl<'a> FileReport<'a> {
     pub fn has_errors(&self) -> bool {
         self.errors > 0
     }
+}
+
+/// What a part of a file's checks found ([`FileReport::into_part`]).
+pub struct Part {
+    /// Listed, in the order found.
+    pub listed: Vec<Diagnostic>,
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
 }
 
 /// What a warning says: its code, message and help.

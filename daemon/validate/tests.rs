@@ -13,6 +13,7 @@ mod job_variables;
 mod notify;
 mod property;
 mod real_files;
+mod threads;
 
 use property::check;
 
