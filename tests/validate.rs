@@ -492,6 +492,36 @@ fn two_schedules_with_one_identity_are_an_error_at_the_second() {
 }
 
 #[test]
+fn outside_git_a_manifest_finds_its_flows_from_whichever_directory_it_is_named() {
+    // Outside a git repository the manifest's folder is its project's root (as for
+    // `prefect deploy` run there), however the manifest is named: relative to a sibling
+    // directory, absolute, or from its own folder.
+    let project = Project::new()
+        .file("app/prefect.yaml", GOOD)
+        .file("app/flows/etl.py", "def run():\n    pass\n")
+        .file("bare/prefect.yaml", GOOD);
+    let absolute = project.path().join("app/prefect.yaml");
+    let absolute = absolute.to_str().unwrap();
+    for (from, manifest) in [
+        ("elsewhere", "../app/prefect.yaml"),
+        ("elsewhere", absolute),
+        ("app", "prefect.yaml"),
+        ("app", absolute),
+        ("", "app/prefect.yaml"),
+    ] {
+        project
+            .run_from(from, &["validate", manifest])
+            .code(0)
+            .stdout_has("ok: 1 file, 1 deployment valid");
+    }
+    // A folder without the flow is still told so, from anywhere.
+    project
+        .run_from("elsewhere", &["validate", "../bare/prefect.yaml"])
+        .code(1)
+        .stdout_has("entrypoint file `flows/etl.py` is not in the repository");
+}
+
+#[test]
 fn validate_skips_virtual_environments_and_what_gitignore_ignores() {
     let broken = "deployments:\n  - name: x\n    schedulez: []\n";
     let project = Project::new()

@@ -187,8 +187,10 @@ fn paths_roots(files: &[SourceFile]) -> std::collections::BTreeSet<PathBuf> {
         .collect()
 }
 
-/// The path relative to the enclosing git repository (the nearest parent with `.git`),
-/// or relative to the current directory when there is none.
+/// The path relative to the enclosing git repository (the nearest parent with `.git`).
+/// Outside one: relative to the current directory when the file is under it, else its
+/// name alone, so that its own folder is the project's root (`../app/prefect.yaml` finds
+/// `../app/flows/etl.py`, as `prefect deploy` run in `../app` would).
 fn repo_path(path: &Path) -> String {
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut dir = absolute.parent();
@@ -200,5 +202,15 @@ fn repo_path(path: &Path) -> String {
         }
         dir = d.parent();
     }
-    display(path)
+    let cwd = std::env::current_dir().and_then(std::fs::canonicalize);
+    if let Some(rel) = cwd
+        .ok()
+        .and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        return rel.to_string_lossy().replace('\\', "/");
+    }
+    match absolute.file_name() {
+        Some(name) => name.to_string_lossy().into_owned(),
+        None => display(path),
+    }
 }

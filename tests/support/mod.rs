@@ -67,9 +67,17 @@ impl Project {
     /// Runs `sundial ARGS` in the project directory.
     #[track_caller]
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_from("", args)
+    }
+
+    /// Runs `sundial ARGS` in the project's directory `rel` (created if missing).
+    #[track_caller]
+    pub fn run_from(&self, rel: &str, args: &[&str]) -> Run {
+        let dir = self.path().join(rel);
+        std::fs::create_dir_all(&dir).expect("create the directory");
         let output = sundial()
             .args(args)
-            .current_dir(self.path())
+            .current_dir(dir)
             .output()
             .expect("run sundial");
         Run::from(output)
