@@ -158,6 +158,13 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// Whether the store's connection was ended under the read ([`StoreError::connection_broke`]).
+    fn connection_broke(&self) -> bool {
+        matches!(self, ApiError::Store(e) if e.connection_broke())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = match &self {

@@ -10,7 +10,9 @@
 //! - A connection is kept for the next read after a read that succeeded, up to
 //!   [`Readers::MAX`] of them: under steady load no read opens a connection (an open
 //!   re-reads the schema, and its statements are prepared again). One whose read failed
-//!   is closed.
+//!   is closed; when it failed because the server had ended its session while it was
+//!   kept (PostgreSQL restarted, an administrator), the read is made again once on a new
+//!   connection, so the first reads after an outage answer.
 //! - Each kept connection keeps the pages of runs it read ([`Kept`]). [`kept_answer`]
 //!   answers one again on the API's own async thread, without the hand-off to the blocking
 //!   pool: it takes an idle connection only when one is idle and a read may start at once,
@@ -97,7 +99,7 @@ pub(super) fn kept_answer(db: &Readers, key: &str) -> Option<Answer> {
 pub(super) async fn read_page(
     db: Readers,
     key: String,
-    f: impl FnOnce(&dyn StoreRead) -> Result<Answer, ApiError> + Send + 'static,
+    f: impl Fn(&dyn StoreRead) -> Result<Answer, ApiError> + Send + 'static,
 ) -> Result<Answer, ApiError> {
     read_on(db, move |reader| {
         let (version, kept) = reader.kept_page(&key)?;
@@ -106,7 +108,7 @@ pub(super) async fn read_page(
         }
         let answer = f(&*reader.store)?;
         if let Some(version) = version {
-            reader.kept.put(key, version, answer.clone());
+            reader.kept.put(key.clone(), version, answer.clone());
         }
         Ok(answer)
     })
@@ -116,25 +118,30 @@ pub(super) async fn read_page(
 /// Runs a read on a read-only connection, off the async threads.
 pub(super) async fn read<T: Send + 'static>(
     db: Readers,
-    f: impl FnOnce(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
+    f: impl Fn(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     read_on(db, move |reader| f(&*reader.store).map_err(ApiError::from)).await
 }
 
 /// Runs `f` on a kept (or newly opened) connection on the blocking pool; the connection
-/// is kept again if `f` succeeded.
+/// is kept again if `f` succeeded. A kept connection the server ended meanwhile is
+/// replaced and `f` run again on the new one (a read may be made twice).
 async fn read_on<T: Send + 'static>(
     db: Readers,
-    f: impl FnOnce(&mut Reader) -> Result<T, ApiError> + Send + 'static,
+    f: impl Fn(&mut Reader) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let busy = db.busy.clone().acquire_owned().await;
     tokio::task::spawn_blocking(move || {
         let _busy = busy;
-        let mut reader = match db.idle().pop() {
-            Some(reader) => reader,
-            None => db.open()?,
+        let (mut reader, kept) = match db.idle().pop() {
+            Some(reader) => (reader, true),
+            None => (db.open()?, false),
         };
-        let answer = f(&mut reader);
+        let mut answer = f(&mut reader);
+        if kept && answer.as_ref().is_err_and(ApiError::connection_broke) {
+            reader = db.open()?;
+            answer = f(&mut reader);
+        }
         if answer.is_ok() {
             db.idle().push(reader);
         }
@@ -271,5 +278,54 @@ mod tests {
             page(&db).await,
             (false, format!("{second}:Scheduled,{ended}"))
         );
+    }
+
+    /// A connection kept from before the server ended its session (a restart, an
+    /// administrator) is replaced at the next read, which answers: the first reads after
+    /// an outage are not errors. Both ways a read is made: a page and a plain read.
+    #[tokio::test]
+    async fn a_kept_connection_the_server_ended_is_replaced_and_the_read_answers() {
+        let database = crate::store::pg::testing::TestDatabase::new();
+        let spec = StoreSpec::Postgres(database.target());
+        let mut writer = tokio::task::spawn_blocking({
+            let spec = spec.clone();
+            move || spec.open_writer().unwrap()
+        })
+        .await
+        .unwrap();
+        let now = chrono::Utc::now();
+        let id = tokio::task::spawn_blocking(move || {
+            let id = writer.claim_slots(&[new_run("a")], None, now).unwrap()[0].unwrap();
+            drop(writer);
+            id
+        })
+        .await
+        .unwrap();
+        let db = Readers::new(spec);
+        let end_sessions = || {
+            database.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+        };
+        let run = read(db.clone(), move |store| store.run(id)).await;
+        assert_eq!(run.unwrap().map(|r| r.id), Some(id));
+        assert_eq!(db.idle().len(), 1);
+        end_sessions();
+        assert_eq!(page(&db).await, (false, format!("{id}:Scheduled")));
+        assert_eq!(
+            db.opened.load(Ordering::Relaxed),
+            2,
+            "the ended connection replaced"
+        );
+        end_sessions();
+        let run = read(db.clone(), move |store| store.run(id)).await;
+        assert_eq!(run.unwrap().map(|r| r.id), Some(id));
+        assert_eq!(
+            db.opened.load(Ordering::Relaxed),
+            3,
+            "the ended connection replaced"
+        );
+        assert_eq!(db.idle().len(), 1);
     }
 }

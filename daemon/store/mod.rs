@@ -150,6 +150,13 @@ impl StoreError {
         matches!(self, StoreError::Fenced { .. })
     }
 
+    /// Whether the connection this error came on was ended (by the server, a restart, an
+    /// administrator, or the network): a new connection may succeed at once. Never true of
+    /// SQLite.
+    pub fn connection_broke(&self) -> bool {
+        matches!(self, StoreError::Pg(e) if connection_lost(e))
+    }
+
     /// Whether the PostgreSQL server could not be reached, or ended a statement that may
     /// succeed when tried again (a restart, a timeout, a lock or serialization conflict).
     /// Never true of SQLite. The engine waits it out like a full disk

@@ -142,6 +142,10 @@ fn a_database_outage_stops_no_daemon_and_no_slot_is_lost_or_doubled() {
     let back = Utc::now();
     let leader = wait_leads(&a, Duration::from_secs(30));
     assert!(leader > epoch, "{leader} after {epoch}");
+    // The API's connection from before the outage is replaced when it is next used: the
+    // first read after the outage answers.
+    let (code, body) = a.get("/api/runs?deployment=tick&limit=1");
+    assert_eq!(code, 200, "{body}");
     wait_until(Duration::from_secs(30), "two runs after the outage", || {
         (completed_after(&a, back) >= 2).then_some(())
     });

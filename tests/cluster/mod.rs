@@ -120,8 +120,7 @@ fn assert_no_slot_started_twice(path: &std::path::Path) {
 }
 
 /// The slots of the runs completed after `after` (each node sees the same database);
-/// none while the API cannot read the database (an API reader's first read after an
-/// outage fails, and it connects anew).
+/// none while the API cannot read the database.
 fn completed_after(daemon: &Daemon, after: DateTime<Utc>) -> usize {
     let (code, body) = daemon.get("/api/runs?deployment=tick&limit=1000");
     if code != 200 {
