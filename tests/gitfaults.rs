@@ -348,3 +348,47 @@ fn a_failing_fetch_is_shown_apart_and_clears_when_the_url_is_fixed() {
         || (daemon.json("/api/status")["commit"] == next.as_str()).then_some(()),
     );
 }
+
+/// The pids of the live processes whose command line holds `mark` (a zombie's is empty).
+fn marked(mark: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(mark))
+        })
+        .collect()
+}
+
+/// The daemon stops without leaving a fetch behind: `git fetch`, and what it started, run
+/// in a process group of their own, which nothing else ends. Here a fetch that hangs in
+/// its upload-pack.
+#[test]
+fn a_fetch_in_progress_is_ended_when_the_daemon_stops() {
+    let origin = GitRepo::new();
+    origin.commit(
+        &[(
+            "deployments/tick.yaml",
+            Some(&manifest("tick", "echo tick", "interval: 1", "")),
+        )],
+        "tick",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clone = dir.path().join("clone");
+    let url = origin.path().to_str().unwrap();
+    git_ok(dir.path(), &["clone", "-q", url, clone.to_str().unwrap()]);
+    let mut daemon = Daemon::start_with(&clone, &["--remote", "origin", "--branch", "main"]);
+    keeps_firing(&daemon, 1);
+    // `; true` keeps the shell (and the mark in its command line) until `sleep` ends.
+    let mark = format!("sundial-hanging-fetch-{}", std::process::id());
+    let hang = format!("sleep 300; true # {mark}");
+    git_ok(&clone, &["config", "remote.origin.uploadpack", &hang]);
+    wait_until(Duration::from_secs(30), "a fetch to hang", || {
+        (!marked(&mark).is_empty()).then_some(())
+    });
+    assert_eq!(daemon.terminate(), Some(0));
+    wait_until(Duration::from_secs(10), "the hanging fetch to end", || {
+        marked(&mark).is_empty().then_some(())
+    });
+}

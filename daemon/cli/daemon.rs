@@ -333,6 +333,8 @@ async fn serve(
         systemd::lifecycle(),
     )
     .await;
+    // A fetch runs in a process group of its own, which nothing else ends.
+    crate::source::stop_fetches();
     let _ = stop_api_tx.send(true);
     let _ = tokio::task::spawn_blocking(move || server.join()).await;
     let what = store_text.describe();

@@ -4,17 +4,43 @@
 //! `insteadOf` rules apply exactly as in their shell. Only the remote-tracking ref
 //! `refs/remotes/<remote>/<branch>` is written (never a local branch or a work tree).
 //! No shell is involved, terminal prompts are disabled, and git runs in its own process
-//! group so that a timeout also kills ssh or a remote helper it started.
+//! group so that a timeout also kills ssh or a remote helper it started. Being in a group
+//! of its own, it is not reached by what stops the daemon's group: the daemon ends the
+//! fetches still running when it stops ([`stop_fetches`]).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use super::{Repo, SourceError};
 
 /// How long `git fetch` may take before it is killed.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The process groups of the fetches running now (each `git fetch`'s pid), each listed
+/// until just before it is reaped, so that a pid here always names the fetch's group.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Ends the fetches still running, so that the daemon stops without leaving them (and
+/// the ssh or remote helper they started) behind: SIGTERM to each one's group, on which
+/// git removes its lock files and temporary packs. Does not wait for them.
+pub fn stop_fetches() {
+    for &pid in running().iter() {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
 
 impl Repo {
     /// Runs `git fetch <remote> +refs/heads/<branch>:refs/remotes/<remote>/<branch>` with
@@ -56,6 +82,7 @@ impl Repo {
             .spawn()
             .map_err(|e| fail(format!("could not run `git`: {e}")))?;
         let pid = child.id();
+        running().push(pid);
         let mut stderr = child.stderr.take();
         let (done_tx, done_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -63,6 +90,8 @@ impl Repo {
             if let Some(stderr) = stderr.as_mut() {
                 let _ = stderr.read_to_string(&mut text);
             }
+            // Unlisted before it is reaped: a pid listed is never another process's.
+            running().retain(|&p| p != pid);
             let _ = done_tx.send((child.wait(), text));
         });
         let (status, text) = match done_rx.recv_timeout(timeout) {

@@ -51,7 +51,7 @@ use crate::validate::locate::{Entry, View};
 use crate::validate::{Contents, SourceFile};
 
 pub use checkout::Checkouts;
-pub use fetch::FETCH_TIMEOUT;
+pub use fetch::{stop_fetches, FETCH_TIMEOUT};
 pub use watch::watch;
 
 /// What [`Repo::introduced`] finds: a commit and its time.
