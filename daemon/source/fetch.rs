@@ -18,6 +18,9 @@ use super::{Repo, SourceError};
 /// How long `git fetch` may take before it is killed.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a fetch stopped at its timeout has after SIGTERM before SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(2);
+
 /// The process groups of the fetches running now (each `git fetch`'s pid), each listed
 /// until just before it is reaped, so that a pid here always names the fetch's group.
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -98,16 +101,21 @@ impl Repo {
             Ok(done) => done,
             Err(_) => {
                 // Unless it ended this very instant, git is not reaped yet (the thread
-                // reads to EOF first), so its pid still names its process group.
-                if let Ok(pid) = i32::try_from(pid) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                // reads to EOF first), so its pid still names its process group. SIGTERM
+                // first: on it git removes its lock files, which a SIGKILL would leave
+                // behind to fail every later fetch; SIGKILL if the group is still there.
+                let signal = |signal| {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+                    }
+                };
+                signal(nix::sys::signal::Signal::SIGTERM);
+                if done_rx.recv_timeout(KILL_AFTER).is_err() {
+                    signal(nix::sys::signal::Signal::SIGKILL);
+                    // Reap it; should something outside the group hold the pipe open,
+                    // give up on the thread rather than hang the caller.
+                    let _ = done_rx.recv_timeout(Duration::from_secs(5));
                 }
-                // Reap it; should something outside the group hold the pipe open, give
-                // up on the thread rather than hang the caller.
-                let _ = done_rx.recv_timeout(Duration::from_secs(5));
                 return Err(fail(format!(
                     "it did not finish within {} s and was killed",
                     timeout.as_secs()
@@ -189,6 +197,35 @@ mod tests {
             err.to_string(),
             "`git fetch` from remote `slow` failed: it did not finish within 1 s and was \
              killed; check the remote's URL and the credentials of the daemon's user"
+        );
+
+        // SIGTERM first, so that git can remove its locks: a helper that notes it.
+        let noted = fx.path("termed");
+        let noting = format!(
+            "trap 'echo termed > {}; exit 1' TERM; sleep 30 & wait; true #",
+            noted.display()
+        );
+        fx.git(&repo, &["config", "remote.slow.uploadpack", &noting]);
+        source.fetch_within(Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            std::fs::read_to_string(&noted).ok().as_deref(),
+            Some("termed\n")
+        );
+        // And SIGKILL when SIGTERM is not enough.
+        fx.git(
+            &repo,
+            &[
+                "config",
+                "remote.slow.uploadpack",
+                "trap '' TERM; sleep 30; true #",
+            ],
+        );
+        let started = std::time::Instant::now();
+        source.fetch_within(Duration::from_secs(1)).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
         );
     }
 
