@@ -231,6 +231,38 @@ fn a_read_that_hangs_is_abandoned_and_never_blocks_the_stop_or_a_restart() {
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
+/// A repository (`origin`) with a 1-second `tick`, cloned to `clone` in `dir`, and the
+/// daemon on the clone, fetching `origin`, once `tick` fired.
+struct Fetching {
+    origin: GitRepo,
+    dir: tempfile::TempDir,
+    clone: PathBuf,
+    daemon: Daemon,
+}
+
+fn fetching() -> Fetching {
+    let origin = GitRepo::new();
+    origin.commit(
+        &[(
+            "deployments/tick.yaml",
+            Some(&manifest("tick", "echo tick", "interval: 1", "")),
+        )],
+        "tick",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clone = dir.path().join("clone");
+    let url = origin.path().to_str().unwrap();
+    git_ok(dir.path(), &["clone", "-q", url, clone.to_str().unwrap()]);
+    let daemon = Daemon::start_with(&clone, &["--remote", "origin", "--branch", "main"]);
+    keeps_firing(&daemon, 1);
+    Fetching {
+        origin,
+        dir,
+        clone,
+        daemon,
+    }
+}
+
 /// Regression (issue 12.6): after the branch was deleted and created again at the same
 /// commit, the error stayed until the next new commit, `sundial_sync_errors` stayed 1, and
 /// the message said "no commits yet".
@@ -293,20 +325,13 @@ fn a_moved_repository_is_reported_and_clears_when_it_is_back() {
 /// said nothing, so deployments silently froze.
 #[test]
 fn a_failing_fetch_is_shown_apart_and_clears_when_the_url_is_fixed() {
-    let origin = GitRepo::new();
-    origin.commit(
-        &[(
-            "deployments/tick.yaml",
-            Some(&manifest("tick", "echo tick", "interval: 1", "")),
-        )],
-        "tick",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let clone = dir.path().join("clone");
+    let Fetching {
+        origin,
+        dir,
+        clone,
+        daemon,
+    } = fetching();
     let url = origin.path().to_str().unwrap();
-    git_ok(dir.path(), &["clone", "-q", url, clone.to_str().unwrap()]);
-    let daemon = Daemon::start_with(&clone, &["--remote", "origin", "--branch", "main"]);
-    keeps_firing(&daemon, 1);
     let fetched = source(&daemon);
     assert!(fetched["last_fetch_at"].is_string(), "{fetched:#}");
     assert!(metric(&daemon, "sundial_last_fetch_timestamp_seconds").is_some());
@@ -366,20 +391,13 @@ fn marked(mark: &str) -> Vec<u32> {
 /// its upload-pack.
 #[test]
 fn a_fetch_in_progress_is_ended_when_the_daemon_stops() {
-    let origin = GitRepo::new();
-    origin.commit(
-        &[(
-            "deployments/tick.yaml",
-            Some(&manifest("tick", "echo tick", "interval: 1", "")),
-        )],
-        "tick",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let clone = dir.path().join("clone");
-    let url = origin.path().to_str().unwrap();
-    git_ok(dir.path(), &["clone", "-q", url, clone.to_str().unwrap()]);
-    let mut daemon = Daemon::start_with(&clone, &["--remote", "origin", "--branch", "main"]);
-    keeps_firing(&daemon, 1);
+    // The origin and the folder of the clone live as long as the test.
+    let Fetching {
+        origin: _origin,
+        dir: _dir,
+        clone,
+        mut daemon,
+    } = fetching();
     // `; true` keeps the shell (and the mark in its command line) until `sleep` ends.
     let mark = format!("sundial-hanging-fetch-{}", std::process::id());
     let hang = format!("sleep 300; true # {mark}");
