@@ -156,8 +156,7 @@ fn walk(root: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>
             continue;
         }
         let path = entry.into_path();
-        let rel = path.strip_prefix(root).unwrap_or(&path);
-        let rel = rel.to_string_lossy().replace('\\', "/");
+        let rel = slashed(path.strip_prefix(root).unwrap_or(&path));
         if keep(&rel) {
             found.push(path);
         }
@@ -167,8 +166,13 @@ fn walk(root: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>
 }
 
 fn display(path: &Path) -> String {
-    let text = path.to_string_lossy().replace('\\', "/");
+    let text = slashed(path);
     text.strip_prefix("./").map(str::to_string).unwrap_or(text)
+}
+
+/// The path with `/` between its parts, as manifests and messages write paths.
+fn slashed(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
 }
 
 /// The repository roots the files belong to (their `repo_path` is relative to these).
@@ -197,7 +201,7 @@ fn repo_path(path: &Path) -> String {
     while let Some(d) = dir {
         if d.join(".git").exists() {
             if let Ok(rel) = absolute.strip_prefix(d) {
-                return rel.to_string_lossy().replace('\\', "/");
+                return slashed(rel);
             }
         }
         dir = d.parent();
@@ -207,7 +211,7 @@ fn repo_path(path: &Path) -> String {
         .ok()
         .and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf))
     {
-        return rel.to_string_lossy().replace('\\', "/");
+        return slashed(&rel);
     }
     match absolute.file_name() {
         Some(name) => name.to_string_lossy().into_owned(),

@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use super::{Repo, SourceError};
 
 /// How long `git fetch` may take before it is killed.
@@ -36,12 +38,14 @@ fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
 /// git removes its lock files and temporary packs. Does not wait for them.
 pub fn stop_fetches() {
     for &pid in running().iter() {
-        if let Ok(pid) = i32::try_from(pid) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+        signal_group(pid, Signal::SIGTERM);
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (a fetch's `git`).
+fn signal_group(pid: u32, signal: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
 
@@ -104,14 +108,9 @@ impl Repo {
                 // reads to EOF first), so its pid still names its process group. SIGTERM
                 // first: on it git removes its lock files, which a SIGKILL would leave
                 // behind to fail every later fetch; SIGKILL if the group is still there.
-                let signal = |signal| {
-                    if let Ok(pid) = i32::try_from(pid) {
-                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
-                    }
-                };
-                signal(nix::sys::signal::Signal::SIGTERM);
+                signal_group(pid, Signal::SIGTERM);
                 if done_rx.recv_timeout(KILL_AFTER).is_err() {
-                    signal(nix::sys::signal::Signal::SIGKILL);
+                    signal_group(pid, Signal::SIGKILL);
                     // Reap it; should something outside the group hold the pipe open,
                     // give up on the thread rather than hang the caller.
                     let _ = done_rx.recv_timeout(Duration::from_secs(5));

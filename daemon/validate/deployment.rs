@@ -2,6 +2,7 @@
 //! of its trusted [`Deployment`]. Every problem is reported (none stops the others); the
 //! deployment is built only if this deployment had no error.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
@@ -23,14 +24,22 @@ use super::report::FileReport;
 /// Default for `late_grace_seconds` (like Quartz's misfire threshold).
 const DEFAULT_LATE_GRACE: f64 = 60.0;
 
-/// What a deployment check needs to know about its file.
-pub struct Context<'a> {
+/// What a deployment check needs to know about its file, on whichever thread it runs.
+#[derive(Clone, Copy)]
+pub struct FileContext<'a> {
     pub project_root: &'a str,
     pub repo_path: &'a str,
     /// The top-level `pull` steps (checked once), used unless the deployment has its own.
     pub top_pulled: Option<&'a pull::Pulled>,
     /// The top-level `notifications` (checked once), used unless the deployment has its own.
     pub top_notifications: Option<&'a [crate::notify::Notification]>,
+    /// The pointers of the values the schema found wrong (read as null).
+    pub wrong: &'a BTreeSet<String>,
+}
+
+/// What a deployment check needs: its file, and the caches of the thread it runs on.
+pub struct Context<'a> {
+    pub file: FileContext<'a>,
     /// The repository the file comes from (a commit's tree or a work tree).
     pub view: &'a MemoView<'a>,
     /// The `parameter_openapi_schema`s compiled so far, shared by the files of one run.
@@ -84,23 +93,28 @@ pub fn check(
         .map(|list| super::sla::check(report, list, &pointer(at, "sla")))
         .unwrap_or_default();
     let own = node.get("notifications").filter(|n| !n.is_null());
-    let notifications_unset = own.is_none() && ctx.top_notifications.is_none();
+    let notifications_unset = own.is_none() && ctx.file.top_notifications.is_none();
     let notifications = match own {
         Some(list) => super::notify::check(report, list, &pointer(at, "notifications")),
-        None => ctx.top_notifications.map(<[_]>::to_vec).unwrap_or_default(),
+        None => ctx
+            .file
+            .top_notifications
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
     };
     let pulled = match node.get("pull").filter(|p| !p.is_null()) {
         Some(steps) => pull::check(
             report,
             steps,
             &pointer(at, "pull"),
-            ctx.project_root,
+            ctx.file.project_root,
             ctx.view,
         ),
         None => ctx
+            .file
             .top_pulled
             .cloned()
-            .unwrap_or_else(|| pull::Pulled::at(ctx.project_root)),
+            .unwrap_or_else(|| pull::Pulled::at(ctx.file.project_root)),
     };
 
     let mut working_dir_from_root = pulled.directory_from_root;
@@ -128,7 +142,7 @@ pub fn check(
                         report,
                         &format!("{jv}/working_dir"),
                         &found,
-                        ctx.project_root,
+                        ctx.file.project_root,
                     );
                     working_dir_from_root = found.from_repository_root();
                     found.path().to_string()
@@ -150,7 +164,7 @@ pub fn check(
 
     if let (Some(Launch::Entrypoint(entry)), None) = (&launch, &jobs.command) {
         let bases = Bases {
-            project_root: ctx.project_root,
+            project_root: ctx.file.project_root,
             working_dir: &working_dir,
         };
         entrypoint::check_exists(report, ctx.view, at, entry, &bases);
@@ -265,8 +279,8 @@ pub fn check(
     }
     Some(Deployment {
         name,
-        file: ctx.repo_path.to_string(),
-        project_root: ctx.project_root.to_string(),
+        file: ctx.file.repo_path.to_string(),
+        project_root: ctx.file.project_root.to_string(),
         description: raw.description,
         tags: raw
             .tags

@@ -88,7 +88,11 @@ pub fn check(file: &SourceFile, names: &mut Names, view: &dyn View) -> Checked {
         uncertain: RefCell::new(false),
     };
     names.log = Some(Vec::new());
-    let outcome = check_file(file, names, &super::Shared::new(&recording));
+    let outcome = check_file(
+        file,
+        names,
+        &super::Shared::new(&recording, super::parallel::threads()),
+    );
     let claims = names.log.take().unwrap_or_default();
     Checked {
         outcome,

@@ -151,10 +151,7 @@ pub fn validate_in(files: &[SourceFile], view: &dyn locate::View) -> Validation 
 /// [`validate_in`] with a large file's deployments checked on at most `threads` threads.
 fn validate_on(files: &[SourceFile], view: &dyn locate::View, threads: usize) -> Validation {
     let mut names = Names::default();
-    let shared = Shared {
-        threads,
-        ..Shared::new(view)
-    };
+    let shared = Shared::new(view, threads);
     let files = files
         .iter()
         .map(|f| check_file(f, &mut names, &shared))
@@ -173,12 +170,12 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn new(view: &'a dyn locate::View) -> Shared<'a> {
+    fn new(view: &'a dyn locate::View, threads: usize) -> Shared<'a> {
         Shared {
             view: MemoView::new(view),
             parameter_schemas: ParameterSchemas::default(),
             recurrences: Recurrences::default(),
-            threads: parallel::threads(),
+            threads,
         }
     }
 }
@@ -352,7 +349,7 @@ fn check_root(
     let Some(list) = root.get("deployments") else {
         return Vec::new();
     };
-    let context = parallel::FileContext {
+    let context = deployment::FileContext {
         project_root: &project_root,
         repo_path: &file.repo_path,
         top_pulled: top_pulled.as_ref(),

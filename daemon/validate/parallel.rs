@@ -11,12 +11,12 @@
 //! order). A view that cannot be shared with another thread (a git repository handle)
 //! keeps the whole file on the caller's thread.
 
-use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 
 use crate::manifest::{pointer, Node, Value};
 
-use super::deployment::{self, Context};
+use super::deployment::{self, Context, FileContext};
 use super::desired::Deployment;
 use super::diagnostic::Code;
 use super::incremental::Names;
@@ -24,7 +24,7 @@ use super::locate::View;
 use super::memo::{MemoView, Recurrences};
 use super::parameters::ParameterSchemas;
 use super::report::FileReport;
-use super::{check_keys, pull, raw_deployment, Shared};
+use super::{check_keys, raw_deployment, Shared};
 
 /// Below this many deployments a file is checked on one thread: a thread costs more than
 /// it saves.
@@ -32,22 +32,15 @@ pub const PARALLEL_FROM: usize = 64;
 /// At most this many threads check one file.
 const MOST_THREADS: usize = 4;
 
-/// How many threads check a large file: one per core, at most [`MOST_THREADS`].
+/// How many threads check a large file: one per core, at most [`MOST_THREADS`]. Asked of
+/// the system once (on Linux it reads the cgroup's CPU quota), not for each file.
 pub fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .min(MOST_THREADS)
-}
-
-/// What every deployment check of one file shares, on whichever thread it runs.
-#[derive(Clone, Copy)]
-pub struct FileContext<'a> {
-    pub project_root: &'a str,
-    pub repo_path: &'a str,
-    pub top_pulled: Option<&'a pull::Pulled>,
-    pub top_notifications: Option<&'a [crate::notify::Notification]>,
-    /// The pointers of the values the schema found wrong (read as null).
-    pub wrong: &'a BTreeSet<String>,
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(MOST_THREADS)
+    })
 }
 
 /// What one deployment's check left for the replay on the caller's thread.
@@ -92,20 +85,25 @@ pub fn check_deployments(
                     let view = MemoView::new(&*view);
                     let schemas = ParameterSchemas::default();
                     let recurrences = Recurrences::default();
-                    let ctx = context(file, &view, &schemas, &recurrences);
-                    check_run(whole.part(), &ctx, file.wrong, k * per_run, run)
+                    let ctx = Context {
+                        file,
+                        view: &view,
+                        parameter_schemas: &schemas,
+                        recurrences: &recurrences,
+                    };
+                    check_run(whole.part(), &ctx, k * per_run, run)
                 })
             })
             .collect();
         let mut done = Vec::with_capacity(spawned.len() + 1);
         if let Some((_, run)) = first {
-            let ctx = context(
+            let ctx = Context {
                 file,
-                &shared.view,
-                &shared.parameter_schemas,
-                &shared.recurrences,
-            );
-            done.push(check_run(whole.part(), &ctx, file.wrong, 0, run));
+                view: &shared.view,
+                parameter_schemas: &shared.parameter_schemas,
+                recurrences: &shared.recurrences,
+            };
+            done.push(check_run(whole.part(), &ctx, 0, run));
         }
         for handle in spawned {
             done.push(
@@ -125,7 +123,7 @@ pub fn check_deployments(
             let at = pointer("/deployments", index);
             index += 1;
             for found in listed.by_ref().take(item.before_claim) {
-                report.adopt(found);
+                report.record(found);
             }
             *declared += usize::from(item.declared);
             // A duplicate is an error of the file, which then keeps none of its deployments.
@@ -141,7 +139,7 @@ pub fn check_deployments(
                 }
             }
             for found in listed.by_ref().take(item.after_claim) {
-                report.adopt(found);
+                report.record(found);
             }
             out.extend(item.built);
         }
@@ -151,28 +149,10 @@ pub fn check_deployments(
     out
 }
 
-fn context<'c>(
-    file: FileContext<'c>,
-    view: &'c MemoView<'c>,
-    parameter_schemas: &'c ParameterSchemas,
-    recurrences: &'c Recurrences,
-) -> Context<'c> {
-    Context {
-        project_root: file.project_root,
-        repo_path: file.repo_path,
-        top_pulled: file.top_pulled,
-        top_notifications: file.top_notifications,
-        view,
-        parameter_schemas,
-        recurrences,
-    }
-}
-
 /// Checks the run of deployments `nodes`, the first at index `first` of the file's list.
 fn check_run(
     mut report: FileReport<'_>,
     ctx: &Context<'_>,
-    wrong: &BTreeSet<String>,
     first: usize,
     nodes: &[Node],
 ) -> (super::report::Part, Vec<Checked>) {
@@ -189,7 +169,7 @@ fn check_run(
                 name: None,
                 built: None,
             };
-            let claim_at = check_one(&mut report, ctx, wrong, node, first + k, &mut item);
+            let claim_at = check_one(&mut report, ctx, node, first + k, &mut item);
             let end = report.diagnostics.len();
             let claim_at = claim_at.unwrap_or(end);
             item.before_claim = claim_at - start;
@@ -205,7 +185,6 @@ fn check_run(
 fn check_one(
     report: &mut FileReport<'_>,
     ctx: &Context<'_>,
-    wrong: &BTreeSet<String>,
     node: &Node,
     i: usize,
     item: &mut Checked,
@@ -226,7 +205,7 @@ fn check_one(
     }
     item.declared = true;
     check_keys(report, node, &at);
-    let raw = match raw_deployment(node, &at, wrong) {
+    let raw = match raw_deployment(node, &at, ctx.file.wrong) {
         Ok(raw) => raw,
         Err(e) => {
             report.error(

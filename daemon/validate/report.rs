@@ -69,7 +69,7 @@ impl<'a> FileReport<'a> {
 
     /// A report for a part of this file's checks (one thread's run of deployments): it
     /// lists only what that part finds, sees what this report holds, and is taken back
-    /// with [`FileReport::adopt`].
+    /// with [`FileReport::record`].
     pub fn part(&self) -> FileReport<'_> {
         FileReport {
             earlier: &self.diagnostics,
@@ -86,9 +86,9 @@ impl<'a> FileReport<'a> {
         }
     }
 
-    /// Records a diagnostic a part listed, as if it were found here and now (so the listing
-    /// cap counts it in order), attributed to the deployment being checked.
-    pub fn adopt(&mut self, diagnostic: Diagnostic) {
+    /// Records a diagnostic found now (or listed by a part: then as if found here and now,
+    /// so the listing cap counts it in order), attributed to the deployment being checked.
+    pub fn record(&mut self, diagnostic: Diagnostic) {
         if !self.admit(diagnostic.severity) {
             return;
         }
@@ -179,11 +179,7 @@ impl<'a> FileReport<'a> {
 
     /// Records an error at an explicit span (for problems found before a tree exists).
     pub fn error_at(&mut self, span: Span, code: Code, message: String, help: Option<String>) {
-        if !self.admit(Severity::Error) {
-            return;
-        }
-        self.origins.push(self.deployment);
-        self.diagnostics.push(Diagnostic {
+        self.record(Diagnostic {
             severity: Severity::Error,
             file: self.file.to_string(),
             line: span.start.line,
