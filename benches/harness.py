@@ -233,6 +233,39 @@ def iso(t):
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def stamped(path):
+    """How many stamp lines `path` has: cheap enough to poll while a burst runs (parsing
+    them would take CPU from the burst being measured)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def sleep_until(t):
+    time.sleep(max(0.0, t - time.time()))
+
+
+class CoresBusy:
+    """The share of all cores' time spent busy (not idle, not waiting for I/O) from its
+    creation to `busy()`, from /proc/stat: how much room a burst left unused."""
+
+    def __init__(self):
+        self.start = self.read()
+
+    @staticmethod
+    def read():
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]
+
+    def busy(self):
+        total, idle = self.read()
+        elapsed = total - self.start[0]
+        return 1 - (idle - self.start[1]) / elapsed if elapsed else 0.0
+
+
 def read_stamps(path, after=None):
     """(started, scheduled_for) of each stamp line, scheduled_for after `after` if given."""
     out = []
@@ -554,9 +587,11 @@ def burst(args, tmp, rows):
     # The burst.
     if time.time() > at - 1:
         raise RuntimeError(f"the daemon was ready only {time.time() - at:.1f} s after the boundary")
-    got = wait_for(f"{n} children", 600 + n * 0.05, lambda: daemon.alive() and len(read_stamps(stamps)) >= n
-                   and read_stamps(stamps), every=0.2)
-    last = max(s for s, _ in got) - at
+    sleep_until(at)
+    cores, own = CoresBusy(), daemon.cpu_seconds()
+    wait_for(f"{n} children", 600 + n * 0.05, lambda: daemon.alive() and stamped(stamps) >= n, every=0.05)
+    busy, own = cores.busy(), daemon.cpu_seconds() - own
+    last = max(s for s, _ in read_stamps(stamps)) - at
     rss_peak = daemon.rss_mib()
 
     def settled():
@@ -571,11 +606,15 @@ def burst(args, tmp, rows):
     # The floor: the same children, spawned one after the other from one instant.
     floor_at = int(time.time()) + 2
     floor_proc = PROCS.start([args.floor, "burst", str(n), str(floor_at), floor_stamps])
-    floor_proc.wait(timeout=600 + n * 0.05)
-    flo = read_stamps(floor_stamps)
-    floor_last = max(s for s, _ in flo) - floor_at
+    sleep_until(floor_at)
+    cores = CoresBusy()
+    wait_for(f"the floor's {n} children", 600 + n * 0.05, lambda: stamped(floor_stamps) >= n, every=0.05)
+    floor_busy = cores.busy()
+    floor_proc.wait(timeout=60)
+    floor_last = max(s for s, _ in read_stamps(floor_stamps)) - floor_at
     rows["burst"].figure = f"{n:,} deployments due at one {'instant' if args.quick else 'minute boundary'}: last child started"
-    rows["burst"].set(f"{last:.2f} s after", f"floor, serial posix_spawn: {floor_last:.2f} s",
+    rows["burst"].set(f"{last:.2f} s after (cores {busy:.0%} busy; the daemon's own CPU {own:.2f} s)",
+                      f"floor, serial posix_spawn: {floor_last:.2f} s (cores {floor_busy:.0%} busy)",
                       f"{last / floor_last:.2f}", yes_no(last <= floor_last))
     rows["rss"].figure = f"RSS with {n:,} deployments loaded"
     rows["rss"].set(f"{rss_loaded:.1f} MiB; {rss_peak:.1f} at the last start; {rss_after:.1f} after the burst",
