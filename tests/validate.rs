@@ -1,7 +1,7 @@
 //! `sundial validate`: every class of error at its exact line and column, the formats, the
 //! exit codes, and files that must never make it panic.
 
-use crate::support::{require_tool, Project};
+use crate::support::{git_ok, require_tool, Project};
 
 /// A minimal valid deployment list entry, to which tests add one problem.
 const GOOD: &str = "deployments:\n  - name: etl\n    entrypoint: flows/etl.py:run\n";
@@ -514,11 +514,21 @@ fn outside_git_a_manifest_finds_its_flows_from_whichever_directory_it_is_named()
             .code(0)
             .stdout_has("ok: 1 file, 1 deployment valid");
     }
-    // A folder without the flow is still told so, from anywhere.
+    // A folder without the flow is still told so, from anywhere, as a folder: there is no
+    // repository to commit it to.
     project
         .run_from("elsewhere", &["validate", "../bare/prefect.yaml"])
         .code(1)
-        .stdout_has("entrypoint file `flows/etl.py` is not in the repository");
+        .stdout_has("entrypoint file `flows/etl.py` does not exist: looked for `flows/etl.py`")
+        .stdout_has("= help: create it, or fix the path: it is relative to the manifest's folder or to the current directory");
+    // In a repository, a missing file is to be committed.
+    let gone = "deployments:\n  - name: etl\n    entrypoint: flows/gone.py:run\n";
+    let repo = Project::new().file("prefect.yaml", gone);
+    git_ok(repo.path(), &["init", "-q"]);
+    repo.run(&["validate", "prefect.yaml"])
+        .code(1)
+        .stdout_has("entrypoint file `flows/gone.py` is not in the repository: looked for `flows/gone.py`")
+        .stdout_has("= help: commit it, or fix the path: it is relative to the manifest's folder or to the repository root");
 }
 
 #[test]

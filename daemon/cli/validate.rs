@@ -73,13 +73,17 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     // Files the manifests name (entrypoints, requirements files, directories) are found in
     // the work tree of the repository that holds them, by the rule the daemon uses on a
-    // commit; with files of several roots, nothing is looked up.
+    // commit (outside git: in the folder `repo_path` chose, and what is missing is to be
+    // created rather than committed); with files of several roots, nothing is looked up.
     let roots: std::collections::BTreeSet<PathBuf> = paths_roots(&files);
     let root = (roots.len() == 1)
         .then(|| roots.into_iter().next())
         .flatten();
     let validation = match &root {
-        Some(root) => validate::validate_in(&files, &OnDisk(root)),
+        Some(root) if root.join(".git").exists() => {
+            validate::validate_in(&files, &OnDisk::repository(root))
+        }
+        Some(root) => validate::validate_in(&files, &OnDisk::folder(root)),
         None => validate::validate(&files),
     };
     let text = match args.format {

@@ -26,7 +26,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::validate::desired::{Deployment, Launch};
-use crate::validate::locate::{self, Entry, Found, Kind, View};
+use crate::validate::locate::{self, Entry, Found, Kind, Origin, View};
 
 /// The largest the parameters may be, as compact JSON (what the run receives): they reach
 /// the run in the `SUNDIAL_PARAMETERS` environment variable, and Linux refuses to start a
@@ -93,7 +93,7 @@ pub fn plan(deployment: &Deployment, checkout: &Path) -> Result<Plan, LaunchErro
             deployment.working_dir, deployment.project_root
         ));
     }
-    let view = OnDisk(checkout);
+    let view = OnDisk::repository(checkout);
     let entry = match &deployment.launch {
         Launch::Command(argv) => {
             return Ok(Plan {
@@ -228,11 +228,32 @@ fn module_root(
 /// A directory on disk (a checkout, or a work tree for `sundial validate`) as a
 /// [`View`]: paths are joined under it; a read takes at most [`locate::MAX_SCANNED`] + 1
 /// bytes, so a larger file is "too large" to the function check.
-pub struct OnDisk<'a>(pub &'a Path);
+pub struct OnDisk<'a> {
+    root: &'a Path,
+    origin: Origin,
+}
+
+impl<'a> OnDisk<'a> {
+    /// A checkout, or a git repository's work tree.
+    pub fn repository(root: &'a Path) -> OnDisk<'a> {
+        OnDisk {
+            root,
+            origin: Origin::Repository,
+        }
+    }
+
+    /// A folder outside git: what is missing there is to be created, not committed.
+    pub fn folder(root: &'a Path) -> OnDisk<'a> {
+        OnDisk {
+            root,
+            origin: Origin::Folder,
+        }
+    }
+}
 
 impl View for OnDisk<'_> {
     fn entry(&self, path: &str) -> Option<Entry> {
-        match std::fs::metadata(self.0.join(path)) {
+        match std::fs::metadata(self.root.join(path)) {
             Ok(meta) if meta.is_file() => Some(Entry::File),
             Ok(meta) if meta.is_dir() => Some(Entry::Dir),
             Ok(_) => Some(Entry::Missing),
@@ -249,7 +270,7 @@ impl View for OnDisk<'_> {
     }
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        let file = std::fs::File::open(self.0.join(path)).ok()?;
+        let file = std::fs::File::open(self.root.join(path)).ok()?;
         let mut bytes = Vec::new();
         file.take(locate::MAX_SCANNED as u64 + 1)
             .read_to_end(&mut bytes)
@@ -258,7 +279,14 @@ impl View for OnDisk<'_> {
     }
 
     fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
-        Some(Box::new(OnDisk(self.0)))
+        Some(Box::new(OnDisk {
+            root: self.root,
+            origin: self.origin,
+        }))
+    }
+
+    fn origin(&self) -> Origin {
+        self.origin
     }
 }
 

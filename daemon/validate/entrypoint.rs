@@ -18,7 +18,7 @@ use crate::manifest::pointer;
 
 use super::desired::Launch;
 use super::diagnostic::Code;
-use super::locate::{self, Defines, Found, Kind};
+use super::locate::{self, Defines, Found, Kind, View};
 use super::memo::MemoView;
 use super::report::FileReport;
 
@@ -158,13 +158,16 @@ pub(super) fn check_exists(
             false,
             Code::Entrypoint,
             format!(
-                "entrypoint {} `{target}` is not in the repository: looked for {}",
+                "entrypoint {} `{target}` {}: looked for {}",
                 if func.is_some() { "file" } else { "executable" },
+                view.origin().missing(),
                 places(tried)
             ),
             Some(format!(
-                "commit it, or fix the path: it is relative to the manifest's folder{} or to the repository root",
-                shown_base(bases.project_root)
+                "{} it, or fix the path: it is relative to the manifest's folder{} or to {}",
+                view.origin().remedy(),
+                shown_base(bases.project_root),
+                view.origin().root()
             )),
         ),
         (Found::CannotTell { .. }, _) => {}
@@ -195,8 +198,8 @@ fn check_module(
             at,
             false,
             Code::Entrypoint,
-            format!("entrypoint module `{module}` is not in the repository (looked for {}); the run imports it from its Python", places(tried)),
-            Some("fine for an installed package; otherwise commit the module, or fix the entrypoint".into()),
+            format!("entrypoint module `{module}` {} (looked for {}); the run imports it from its Python", view.origin().missing(), places(tried)),
+            Some(format!("fine for an installed package; otherwise {} the module, or fix the entrypoint", view.origin().remedy())),
         ),
         Found::CannotTell { .. } => {}
     }

@@ -57,6 +57,46 @@ pub trait View {
     fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
         None
     }
+    /// Where the files come from, for the wording of what is missing.
+    fn origin(&self) -> Origin {
+        Origin::Repository
+    }
+}
+
+/// Where a view's files come from, as a diagnostic names it: a file missing from a
+/// repository (a commit, or its work tree) is to be committed; one missing from a folder
+/// outside git (`sundial validate` run there) is to be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Repository,
+    Folder,
+}
+
+impl Origin {
+    /// How a missing file is said to be missing.
+    pub fn missing(self) -> &'static str {
+        match self {
+            Origin::Repository => "is not in the repository",
+            Origin::Folder => "does not exist",
+        }
+    }
+
+    /// What to do about it: `commit` or `create`.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Origin::Repository => "commit",
+            Origin::Folder => "create",
+        }
+    }
+
+    /// The second place paths are looked up from: the root of the repository, or of the
+    /// folder (outside git: the current directory, when the manifest is under it).
+    pub fn root(self) -> &'static str {
+        match self {
+            Origin::Repository => "the repository root",
+            Origin::Folder => "the current directory",
+        }
+    }
 }
 
 /// A view that knows nothing: every lookup "cannot tell".

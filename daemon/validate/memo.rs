@@ -64,6 +64,10 @@ impl View for MemoView<'_> {
     fn for_another_thread(&self) -> Option<Box<dyn View + Send + '_>> {
         self.view.for_another_thread()
     }
+
+    fn origin(&self) -> locate::Origin {
+        self.view.origin()
+    }
 }
 
 /// The rrule schedules parsed so far: a thousand deployments sharing a few rules parse

@@ -110,8 +110,8 @@ pub fn check(
                                 &name_at,
                                 true,
                                 Code::PullStep,
-                                format!("requirements file `{file}` is not in the repository: looked for {}", places(tried)),
-                                Some("commit it, or fix `requirements_file` (relative to the step's directory, or to the repository root)".into()),
+                                format!("requirements file `{file}` {}: looked for {}", view.origin().missing(), places(tried)),
+                                Some(format!("{} it, or fix `requirements_file` (relative to the step's directory, or to {})", view.origin().remedy(), view.origin().root())),
                             );
                         }
                         note_root(report, &name_at, &found, project_root);
