@@ -113,6 +113,101 @@ fn a_prestarted_process_whose_daemon_died_exits_without_calling() {
     assert_eq!(daemon.stored_runs("early").len(), 1);
 }
 
+/// A commit (`change`, given the slot) that pauses or removes the deployment while its
+/// pre-started interpreter waits for the slot: the run is withdrawn (Cancelled with
+/// `reason`) before the slot, and the function is never called.
+fn withdrawn_by(change: impl Fn(DateTime<Utc>) -> String, reason: &str) {
+    let (repo, out, slot) = setup(6, 9);
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "the early import", || {
+        std::fs::read_to_string(out.join("imported")).ok()
+    });
+    repo.commit(&[("prefect.yaml", Some(&change(slot)))], reason);
+    let run = daemon.ended_run("early", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Cancelled, "{run:?}");
+    assert_eq!(run.reason.as_deref(), Some(reason), "{run:?}");
+    let ended = run.ended_at.expect("an ended run");
+    assert!(ended < slot, "withdrawn at {ended}, after its slot {slot}");
+    wait_for_wall_time(slot + chrono::Duration::seconds(1));
+    assert!(
+        !out.join("called").exists(),
+        "the function ran although its deployment was {reason}"
+    );
+    assert_eq!(daemon.stored_runs("early").len(), 1);
+}
+
+#[test]
+fn a_prestarted_run_whose_deployment_is_paused_before_its_slot_is_withdrawn() {
+    withdrawn_by(
+        |slot| manifest(slot, 6).replace("- name: early\n", "- name: early\n  paused: true\n"),
+        "deployment paused",
+    );
+}
+
+#[test]
+fn a_prestarted_run_whose_deployment_is_removed_before_its_slot_is_withdrawn() {
+    withdrawn_by(
+        |_| "deployments:\n- name: other\n  entrypoint: flows/slow.py:run\n".to_string(),
+        "deployment removed",
+    );
+}
+
+/// A pause decided at run time (`pause_after_failures`) while the next slot's interpreter
+/// is already started: that run is withdrawn too. Slots 15 s apart, each pre-started 10 s
+/// ahead, and a function that fails 8 s after its slot: the second slot is armed 3 s
+/// before the first one fails and released 7 s after.
+#[test]
+fn a_pause_after_failures_withdraws_the_next_prestarted_run() {
+    let repo = GitRepo::new();
+    let out = repo.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let first = Utc::now() + chrono::Duration::seconds(12);
+    let first = first - chrono::Duration::nanoseconds(first.timestamp_subsec_nanos().into());
+    let second = first + chrono::Duration::seconds(15);
+    let module = format!(
+        "import os, time\nOUT = {out:?}\n\ndef run():\n    slot = os.environ['SUNDIAL_SCHEDULED_FOR'][:19].replace(':', '-')\n    open(os.path.join(OUT, 'called-' + slot), 'w').write('%f' % time.time())\n    time.sleep(8)\n    raise RuntimeError('fails')\n",
+        out = out.display().to_string()
+    );
+    let manifest = format!(
+        "deployments:\n- name: early\n  entrypoint: flows/failing.py:run\n  pause_after_failures: 1\n  work_pool:\n    job_variables:\n      prestart_seconds: 10\n  schedules:\n  - interval: 15\n    anchor_date: \"{}\"\n",
+        first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    repo.commit(
+        &[
+            ("flows/failing.py", Some(&module)),
+            ("prefect.yaml", Some(&manifest)),
+        ],
+        "fails slowly",
+    );
+    let daemon = Daemon::start(repo.path());
+    let runs = daemon.runs_when(
+        "early",
+        Duration::from_secs(60),
+        "the first run to fail and the second to end",
+        |runs| runs.len() >= 2 && runs.iter().all(|r| r.ended_at.is_some()),
+    );
+    let of = |slot| {
+        runs.iter()
+            .find(|r| r.scheduled_for == Some(slot))
+            .unwrap_or_else(|| panic!("no run for {slot}: {runs:#?}"))
+    };
+    assert_eq!(of(first).state, RunState::Failed, "{runs:#?}");
+    let withdrawn = of(second);
+    assert_eq!(withdrawn.state, RunState::Cancelled, "{runs:#?}");
+    assert_eq!(withdrawn.reason.as_deref(), Some("deployment paused"));
+    assert!(withdrawn.ended_at.unwrap() < second, "{withdrawn:?}");
+    wait_for_wall_time(second + chrono::Duration::seconds(1));
+    let called: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        called.len(),
+        1,
+        "only the first slot's function ran: {called:?}"
+    );
+}
+
 #[test]
 fn prestart_seconds_with_a_command_is_ignored_with_a_warning() {
     let project = Project::new().file(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::reconcile::{reconcile, AppliedFile};
+use crate::runner::process::Withdrawal;
 use crate::scheduler::Key;
 use crate::store::{AppliedCommit, FileError, StoreError};
 use crate::validate::Diagnostic;
@@ -126,6 +127,16 @@ impl Engine {
         }
         self.applied = next;
         self.published.stale = true;
+        // Slots armed (or runs pre-started) for what this commit removes or pauses do not
+        // begin.
+        for name in &plan.removed {
+            self.withdraw(name, Withdrawal::Removed);
+        }
+        for name in &plan.changed {
+            if self.applied.deployment(name).is_some_and(|(d, _)| d.paused) {
+                self.withdraw(name, Withdrawal::Paused);
+            }
+        }
         // What this commit may make due: the schedules of the deployments it added or
         // changed (kept until they are planned, should that fail).
         for name in plan.added.iter().chain(&plan.changed) {

@@ -4,7 +4,9 @@
 //! Outcomes (DESIGN.md "Outcomes and retries"): exit 0 → Completed; non-zero → Failed;
 //! ended by the timeout → TimedOut; killed by a signal sundial did not send, or no process
 //! at all (checkout, launch or spawn failure) → Crashed; cancel → Cancelled; ended by the
-//! daemon's graceful stop → Cancelled with reason `shutdown`.
+//! daemon's graceful stop → Cancelled with reason `shutdown`; withdrawn before it began
+//! (its deployment paused or removed while its slot was armed) → Cancelled with reason
+//! `deployment paused` or `deployment removed`.
 //!
 //! The attempt's time limit (`timeout_seconds`) counts from the moment it begins (after
 //! the wait for its slot), and bounds pull steps and the main process together. When the
@@ -391,6 +393,10 @@ async fn prestarted(
             running.wait(stop).await;
             return Err(Failure::Crashed(NOT_ALIVE.into()));
         }
+        // Not to run at all: its deployment was paused or removed before its time.
+        Released::Stopped(request @ StopRequest::Withdraw(_)) => {
+            return Ok(running.end(Exit::Stopped(request)).await);
+        }
         // The release pipe closed unwritten: the bootstrap exits without calling.
         Released::Stopped(_) | Released::Lost => {}
     }
@@ -471,6 +477,9 @@ fn outcome(exit: Exit) -> (RunState, Option<i32>, Option<String>) {
         Exit::Stopped(StopRequest::Cancel) => (RunState::Cancelled, None, Some("cancelled".into())),
         Exit::Stopped(StopRequest::Shutdown) => {
             (RunState::Cancelled, None, Some("shutdown".into()))
+        }
+        Exit::Stopped(StopRequest::Withdraw(why)) => {
+            (RunState::Cancelled, None, Some(why.reason().into()))
         }
         Exit::Lost => (
             RunState::Crashed,

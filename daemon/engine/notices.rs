@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::notify::{self, deliver, Event, Payload, RunLinks};
+use crate::runner::process::Withdrawal;
 use crate::store::{NewNotice, Notice, Noticed, Pause, StoreError};
 
 use super::attempt::log_path;
@@ -128,6 +129,7 @@ impl Engine {
                     since: now,
                     note,
                 };
+                self.withdraw(&deployment, Withdrawal::Paused);
                 self.pauses.insert(deployment, pause);
                 self.publish();
             }

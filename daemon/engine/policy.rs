@@ -10,7 +10,9 @@
 //! - A waiting run starts with the deployment as it is then (definition and checkout of
 //!   the newest applied commit, recorded on its row). A deployment that is gone by then
 //!   cancels it (`deployment removed`); a paused one too (`deployment paused`): pausing
-//!   stops what waits as well as new slots.
+//!   stops what waits as well as new slots. So does an attempt armed ahead of its slot
+//!   (or pre-started) that has not begun when its deployment is paused or removed: it is
+//!   withdrawn and ends Cancelled with the same reason; one that has begun goes on.
 //! - Retries: a `Failed`, `TimedOut` or `Crashed` attempt is retried while attempts remain
 //!   (total = `retries` + 1). The ended attempt keeps its own outcome (exit code, reason);
 //!   the next attempt is a new row (trigger `retry`, same slot, attempt n+1) that waits
@@ -27,7 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::reconcile::SharedDeployment;
-use crate::runner::process::StopRequest;
+use crate::runner::process::{StopRequest, Withdrawal};
 use crate::store::{NewRun, Run, RunState, StoreError, Trigger};
 use crate::validate::desired::CollisionStrategy;
 use crate::validate::Deployment;
@@ -154,6 +156,15 @@ impl Engine {
             stop_rx,
             self.events.clone(),
         ));
+    }
+
+    /// Withdraws the attempts of `deployment` that have not begun (a slot armed ahead of its
+    /// time, a pre-started run not yet released): paused or removed, it starts nothing
+    /// more. Those that have begun ignore it.
+    pub(super) fn withdraw(&self, deployment: &str, why: Withdrawal) {
+        for flight in self.running.values().filter(|r| r.deployment == deployment) {
+            StopRequest::withdraw(&flight.stop, why);
+        }
     }
 
     /// Queues a `Pending` run behind its deployment's limit, oldest slot first.

@@ -23,7 +23,7 @@ pub mod spawn;
 pub mod timed;
 
 pub use launch::{argv, working_dir, LaunchError};
-pub use process::{kill_group, process_group_alive, Exit, Running, StopRequest};
+pub use process::{kill_group, process_group_alive, Exit, Running, StopRequest, Withdrawal};
 pub use spawn::{append_log_line, prepare, spawn, Prepared, ProcessSpec, SpawnError};
 
 #[cfg(test)]

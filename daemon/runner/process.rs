@@ -42,6 +42,43 @@ pub enum StopRequest {
     Cancel,
     /// The daemon is stopping.
     Shutdown,
+    /// The run's deployment was paused or removed before the run began: a run that has
+    /// not begun (its slot's instant not come, or a pre-started run not yet released)
+    /// does not; one that has begun ignores it and goes on. Never replaces a cancel or a
+    /// stop ([`StopRequest::withdraw`]).
+    Withdraw(Withdrawal),
+}
+
+/// Why a run that had not begun was withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    Paused,
+    Removed,
+}
+
+impl Withdrawal {
+    /// The run's reason, as a cancelled waiting run of such a deployment has it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Withdrawal::Paused => "deployment paused",
+            Withdrawal::Removed => "deployment removed",
+        }
+    }
+}
+
+impl StopRequest {
+    /// Asks a run that has not begun not to: sets the request unless a cancel or a stop is
+    /// already there (either ends the run whatever it is doing; a withdrawal would let a
+    /// begun run go on).
+    pub fn withdraw(stop: &tokio::sync::watch::Sender<Option<StopRequest>>, why: Withdrawal) {
+        stop.send_if_modified(|request| {
+            if request.is_some() {
+                return false;
+            }
+            *request = Some(StopRequest::Withdraw(why));
+            true
+        });
+    }
 }
 
 /// Why a process ended.
@@ -94,8 +131,10 @@ impl Running {
             let mut stop_open = true;
             let why = loop {
                 let requested = *stop.borrow_and_update();
-                if let Some(request) = requested {
-                    break Exit::Stopped(request);
+                match requested {
+                    // Begun: a withdrawal comes too late and the run goes on.
+                    None | Some(StopRequest::Withdraw(_)) => {}
+                    Some(request) => break Exit::Stopped(request),
                 }
                 tokio::select! {
                     status = self.child.wait() => {
@@ -112,6 +151,14 @@ impl Running {
             self.drain().await;
             why
         }
+    }
+
+    /// Ends a process that is not to run (a pre-started run withdrawn before its release):
+    /// its group is stopped as for a cancel, and `why` is what it ended by.
+    pub async fn end(mut self, why: Exit) -> Exit {
+        self.terminate(why).await;
+        self.drain().await;
+        why
     }
 
     fn exited(&mut self, status: io::Result<ExitStatus>) -> Exit {
@@ -150,6 +197,7 @@ impl Running {
             Exit::TimedOut => format!("timed out after {:?}", self.timeout.unwrap_or_default()),
             Exit::Stopped(StopRequest::Cancel) => "cancelled".to_string(),
             Exit::Stopped(StopRequest::Shutdown) => "the daemon is stopping".to_string(),
+            Exit::Stopped(StopRequest::Withdraw(why)) => format!("withdrawn ({})", why.reason()),
             _ => "stopping".to_string(),
         };
         self.note(&format!(

@@ -199,6 +199,33 @@ async fn cancel_stops_a_running_group() {
 }
 
 #[tokio::test]
+async fn a_begun_process_ignores_a_withdrawal_which_never_replaces_a_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    // Withdrawn before the wait: a process that has begun goes on to its own end.
+    let begun = sh(dir.path(), "sleep 0.2; exit 3");
+    let (stop, stop_rx) = watch::channel(None);
+    StopRequest::withdraw(&stop, Withdrawal::Paused);
+    assert_eq!(
+        *stop.borrow(),
+        Some(StopRequest::Withdraw(Withdrawal::Paused))
+    );
+    assert_eq!(spawn(&begun).unwrap().wait(stop_rx).await, Exit::Code(3));
+    // A cancel or a stop already asked for stays: the withdrawal would let a run go on.
+    for asked in [StopRequest::Cancel, StopRequest::Shutdown] {
+        let (stop, _stop_rx) = watch::channel(Some(asked));
+        StopRequest::withdraw(&stop, Withdrawal::Removed);
+        assert_eq!(*stop.borrow(), Some(asked));
+    }
+    // A cancel after it replaces it, and stops the process.
+    let long = spec(dir.path(), &["sleep", "1000"]);
+    let (stop, stop_rx) = watch::channel(None);
+    StopRequest::withdraw(&stop, Withdrawal::Paused);
+    let waiting = tokio::spawn(spawn(&long).unwrap().wait(stop_rx));
+    stop.send(Some(StopRequest::Cancel)).unwrap();
+    assert_eq!(waiting.await.unwrap(), Exit::Stopped(StopRequest::Cancel));
+}
+
+#[tokio::test]
 async fn a_stop_requested_before_waiting_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), &["sleep", "1000"]);
