@@ -1,0 +1,1 @@
+"""The figures of benches/harness.py, one module each, and what they share (common)."""
