@@ -20,6 +20,7 @@ def wrk(args, url):
         raise RuntimeError(f"wrk {url}: {errors.group(1)} non-2xx answers")
     return rps, p99
 
+
 def one_client(args, url):
     """Requests/s and p99 (ms) of one client asking `url` in a loop (when wrk is missing)."""
     times, end = [], time.time() + args.wrk_seconds
@@ -29,6 +30,7 @@ def one_client(args, url):
             raise RuntimeError(f"GET {url} failed")
         times.append(time.perf_counter() - t)
     return len(times) / sum(times), pct(times, 99) * 1000
+
 
 def api(args, tmp, rows):
     n = args.store_runs

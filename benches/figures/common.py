@@ -14,10 +14,13 @@ from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+
 MARK = uuid.uuid4().hex
+
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@sundial.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@sundial.invalid"}
+
 
 def base_env(**extra):
     env = {k: v for k, v in os.environ.items()
@@ -26,6 +29,7 @@ def base_env(**extra):
     env["SUNDIAL_BENCH_MARK"] = MARK
     env.update(extra)
     return env
+
 
 class Procs:
     """The process groups started by the harness, ended at cleanup."""
@@ -69,6 +73,7 @@ class Procs:
                 break
             time.sleep(0.2)
 
+
 def has_mark(pid):
     if int(pid) == os.getpid():
         return False
@@ -78,11 +83,14 @@ def has_mark(pid):
     except OSError:
         return False
 
+
 PROCS = Procs()
+
 
 def git(repo, *args):
     return subprocess.run(["git", *args], cwd=repo, env=base_env(), check=True, capture_output=True,
                           text=True).stdout.strip()
+
 
 def make_repo(path, files):
     os.makedirs(path)
@@ -92,12 +100,14 @@ def make_repo(path, files):
     git(path, "commit", "-q", "-m", "bench")
     return git(path, "rev-parse", "HEAD")
 
+
 def write_files(repo, files):
     for rel, text in files.items():
         full = os.path.join(repo, rel)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, "w") as f:
             f.write(text)
+
 
 def get(url, timeout=10):
     try:
@@ -108,6 +118,7 @@ def get(url, timeout=10):
     except OSError:
         return 0, ""
 
+
 def wait_for(what, within, cond, every=0.005):
     deadline = time.time() + within
     while True:
@@ -117,6 +128,7 @@ def wait_for(what, within, cond, every=0.005):
         if time.time() > deadline:
             raise RuntimeError(f"timed out after {within:.0f} s waiting for {what}")
         time.sleep(every)
+
 
 class Daemon:
     """A sundial daemon on a temporary state directory; `started` is just before exec."""
@@ -165,16 +177,19 @@ class Daemon:
     def stop(self):
         PROCS.stop(self.proc, grace=60)
 
+
 def rss_kib(pid, field="VmRSS"):
     """VmRSS (all resident pages), or RssAnon (the process's own memory) or RssFile (pages of
     its binary and libraries: page cache, shared and reclaimable) from /proc/PID/status."""
     with open(f"/proc/{pid}/status") as f:
         return int(next(l for l in f if l.startswith(field + ":")).split()[1])
 
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def group_rss_mib(pgid):
     """RSS of every process whose process group or session is `pgid`."""
@@ -189,15 +204,19 @@ def group_rss_mib(pgid):
             pass
     return total / 1024
 
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
+
 def epoch(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
+
 def iso(t):
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def stamped(path):
     """How many stamp lines `path` has: cheap enough to poll while a burst runs (parsing
@@ -208,8 +227,10 @@ def stamped(path):
     except FileNotFoundError:
         return 0
 
+
 def sleep_until(t):
     time.sleep(max(0.0, t - time.time()))
+
 
 class CoresBusy:
     """The share of all cores' time spent busy (not idle, not waiting for I/O) from its
@@ -229,6 +250,7 @@ class CoresBusy:
         elapsed = total - self.start[0]
         return 1 - (idle - self.start[1]) / elapsed if elapsed else 0.0
 
+
 def read_stamps(path, after=None):
     """(started, scheduled_for) of each stamp line, scheduled_for after `after` if given."""
     out = []
@@ -246,8 +268,10 @@ def read_stamps(path, after=None):
             out.append((float(parts[0]), scheduled))
     return out
 
+
 def lateness_ms(stamps):
     return [(started - scheduled) * 1000 for started, scheduled in stamps]
+
 
 def deployment(name, command=None, entrypoint=None, schedule="", extra=""):
     text = f"  - name: {name}\n"
@@ -257,6 +281,7 @@ def deployment(name, command=None, entrypoint=None, schedule="", extra=""):
         text += f"    work_pool:\n      job_variables:\n        command: {command}\n"
     text += f"    schedules:\n      - {schedule}\n{extra}"
     return text
+
 
 class Row:
     def __init__(self, figure, target):
@@ -269,8 +294,10 @@ class Row:
         self.sundial, self.peer, self.ratio, self.met = sundial, peer, ratio, met
         self.ok = True
 
+
 def yes_no(cond):
     return "yes" if cond else "no"
+
 
 def free_port():
     import socket

@@ -88,6 +88,7 @@ def lateness_phase(args, tmp, name, loaded, rows):
                                  f"{pct(ea, 99) / pct(py, 99):.3f}" if pct(py, 99) > 0 else "-",
                                  yes_no(pct(ea, 99) <= 5))
 
+
 STAMP_PY = '''import os
 import time
 
@@ -97,6 +98,7 @@ def stamp(path):
     with open(path, "a") as f:
         f.write(f"{now:.6f} {os.environ.get('SUNDIAL_SCHEDULED_FOR', '-')}\\n")
 '''
+
 
 PREFECT_FLOW = '''import time
 
@@ -129,6 +131,7 @@ with get_client(sync_client=True) as client:
         at = datetime.fromtimestamp(first + i * interval, timezone.utc)
         client.create_flow_run_from_deployment(deployment.id, state=Scheduled(scheduled_time=at))
 '''
+
 
 def prefect_peer(args, tmp, rows):
     """The Python entrypoint figure's peer: a Prefect 3 server and process worker running the

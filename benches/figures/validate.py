@@ -13,6 +13,7 @@ prefect-version: 3.1.0
 deployments:
 """
 
+
 def generate_validate(n, path):
     zones = ["America/Chicago", "Europe/Madrid", "UTC", "Asia/Kolkata", "Australia/Lord_Howe"]
     with open(path, "w") as f:
@@ -42,6 +43,7 @@ def generate_validate(n, path):
     retry_delay_seconds: [10, 60]
 """)
 
+
 def time_command(args, argv, cwd):
     """Mean wall time (ms) of `argv`: hyperfine when installed, else a loop here."""
     runs = 3 if args.quick else 20
@@ -59,6 +61,7 @@ def time_command(args, argv, cwd):
         subprocess.run(argv, cwd=cwd, capture_output=True, env=base_env())
         times.append((time.perf_counter() - t0) * 1000)
     return pct(times, 50), "python timer"
+
 
 def validate(args, tmp, rows):
     n = args.validate_deployments
