@@ -157,6 +157,60 @@ fn a_prestarted_run_whose_deployment_is_removed_before_its_slot_is_withdrawn() {
 /// ahead, and a function that fails 8 s after its slot: the second slot is armed 3 s
 /// before the first one fails and released 7 s after.
 #[test]
+fn a_prestarted_run_whose_schedule_changes_before_its_slot_is_withdrawn() {
+    withdrawn_by(
+        |slot| manifest(slot + chrono::Duration::minutes(30), 6),
+        "schedule changed",
+    );
+}
+
+#[test]
+fn a_prestarted_run_whose_schedule_is_made_inactive_before_its_slot_is_withdrawn() {
+    withdrawn_by(
+        |slot| {
+            manifest(slot, 6).replace(
+                "  - interval: 3600\n",
+                "  - interval: 3600\n    active: false\n",
+            )
+        },
+        "schedule inactive",
+    );
+}
+
+/// A commit while the interpreter waits that leaves its slot a slot: the run is not
+/// withdrawn, and its function is called on the dot, once.
+fn goes_on_after(change: impl Fn(DateTime<Utc>) -> String) {
+    let (repo, out, slot) = setup(6, 9);
+    let daemon = Daemon::start(repo.path());
+    wait_until(Duration::from_secs(30), "the early import", || {
+        std::fs::read_to_string(out.join("imported")).ok()
+    });
+    let changed = change(slot);
+    assert_ne!(changed, manifest(slot, 6));
+    repo.commit(&[("prefect.yaml", Some(&changed))], "changed");
+    let run = daemon.ended_run("early", Duration::from_secs(30));
+    assert_eq!(run.state, RunState::Completed, "{run:?}");
+    assert_eq!(run.scheduled_for, Some(slot));
+    assert!(out.join("called").exists(), "the function was not called");
+    wait_for_wall_time(slot + chrono::Duration::seconds(1));
+    assert_eq!(daemon.stored_runs("early").len(), 1, "the slot ran twice");
+}
+
+#[test]
+fn a_prestarted_run_goes_on_when_a_commit_changes_something_else() {
+    goes_on_after(|slot| {
+        manifest(slot, 6).replace("- name: early\n", "- name: early\n  description: changed\n")
+    });
+}
+
+#[test]
+fn a_prestarted_run_goes_on_when_the_new_timing_still_has_its_slot() {
+    // Every 30 minutes from the same anchor: the slot is still one (and the new timing is
+    // planned from after it, so withdrawing it would lose the run).
+    goes_on_after(|slot| manifest(slot, 6).replace("interval: 3600", "interval: 1800"));
+}
+
+#[test]
 fn a_pause_after_failures_withdraws_the_next_prestarted_run() {
     let repo = GitRepo::new();
     let out = repo.path().join("out");

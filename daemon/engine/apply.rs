@@ -127,14 +127,16 @@ impl Engine {
         }
         self.applied = next;
         self.published.stale = true;
-        // Slots armed (or runs pre-started) for what this commit removes or pauses do not
-        // begin.
+        // Slots armed (or runs pre-started) for what this commit removes or pauses, or whose
+        // schedule it changes, do not begin.
         for name in &plan.removed {
             self.withdraw(name, Withdrawal::Removed);
         }
         for name in &plan.changed {
-            if self.applied.deployment(name).is_some_and(|(d, _)| d.paused) {
-                self.withdraw(name, Withdrawal::Paused);
+            match self.applied.deployment(name) {
+                Some((d, _)) if d.paused => self.withdraw(name, Withdrawal::Paused),
+                Some((d, _)) => self.withdraw_changed_slots(d),
+                None => {}
             }
         }
         // What this commit may make due: the schedules of the deployments it added or

@@ -12,7 +12,9 @@
 //!   cancels it (`deployment removed`); a paused one too (`deployment paused`): pausing
 //!   stops what waits as well as new slots. So does an attempt armed ahead of its slot
 //!   (or pre-started) that has not begun when its deployment is paused or removed: it is
-//!   withdrawn and ends Cancelled with the same reason; one that has begun goes on.
+//!   withdrawn and ends Cancelled with the same reason; one that has begun goes on. A
+//!   commit that changes the timing of the schedule a slot was armed for, or makes it
+//!   inactive, withdraws that slot likewise (`schedule changed`, `schedule inactive`).
 //! - Retries: a `Failed`, `TimedOut` or `Crashed` attempt is retried while attempts remain
 //!   (total = `retries` + 1). The ended attempt keeps its own outcome (exit code, reason);
 //!   the next attempt is a new row (trigger `retry`, same slot, attempt n+1) that waits
@@ -46,6 +48,49 @@ pub struct InFlight {
     pub cancel_requested: bool,
     /// When it was started (for time-to-completion SLAs).
     pub started_at: DateTime<Utc>,
+    /// For a scheduled slot: which slot it is (a commit that leaves it no slot withdraws
+    /// it if it has not begun).
+    pub slot_of: Option<Box<ArmedSlot>>,
+}
+
+/// The slot an attempt was armed for: its schedule's id, that schedule's timing then, and
+/// its instant.
+pub struct ArmedSlot {
+    pub schedule_id: String,
+    pub timing: Arc<str>,
+    pub at: DateTime<Utc>,
+}
+
+impl ArmedSlot {
+    /// Why `deployment` (as a newer commit has it) no longer has this slot, if it does not:
+    /// its schedule was made inactive, or no active schedule fires at its instant any more
+    /// (the same timing, or a new timing that still has the instant, keeps it: the new
+    /// timing is planned from after the armed slots, so a withdrawal would lose the run).
+    /// A schedule anchored at the commit that introduced it is anchored anew by a change,
+    /// so only the same timing keeps its slot.
+    pub fn withdrawal(&self, deployment: &Deployment) -> Option<Withdrawal> {
+        let same = deployment
+            .schedules
+            .iter()
+            .find(|s| s.id == self.schedule_id);
+        if same.is_some_and(|s| !s.active) {
+            return Some(Withdrawal::ScheduleInactive);
+        }
+        let fires_then = |s: &&crate::validate::desired::PlannedSchedule| {
+            s.active
+                && (s.fingerprint == self.timing
+                    || (!s.anchored_at_commit
+                        && s.schedule
+                            .next_after(self.at - chrono::TimeDelta::milliseconds(1))
+                            .is_some_and(|fire| fire.at == self.at)))
+        };
+        let kept = match same {
+            Some(s) => fires_then(&s),
+            // Another identity (its parameters or timing changed without a slug).
+            None => deployment.schedules.iter().any(|s| fires_then(&s)),
+        };
+        (!kept).then_some(Withdrawal::ScheduleChanged)
+    }
 }
 
 /// What to do with a run that wants to start.
@@ -109,6 +154,19 @@ impl Engine {
         epoch: Option<i64>,
     ) {
         let (stop, stop_rx) = watch::channel(None);
+        let slot_of = row
+            .schedule_id
+            .as_ref()
+            .filter(|_| row.trigger == Trigger::Schedule)
+            .and_then(|sid| deployment.schedules.iter().find(|s| &s.id == sid))
+            .zip(row.scheduled_for)
+            .map(|(s, at)| {
+                Box::new(ArmedSlot {
+                    schedule_id: s.id.clone(),
+                    timing: Arc::clone(&s.fingerprint),
+                    at,
+                })
+            });
         self.running.insert(
             id,
             InFlight {
@@ -117,6 +175,7 @@ impl Engine {
                 deployment: deployment.name.clone(),
                 cancel_requested: false,
                 started_at: Utc::now(),
+                slot_of,
             },
         );
         let tz = row
@@ -164,6 +223,25 @@ impl Engine {
     pub(super) fn withdraw(&self, deployment: &str, why: Withdrawal) {
         for flight in self.running.values().filter(|r| r.deployment == deployment) {
             StopRequest::withdraw(&flight.stop, why);
+        }
+    }
+
+    /// Withdraws the scheduled slots of `deployment` (as a commit now has it) that have not
+    /// begun and are no longer slots ([`ArmedSlot::withdrawal`]). Prefect likewise drops the
+    /// scheduled runs of a schedule it changes.
+    pub(super) fn withdraw_changed_slots(&self, deployment: &Deployment) {
+        for flight in self
+            .running
+            .values()
+            .filter(|r| r.deployment == deployment.name)
+        {
+            if let Some(why) = flight
+                .slot_of
+                .as_ref()
+                .and_then(|s| s.withdrawal(deployment))
+            {
+                StopRequest::withdraw(&flight.stop, why);
+            }
         }
     }
 

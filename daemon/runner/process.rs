@@ -52,16 +52,26 @@ pub enum StopRequest {
 /// Why a run that had not begun was withdrawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Withdrawal {
+    /// Its deployment was paused.
     Paused,
+    /// Its deployment was removed.
     Removed,
+    /// The timing of the schedule it was armed for changed, or that schedule was removed:
+    /// its slot is no longer one.
+    ScheduleChanged,
+    /// The schedule it was armed for was made inactive (`active: false`).
+    ScheduleInactive,
 }
 
 impl Withdrawal {
-    /// The run's reason, as a cancelled waiting run of such a deployment has it.
+    /// The run's reason (a cancelled waiting run of a paused or removed deployment has the
+    /// same).
     pub fn reason(self) -> &'static str {
         match self {
             Withdrawal::Paused => "deployment paused",
             Withdrawal::Removed => "deployment removed",
+            Withdrawal::ScheduleChanged => "schedule changed",
+            Withdrawal::ScheduleInactive => "schedule inactive",
         }
     }
 }
