@@ -23,6 +23,7 @@ pub mod paths;
 mod pull;
 pub mod render;
 mod report;
+mod schedules;
 pub mod schema;
 mod sla;
 mod templates;
