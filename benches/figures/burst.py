@@ -6,7 +6,7 @@ import re
 import time
 
 from .common import (
-    CoresBusy, Daemon, PROCS, deployment, get, git, iso, make_repo, pct, read_stamps,
+    CoresBusy, Daemon, PROCS, commit_applied, deployment, get, iso, make_repo, pct, read_stamps,
     sleep_until, stamped, wait_for, yes_no,
 )
 
@@ -50,14 +50,9 @@ def burst(args, tmp, rows):
             text = f.read()
         with open(path, "w") as f:
             f.write(re.sub(r"description: deployment 0( edit \d+)?\n", f"description: deployment 0 edit {k}\n", text, 1))
-        git(repo, "add", "-A")
-        t0 = time.perf_counter()
-        git(repo, "commit", "-q", "-m", f"edit {k}")
-        t1 = time.perf_counter()
-        sha = git(repo, "rev-parse", "HEAD")
-        wait_for("the edit to be applied", 60, lambda: daemon.json("/api/status").get("commit") == sha, every=0.002)
-        late_ms.append((time.perf_counter() - t1) * 1000)
-        git_ms.append((t1 - t0) * 1000)
+        committing, applying = commit_applied(repo, daemon, f"edit {k}")
+        git_ms.append(committing)
+        late_ms.append(applying)
         time.sleep(0.2)
     if late_ms:
         rows["edit"].set(f"p50 {pct(late_ms, 50):.0f}, max {max(late_ms):.0f} ms ({len(late_ms)} commits)",

@@ -3,7 +3,7 @@
 import os
 import time
 
-from .common import Daemon, deployment, git, make_repo, pct, wait_for, write_files, yes_no
+from .common import Daemon, commit_applied, deployment, make_repo, pct, write_files, yes_no
 
 
 def commits(args, tmp, rows):
@@ -21,14 +21,9 @@ def commits(args, tmp, rows):
     late, gits = [], []
     for i in range(1, args.commits + 1):
         write_files(repo, manifest(i))
-        git(repo, "add", "-A")
-        t0 = time.perf_counter()
-        git(repo, "commit", "-q", "-m", str(i))
-        t1 = time.perf_counter()
-        sha = git(repo, "rev-parse", "HEAD")
-        wait_for("the commit to be applied", 60, lambda: daemon.json("/api/status").get("commit") == sha, every=0.002)
-        late.append((time.perf_counter() - t1) * 1000)
-        gits.append((t1 - t0) * 1000)
+        committing, applying = commit_applied(repo, daemon, str(i))
+        gits.append(committing)
+        late.append(applying)
         time.sleep(0.05)
     daemon.stop()
     rows["commit"].figure += f" [{len(late)} commits]"

@@ -101,6 +101,18 @@ def make_repo(path, files):
     return git(path, "rev-parse", "HEAD")
 
 
+def commit_applied(repo, daemon, message):
+    """Commits what is in the work tree; returns (ms `git commit` took, ms from its return
+    to /api/status showing the commit, polled every 2 ms)."""
+    git(repo, "add", "-A")
+    t0 = time.perf_counter()
+    git(repo, "commit", "-q", "-m", message)
+    t1 = time.perf_counter()
+    sha = git(repo, "rev-parse", "HEAD")
+    wait_for("the commit to be applied", 60, lambda: daemon.json("/api/status").get("commit") == sha, every=0.002)
+    return (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
+
+
 def write_files(repo, files):
     for rel, text in files.items():
         full = os.path.join(repo, rel)

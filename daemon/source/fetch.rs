@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::runner::kill_group;
+
 use super::{Repo, SourceError};
 
 /// How long `git fetch` may take before it is killed.
@@ -38,14 +40,7 @@ fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
 /// git removes its lock files and temporary packs. Does not wait for them.
 pub fn stop_fetches() {
     for &pid in running().iter() {
-        signal_group(pid, Signal::SIGTERM);
-    }
-}
-
-/// Sends `signal` to the process group led by `pid` (a fetch's `git`).
-fn signal_group(pid: u32, signal: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+        let _ = kill_group(pid, Signal::SIGTERM);
     }
 }
 
@@ -108,9 +103,9 @@ impl Repo {
                 // reads to EOF first), so its pid still names its process group. SIGTERM
                 // first: on it git removes its lock files, which a SIGKILL would leave
                 // behind to fail every later fetch; SIGKILL if the group is still there.
-                signal_group(pid, Signal::SIGTERM);
+                let _ = kill_group(pid, Signal::SIGTERM);
                 if done_rx.recv_timeout(KILL_AFTER).is_err() {
-                    signal_group(pid, Signal::SIGKILL);
+                    let _ = kill_group(pid, Signal::SIGKILL);
                     // Reap it; should something outside the group hold the pipe open,
                     // give up on the thread rather than hang the caller.
                     let _ = done_rx.recv_timeout(Duration::from_secs(5));
